@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from clinloop.data.sample import MultiRaterSample
+from clinloop.errors import DataError
+
+
+def make(shape=(8, 10), r=3):
+    img = np.arange(np.prod(shape), dtype=np.float32).reshape(1, *shape)
+    masks = np.zeros((r, *shape), bool)
+    masks[:, 2:5, 3:7] = True
+    return MultiRaterSample(img, masks, spacing=(2.0,) * len(shape), affine=np.diag([2.0] * len(shape) + [1.0] * (4 - len(shape))))
+
+
+def test_single_mask_promoted_and_ids():
+    s = MultiRaterSample(np.zeros((1, 4, 4)), np.zeros((4, 4), np.uint8))
+    assert s.n_raters == 1 and s.rater_ids == ["0"] and s.spacing == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "image,masks,msg",
+    [
+        (np.zeros((4, 4)), np.zeros((1, 4, 4)), "channels-first"),
+        (np.zeros((1, 4, 4)), np.zeros((1, 4, 5)), "spatial shape"),
+        (np.zeros((1, 4, 4)), np.full((1, 4, 4), 2), "binary"),
+        (np.full((1, 4, 4), np.nan), np.zeros((1, 4, 4)), "NaN"),
+        (np.zeros((1, 0, 4)), np.zeros((1, 0, 4)), "empty"),
+    ],
+)
+def test_bad_input(image, masks, msg):
+    with pytest.raises(DataError, match=msg):
+        MultiRaterSample(image, masks)
+
+
+def test_zero_raters_allowed_but_require_raters_refuses():
+    s = MultiRaterSample(np.zeros((1, 4, 4)), np.zeros((0, 4, 4)))
+    with pytest.raises(DataError, match="zero valid raters"):
+        s.require_raters()
+
+
+def test_transforms_move_image_and_raters_together():
+    s = make()
+    c = s.crop((slice(2, 6), slice(3, 9)))
+    assert c.image.shape == (1, 4, 6) and c.masks.shape == (3, 4, 6)
+    assert c.image[0, 0, 0] == s.image[0, 2, 3]
+    # the crop's first voxel sits at the same world position as before
+    np.testing.assert_allclose(c.affine @ [0, 0, 0, 1], s.affine @ [2, 3, 0, 1])
+    f = s.flip(1)
+    np.testing.assert_array_equal(f.masks[:, :, ::-1], s.masks)
+    np.testing.assert_allclose(f.affine @ [0, 0, 0, 1], s.affine @ [0, 9, 0, 1])
+    r = s.resize((16, 20))
+    assert r.masks.shape == (3, 16, 20) and r.spacing == (1.0, 1.0)
+    assert r.masks.sum() == 4 * s.masks.sum()
+
+
+def test_3d():
+    s = make((4, 6, 6), r=2)
+    assert s.spatial_ndim == 3 and s.flip(0).masks.shape == (2, 4, 6, 6)
