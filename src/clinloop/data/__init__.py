@@ -1,0 +1,5 @@
+"""Multi-rater data: the sample type, dataset readers, fusion, splits, synthetic data."""
+from clinloop.data.registry import Dataset, ListDataset, available_formats, detect_format, load_dataset
+from clinloop.data.sample import MultiRaterSample
+
+__all__ = ["MultiRaterSample", "Dataset", "ListDataset", "load_dataset", "detect_format", "available_formats"]

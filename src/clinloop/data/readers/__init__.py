@@ -1,0 +1,1 @@
+"""One module per dataset layout; each registers itself (see clinloop.data.registry)."""

@@ -1,0 +1,169 @@
+"""Dataset layouts: detection, explicit override, loading.
+
+A *reader* turns a path into a :class:`Dataset` (a lazy sequence of
+:class:`~clinloop.data.sample.MultiRaterSample`). Each layout registers itself
+with :func:`register_reader`; :func:`load_dataset` picks one by ``format=`` or by
+asking each reader's ``detect`` in registration order (most specific first).
+
+Reader modules are imported on first use (``_READER_MODULES``) so importing
+``clinloop.data`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from clinloop.data.sample import MultiRaterSample
+from clinloop.errors import DataError, UnknownFormatError
+
+
+class Dataset(Sequence[MultiRaterSample]):
+    """A lazy, indexable collection of samples.
+
+    Subclasses implement ``__len__`` and ``_load(i)``; ``case_ids`` and
+    ``patient_ids`` must be available without loading images (splits use them).
+    """
+
+    name: str = "dataset"
+    format: str = "?"
+    path: Path | None = None
+
+    def __init__(self, case_ids: list[str], patient_ids: list[str] | None = None):
+        self.case_ids = list(case_ids)
+        self.patient_ids = list(patient_ids) if patient_ids is not None else list(case_ids)
+        if len(self.patient_ids) != len(self.case_ids):
+            raise ValueError("patient_ids and case_ids differ in length")
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"case index {i} out of range for {len(self)} cases")
+        return self._load(i)
+
+    def __iter__(self) -> Iterator[MultiRaterSample]:
+        for i in range(len(self)):
+            yield self._load(i)
+
+    def _load(self, i: int) -> MultiRaterSample:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def subset(self, indices: Sequence[int]) -> "Subset":
+        return Subset(self, indices)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.format} {len(self)} cases from {self.path}>"
+
+
+class Subset(Dataset):
+    """A view of some cases of another dataset (used for splits and --limit)."""
+
+    def __init__(self, parent: Dataset, indices: Sequence[int]):
+        self.parent = parent
+        self.indices = [int(i) for i in indices]
+        super().__init__([parent.case_ids[i] for i in self.indices], [parent.patient_ids[i] for i in self.indices])
+        self.name, self.format, self.path = parent.name, parent.format, parent.path
+
+    def _load(self, i: int) -> MultiRaterSample:
+        return self.parent[self.indices[i]]
+
+
+class ListDataset(Dataset):
+    """Samples already in memory (synthetic data, tests, uploads)."""
+
+    def __init__(self, samples: Sequence[MultiRaterSample], name: str = "in-memory", format: str = "memory"):
+        self.samples = list(samples)
+        super().__init__([s.case_id for s in self.samples], [s.patient_id for s in self.samples])
+        self.name, self.format = name, format
+
+    def _load(self, i: int) -> MultiRaterSample:
+        return self.samples[i]
+
+
+@dataclass(frozen=True)
+class Reader:
+    name: str
+    detect: Callable[[Path], bool]
+    read: Callable[..., Dataset]
+    description: str = ""
+
+
+READERS: dict[str, Reader] = {}
+
+# modules that register readers, imported lazily in this order (detection order)
+_READER_MODULES: list[str] = [
+    "clinloop.data.readers.lidc",
+    "clinloop.data.readers.riga",
+    "clinloop.data.readers.qubiq",
+    "clinloop.data.readers.bubil",
+    "clinloop.data.readers.isic",
+    "clinloop.data.readers.canonical",
+    "clinloop.data.readers.single",  # single images / volumes / DICOM series: last
+]
+_loaded = False
+
+
+def register_reader(name: str, detect: Callable[[Path], bool], description: str = ""):
+    """Decorator: ``@register_reader("lidc", detect_fn)`` on a ``read(path, **opts)``."""
+
+    def deco(read: Callable[..., Dataset]):
+        READERS[name] = Reader(name, detect, read, description)
+        return read
+
+    return deco
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in _READER_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+    _loaded = True
+
+
+def available_formats() -> list[str]:
+    _ensure_loaded()
+    return list(READERS)
+
+
+def detect_format(path: str | Path) -> str:
+    """The name of the first reader whose ``detect`` accepts ``path``."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file or folder", path)
+    _ensure_loaded()
+    for r in READERS.values():
+        try:
+            if r.detect(path):
+                return r.name
+        except OSError:
+            continue
+    raise UnknownFormatError(
+        f"unknown layout; pass --format with one of: {', '.join(READERS)}", path
+    )
+
+
+def load_dataset(path: str | Path, format: str | None = None, **options) -> Dataset:
+    """Open ``path`` as a multi-rater dataset. ``format`` overrides detection;
+    reader-specific ``options`` (e.g. ``structure="cup"`` for RIGA,
+    ``task=1`` for QUBIQ, ``volumes=True`` for LIDC) are passed through."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file or folder", path)
+    _ensure_loaded()
+    name = format or detect_format(path)
+    if name not in READERS:
+        raise UnknownFormatError(f"unknown format {name!r}; choose from {', '.join(READERS)}", path)
+    return READERS[name].read(path, **options)
