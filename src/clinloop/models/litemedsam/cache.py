@@ -1,0 +1,141 @@
+"""On-disk cache of LiteMedSAM image embeddings.
+
+An embedding ``(256, 64, 64)`` is stored as float16 ``.npy`` (2 MiB) under
+``clinloop.paths.cache_dir() / "embeddings" / <encoder id> / <key>.npy`` where
+``key`` is the sha256 of the preprocessed input (float32 ``(3, 256, 256)``
+bytes and shape) and ``<encoder id>`` names the weights and encoder variant
+(``model.image_encoder.weights_id``, set by ``build_litemedsam``; for other
+weights a sha256 of the encoder's state dict). Files are written atomically.
+
+Embeddings are returned float32 but *always* rounded through float16, whether
+they came from the disk or were just computed, so results do not depend on
+the cache's state. (Rounding changes the decoder's logits by ~1e-2 at most;
+see tests/test_litemedsam.py.)
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from clinloop.atomic import atomic_path
+from clinloop.paths import cache_dir
+
+log = logging.getLogger(__name__)
+EMBED_SHAPE = (256, 64, 64)
+
+
+def input_key(x: torch.Tensor) -> str:
+    """sha256 of a preprocessed input ``(3, 256, 256)`` (float32 bytes + shape)."""
+    a = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    h = hashlib.sha256(str(a.shape).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def encoder_id(encoder: nn.Module) -> str:
+    """Name of an encoder's weights: its ``weights_id`` attribute, else a sha256
+    fingerprint of its state dict (so fine-tuned or random encoders never share
+    entries with the pretrained one)."""
+    if getattr(encoder, "image_encoder", None) is not None:  # a whole LiteMedSAM
+        encoder = encoder.image_encoder
+    wid = getattr(encoder, "weights_id", None)
+    if wid:
+        return str(wid)
+    h = hashlib.sha256(repr(getattr(encoder, "config", type(encoder).__name__)).encode())
+    for k, v in encoder.state_dict().items():
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v.detach().cpu().numpy()).tobytes())
+    return "enc-" + h.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Folder of float16 embeddings for one encoder (``root/<encoder id>/``)."""
+
+    def __init__(self, encoder_name: str, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "embeddings"
+        self.folder = self.root / encoder_name
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The stored float16 embedding, or ``None`` (missing or unreadable:
+        an unreadable file is logged and treated as a miss)."""
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            a = np.load(p, allow_pickle=False)
+        except Exception as e:  # truncated/corrupt: recompute and overwrite
+            log.warning("ignoring unreadable cached embedding %s: %s", p, e)
+            return None
+        if a.shape != EMBED_SHAPE or a.dtype != np.float16:
+            log.warning("ignoring cached embedding %s with shape %s dtype %s", p, a.shape, a.dtype)
+            return None
+        return a
+
+    def put(self, key: str, embedding: np.ndarray) -> None:
+        a = np.asarray(embedding, dtype=np.float16)
+        if a.shape != EMBED_SHAPE:
+            raise ValueError(f"embedding must be {EMBED_SHAPE}; got {a.shape}")
+        with atomic_path(self.path(key), suffix=".npy") as tmp:
+            np.save(tmp, a)
+
+
+def embed(images: torch.Tensor | Sequence[torch.Tensor], encoder: nn.Module, *, cache: bool | EmbeddingCache = True,
+          batch_size: int = 4, progress: bool | None = None) -> torch.Tensor:
+    """Embeddings of preprocessed images (see :func:`.preprocess.preprocess`).
+
+    ``images``: ``(N, 3, 256, 256)`` or a sequence of ``(3, 256, 256)``, values in
+    [0, 1]. ``encoder``: the image encoder or a whole ``LiteMedSAM``.
+    ``cache``: True -> the default on-disk cache, an :class:`EmbeddingCache`, or
+    False. ``progress``: tqdm bar; default on when more than 8 images must be
+    computed. Returns float32 ``(N, 256, 64, 64)`` (values float16-rounded),
+    computed without autograd, on the encoder's device.
+    """
+    if isinstance(images, torch.Tensor) and images.ndim == 3:
+        raise ValueError(f"images must be (N, 3, 256, 256); got a single {tuple(images.shape)} image (add a batch axis)")
+    items = list(images)
+    for i, x in enumerate(items):
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != (3, 256, 256):
+            shape = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise ValueError(f"image {i} must be a preprocessed (3, 256, 256) tensor; got {shape} (use preprocess() first)")
+    net = getattr(encoder, "image_encoder", encoder)
+    dev = next(net.parameters()).device
+    store = cache if isinstance(cache, EmbeddingCache) else (EmbeddingCache(encoder_id(net)) if cache else None)
+    out: list[np.ndarray | None] = [None] * len(items)
+    keys = [input_key(x) for x in items] if store is not None else [None] * len(items)
+    if store is not None:
+        for i, k in enumerate(keys):
+            out[i] = store.get(k)
+    todo = [i for i, o in enumerate(out) if o is None]
+    if todo:
+        from tqdm.auto import tqdm
+
+        show = progress if progress is not None else len(todo) > 8
+        bar = tqdm(total=len(todo), desc="LiteMedSAM embeddings", unit="img", disable=not show)
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():  # not inference_mode: the results may feed a trained decoder
+                for s in range(0, len(todo), max(1, batch_size)):
+                    idx = todo[s:s + batch_size]
+                    e = net(torch.stack([items[i] for i in idx]).to(dev, torch.float32))
+                    e16 = e.to(torch.float16).cpu().numpy()
+                    for j, i in enumerate(idx):
+                        out[i] = e16[j]
+                        if store is not None:
+                            store.put(keys[i], e16[j])
+                    bar.update(len(idx))
+        finally:
+            net.train(was_training)
+            bar.close()
+    if not items:
+        return torch.empty((0, *EMBED_SHAPE), device=dev)
+    return torch.from_numpy(np.stack(out)).to(dev, torch.float32)
