@@ -346,7 +346,7 @@ def read_image(path: str | Path, *, channels_first: bool = False):
         spacing, affine = (1.0, 1.0), None
         meta["spacing_known"] = False
     elif suf == ".npy":
-        raw = _read_npy(path)
+        raw = _check_array(_read_npy(path), path)  # shapes in messages are the file's
         if channels_first:
             if raw.ndim not in (3, 4):
                 raise DataError(f"channels-first .npy must be (C,H,W) or (C,D,H,W), got shape {raw.shape}", path)
