@@ -1,0 +1,315 @@
+"""SPA on the LiteMedSAM backbone: the networks (:class:`SPANet`), the
+interactive model (:class:`SPAModel`, an ``InteractiveModel``) and its loader.
+
+Per iteration j (spa.txt §3.2-3.4, Alg. 1 GenMask):
+
+    e_u     = E_I(r_u)                 SAM prompt encoder: first a point, later the chosen candidate as a mask
+    p_theta = E_theta(e_u)             Preference Distribution Generator (a named variant, .variants)
+    z_n ~ p_theta,  n = 1..N           seeded, replayable
+    y_n     = Decoder(e_{x_n}, e_u)    e_{x_n} = ReLU(Conv(e_x ⊕ z_n))
+    y_app   = 1[mean_n y_n > 0.5];  r_1..r_K = K-means centroids of {y_n}
+
+Two conditioning paths (``SPAConfig.path``):
+
+* ``"embedding"`` -- the paper's literal form: e_{x_n} conditions the image
+  embedding (256 x 64 x 64) and the full SAM mask decoder runs once per sample
+  (N two-way-transformer passes; ~0.07 s each on this CPU).
+* ``"tail"`` (default, optimised; deviation): the decoder's two-way transformer
+  and upscaling run **once** per iteration on e_x and e_u; the preference
+  conditioning (same three-conv form, split first conv, width 32, layers 2-3 as
+  1x1 convs) acts on the decoded image tokens (256 x 64 x 64) and yields a
+  per-sample logit offset at 64 x 64 (bilinear x4 to the 256 x 256 low-res
+  frame): ``logit_n = logit_base + up(delta_n)``. The per-sample cost is a few
+  small convs instead of a decoder pass. Because z is a vector broadcast over
+  positions (our reading), its conv half is a precomputed basis times z.
+
+All masks live in the 256 x 256 model frame internally and are returned at the
+input size through LiteMedSAM's ``postprocess_logits``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clinloop.interaction.proposal import Proposal
+
+from . import candidates as cand
+from .conditioning import PreferenceConditioning
+from .config import SPAConfig
+from .distribution_generator import interaction_vector
+from .preference_distribution import GMM, sample
+from .variants import build_variant
+
+MASK_PROMPT_SCALE = 4.0  # a binary candidate r_u enters the mask branch as logits ±4 (SAM feeds logits)
+
+
+def mask_prompt(mask: torch.Tensor) -> torch.Tensor:
+    """Binary ``(256, 256)`` (or ``(B, 256, 256)``) -> mask-prompt logits ``(B, 1, 256, 256)``."""
+    m = mask.float().reshape(-1, 1, *mask.shape[-2:])
+    return (2 * m - 1) * MASK_PROMPT_SCALE
+
+
+class SPANet(nn.Module):
+    """The trainable networks on top of a LiteMedSAM backbone.
+
+    ``backbone``: a ``LiteMedSAM`` (``prompt_encoder``, ``mask_decoder``,
+    ``image_encoder``). The image encoder is frozen (embeddings are cached).
+    """
+
+    def __init__(self, config: SPAConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        for p in backbone.image_encoder.parameters():
+            p.requires_grad_(False)
+        c = backbone.mask_decoder.transformer_dim
+        self.channels = c
+        if config.path == "tail":
+            self.conditioning = PreferenceConditioning(c, config.latent_dim, config.cond_width, 1, k1=3, k2=1)
+        else:  # the paper's form at full width, residual on e_x
+            self.conditioning = PreferenceConditioning(c, config.latent_dim, c, c, k1=3, k2=3, residual=True)
+        self.variant = build_variant(config.method, 2 * c, config.n_components, config.latent_dim,
+                                     config.pdg_hidden, config.seed)
+
+    # ------------------------------------------------------------------ parts
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen image encoder (what ``weights.pt`` stores)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.image_encoder.")}
+
+    @torch.inference_mode()
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """e_x = ViT(x): ``(3, 256, 256)`` model input -> ``(1, 256, 64, 64)``."""
+        return self.backbone.image_encoder(x[None])
+
+    def encode_interaction(self, points: tuple[torch.Tensor, torch.Tensor] | None, mask_logits: torch.Tensor | None,
+                           box: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_I: points ``((1, P, 2), (1, P))`` model frame, mask prompt ``(1, 1, 256, 256)`` -> sparse, dense."""
+        return self.backbone.prompt_encoder(points, box, mask_logits)
+
+    def distribution(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> GMM:
+        """p_theta from e_u (and the features, for MedUHIP)."""
+        return self.variant(interaction_vector(sparse, dense), e_x + dense)
+
+    def decode_base(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder run once (tail path): base logits ``(1, 256, 256)`` (single-mask token) and the
+        decoded image tokens ``(1, C, 64, 64)``."""
+        dec = self.backbone.mask_decoder
+        out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([out_tokens[None], sparse], dim=1)
+        src = e_x + dense
+        _, c, h, w = src.shape
+        hs, keys = dec.transformer(src, self.backbone.prompt_encoder.get_dense_pe(), tokens)
+        feats = keys.transpose(1, 2).reshape(1, c, h, w)
+        up = dec.output_upscaling(feats)
+        hyper = dec.output_hypernetworks_mlps[0](hs[:, 1])  # (1, C/8)
+        base = (hyper @ up.view(1, up.shape[1], -1)).view(1, *up.shape[-2:])
+        return base, feats
+
+    def sample_logits(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, z: torch.Tensor,
+                      base: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """GenMask's y_n as logits ``(N, 256, 256)`` for latents ``z (N, D)``.
+
+        ``base``: a cached :meth:`decode_base` result (tail path only)."""
+        if self.config.path == "tail":
+            logit0, feats = self.decode_base(e_x, sparse, dense) if base is None else base
+            delta = self.conditioning(feats, z)  # (N, 1, 64, 64)
+            delta = F.interpolate(delta, size=logit0.shape[-2:], mode="bilinear", align_corners=False)
+            return logit0 + delta[:, 0]
+        e_xn = self.conditioning(e_x, z)  # (N, C, 64, 64)
+        n = z.shape[0]
+        logits, _ = self.backbone.mask_decoder(e_xn, self.backbone.prompt_encoder.get_dense_pe(),
+                                               sparse.expand(n, -1, -1), dense, False)
+        return logits[:, 0]
+
+    def gen_mask(self, e_x, sparse, dense, gmm: GMM, n: int, generator: torch.Generator, base=None):
+        """Alg. 1 GenMask: returns ``(logits (N,256,256), z (N,D), components (N,))``."""
+        z, comp = sample(gmm, n, generator)
+        return self.sample_logits(e_x, sparse, dense, z, base), z, comp
+
+
+# ---------------------------------------------------------------------------- interactive model
+class SPAState:
+    """One image's interaction (see :class:`SPAModel`)."""
+
+    def __init__(self, model: "SPAModel", image: np.ndarray, seed: int, profile: dict[str, Any] | None) -> None:
+        from clinloop.models.litemedsam.preprocess import preprocess
+
+        if image.ndim != 3:
+            raise ValueError(f"SPA segments 2-D images; got an image of shape {image.shape[1:]}")
+        self.model, self.seed = model, int(seed)
+        self.x, self.info = preprocess(image)
+        self.e_x = model.embedding(self.x)
+        self.points: list[tuple[float, float]] = []
+        self.labels: list[int] = []
+        self.mask: torch.Tensor | None = None  # chosen candidate r_u, model frame
+        self.iteration = 0
+        self.gmm: GMM | None = None
+        if profile is not None:
+            g = profile.get("gmm") if isinstance(profile, dict) else None
+            if g is None:
+                raise ValueError("SPA profile must be a dict with a 'gmm' entry (from Session.profile())")
+            self.gmm = GMM.from_json(g, dim=model.config.latent_dim)
+        self.carried = self.gmm is not None
+        self.candidates_model: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ actions
+    def click(self, point, positive: bool) -> Proposal:
+        from clinloop.models.litemedsam.preprocess import points_to_model
+
+        if len(point) != 2:
+            raise ValueError(f"SPA takes 2-D points (x, y); got {tuple(point)}")
+        self.points.append(tuple(points_to_model([point], self.info)[0]))
+        self.labels.append(1 if positive else 0)
+        return self._step()
+
+    def choose(self, k: int) -> Proposal:
+        if self.candidates_model is None:
+            raise ValueError("choose() before any proposal")
+        if not 0 <= k < len(self.candidates_model):
+            raise ValueError(f"candidate {k} out of range 0..{len(self.candidates_model) - 1}")
+        self.mask = self.candidates_model[k].clone()
+        return self._step()
+
+    def hint(self, points) -> Proposal:
+        raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
+
+    def profile(self) -> dict[str, Any]:
+        return {"method": self.model.name, "gmm": None if self.gmm is None else self.gmm.to_json(),
+                "iteration": self.iteration}
+
+    # ------------------------------------------------------------------ the step
+    @torch.inference_mode()
+    def _step(self) -> Proposal:
+        from clinloop.models.litemedsam.preprocess import postprocess_logits
+
+        net, cfg = self.model.net, self.model.config
+        self.iteration += 1
+        pts = None
+        if self.points:
+            pts = (torch.tensor([self.points], dtype=torch.float32), torch.tensor([self.labels], dtype=torch.long))
+        mp = None if self.mask is None else mask_prompt(self.mask)
+        sparse, dense = net.encode_interaction(pts, mp)
+        # p^(0) from the first click, or the user's carried profile (spa.txt §4: transfer across images)
+        if not (self.carried and self.iteration == 1):
+            self.gmm = net.distribution(self.e_x, sparse, dense).detach()
+        step_seed = self.seed * 1_000_003 + self.iteration
+        g = torch.Generator().manual_seed(step_seed)
+        logits, _, _ = net.gen_mask(self.e_x, sparse, dense, self.gmm, cfg.n_samples, g)
+        h, w = self.info.resized_size
+        ys = logits > 0  # (N, 256, 256)
+        prob_m, _ = cand.aggregate(ys)
+        crop = ys[:, :h, :w]  # cluster only the image part of the frame
+        cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed)
+        cands = torch.zeros(cfg.n_candidates, *ys.shape[1:], dtype=torch.bool)
+        cands[:, :h, :w] = cands_crop
+        self.candidates_model = cands
+        prob = postprocess_logits(prob_m[None], self.info)[0].clamp(0, 1)
+        mask = prob > 0.5
+        cand_in = postprocess_logits(cands.float(), self.info) > 0.5
+        return Proposal(
+            mask=mask.numpy(), probability=prob.numpy().astype(np.float32),
+            uncertainty=(4 * prob * (1 - prob)).numpy().astype(np.float32),
+            candidates=cand_in.numpy(),
+            extra={"sample_seed": step_seed, "n_samples": cfg.n_samples, "method": self.model.name},
+        )
+
+
+class SPAModel:
+    """``InteractiveModel`` for SPA and its variants.
+
+    ``start(image)`` preprocesses (any size / grey or RGB, LiteMedSAM's
+    preprocess) and computes the image embedding once (kept in a small
+    in-memory LRU keyed by the input's bytes, so ``Session.undo``/replay do not
+    re-encode). ``click`` -> point prompt; ``choose(k)`` -> candidate k as the
+    mask prompt (points kept); each returns a :class:`Proposal` with ``mask`` =
+    y_app, ``probability`` = mean of the N masks, ``candidates`` (K, H, W).
+    """
+
+    spatial_ndims = (2,)
+
+    def __init__(self, net: SPANet, cache_size: int = 4, disk_cache: bool = True) -> None:
+        self.net = net.eval()
+        self.disk_cache = disk_cache
+        self.config = net.config
+        self.name = net.config.method
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache_size = cache_size
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        key = hashlib.sha1(x.numpy().tobytes()).hexdigest()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        from clinloop.models.litemedsam.cache import embed
+
+        # through LiteMedSAM's cache: float16-rounded like the training embeddings
+        e = embed([x], self.net.backbone, cache=self.disk_cache, progress=False)
+        self._cache[key] = e
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return e
+
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None) -> SPAState:
+        return SPAState(self, np.asarray(image, dtype=np.float32), seed, profile)
+
+
+def build_spa(config: SPAConfig | None = None, checkpoint: bool | str | None = True) -> SPAModel:
+    """A fresh SPA model on LiteMedSAM (``checkpoint`` as ``build_litemedsam``; ``None`` = random backbone)."""
+    from clinloop.models.litemedsam import build_litemedsam
+
+    config = config or SPAConfig()
+    return SPAModel(SPANet(config, build_litemedsam(checkpoint)))
+
+
+def save_spa(net: SPANet, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+    """Write a model folder: ``config.json`` (with "method") + ``weights.pt`` (fp16, all but the image encoder)."""
+    from clinloop.atomic import atomic_path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    net.config.save(folder / "config.json")
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.trainable_state_dict().items()}
+    with atomic_path(folder / "weights.pt") as tmp:
+        torch.save(sd, tmp)
+    if extra:
+        from clinloop.atomic import atomic_write_text
+
+        atomic_write_text(folder / "data.json", json.dumps(extra, indent=2) + "\n")
+
+
+def load_spa_net(folder: str | Path, checkpoint: bool | str | None = True) -> SPANet:
+    folder = Path(folder)
+    config = SPAConfig.load(folder / "config.json")
+    from clinloop.models.litemedsam import build_litemedsam
+
+    net = SPANet(config, build_litemedsam(checkpoint))
+    path = folder / "weights.pt"
+    if path.is_file():
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file
+            from clinloop.errors import DataError
+
+            raise DataError(f"cannot read SPA weights ({e})", path) from e
+        sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+        bad = [k for k in missing if not k.startswith("backbone.image_encoder.")]
+        if bad or unexpected:
+            from clinloop.errors import DataError
+
+            raise DataError(f"SPA weights do not match the config: missing {bad[:3]}, unexpected {unexpected[:3]}", path)
+    return net
+
+
+def load_spa(folder: str | Path, checkpoint: bool | str | None = True) -> SPAModel:
+    """Registry loader: rebuild an :class:`SPAModel` from a model folder."""
+    return SPAModel(load_spa_net(folder, checkpoint))

@@ -1,0 +1,314 @@
+"""SPA training, spa.txt Algorithm 1 (and MedUHIP's alternating variant).
+
+Per training image x (one "training update" t of Alg. 1):
+
+    y   = spa_weighted_fusion(rater masks)            per-step ground truth (spa.txt §3.5)
+    r_u = a random ground-truth point                  (§3.5)
+    for j = 1..MAX_USER_ITERATIONS (= 6):
+        e_u = E_I(r_u)
+        GenMask #1 (ori):  y_app^ori      -> L(y_app^ori, y) updates (mu, sigma) only
+        E-step:            pi^gt           -> MSE(pi, pi^gt) updates the pi head only
+        GenMask #2 (gmm):  y_app^gmm      -> L(y_app^gmm, y) updates the segmentation
+                                              model (conditioning, decoder) and E_I
+        GenMask #3 (fin):  {y_n^fin}      -> K-means candidates r_k; the simulated
+                                              user picks r_u = argmin_k ||r_k - y||
+        r_u becomes the mask prompt (the first click is kept as a point prompt)
+
+Readings and deviations (all also in the config / data.json):
+
+* Loss L: y_app = 1[mean y_n > 0.5] has no gradient; we use BCE + soft Dice
+  between the mean sample probability mean_n sigmoid(logit_n) and y.
+* The simulated choice: Alg. 1 writes ``argmin ||r_k - y_app^fin||``, which
+  holds no information about the target (the model's own aggregate); §3.5 and
+  Table 2 need the user to steer towards *their* y, so we pick the candidate
+  closest to y.
+* pi^gt: the E-step responsibilities of the sampled latents weighted by how
+  well their masks match y (see ``preference_distribution.estep_target``).
+* The image encoder is frozen; embeddings come from the on-disk cache.
+* MedUHIP (``meduhip``): the Sampling Net step updates (mu, sigma), pi *and*
+  the prompt encoder with the segmentation net frozen (meduhip.txt Eq. 6-7);
+  the segmentation step updates only the segmentation net (Eq. 3).
+* CPU budget: fewer samples in training (``--train-samples 8``) than at
+  inference (48), a few hundred LIDC slices.
+
+Optimisers: Adam(lr 1e-4) per parameter group, StepLR(step_size, gamma).
+Checkpoints (``checkpoint.pt``) every ``--save-every`` images; ``--resume``
+continues. The model folder gets ``config.json``, ``weights.pt``,
+``data.json`` (data, split, command, time) and ``train_log.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MAX_USER_ITERATIONS = 6
+
+
+@dataclass
+class TrainCase:
+    """One training slice in the model frame."""
+
+    embedding: torch.Tensor  # (256, 64, 64) float16
+    masks: np.ndarray  # (R, 256, 256) bool, rater masks in the model frame
+    valid: np.ndarray  # (R,) bool
+    case_id: str = ""
+
+
+def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = True) -> list[TrainCase]:
+    """Preprocess, embed (on-disk cache) and move rater masks to the model frame."""
+    from clinloop.models.litemedsam.cache import embed
+    from clinloop.models.litemedsam.preprocess import mask_to_model, preprocess
+
+    out = []
+    from tqdm.auto import tqdm
+
+    for i in tqdm(indices, desc="SPA training cases", disable=not progress):
+        s = dataset[i]
+        x, info = preprocess(s.image[0] if s.image.shape[0] == 1 else s.image)
+        e = embed([x], backbone, cache=True, progress=False)[0]
+        masks = np.stack([mask_to_model(m, info).numpy() > 0.5 for m in s.masks])
+        out.append(TrainCase(e.half(), masks, np.asarray(s.rater_valid, bool), s.case_id if hasattr(s, "case_id") else str(i)))
+    return out
+
+
+def soft_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice between mean_n sigmoid(logits_n) ``(N, H, W)`` and y ``(H, W)``."""
+    p = torch.sigmoid(logits).mean(0).clamp(1e-6, 1 - 1e-6)
+    bce = F.binary_cross_entropy(p, y)
+    dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+    return bce + dice
+
+
+def sample_dice(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Dice of each thresholded sample with y: ``(N,)``."""
+    m = (logits > 0).float()
+    inter = (m * y).flatten(1).sum(1)
+    return (2 * inter + 1e-6) / (m.flatten(1).sum(1) + y.sum() + 1e-6)
+
+
+class SPATrainer:
+    """Algorithm 1 on an :class:`~clinloop.models.spa.model.SPANet`."""
+
+    def __init__(self, net, lr: float = 1e-4, step_size: int = 1000, gamma: float = 0.5, n_samples: int = 8,
+                 seed: int = 0) -> None:
+        self.net, self.n_samples, self.seed = net, n_samples, seed
+        v = net.variant
+        mv, pi = v.mean_variance_parameters(), v.weight_parameters()
+        special = {id(p) for p in mv + pi}
+        pe = [p for p in net.backbone.prompt_encoder.parameters()]
+        seg = [p for p in net.conditioning.parameters()]
+        if net.config.finetune_decoder:
+            seg += list(net.backbone.mask_decoder.parameters())
+        else:
+            pe = []
+            for p in list(net.backbone.mask_decoder.parameters()) + list(net.backbone.prompt_encoder.parameters()):
+                p.requires_grad_(False)
+        seg = [p for p in seg if id(p) not in special]
+        if v.alternating:  # MedUHIP: the prompt encoder learns with the Sampling Net (Eq. 6)
+            mv = mv + pe
+        else:  # SPA: with the segmentation update (Alg. 1 "segmentation and interaction encoders")
+            seg = seg + pe
+        self.groups = {"mv": mv, "pi": pi, "seg": seg}
+        self.opt = {k: torch.optim.Adam(ps, lr=lr) for k, ps in self.groups.items() if ps}
+        self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
+        self.step = 0
+
+    def _update(self, key: str, loss: torch.Tensor) -> None:
+        if key not in self.opt:
+            return
+        for o in self.opt.values():
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt[key].step()
+
+    def train_case(self, case: TrainCase) -> dict[str, float]:
+        """One pass of Alg. 1's inner loop over MAX_USER_ITERATIONS; returns the mean losses and the
+        Dice of y_app^fin after the first and the last iteration."""
+        from clinloop.data.fusion import spa_weighted_fusion
+        from clinloop.interaction.users import random_target_point
+        from clinloop.models.spa import candidates as cand
+        from clinloop.models.spa.model import mask_prompt
+        from clinloop.models.spa.preference_distribution import estep_target
+
+        net = self.net
+        net.train()
+        rs = self.seed * 1_000_003 + self.step
+        rng = np.random.default_rng(rs)
+        g = torch.Generator().manual_seed(rs)
+        y_np, _ = spa_weighted_fusion(case.masks, seed=rng.integers(2**31), rater_valid=case.valid)
+        if not y_np.any():  # weighted vote came out empty: fall back to the union (never train on nothing)
+            y_np = case.masks[case.valid].any(0)
+        y = torch.from_numpy(y_np).float()
+        e_x = case.embedding.float()[None]
+        px, py = random_target_point(y_np, rng)
+        points = (torch.tensor([[[px, py]]], dtype=torch.float32), torch.tensor([[1]]))
+        mp = None
+        logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": []}
+        for j in range(MAX_USER_ITERATIONS):
+            # GenMask #1 (ori) -> mean/variance update
+            with torch.no_grad():
+                sparse0, dense0 = net.encode_interaction(points, mp)
+                base0 = net.decode_base(e_x, sparse0, dense0) if net.config.path == "tail" else None
+            gmm = net.distribution(e_x, sparse0, dense0)
+            logits, z, _ = net.gen_mask(e_x, sparse0, dense0, gmm, self.n_samples, g, base0)
+            loss_mv = soft_loss(logits, y)
+            if self.groups["mv"]:
+                self._update("mv", loss_mv)
+            # E-step target for pi (with the updated mean/variance)
+            with torch.no_grad():
+                gmm_new = net.distribution(e_x, sparse0, dense0)
+                pi_gt = estep_target(z.detach(), gmm_new, sample_dice(logits.detach(), y))
+            if self.groups["pi"]:
+                loss_pi = F.mse_loss(net.distribution(e_x, sparse0, dense0).pi, pi_gt)
+                self._update("pi", loss_pi)
+                logs["loss_pi"].append(float(loss_pi))
+            # GenMask #2 (gmm) -> segmentation + interaction encoder update
+            sparse, dense = net.encode_interaction(points, mp)
+            with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
+                gmm2 = net.distribution(e_x, sparse0, dense0)
+            logits2, _, _ = net.gen_mask(e_x, sparse, dense, gmm2, self.n_samples, g)
+            loss_seg = soft_loss(logits2, y)
+            self._update("seg", loss_seg)
+            # GenMask #3 (fin) -> candidates, simulated choice
+            with torch.no_grad():
+                sparse3, dense3 = net.encode_interaction(points, mp)
+                gmm3 = net.distribution(e_x, sparse3, dense3)
+                logits3, _, _ = net.gen_mask(e_x, sparse3, dense3, gmm3, self.n_samples, g)
+                ys = logits3 > 0
+                _, y_app = cand.aggregate(ys)
+                r = cand.representative_candidates(ys, 4, seed=rs + j)
+                k = int(((r.float() - y[None]) ** 2).flatten(1).sum(1).argmin())
+                mp = mask_prompt(r[k])
+            logs["loss_mv"].append(float(loss_mv))
+            logs["loss_seg"].append(float(loss_seg))
+            inter = float((y_app & (y > 0.5)).sum())
+            logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y.sum())))
+        for s in self.sched.values():
+            s.step()
+        self.step += 1
+        out = {k: float(np.mean(v)) for k, v in logs.items() if v and k != "dice"}
+        out["dice_first"], out["dice_last"] = logs["dice"][0], logs["dice"][-1]
+        return out
+
+    # ------------------------------------------------------------ checkpoints
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step, "net": self.net.trainable_state_dict(),
+                "opt": {k: o.state_dict() for k, o in self.opt.items()},
+                "sched": {k: s.state_dict() for k, s in self.sched.items()}}
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.net.load_state_dict(st["net"], strict=False)
+        for k, o in self.opt.items():
+            o.load_state_dict(st["opt"][k])
+        for k, s in self.sched.items():
+            s.load_state_dict(st["sched"][k])
+        self.step = int(st["step"])
+
+
+def train(trainer: SPATrainer, cases: list[TrainCase], steps: int, out: Path, save_every: int = 50,
+          seed: int = 0, progress: bool = True, log_every: int = 10) -> list[dict[str, float]]:
+    """Run ``steps`` training images (cycling through a seeded permutation of ``cases``),
+    checkpointing into ``out/checkpoint.pt``; continues from ``trainer.step``."""
+    from tqdm.auto import tqdm
+
+    from clinloop.atomic import atomic_path
+
+    if not cases:
+        raise ValueError("no training cases")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(len(cases)) for _ in range(steps // len(cases) + 2)])
+    rows = []
+    bar = tqdm(total=steps, initial=trainer.step, desc="SPA training", disable=not progress)
+    log_path = out / "train_log.csv"
+    while trainer.step < steps:
+        c = cases[int(order[trainer.step])]
+        row = {"step": trainer.step, **trainer.train_case(c)}
+        rows.append(row)
+        bar.update(1)
+        bar.set_postfix(seg=f"{row['loss_seg']:.3f}", d1=f"{row['dice_first']:.2f}", d6=f"{row['dice_last']:.2f}")
+        new = not log_path.exists()
+        with open(log_path, "a") as f:
+            if new:
+                f.write(",".join(row) + "\n")
+            f.write(",".join(f"{v:.5g}" if isinstance(v, float) else str(v) for v in row.values()) + "\n")
+        if trainer.step % save_every == 0 or trainer.step == steps:
+            with atomic_path(out / "checkpoint.pt") as tmp:
+                torch.save(trainer.state(), tmp)
+    bar.close()
+    return rows
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, default=300, help="training images (episodes of 6 user iterations)")
+    parser.add_argument("--train-samples", type=int, default=8, help="N latents per GenMask in training")
+    parser.add_argument("--samples", type=int, default=48, help="N at inference (saved in the config)")
+    parser.add_argument("--latent-dim", type=int, default=8)
+    parser.add_argument("--cond-width", type=int, default=32)
+    parser.add_argument("--path", choices=("tail", "embedding"), default="tail")
+    parser.add_argument("--freeze-decoder", action="store_true", help="keep the LiteMedSAM prompt encoder/decoder frozen")
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--step-size", type=int, default=1000, help="StepLR step (images)")
+    parser.add_argument("--gamma", type=float, default=0.5)
+    parser.add_argument("--max-cases", type=int, default=300, help="training slices (per-nodule middle slices)")
+    parser.add_argument("--per-nodule", type=int, default=2)
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="patients held back for validation")
+    parser.add_argument("--save-every", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from clinloop.data import load_dataset
+    from clinloop.models.litemedsam import build_litemedsam
+    from clinloop.models.spa.config import SPAConfig
+    from clinloop.models.spa.model import SPANet, save_spa
+    from clinloop.training.spa_data import select_cases
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    cfg = SPAConfig(method=args.method, latent_dim=args.latent_dim, n_samples=args.samples, cond_width=args.cond_width,
+                    path=args.path, finetune_decoder=not args.freeze_decoder, seed=args.seed)
+    backbone = build_litemedsam(True)
+    net = SPANet(cfg, backbone)
+    ds = load_dataset(args.data, args.format)
+    t0 = time.time()
+    idx = select_cases(ds, "train", limit=args.max_cases, val_fraction=args.val_fraction, seed=args.seed,
+                       per_group=args.per_nodule)
+    cases = prepare_cases(ds, idx, backbone)
+    trainer = SPATrainer(net, lr=args.lr, step_size=args.step_size, gamma=args.gamma, n_samples=args.train_samples,
+                         seed=args.seed)
+    ck = out / "checkpoint.pt"
+    if args.resume and ck.is_file():
+        trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
+        print(f"resumed from {ck} at step {trainer.step}", file=sys.stderr)
+    t1 = time.time()
+    rows = train(trainer, cases, args.steps, out, save_every=args.save_every, seed=args.seed)
+    t2 = time.time()
+    info = {
+        "method": args.method, "data": str(args.data), "format": ds.format if hasattr(ds, "format") else args.format,
+        "split": {"kind": "patients", "val_fraction": args.val_fraction, "seed": args.seed, "train_cases": len(idx),
+                  "per_nodule": args.per_nodule},
+        "train_case_ids": [ds.case_ids[i] for i in idx],
+        "steps": args.steps, "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,
+        "gamma": args.gamma, "max_user_iterations": MAX_USER_ITERATIONS,
+        "seconds_prepare": round(t1 - t0, 1), "seconds_train": round(t2 - t1, 1),
+        "torch_threads": torch.get_num_threads(),
+        "command": "clinloop train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
+        "last_rows": rows[-5:],
+    }
+    save_spa(net, out, extra=info)
+    print(json.dumps({k: info[k] for k in ("steps", "seconds_train")}))
+    return 0

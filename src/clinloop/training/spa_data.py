@@ -1,0 +1,62 @@
+"""Case selection for SPA training/evaluation (shared by :mod:`.spa` and
+:mod:`clinloop.evaluation.spa_protocol`, so both see the same patient split).
+
+``patient_split`` assigns whole patients to "train"/"val" by a seeded
+permutation of the sorted unique patient ids (no patient in both).
+``select_cases`` then keeps cases whose rater majority is non-empty, taking at
+most ``per_group`` slices per (patient, nodule) group -- the middle ones first --
+so a few hundred training slices cover many nodules instead of a few stacks.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def patient_split(patient_ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0) -> dict[str, str]:
+    """patient id -> "train" | "val"."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    pats = sorted(set(patient_ids))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(pats))
+    n_val = max(1, int(round(val_fraction * len(pats))))
+    val = {pats[i] for i in order[:n_val]}
+    return {p: ("val" if p in val else "train") for p in pats}
+
+
+def group_of(case_id: str) -> str:
+    """"<patient>/n<k>/s<j>" -> "<patient>/n<k>" (any other id is its own group)."""
+    parts = case_id.split("/")
+    return "/".join(parts[:2]) if len(parts) >= 3 else case_id
+
+
+def select_cases(dataset, split: str = "all", limit: int | None = None, val_fraction: float = 0.2, seed: int = 0,
+                 per_group: int | None = None) -> list[int]:
+    """Indices of ``dataset`` in ``split`` ("all", "train", "val") with a non-empty majority target,
+    at most ``per_group`` per nodule (middle slices first), the first ``limit`` of them
+    in dataset order."""
+    from clinloop.data.fusion import majority_vote
+
+    if split not in ("all", "train", "val"):
+        raise ValueError(f"split must be all, train or val; got {split!r}")
+    sp = patient_split(dataset.patient_ids, val_fraction, seed) if split != "all" else None
+    cand = [i for i in range(len(dataset)) if sp is None or sp[dataset.patient_ids[i]] == split]
+    if per_group is not None:
+        groups: dict[str, list[int]] = {}
+        for i in cand:
+            groups.setdefault(group_of(dataset.case_ids[i]), []).append(i)
+        keep = []
+        for idx in groups.values():
+            mid = (len(idx) - 1) / 2
+            keep += sorted(idx, key=lambda i, idx=idx: (abs(idx.index(i) - mid), i))[:per_group]
+        cand = sorted(keep)
+    out = []
+    for i in cand:
+        s = dataset[i]
+        if majority_vote(s.masks, s.rater_valid).any():
+            out.append(i)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
