@@ -48,8 +48,9 @@ class SingleImageDataset(Dataset):
         image, spacing, affine, meta = read_image(self.path, channels_first=self.channels_first)
         return MultiRaterSample(
             image=image, masks=np.zeros((0, *image.shape[1:]), dtype=bool), case_id=self.case_ids[0],
-            spacing=spacing, affine=affine, provenance={"path": str(self.path), "format": "single", **{
-                k: v for k, v in meta.items() if k != "path"}},
+            spacing=spacing, affine=affine,
+            provenance={**{k: v for k, v in meta.items() if k not in ("path", "format")},
+                        "path": str(self.path), "format": "single", "file_format": meta["format"]},
         )
 
 
