@@ -27,6 +27,7 @@ TRAINERS = {
     "mecca": "clinloop.training.mecca",
     "mecca-no-confidence": "clinloop.training.mecca",
     "interactive-cnn": "clinloop.training.mecca",
+    "mecca-unet": "clinloop.training.mecca",
 }
 
 PROTOCOLS = {

@@ -38,6 +38,7 @@ LOADERS: dict[str, str] = {
     "mecca": "clinloop.models.mecca.model:load_mecca",
     "mecca-no-confidence": "clinloop.models.mecca.model:load_mecca",
     "interactive-cnn": "clinloop.models.mecca.model:load_mecca",
+    "mecca-unet": "clinloop.models.mecca.model:load_mecca",
 }
 
 

@@ -1,0 +1,94 @@
+"""MECCA configuration (a dataclass saved as ``config.json`` beside the weights).
+
+Paper values (mecca.txt §5.1): lr 1e-4, T = 5, γ = 0.95, α = 0.8, β = 1; SLIC with
+spacing (2, 2, 2), compactness 0.1, 100 initial supervoxels, 5 advice regions.
+CPU-sized deviations (documented here, see also :mod:`.pnet`): the P-Net width
+is 16 (paper: 64) and 3-D networks may run their convolutions on a 2×
+down-sampled grid (``downsample``) so that one 128³ step fits in about a second
+on two CPU threads; agents are still the full-resolution voxels.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "mecca-unet")
+
+
+@dataclass
+class MECCAConfig:
+    method: str = "mecca"  # one of METHODS
+    ndim: int = 2  # spatial dimensions (2 or 3)
+    width: int = 16  # P-Net channels (paper: 64)
+    conf_width: int = 16  # confidence-network channels
+    trunk_dilations: tuple[int, ...] = (1, 2, 4)  # shared trunk: three blocks
+    head_dilations: tuple[int, ...] = (8, 16)  # each head: two blocks
+    conf_dilations: tuple[int, ...] = (1, 2, 4, 8)  # confidence network blocks
+    downsample: int = 1  # convolutions on a grid this much coarser (3-D: 2)
+    # reinforcement learning (§5.1)
+    steps: int = 5  # T
+    gamma: float = 0.95
+    lr: float = 1e-4
+    alpha: float = 0.8
+    beta: float = 1.0
+    shaping: bool = True  # False: the mecca-no-confidence ablation (reward = gain)
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    delta: float = 0.8  # label-generation confidence threshold δ (Eq. 6)
+    # simulated user
+    hint_points: int = 5  # clicks per step on wrongly predicted boundary points
+    hint_sigma: float = 2.0  # Gaussian radius (pixels) of a click in the hint map
+    # advice (§4.3)
+    slic_segments: int = 100
+    slic_decay: float = 0.85  # segments at step t = max(min_segments, slic_segments * decay**t)
+    slic_min_segments: int = 20
+    slic_compactness: float = 0.1
+    slic_spacing: tuple[float, ...] = (2.0, 2.0, 2.0)
+    advice_regions: int = 5
+    # data
+    size: int = 64  # training crop size (pixels per axis)
+    fusion: str = "majority"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown MECCA method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.ndim not in (2, 3):
+            raise ValueError(f"ndim must be 2 or 3, got {self.ndim}")
+        if self.width < 1 or self.conf_width < 1 or self.downsample < 1:
+            raise ValueError(f"width/conf_width/downsample must be >= 1, got {self.width}/{self.conf_width}/{self.downsample}")
+        if self.steps < 1:
+            raise ValueError(f"steps (T) must be >= 1, got {self.steps}")
+        if not 0.0 <= self.delta <= 1.0:
+            raise ValueError(f"delta must lie in [0, 1], got {self.delta}")
+        self.trunk_dilations = tuple(int(d) for d in self.trunk_dilations)
+        self.head_dilations = tuple(int(d) for d in self.head_dilations)
+        self.conf_dilations = tuple(int(d) for d in self.conf_dilations)
+        self.slic_spacing = tuple(float(s) for s in self.slic_spacing)
+
+    @property
+    def is_rl(self) -> bool:
+        return self.method in ("mecca", "mecca-no-confidence")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def save(self, path: str | Path) -> None:
+        from clinloop.atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MECCAConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MECCAConfig":
+        try:
+            d = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: cannot read MECCA config ({e})") from e
+        return cls.from_dict(d)

@@ -1,0 +1,213 @@
+"""MECCA as an interactive model for :class:`clinloop.interaction.session.Session`.
+
+:class:`MECCAModel` wraps the networks of one model folder (``mecca``,
+``mecca-no-confidence``, ``interactive-cnn`` or ``mecca-unet``) and implements
+``InteractiveModel``: ``start(image)`` normalises the image and sets every
+agent's probability to 0.5; each ``hint(points)`` (a ``click`` is a one-point
+hint) adds the clicks to the hint map and runs **one refinement step**:
+
+* RL methods: the policy's greedy action per agent, ``p ← clip(p + a, 0, 1)``
+  (Eq. 1); the confidence ``c = C(s, a)`` of the chosen actions gives
+  ``uncertainty = 1 - c`` and ranks the SLIC advice regions (5 least confident).
+  Acting greedily (argmax of π) at inference is our choice; training samples.
+* CNN baselines: ``p ← σ(f(b, p, h))``; advice is ranked by ``|2p - 1|``.
+
+The returned :class:`~clinloop.interaction.proposal.Proposal` has arrays at the
+input size (the networks are fully convolutional); ``extra`` holds the step
+number and the supervoxel count used for the advice.
+
+Intensities: the channels are averaged and z-scored per image (``normalise``).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from clinloop.interaction.proposal import Proposal
+from clinloop.models.mecca import advice as advice_mod
+from clinloop.models.mecca.confidence import ConfidenceNet
+from clinloop.models.mecca.config import MECCAConfig
+from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, make_state, transition
+from clinloop.models.mecca.hints import hint_map, simulate_clicks
+from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
+from clinloop.models.mecca.pnet import PolicyValueNet
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """``(C, *spatial)`` → ``(*spatial)`` float32: channel mean, then z-score per image."""
+    x = np.asarray(image, dtype=np.float32)
+    x = x.mean(axis=0)
+    sd = float(x.std())
+    return ((x - float(x.mean())) / (sd if sd > 1e-6 else 1.0)).astype(np.float32)
+
+
+def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
+    """The networks a method needs: ``policy`` (+ ``confidence`` for MECCA) or ``net``."""
+    if cfg.method == "mecca" or cfg.method == "mecca-no-confidence":
+        nets = {"policy": PolicyValueNet(cfg.ndim, 3, N_ACTIONS, cfg.width, cfg.trunk_dilations,
+                                         cfg.head_dilations, cfg.downsample)}
+        # the ablation keeps C for advice/uncertainty; only the reward ignores it
+        nets["confidence"] = ConfidenceNet(cfg.ndim, 3, N_ACTIONS, cfg.conf_width, cfg.conf_dilations, cfg.downsample)
+        return nets
+    if cfg.method == "interactive-cnn":
+        return {"net": build_interactive_cnn(cfg)}
+    return {"net": build_unet(cfg)}
+
+
+class MECCAModel:
+    """An ``InteractiveModel`` over a MECCA model folder's networks (see module docstring)."""
+
+    def __init__(self, cfg: MECCAConfig, nets: dict[str, torch.nn.Module] | None = None,
+                 data: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None):
+        self.cfg = cfg
+        self.nets = nets if nets is not None else build_networks(cfg)
+        for n in self.nets.values():
+            n.eval()
+        self.name = cfg.method
+        self.spatial_ndims = (cfg.ndim,)
+        self.data = data or {}
+        self.metrics = metrics or {}
+
+    # ------------------------------------------------------------ one step
+    @torch.no_grad()
+    def refine(self, image: torch.Tensor, p: torch.Tensor, hint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One refinement step for a batch: ``image``, ``p``, ``hint`` ``(B, 1, *spatial)``
+        → ``(p_next, certainty)`` of the same shape; ``certainty`` = C(s, a) of the
+        chosen actions (RL) or ``|2p - 1|`` (CNNs)."""
+        if self.cfg.is_rl:
+            s = make_state(image, p, hint)
+            idx = self.nets["policy"].greedy(s)
+            c = torch.sigmoid(self.nets["confidence"](s).gather(1, idx))
+            return transition(p, idx), c
+        p_next = torch.sigmoid(cnn_step(self.nets["net"], image, p, hint))
+        return p_next, (2 * p_next - 1).abs()
+
+    # ------------------------------------------------------------ sessions
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None) -> "MECCAState":
+        img = np.asarray(image)
+        if img.ndim - 1 != self.cfg.ndim:
+            raise ValueError(f"{self.name} model segments {self.cfg.ndim}-D images; got image of shape {img.shape}")
+        return MECCAState(self, normalise(img))
+
+    # ------------------------------------------------------------ folders
+    def save(self, folder: str | Path, data: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> None:
+        """Write ``config.json``, ``weights.pt``, ``data.json``, ``metrics.json`` into ``folder``."""
+        from clinloop.atomic import atomic_path, atomic_write_text
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(folder / "config.json")
+        with atomic_path(folder / "weights.pt") as tmp:
+            torch.save({k: n.state_dict() for k, n in self.nets.items()}, tmp)
+        if data is not None:
+            self.data = data
+        if metrics is not None:
+            self.metrics = metrics
+        atomic_write_text(folder / "data.json", json.dumps(self.data, indent=2, default=str) + "\n")
+        atomic_write_text(folder / "metrics.json", json.dumps(self.metrics, indent=2, default=str) + "\n")
+
+
+class MECCAState:
+    """Per-image session state: normalised image, probability, clicks so far."""
+
+    def __init__(self, model: MECCAModel, image: np.ndarray):
+        self.model, self.cfg = model, model.cfg
+        self.image = image
+        self.shape = image.shape
+        self.image_t = torch.from_numpy(image)[None, None]
+        self.p = initial_probability(self.image_t.shape)
+        self.clicks: list[tuple[tuple[float, ...], bool]] = []
+        self.t = 0
+        self._slic: dict[int, np.ndarray] = {}  # supervoxels cached per segment count
+
+    def _supervoxels(self, n: int) -> np.ndarray:
+        if n not in self._slic:
+            self._slic[n] = advice_mod.supervoxels(self.image, n, self.cfg.slic_compactness, self.cfg.slic_spacing)
+        return self._slic[n]
+
+    def hint(self, points: Sequence[tuple[Sequence[float], bool]]) -> Proposal:
+        for pt, pos in points:
+            if len(pt) != len(self.shape):
+                raise ValueError(f"a point needs {len(self.shape)} coordinates, got {tuple(pt)}")
+            self.clicks.append((tuple(float(v) for v in pt), bool(pos)))
+        h = torch.from_numpy(hint_map(self.clicks, self.shape, self.cfg.hint_sigma))[None, None]
+        t0 = time.perf_counter()
+        self.p, cert = self.model.refine(self.image_t, self.p, h)
+        refine_s = time.perf_counter() - t0
+        prob = self.p[0, 0].numpy().copy()
+        cert_np = cert[0, 0].numpy()
+        n_seg = advice_mod.n_segments_at(self.t, self.cfg.slic_segments, self.cfg.slic_decay, self.cfg.slic_min_segments)
+        regions = advice_mod.rank_regions(cert_np, self._supervoxels(n_seg), self.cfg.advice_regions)
+        self.t += 1
+        return Proposal(
+            mask=prob > 0.5, probability=prob, uncertainty=(1.0 - cert_np).astype(np.float32), advice=regions,
+            extra={"step": self.t, "n_segments": n_seg, "refine_seconds": refine_s, "method": self.cfg.method},
+        )
+
+    def click(self, point: Sequence[float], positive: bool) -> Proposal:
+        return self.hint([(point, positive)])
+
+    def choose(self, k: int) -> Proposal:
+        raise ValueError(f"{self.cfg.method} offers no candidates to choose from; use click() or hint()")
+
+    def profile(self) -> dict[str, Any]:
+        return {}
+
+
+# ---------------------------------------------------------------- simulation
+def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int, rng: np.random.Generator,
+             n_points: int | None = None) -> dict[str, Any]:
+    """Simulated-user rollout on one case (no advice computed): before each step the
+    user clicks up to ``n_points`` wrongly predicted boundary points of the current
+    prediction. ``image`` ``(C, *spatial)``; ``label`` ``(*spatial)`` bool.
+
+    Returns ``probabilities`` (list of ``steps`` arrays), ``misunderstanding``
+    (per step: agents moving against their label, Definition 1), ``seconds`` per step."""
+    from clinloop.models.mecca.environment import count_misunderstanding
+
+    n_points = model.cfg.hint_points if n_points is None else n_points
+    img = normalise(image)
+    lab = np.asarray(label, bool)
+    if lab.shape != img.shape:
+        raise ValueError(f"label {lab.shape} and image {img.shape} differ in spatial shape")
+    x = torch.from_numpy(img)[None, None]
+    y = torch.from_numpy(lab.astype(np.float32))[None, None]
+    p = initial_probability(x.shape)
+    clicks: list = []
+    probs, mis, secs = [], [], []
+    for _ in range(steps):
+        clicks += simulate_clicks(p[0, 0].numpy() > 0.5, lab, n_points, rng)
+        h = torch.from_numpy(hint_map(clicks, img.shape, model.cfg.hint_sigma))[None, None]
+        t0 = time.perf_counter()
+        p_next, _ = model.refine(x, p, h)
+        secs.append(time.perf_counter() - t0)
+        mis.append(count_misunderstanding(p, p_next, y))
+        p = p_next
+        probs.append(p[0, 0].numpy().copy())
+    return {"probabilities": probs, "misunderstanding": mis, "seconds": secs, "n_clicks": len(clicks)}
+
+
+def load_mecca(folder: str | Path, **_: Any) -> MECCAModel:
+    """Rebuild a :class:`MECCAModel` from a model folder (any of the four methods)."""
+    folder = Path(folder)
+    cfg = MECCAConfig.load(folder / "config.json")
+    nets = build_networks(cfg)
+    wpath = folder / "weights.pt"
+    try:
+        state = torch.load(wpath, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise ValueError(f"{wpath}: cannot read weights ({e})") from e
+    for k, n in nets.items():
+        if k not in state:
+            raise ValueError(f"{wpath}: no weights for network {k!r} (has {', '.join(state)})")
+        n.load_state_dict(state[k])
+    extra = {}
+    for name in ("data", "metrics"):
+        p = folder / f"{name}.json"
+        extra[name] = json.loads(p.read_text()) if p.is_file() else {}
+    return MECCAModel(cfg, nets, extra["data"], extra["metrics"])
