@@ -1,0 +1,346 @@
+"""LEXU's evaluation protocol (LEXU §3–4): ``clinloop evaluate --protocol lexu``.
+
+For each held-out image (the ``test_cases`` recorded in the model's
+``data.json``; ``--split all`` for every case) at the model's resolution:
+
+* image level (§3): per-image summed variance of the model (``Σ Ĥ``; for the
+  plain U-Net ``Σ p(1-p)``) vs of the raters (``Σ H``) -> ``spearman`` (SR)
+  and ``distance_correlation`` (DC) over images;
+* pixel level: ``ncc`` between ``Ĥ`` and ``H``, mean over images;
+* segmentation: ``soft_dice`` of the prediction against the soft-majority
+  label ``S(M)``; ``nll`` and ``ece`` of the prediction against ``S(M)``;
+  ``ged`` with the heads / members / dropout passes (binarised at 0.5) as the
+  sample set and the valid raters as the reference set; all means over images;
+* cost: ``forward_passes``, ``seconds_per_image`` (median wall time of one
+  image's sample set, batch 1, this machine) and ``parameters``.
+
+``results.json`` holds exactly those keys plus ``method``, ``protocol`` and
+``n_cases``. Beside it (same stem) go
+
+* ``.qc.json`` / ``.qc.png`` — segmentation quality control (§4.2, after Ng et
+  al.): images whose Dice (prediction > 0.5 vs majority vote) is below the
+  structure's threshold (§4.2: disc 0.97, cup 0.85; ours for other data: 0.7)
+  are *poor*; removing the most uncertain ``q`` % of images, the curve is the
+  fraction of the poor images that remain; the ideal curve removes poor images
+  first; ``d_auc`` = area(curve) − area(ideal) (lower is better);
+* ``.difficulty.json`` / ``.difficulty.png`` — example difficulty (§4.3):
+  agreement between heads / members / passes (mean pairwise Dice) and
+  image-level uncertainty under increasing Gaussian noise, blur and colour
+  change. Deviation: we raise the *strength* of one distortion on every image
+  (severity 0..1) rather than the *fraction* of distorted images, so each
+  distortion gets its own curve.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout")
+RESULT_KEYS = (
+    "method", "protocol", "n_cases", "spearman", "distance_correlation", "ncc", "soft_dice", "nll", "ece",
+    "ged", "forward_passes", "seconds_per_image", "parameters",
+)
+POOR_DICE = {"disc": 0.97, "cup": 0.85, "gtvp": 0.65, "gtvn": 0.55}  # LEXU §4.2
+DEFAULT_POOR_DICE = 0.7  # ours, for structures the paper does not cover
+SHIPPED = {"riga": "lexu-riga-cup", "lidc": "lexu-lidc"}
+DISTORTIONS = ("noise", "blur", "colour")
+SEVERITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LEXU protocol")
+    g.add_argument("--structure", default=None, help="RIGA structure (cup/disc); default: the model's")
+    g.add_argument("--task", type=int, default=None, help="QUBIQ task number")
+    g.add_argument("--split", choices=["test", "all"], default="test",
+                   help="test: the model's held-out cases from data.json (default); all: every case")
+    g.add_argument("--poor-dice", type=float, default=None, help="QC threshold (default: §4.2 per structure)")
+    g.add_argument("--difficulty-cases", type=int, default=40, help="images used by the difficulty test (0: skip)")
+    g.add_argument("--no-figures", action="store_true")
+    g.add_argument("--threads", type=int, default=None)
+
+
+# ------------------------------------------------------------ pure helpers
+def qc_curve(uncertainty, poor, quantiles=None) -> dict:
+    """Quality-control curve: fraction of poor images left after removing the
+    ``q`` most uncertain fraction of images.
+
+    ``uncertainty (N,)`` image-level scores, ``poor (N,)`` bool. Returns
+    ``{"q", "remaining", "ideal", "d_auc", "n_poor"}``; with no poor image the
+    curves are all zero and ``d_auc`` is nan. Ties in uncertainty are broken
+    by image order (stable sort).
+    """
+    u = np.asarray(uncertainty, dtype=np.float64)
+    bad = np.asarray(poor, dtype=bool)
+    if u.shape != bad.shape or u.ndim != 1 or u.size == 0:
+        raise ValueError(f"uncertainty and poor must be equal-length 1-D, got {u.shape} and {bad.shape}")
+    q = np.linspace(0, 1, 21) if quantiles is None else np.asarray(quantiles, dtype=np.float64)
+    n, n_poor = u.size, int(bad.sum())
+    order = np.argsort(-u, kind="stable")
+    removed_poor = np.concatenate([[0], np.cumsum(bad[order])])  # poor among the k most uncertain
+    k = np.floor(q * n + 1e-9).astype(int)
+    if n_poor == 0:
+        z = np.zeros_like(q)
+        return {"q": q.tolist(), "remaining": z.tolist(), "ideal": z.tolist(), "d_auc": float("nan"), "n_poor": 0}
+    remaining = (n_poor - removed_poor[k]) / n_poor
+    ideal = np.maximum(n_poor - k, 0) / n_poor
+    d_auc = float(np.trapezoid(remaining, q) - np.trapezoid(ideal, q))
+    return {"q": q.tolist(), "remaining": remaining.tolist(), "ideal": ideal.tolist(), "d_auc": d_auc, "n_poor": n_poor}
+
+
+def distort(image: np.ndarray, kind: str, severity: float, seed: int = 0) -> np.ndarray:
+    """One distortion of strength ``severity`` in [0, 1] on ``image (C, H, W)``.
+
+    The image is mapped to [0, 1] (min–max), distorted, and mapped back:
+    ``noise``: + N(0, (0.15·s)²); ``blur``: Gaussian, σ = 0.01·s·max(H, W) px;
+    ``colour``: RGB: hue + 0.1·s, saturation × (1 − 0.5·s), then gamma 1 + s;
+    grey: gamma 1 + 1.5·s (a brightness/contrast change alone would be undone
+    by the per-image z-score).
+    """
+    if kind not in DISTORTIONS:
+        raise ValueError(f"unknown distortion {kind!r}; choose from {', '.join(DISTORTIONS)}")
+    if not 0 <= severity <= 1:
+        raise ValueError(f"severity must be in [0, 1], got {severity}")
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = float(img.min()), float(img.max())
+    x = (img - lo) / max(hi - lo, 1e-6)
+    if severity > 0:
+        if kind == "noise":
+            x = np.clip(x + np.random.default_rng(seed).normal(0, 0.15 * severity, x.shape), 0, 1)
+        elif kind == "blur":
+            from scipy.ndimage import gaussian_filter
+
+            sigma = 0.01 * severity * max(x.shape[-2:])
+            x = np.stack([gaussian_filter(c, sigma) for c in x])
+        elif x.shape[0] == 3:
+            from skimage.color import hsv2rgb, rgb2hsv
+
+            hsv = rgb2hsv(np.moveaxis(x, 0, -1))
+            hsv[..., 0] = (hsv[..., 0] + 0.1 * severity) % 1.0
+            hsv[..., 1] *= 1 - 0.5 * severity
+            x = np.moveaxis(hsv2rgb(hsv), -1, 0) ** (1 + severity)
+        else:
+            x = x ** (1 + 1.5 * severity)
+    return (x * (hi - lo) + lo).astype(np.float32)
+
+
+def default_model(method: str, data: str, fmt: str | None) -> str:
+    """The shipped model for ``method`` on this dataset (only LEXU ships)."""
+    if method != "lexu":
+        raise ValueError(f"no shipped model for method {method!r}; pass --model MODEL_DIR (train one with clinloop train)")
+    from clinloop.data import detect_format
+
+    f = fmt or detect_format(data)
+    if f not in SHIPPED:
+        raise ValueError(f"no shipped LEXU model for {f!r} data ({', '.join(SHIPPED)} ship); pass --model")
+    return SHIPPED[f]
+
+
+def select_cases(ds, model_dir: Path, split: str) -> list[int]:
+    """Dataset indices of the model's held-out cases (``data.json``), or all."""
+    if split == "all":
+        return list(range(len(ds)))
+    p = Path(model_dir) / "data.json"
+    test = set(json.loads(p.read_text()).get("test_cases", [])) if p.is_file() else set()
+    idx = [i for i, c in enumerate(ds.case_ids) if c in test]
+    if not idx:
+        raise ValueError(
+            f"{p}: none of the model's held-out cases is in this dataset; use --split all to evaluate every case"
+        )
+    return idx
+
+
+def evaluate_cases(predictor, samples) -> dict:
+    """Per-image quantities for the protocol (at the model's resolution)."""
+    import torch
+
+    from clinloop import metrics
+    from clinloop.data import fusion
+    from clinloop.models.lexu.heads import pairwise_agreement
+    from clinloop.models.lexu.model import prepare_images, prepare_masks
+
+    cfg = predictor.cfg
+    rows, times = [], []
+    for s in samples:
+        x = prepare_images([s.image], cfg.size, cfg.in_channels)
+        import time
+
+        t0 = time.perf_counter()
+        r = predictor.run_batch(x)
+        times.append(time.perf_counter() - t0)
+        masks = prepare_masks(s.masks, cfg.size).numpy().astype(bool)
+        valid = np.asarray(s.rater_valid, dtype=bool)
+        H = fusion.rater_variance(masks, valid)
+        soft = fusion.soft_label(masks, valid)
+        mv = fusion.majority_vote(masks, valid)
+        prob = r["prob"][0].numpy().astype(np.float64).clip(0, 1)
+        unc = r["uncertainty"][0].numpy().astype(np.float64)
+        samp = r["samples"][0].numpy() > 0.5
+        rows.append({
+            "case_id": s.case_id,
+            "model_sum": float(unc.sum()),
+            "rater_sum": float(H.sum()),
+            "ncc": metrics.ncc(unc, H),
+            "soft_dice": metrics.soft_dice(prob, soft),
+            "dice": metrics.dice(prob > 0.5, mv),
+            "nll": metrics.nll(prob, soft),
+            "ece": metrics.ece(prob, soft),
+            "ged": metrics.ged(samp, masks[valid]),
+            "agreement": float(pairwise_agreement(torch.from_numpy(r["samples"][0:1].numpy()))[0]),
+        })
+    return {"rows": rows, "times": times}
+
+
+def summarise(method: str, predictor, rows: list[dict], times: list[float]) -> dict:
+    """``results.json`` content: exactly :data:`RESULT_KEYS`."""
+    from clinloop import metrics
+    from clinloop.models.lexu.network import count_parameters
+
+    ms = [r["model_sum"] for r in rows]
+    rs = [r["rater_sum"] for r in rows]
+    out = {
+        "method": method,
+        "protocol": "lexu",
+        "n_cases": len(rows),
+        "spearman": metrics.spearman(ms, rs),
+        "distance_correlation": metrics.distance_correlation(ms, rs),
+        "ncc": float(np.mean([r["ncc"] for r in rows])),
+        "soft_dice": float(np.mean([r["soft_dice"] for r in rows])),
+        "nll": float(np.mean([r["nll"] for r in rows])),
+        "ece": float(np.mean([r["ece"] for r in rows])),
+        "ged": float(np.mean([r["ged"] for r in rows])),
+        "forward_passes": predictor.forward_passes,
+        "seconds_per_image": float(np.median(times)),
+        "parameters": count_parameters(predictor.network),
+    }
+    assert tuple(out) == RESULT_KEYS
+    return out
+
+
+def difficulty_test(predictor, samples, seed: int = 0) -> dict:
+    """Mean agreement and image-level uncertainty per distortion and severity."""
+    from clinloop.models.lexu.heads import pairwise_agreement
+    from clinloop.models.lexu.model import prepare_images
+
+    cfg = predictor.cfg
+    table = {}
+    for kind in DISTORTIONS:
+        agree, unc = [], []
+        for sev in SEVERITIES:
+            a, u = [], []
+            for i, s in enumerate(samples):
+                img = distort(s.image, kind, sev, seed + i)
+                r = predictor.run_batch(prepare_images([img], cfg.size, cfg.in_channels))
+                a.append(float(pairwise_agreement(r["samples"])[0]))
+                u.append(float(r["image_uncertainty"][0]))
+            agree.append(float(np.mean(a)))
+            unc.append(float(np.mean(u)))
+        table[kind] = {"severity": list(SEVERITIES), "agreement": agree, "image_uncertainty": unc}
+    return {"n_cases": len(samples), "distortions": table}
+
+
+def _plot_qc(qc: dict, method: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clinloop.atomic import atomic_path
+
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    ax.plot(np.array(qc["q"]) * 100, qc["remaining"], label=f"{method} (d-AUC {qc['d_auc']:.3f})")
+    ax.plot(np.array(qc["q"]) * 100, qc["ideal"], "--", color="grey", label="ideal")
+    ax.set_xlabel("most uncertain images removed (%)")
+    ax.set_ylabel("poor segmentations left (fraction)")
+    ax.set_title(f"quality control ({qc['n_poor']} poor of {qc['n_cases']}, Dice < {qc['threshold']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _plot_difficulty(dt: dict, method: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clinloop.atomic import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    for kind, t in dt["distortions"].items():
+        axes[0].plot(t["severity"], t["agreement"], marker="o", label=kind)
+        axes[1].plot(t["severity"], t["image_uncertainty"], marker="o", label=kind)
+    axes[0].set_ylabel("agreement (mean pairwise Dice)")
+    axes[1].set_ylabel("image-level uncertainty (Σ var)")
+    for ax in axes:
+        ax.set_xlabel("distortion severity")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"example difficulty: {method}", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _sibling(out: Path, suffix: str) -> Path:
+    stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
+    return out.with_name(stem + suffix)
+
+
+def run(args) -> int:
+    import torch
+
+    from clinloop.atomic import atomic_write_text
+    from clinloop.data import load_dataset
+    from clinloop.models.lexu.model import load_lexu
+    from clinloop.models.registry import resolve_model_dir
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_dir = resolve_model_dir(args.model or default_model(args.method, args.data, args.format))
+    predictor = load_lexu(model_dir)
+    if predictor.cfg.method != args.method:
+        raise ValueError(f"{model_dir}: model is {predictor.cfg.method!r}, not --method {args.method!r}")
+    opts = {}
+    structure = args.structure or predictor.cfg.structure
+    fmt = args.format
+    from clinloop.data import detect_format
+
+    if (fmt or detect_format(args.data)) == "riga" and structure:
+        opts["structure"] = structure
+    if args.task is not None:
+        opts["task"] = args.task
+    ds = load_dataset(args.data, format=fmt, **opts)
+    idx = select_cases(ds, model_dir, args.split)
+    if args.limit is not None:
+        idx = idx[: args.limit]
+    samples = [s for s in (ds[i] for i in idx) if s.n_raters and s.rater_valid.any()]
+    if not samples:
+        raise ValueError(f"{args.data}: no selected case has a valid rater mask")
+    ev = evaluate_cases(predictor, samples)
+    res = summarise(args.method, predictor, ev["rows"], ev["times"])
+    out = Path(args.out)
+    atomic_write_text(out, json.dumps(res, indent=2) + "\n")
+
+    key = (structure or getattr(samples[0], "structure", None) or "").lower()
+    thr = args.poor_dice if args.poor_dice is not None else POOR_DICE.get(key, DEFAULT_POOR_DICE)
+    dice = np.array([r["dice"] for r in ev["rows"]])
+    qc = qc_curve([r["model_sum"] for r in ev["rows"]], dice < thr)
+    qc.update({"threshold": thr, "n_cases": len(dice), "method": args.method, "cases": ev["rows"]})
+    atomic_write_text(_sibling(out, ".qc.json"), json.dumps(qc, indent=1) + "\n")
+    if args.difficulty_cases:
+        dt = difficulty_test(predictor, samples[: args.difficulty_cases], args.seed)
+        dt["method"] = args.method
+        atomic_write_text(_sibling(out, ".difficulty.json"), json.dumps(dt, indent=1) + "\n")
+    if not args.no_figures:
+        _plot_qc(qc, args.method, _sibling(out, ".qc.png"))
+        if args.difficulty_cases:
+            _plot_difficulty(dt, args.method, _sibling(out, ".difficulty.png"))
+    print(json.dumps(res, indent=2))
+    print(f"QC d-AUC {qc['d_auc']:.4f} ({qc['n_poor']} poor of {len(dice)}, Dice < {thr})", file=sys.stderr)
+    return 0

@@ -1,0 +1,102 @@
+"""LEXU / baseline configuration, saved as ``config.json`` beside ``weights.pt``.
+
+Paper values (LEXU §3): α = 1, β = 5 (RIGA) / 2.5 (HECKTOR), lr 5e-5 with an
+ImageNet ResNet50, 200 epochs, batch 16, 256² input. Our CPU defaults differ
+(from-scratch CNN encoder, lr 1e-3, 96²–128² input, fewer epochs); the resolved
+values are recorded in every model folder.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from clinloop.atomic import atomic_write_text
+
+METHODS = ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout")
+
+
+@dataclass
+class LexuConfig:
+    """Everything needed to rebuild one of the five networks.
+
+    ``widths``: encoder channels per block (``N_E = len(widths)``, ``N_D = N_p = N_E - 1``).
+    ``size``: square input resolution the network was trained at (images are
+    resized to it; predictions are resized back).
+    ``normalisation``: ``"zscore"`` = per image, per channel ``(x - mean) / std``.
+    """
+
+    method: str = "lexu"
+    in_channels: int = 3
+    widths: list[int] = field(default_factory=lambda: [16, 24, 32, 48, 64, 96])
+    encoder: str = "cnn"
+    alpha: float = 1.0
+    beta: float = 5.0
+    n_members: int = 5
+    dropout: float = 0.2
+    mc_samples: int = 8
+    size: int = 128
+    normalisation: str = "zscore"
+    structure: str | None = None
+    epochs: int = 150
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        self.widths = [int(w) for w in self.widths]
+        if len(self.widths) < 3 or min(self.widths) < 1:
+            raise ValueError(f"widths must list >= 3 positive channel counts, got {self.widths}")
+        for name in ("alpha", "beta", "lr"):
+            v = float(getattr(self, name))
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        step = 2 ** (len(self.widths) - 1)
+        if self.size < step or self.size % step:
+            raise ValueError(f"size {self.size} must be a positive multiple of {step} (2**(N_E-1)) for widths {self.widths}")
+        if self.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
+        if self.n_members < 2:
+            raise ValueError(f"n_members must be >= 2, got {self.n_members}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.mc_samples < 2:
+            raise ValueError(f"mc_samples must be >= 2, got {self.mc_samples}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.normalisation != "zscore":
+            raise ValueError(f"unknown normalisation {self.normalisation!r}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def save(self, folder: str | Path) -> None:
+        atomic_write_text(Path(folder) / "config.json", self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "LexuConfig":
+        path = Path(folder) / "config.json"
+        try:
+            d = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: cannot read config ({e})") from e
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def build_network(cfg: LexuConfig):
+    """The named variant for ``cfg.method`` (see :mod:`clinloop.models.lexu.baselines`)."""
+    from clinloop.models.lexu.baselines import VARIANTS
+
+    common = dict(in_channels=cfg.in_channels, widths=cfg.widths, encoder=cfg.encoder)
+    extra = {
+        "lexu": dict(alpha=cfg.alpha, beta=cfg.beta),
+        "ensemble": dict(n_members=cfg.n_members),
+        "mc-dropout": dict(dropout=cfg.dropout, mc_samples=cfg.mc_samples),
+    }.get(cfg.method, {})
+    return VARIANTS[cfg.method](**common, **extra)

@@ -1,0 +1,260 @@
+"""Training for LEXU and its four baselines (``clinloop train --method
+{lexu,unet,ensemble,layer-ensemble,mc-dropout}``).
+
+One loop for all five: the method picks a named variant
+(:mod:`clinloop.models.lexu.baselines`) whose ``loss`` is Eq. 1 for LEXU and
+majority-vote BCE for the baselines. Data are split by patient
+(``clinloop.data.splits.split_by_patient``) into train / held-out test; the
+held-out case ids are written to ``data.json`` so ``clinloop evaluate
+--protocol lexu`` and ``clinloop triage`` use exactly the unseen cases.
+
+Resumable: ``checkpoint.pt`` (weights, optimiser, scheduler, epoch, RNG) is
+rewritten atomically after every epoch; ``--resume`` continues from it. The
+final folder holds ``config.json``, ``weights.pt``, ``data.json`` (dataset,
+split, command, wall time) and ``metrics.json`` (loss per epoch).
+
+CPU-sized deviations from LEXU §3: from-scratch CNN encoder, Adam lr 1e-3 with
+cosine decay (paper: 5e-5 for a pretrained ResNet50), 96²–128² input (paper:
+256²), fewer epochs; random horizontal/vertical flips as augmentation.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clinloop.models.lexu.config import METHODS, LexuConfig
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LEXU / baselines")
+    g.add_argument("--size", type=int, default=128, help="square input resolution (e.g. 96 or 128 on a CPU)")
+    g.add_argument("--epochs", type=int, default=150)
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--alpha", type=float, default=1.0, help="Eq. 1 α (segmentation weight)")
+    g.add_argument("--beta", type=float, default=5.0, help="Eq. 1 β (DGM weight)")
+    g.add_argument("--widths", default="16,24,32,48,64,96", help="encoder widths, comma-separated (N_E = count)")
+    g.add_argument("--encoder", default="cnn", choices=["cnn"])
+    g.add_argument("--members", type=int, default=5, help="deep-ensemble size")
+    g.add_argument("--dropout", type=float, default=0.2, help="MC-dropout probability")
+    g.add_argument("--mc-samples", type=int, default=8, help="MC-dropout passes at test time")
+    g.add_argument("--structure", default=None, help="RIGA structure: cup or disc")
+    g.add_argument("--task", type=int, default=None, help="QUBIQ task number")
+    g.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (split by patient)")
+    g.add_argument("--max-cases", type=int, default=None, help="train on at most N training cases (random, seeded)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def dataset_options(args) -> dict:
+    """Reader options from ``--structure`` / ``--task`` (only those given)."""
+    opts = {}
+    if getattr(args, "structure", None):
+        opts["structure"] = args.structure
+    if getattr(args, "task", None) is not None:
+        opts["task"] = args.task
+    return opts
+
+
+def split_cases(dataset, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, test) of a split by patient (``split_by_patient``)."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+    try:
+        from clinloop.data.splits import split_by_patient
+    except ModuleNotFoundError:  # splits module not available: same rule, seeded, by patient
+        split_by_patient = _split_by_patient_fallback
+    parts = split_by_patient(dataset, (1 - test_fraction, test_fraction), seed=seed)
+    out = []
+    for part in parts:
+        if hasattr(part, "indices"):
+            out.append([int(i) for i in part.indices])
+        else:
+            out.append([int(i) for i in part])
+    return out[0], out[1]
+
+
+def _split_by_patient_fallback(dataset, fractions, seed=0):
+    """Whole patients to parts in seeded random order (used only when
+    ``clinloop.data.splits`` is absent)."""
+    pats = sorted(set(dataset.patient_ids))
+    order = np.random.default_rng(seed).permutation(len(pats))
+    n_test = max(1, int(round(fractions[1] * len(pats))))
+    test_p = {pats[i] for i in order[:n_test]}
+    test = [i for i, p in enumerate(dataset.patient_ids) if p in test_p]
+    return [i for i in range(len(dataset)) if i not in set(test)], test
+
+
+def stack_samples(samples, size: int, in_channels: int):
+    """Samples -> ``images (N, C, S, S)`` normalised, ``masks (N, R, S, S)`` uint8
+    (padded with invalid raters to the largest R), ``valid (N, R)`` bool.
+    Samples without a valid rater are dropped (with their index noted)."""
+    import torch
+
+    from clinloop.models.lexu.model import prepare_images, prepare_masks
+
+    keep = [s for s in samples if s.n_raters and s.rater_valid.any()]
+    if not keep:
+        raise ValueError("no sample has a valid rater mask")
+    r = max(s.n_raters for s in keep)
+    x = prepare_images([s.image for s in keep], size, in_channels)
+    m = torch.zeros((len(keep), r, size, size), dtype=torch.uint8)
+    v = torch.zeros((len(keep), r), dtype=torch.bool)
+    for i, s in enumerate(keep):
+        m[i, : s.n_raters] = prepare_masks(s.masks, size)
+        v[i, : s.n_raters] = torch.from_numpy(s.rater_valid)
+    return x, m, v, keep
+
+
+def _save_atomic(obj, path: Path) -> None:
+    import torch
+
+    from clinloop.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _command(args) -> str:
+    parts = ["clinloop", "train", "--method", args.method]
+    for k, v in sorted(vars(args).items()):
+        if k in ("method", "resume") or v is None or v is False:
+            continue
+        flag = "--" + k.replace("_", "-")
+        parts += [flag] if v is True else [flag, str(v)]
+    return " ".join(parts)
+
+
+def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: bool = True, device: str = "cpu",
+          stop_after: int | None = None):
+    """Train ``cfg.method`` on prepared tensors ``x (N,C,S,S)``, ``m (N,R,S,S)``,
+    ``v (N,R)``; returns (network, history). ``stop_after`` ends the loop after
+    that many epochs, leaving ``checkpoint.pt`` as an interruption would."""
+    import torch
+
+    from clinloop.models.lexu.config import build_network
+
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[dict] = []
+    start = 0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.is_file():
+        st = torch.load(ckpt, map_location=device, weights_only=False)
+        net.load_state_dict(st["model"])
+        opt.load_state_dict(st["optim"])
+        sched.load_state_dict(st["sched"])
+        gen.set_state(st["gen"])
+        history, start = st["history"], st["epoch"]
+    from tqdm import tqdm
+
+    bar = tqdm(range(start, cfg.epochs), desc=cfg.method, disable=not progress, initial=start, total=cfg.epochs)
+    for epoch in bar:
+        net.train()
+        perm = torch.randperm(len(x), generator=gen)
+        tot, parts_sum, n = 0.0, {}, 0
+        for b in range(steps_per_epoch):
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            xb, mb, vb = x[idx].to(device), m[idx].to(device), v[idx].to(device)
+            # random flips, the same for the image and all its rater masks
+            if torch.rand((), generator=gen) < 0.5:
+                xb, mb = xb.flip(-1), mb.flip(-1)
+            if torch.rand((), generator=gen) < 0.5:
+                xb, mb = xb.flip(-2), mb.flip(-2)
+            logits = net.train_logits(xb)
+            loss, parts = net.loss(logits, mb, vb, generator=gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += float(loss.detach()) * len(idx)
+            n += len(idx)
+            for k, val in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + val * len(idx)
+        rec = {"epoch": epoch + 1, "loss": tot / n, **{k: s / n for k, s in parts_sum.items()}}
+        history.append(rec)
+        bar.set_postfix(loss=f"{rec['loss']:.4f}")
+        _save_atomic(
+            {"model": net.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
+             "gen": gen.get_state(), "history": history, "epoch": epoch + 1},
+            ckpt,
+        )
+        if stop_after is not None and epoch + 1 >= stop_after:
+            break
+    return net, history
+
+
+def run_train(args) -> int:
+    import torch
+
+    from clinloop.atomic import atomic_write_text
+    from clinloop.data import load_dataset
+
+    if args.method not in METHODS:
+        raise ValueError(f"clinloop.training.lexu trains {', '.join(METHODS)}; got {args.method!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    if (out / "weights.pt").is_file():
+        if not args.resume:
+            raise ValueError(f"{out}: already holds a trained model (weights.pt); choose another --out")
+        if not (out / "checkpoint.pt").is_file():
+            print(f"{out}: training already finished; nothing to resume", file=sys.stderr)
+            return 0
+    widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
+    opts = dataset_options(args)
+    ds = load_dataset(args.data, format=args.format, **opts)
+    train_idx, test_idx = split_cases(ds, args.test_fraction, args.seed)
+    if args.max_cases is not None and len(train_idx) > args.max_cases:
+        rng = np.random.default_rng(args.seed)
+        train_idx = sorted(rng.choice(train_idx, args.max_cases, replace=False).tolist())
+    first = ds[train_idx[0]]
+    if first.spatial_ndim != 2:
+        raise ValueError(f"{args.data}: LEXU here is 2-D only; got {first.spatial_ndim}-D samples")
+    cfg = LexuConfig(
+        method=args.method, in_channels=3 if first.n_channels in (1, 3) else first.n_channels, widths=widths,
+        encoder=args.encoder, alpha=args.alpha, beta=args.beta, n_members=args.members, dropout=args.dropout,
+        mc_samples=args.mc_samples, size=args.size, structure=args.structure, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    )
+    if cfg.method != "mc-dropout":
+        cfg.dropout = 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    samples = [ds[i] for i in train_idx]
+    x, m, v, kept = stack_samples(samples, cfg.size, cfg.in_channels)
+    print(f"{args.method}: {len(kept)} training images at {cfg.size}² ({len(test_idx)} cases held out)", file=sys.stderr)
+    prev = {}
+    if args.resume and (out / "data.json").is_file():
+        prev = json.loads((out / "data.json").read_text())
+    net, history = train(cfg, x, m, v, out, resume=args.resume, device=args.device)
+    seconds = time.time() - t0 + float(prev.get("train_seconds", 0.0) if args.resume else 0.0)
+    cfg.save(out)
+    _save_atomic({k: t.cpu() for k, t in net.state_dict().items()}, out / "weights.pt")
+    data = {
+        "dataset": str(Path(args.data).resolve()),
+        "format": args.format or ds.format,
+        "options": opts,
+        "split": {"method": "split_by_patient", "fractions": [1 - args.test_fraction, args.test_fraction], "seed": args.seed},
+        "train_cases": [ds.case_ids[i] for i in train_idx],
+        "test_cases": [ds.case_ids[i] for i in test_idx],
+        "n_train_images": len(kept),
+        "command": _command(args),
+        "train_seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+    }
+    atomic_write_text(out / "data.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(out / "metrics.json", json.dumps({"history": history}, indent=1) + "\n")
+    (out / "checkpoint.pt").unlink(missing_ok=True)
+    print(f"wrote {out} ({seconds:.0f} s)", file=sys.stderr)
+    return 0

@@ -1,0 +1,58 @@
+"""``clinloop triage``: worklist ordered by LEXU's image-level uncertainty."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from clinloop.cli import main
+
+from _lexu_fixtures import write_tiny_riga
+
+
+def test_triage_csv_ordering_matches_uncertainty(tmp_path):
+    data = write_tiny_riga(tmp_path / "tiny.npz")
+    assert main(["train", "--method", "lexu", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "2",
+                 "--size", "32", "--widths", "4,6,8,8", "--structure", "cup", "--threads", "1"]) == 0
+    out = tmp_path / "worklist.csv"
+    assert main(["triage", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 10
+    assert [int(r["rank"]) for r in rows] == list(range(1, 11))
+    u = [float(r["predicted_disagreement"]) for r in rows]
+    assert u == sorted(u, reverse=True)
+    # the values are the predictor's own image-level uncertainties
+    from clinloop.data import load_dataset
+    from clinloop.models.lexu.model import load_lexu
+
+    pred = load_lexu(tmp_path / "m")
+    ds = load_dataset(data, structure="cup")
+    by_id = {s.case_id: pred.predict(s.image)[2] for s in ds}
+    for r in rows:
+        assert float(r["predicted_disagreement"]) == pytest.approx(by_id[r["case_id"]], rel=1e-4)
+    # case01 has a missing rater: 2 valid raters counted
+    assert {r["case_id"]: int(r["n_raters"]) for r in rows}["case02"] == 2
+    # rater disagreement is Σ H (non-negative)
+    assert all(float(r["rater_disagreement"]) >= 0 for r in rows)
+    # JSON output and held-out selection
+    assert main(["triage", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(tmp_path / "w.json"),
+                 "--split", "test"]) == 0
+    import json
+
+    assert len(json.loads((tmp_path / "w.json").read_text())) == 3
+
+
+def test_predict_api_shapes(tmp_path):
+    data = write_tiny_riga(tmp_path / "tiny.npz", n=4)
+    assert main(["train", "--method", "lexu", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--size", "32", "--widths", "4,6,8,8", "--structure", "cup", "--test-fraction", "0.25"]) == 0
+    from clinloop.models.registry import load_model
+
+    pred = load_model(tmp_path / "m")
+    img = np.random.default_rng(0).random((3, 50, 40)).astype(np.float32)
+    prob, unc, u = pred.predict(img)
+    assert prob.shape == unc.shape == (50, 40)
+    assert 0 <= prob.min() and prob.max() <= 1 and unc.min() >= -1e-6 and u >= 0
+    with pytest.raises(ValueError, match="channels"):
+        pred.predict(np.zeros((2, 8, 8), np.float32))
