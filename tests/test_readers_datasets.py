@@ -139,6 +139,33 @@ def test_lidc_truncated_and_corrupt(tmp_path):
     assert str(q) in str(e.value)
 
 
+def test_lidc_cache_shared_pickled_and_refreshed(tmp_path):
+    import pickle
+
+    p = tmp_path / "crops.npz"
+    arr = make_lidc_npz(p, size=16)
+    a, b = load_dataset(p), load_dataset(p, volumes=True)
+    assert a._cache is b._cache
+    a[0]
+    assert set(a._cache.arrays) == {"image", "masks"}
+    blob = pickle.dumps(a)
+    assert len(blob) < arr["image"].nbytes  # the cached arrays are not pickled
+    c = pickle.loads(blob)
+    np.testing.assert_array_equal(c[3].masks, a[3].masks)
+    # a rewritten file (new size) is read afresh, not served from the old cache
+    arr2 = make_lidc_npz(p, size=12, seed=1)
+    d = load_dataset(p)
+    assert d._cache is not a._cache
+    np.testing.assert_array_equal(d[0].image[0], arr2["image"][0])
+
+
+def test_lidc_object_arrays_are_refused(tmp_path):
+    p = tmp_path / "obj.npz"
+    make_lidc_npz(p, patient=np.array(["P1"] * 9, dtype=object))
+    with pytest.raises(DataError, match="'patient' holds pickled Python objects"):
+        load_dataset(p)
+
+
 # --------------------------------------------------------------------------- RIGA
 def test_riga_fixture_structures(tmp_path):
     p = tmp_path / "riga.npz"
@@ -449,7 +476,7 @@ def test_real_lidc_volumes(lidc_real, shared_data):
     vol = load_dataset(shared_data / "lidc", volumes=True)
     assert len(vol) == 1044  # no slice gaps in this file: one volume per nodule
     assert len(set(vol.patient_ids)) == 350
-    vol._arrays = lidc_real.arrays()  # share the cache (same file) to keep the test fast
+    assert vol._cache is lidc_real._cache  # same file: arrays read once
     v = vol[0]
     rows = v.provenance["rows"]
     assert v.image.shape == (1, len(rows), 128, 128) and v.masks.shape == (4, len(rows), 128, 128)

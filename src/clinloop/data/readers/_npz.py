@@ -11,10 +11,15 @@ read, and reports problems without the file name. These helpers:
   :class:`DataError` that names the file and the key;
 * :func:`read_bool_packed` — a large 0/1 member read in row chunks and kept
   bit-packed along the last axis (8x smaller in memory; LIDC's masks are
-  ~400 MB as bool, ~50 MB packed).
+  ~400 MB as bool, ~50 MB packed);
+* :class:`ArrayCache` — the arrays of one file, read once and shared by every
+  dataset open on that file (e.g. LIDC slices and LIDC volumes, or train and
+  validation opened separately), freed when the last such dataset goes.
 """
 from __future__ import annotations
 
+import os
+import weakref
 import zipfile
 import zlib
 from pathlib import Path
@@ -90,6 +95,12 @@ def read_member(path: Path, key: str, allow_pickle: bool = False) -> np.ndarray:
         try:
             with zf.open(name) as f:
                 return np.lib.format.read_array(f, allow_pickle=allow_pickle)
+        except ValueError as e:
+            if "allow_pickle" in str(e):
+                raise DataError(
+                    f"array {key!r} holds pickled Python objects; store it as a plain (e.g. string) array", path
+                ) from None
+            raise DataError(f"array {key!r} could not be read (truncated or corrupt): {e}", path) from None
         except _ZIP_ERRORS as e:
             raise DataError(f"array {key!r} could not be read (truncated or corrupt): {e}", path) from None
 
@@ -166,3 +177,33 @@ def single_npz(path: Path, detect, what: str) -> Path:
                 f"(of {n_npz} .npz files)", path)
         return cands[0]
     return path
+
+
+class ArrayCache:
+    """Arrays of one file, filled on demand: ``cache.get(key, reader)`` calls
+    ``reader()`` the first time only. Obtain it with :func:`array_cache` so that
+    all datasets on the same (unchanged) file share one instance."""
+
+    def __init__(self):
+        self.arrays: dict[str, object] = {}
+
+    def get(self, key: str, reader):
+        if key not in self.arrays:
+            self.arrays[key] = reader()
+        return self.arrays[key]
+
+
+_CACHES: "weakref.WeakValueDictionary[tuple, ArrayCache]" = weakref.WeakValueDictionary()
+
+
+def array_cache(path: Path) -> ArrayCache:
+    """The shared :class:`ArrayCache` of ``path`` (keyed by path, size and
+    modification time, so a rewritten file is read afresh). Held weakly here:
+    it lives as long as some dataset holds it."""
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    c = _CACHES.get(key)
+    if c is None:
+        c = ArrayCache()
+        _CACHES[key] = c
+    return c

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clinloop.data.readers._npz import detect_npz, npz_headers, read_member, single_npz
+from clinloop.data.readers._npz import array_cache, detect_npz, npz_headers, read_member, single_npz
 from clinloop.data.registry import Dataset, register_reader
 from clinloop.data.sample import MultiRaterSample
 from clinloop.errors import DataError
@@ -83,13 +83,21 @@ class RIGADataset(Dataset):
         names = [f"case{int(c):02d}" if np.issubdtype(ids.dtype, np.integer) else str(c) for c in ids]
         self.items = [(row, st) for row in range(n) for st in self.structures]
         cases = [names[r] if len(self.structures) == 1 else f"{names[r]}/{st}" for r, st in self.items]
-        self._arrays: dict[str, np.ndarray] = {}
+        self._cache = array_cache(self.path)
         super().__init__(cases, [names[r] for r, _ in self.items])
 
     def _array(self, key: str) -> np.ndarray:
-        if key not in self._arrays:  # read once, keep (npz members cannot be memory-mapped)
-            self._arrays[key] = read_member(self.path, key)
-        return self._arrays[key]
+        # read once per file, shared (npz members cannot be memory-mapped)
+        return self._cache.get(key, lambda: read_member(self.path, key))
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = array_cache(self.path)
 
     def _load(self, i: int) -> MultiRaterSample:
         row, st = self.items[i]
