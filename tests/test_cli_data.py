@@ -50,6 +50,9 @@ def test_info_json_hand_computed(small, capsys):
     # B: valid r1 == r2 -> 1; E: two empty masks -> 1 (empty-empty pair); C has 1 rater, D none
     assert st["inter_rater_dice"] == pytest.approx((2 / 9 + 1 + 1) / 3)
     assert st["inter_rater_dice_cases"] == 3
+    # non-empty masks only: A (r1, r2) -> 2/3, B (r1, r2) -> 1; E has none
+    assert st["inter_rater_dice_nonempty"] == pytest.approx((2 / 3 + 1) / 2)
+    assert st["inter_rater_dice_nonempty_cases"] == 2
     assert st["empty_masks"] == 3 and st["cases_all_empty"] == 1 and st["unlabeled_cases"] == 1
     assert st["image_shapes"] == {"distinct": {"(1, 4, 4)": 4, "(1, 5, 5)": 1}}
     assert st["spacing"] == {"distinct": {"(1.0, 1.0)": 4, "(0.5, 0.5)": 1}}

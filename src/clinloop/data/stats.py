@@ -15,7 +15,11 @@ progress) and returns a JSON-ready dict:
 * ``spacing``: same convention as shapes (rounded to 1e-4 mm);
 * ``inter_rater_dice``: mean over cases with >= 2 valid raters of the mean
   pairwise Dice between those raters (:func:`clinloop.metrics.pairwise_dice`),
-  and ``inter_rater_dice_cases``: how many cases it averages (``null`` when 0);
+  and ``inter_rater_dice_cases``: how many cases it averages (``null`` when 0).
+  A pair of one empty and one non-empty mask scores 0 and two empty masks score
+  1, so datasets where raters often draw nothing (LIDC) score low here;
+  ``inter_rater_dice_nonempty`` / ``_cases`` repeat the average using only the
+  non-empty valid masks of cases that have at least two;
 * ``empty_masks``: valid rater masks without foreground; ``cases_all_empty``:
   cases with >= 1 valid rater whose valid masks are all empty;
 * ``structures``: distinct structure names (``[]`` when none are set);
@@ -67,6 +71,7 @@ def dataset_stats(dataset: Dataset, limit: int | None = None, progress: bool | N
     shapes, spacings, channels, ndims = Counter(), Counter(), Counter(), Counter()
     raters, valid_raters, rater_ids, structures = [], [], set(), set()
     dices: list[float] = []
+    dices_ne: list[float] = []
     empty_masks = cases_all_empty = unlabeled = 0
     lo, hi = np.inf, -np.inf
     for i in tqdm(range(n), desc="reading", unit="case", disable=not progress, file=sys.stderr):
@@ -90,6 +95,8 @@ def dataset_stats(dataset: Dataset, limit: int | None = None, progress: bool | N
         cases_all_empty += int(not nonempty.any())
         if vm.shape[0] >= 2:
             dices.append(pairwise_dice(vm))
+        if nonempty.sum() >= 2:
+            dices_ne.append(pairwise_dice(vm[nonempty]))
     ids = getattr(dataset, "patient_ids", None)
     out: dict[str, Any] = {
         "name": getattr(dataset, "name", None),
@@ -112,6 +119,8 @@ def dataset_stats(dataset: Dataset, limit: int | None = None, progress: bool | N
         "intensity": {"min": lo, "max": hi} if n else None,
         "inter_rater_dice": float(np.mean(dices)) if dices else None,
         "inter_rater_dice_cases": len(dices),
+        "inter_rater_dice_nonempty": float(np.mean(dices_ne)) if dices_ne else None,
+        "inter_rater_dice_nonempty_cases": len(dices_ne),
         "empty_masks": empty_masks,
         "cases_all_empty": cases_all_empty,
         "structures": sorted(structures),
@@ -133,6 +142,8 @@ def format_stats(st: dict[str, Any]) -> str:
         return f"{d['n_distinct']} distinct, min {d['min']} max {d['max']}"
 
     dice = "-" if st["inter_rater_dice"] is None else f"{st['inter_rater_dice']:.4f} (over {st['inter_rater_dice_cases']} cases with >= 2 valid raters)"
+    dice_ne = "-" if st["inter_rater_dice_nonempty"] is None else (
+        f"{st['inter_rater_dice_nonempty']:.4f} (over {st['inter_rater_dice_nonempty_cases']} cases with >= 2 non-empty masks)")
     cases = str(st["n_cases"]) + (f" (first {st['n_cases']} of {st['n_cases_total']})" if "n_cases_total" in st else "")
     inten = st["intensity"]
     rows = [
@@ -145,7 +156,7 @@ def format_stats(st: dict[str, Any]) -> str:
         ("channels", ", ".join(map(str, st["channels"]))),
         ("image shapes", shapes(st["image_shapes"])), ("spacing", shapes(st["spacing"])),
         ("intensity", "-" if inten is None else f"{inten['min']:g} .. {inten['max']:g}"),
-        ("inter-rater Dice", dice), ("empty rater masks", st["empty_masks"]),
+        ("inter-rater Dice", dice), ("  non-empty masks only", dice_ne), ("empty rater masks", st["empty_masks"]),
         ("cases with all raters empty", st["cases_all_empty"]),
         ("structures", ", ".join(st["structures"]) or "-"),
     ]
