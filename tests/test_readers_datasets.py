@@ -306,6 +306,10 @@ def test_bubil_fixture(tmp_path):
     assert s.rater_valid.tolist() == [True, True, True, False] and not s.masks[3].any()
     one = load_dataset(root / "BU-BIL_Dataset6")
     assert one.case_ids == ["TPre01"]
+    assert ds.patient_ids == ds.case_ids
+    assert load_dataset(root, group="dataset").patient_ids == ["BU-BIL_Dataset1"] * 2 + ["BU-BIL_Dataset6"]
+    with pytest.raises(ValueError, match="group"):
+        load_dataset(root, group="cell")
 
 
 def test_bubil_larger_mask_frame_is_cropped_around_the_cell(tmp_path):

@@ -12,7 +12,12 @@ folder holding several (case ids ``"BU-BIL_Dataset1/B01"``). Raters are the
 ``"Person1_Amira"``, in the same order for every case. File names are matched
 case-insensitively (``Seg_B18.png`` and ``seg_tpre01.png`` occur). A missing
 annotation file gives ``rater_valid`` False for that rater (mask all False).
-``GoldStandard`` is not loaded. Each image is its own patient.
+``GoldStandard`` is not loaded.
+
+Option ``group``: ``"image"`` (default) makes each image its own patient;
+``"dataset"`` makes the ``BU-BIL_Dataset<N>`` folder the patient, so a split
+never separates frames of one sequence (Dataset6's TPre01..35 follow one moving
+cell, judging by the masks; consecutive frames are near-duplicates).
 
 What the files really hold (checked on the development copy) and how it is
 handled:
@@ -132,9 +137,11 @@ class BUBILDataset(Dataset):
 
     format = "bubil"
 
-    def __init__(self, root: Path, size_mismatch: str = "crop"):
+    def __init__(self, root: Path, size_mismatch: str = "crop", group: str = "image"):
         if size_mismatch not in ("crop", "error"):
             raise ValueError(f"size_mismatch must be 'crop' or 'error', got {size_mismatch!r}")
+        if group not in ("image", "dataset"):
+            raise ValueError(f"group must be 'image' or 'dataset', got {group!r}")
         self.size_mismatch = size_mismatch
         self.path = Path(root)
         self.name = self.path.name
@@ -160,16 +167,17 @@ class BUBILDataset(Dataset):
             raise DataError("no Person<p>_<tool> annotation folders (zero raters)", self.path)
         self.raters = sorted(raters, key=lambda r: (r[0], r[1].lower()))
         self.rater_ids = [f"Person{p}_{t}" for p, t in self.raters]
-        cases = []
+        cases, pats = [], []
         for d, folders, raws in per_set:
             for raw in raws:
                 key = f"seg_{raw.stem}".lower()
                 files = [folders.get(r, {}).get(key) for r in self.raters]
                 self.items.append((raw, files, d.name))
                 cases.append(f"{d.name}/{raw.stem}" if prefix else raw.stem)
+                pats.append(d.name if group == "dataset" else cases[-1])
         if not self.items:
             raise DataError("no raw images in RawImages/", self.path)
-        super().__init__(cases, cases)
+        super().__init__(cases, pats)
 
     def _load(self, i: int) -> MultiRaterSample:
         raw, files, dname = self.items[i]
@@ -212,7 +220,7 @@ class BUBILDataset(Dataset):
         )
 
 
-@register_reader("bubil", detect_bubil, "BU-BIL microscopy PNG folders (RawImages + Expert(s)Annotations/Person*_*); option size_mismatch")
-def read_bubil(path: str | Path, size_mismatch: str = "crop") -> BUBILDataset:
+@register_reader("bubil", detect_bubil, "BU-BIL microscopy PNG folders (RawImages + Expert(s)Annotations/Person*_*); options size_mismatch, group")
+def read_bubil(path: str | Path, size_mismatch: str = "crop", group: str = "image") -> BUBILDataset:
     """Open a BU-BIL dataset folder (or a folder of them)."""
-    return BUBILDataset(Path(path), size_mismatch=size_mismatch)
+    return BUBILDataset(Path(path), size_mismatch=size_mismatch, group=group)
