@@ -5,9 +5,6 @@ development copies in ../shared/data (``shared_data`` fixture; skipped when
 absent) for the documented counts, shapes and quirks."""
 from __future__ import annotations
 
-import zipfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 

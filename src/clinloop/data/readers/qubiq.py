@@ -60,8 +60,7 @@ def _case_files(d: Path) -> tuple[Path | None, dict[tuple[int, int], Path]]:
 def _is_case(d: Path) -> bool:
     if not d.is_dir():
         return False
-    image, segs = _case_files(d)
-    return image is not None
+    return _case_files(d)[0] is not None
 
 
 def _case_dirs(d: Path) -> list[Path]:
