@@ -445,13 +445,9 @@ def test_wrong_format_override_fails_clearly(layouts):
 
 # ------------------------------------------------------------------ real data
 @pytest.fixture(scope="module")
-def lidc_real():
-    from clinloop.paths import shared_data_dir
-
-    d = shared_data_dir()
-    if d is None:
-        pytest.skip("../shared/data is not present")
-    return load_dataset(d / "lidc" / "lidc_crops_dev.npz")
+def lidc_real(shared_data):
+    """One LIDC dataset for the module: its arrays are read once (~2 s)."""
+    return load_dataset(shared_data / "lidc" / "lidc_crops_dev.npz")
 
 
 def test_real_lidc_counts(lidc_real):
