@@ -34,7 +34,7 @@ OVERLAP_CASES = [
     ([[0, 0], [0, 0]], [[0, 1], [0, 0]], 0.0, 0.0),
     # 3x3 floats 0/1: P = top row + centre (4), T = top row (3): inter 3, Dice 6/7, IoU 3/4
     ([[1.0, 1, 1], [0, 1, 0], [0, 0, 0]], [[1, 1, 1], [0, 0, 0], [0, 0, 0]], 6 / 7, 0.75),
-    # 3-D 2x2x2 bool: P = first slab (4), T = first column (2) inside it: inter 2, Dice 4/6, IoU 2/4
+    # 3-D 2x2x2 bool: P = first slab (4), T = its first row (2): inter 2, Dice 4/6, IoU 2/4
     (np.arange(8).reshape(2, 2, 2) < 4, np.isin(np.arange(8), (0, 1)).reshape(2, 2, 2), 2 / 3, 0.5),
 ]
 
@@ -163,8 +163,10 @@ def test_ged_identical_sets():
     x = np.stack([_blobs(rng, (16, 16)) for _ in range(3)])
     # with identical indices included, a distribution has zero distance to itself
     assert M.ged(x, x) == pytest.approx(0.0, abs=1e-12)
-    # excluding them, GED(X, X) = mean_all - mean_offdiag = -(1/n) * mean_offdiag... < 0
-    assert M.ged(x, x, exclude_identical=True) < 0
+    # excluding them: cross = mean over all n^2 pairs = (n-1)/n * off, within = off each,
+    # so GED(X, X) = 2 (n-1)/n off - 2 off = -2 off / n  (off = mean off-diagonal 1 - IoU)
+    off = np.mean([1 - M.iou(x[i], x[j]) for i in range(3) for j in range(3) if i != j])
+    assert M.ged(x, x, exclude_identical=True) == pytest.approx(-2 * off / 3, abs=1e-12)
 
 
 @pytest.mark.parametrize("exclude", [False, True])
