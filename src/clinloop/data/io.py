@@ -461,13 +461,25 @@ def _write_nifti(tmp: Path, data: np.ndarray, affine, spacing) -> None:
     nib.save(img, str(tmp))
 
 
+def _target(path: Path, atomic: bool):
+    """``atomic_path`` or, inside an already-atomic folder write, the path itself."""
+    import contextlib
+
+    if atomic:
+        return atomic_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(path)
+
+
 def write_mask(path: str | Path, mask: np.ndarray, affine: np.ndarray | None = None,
-               spacing: Sequence[float] | None = None) -> Path:
+               spacing: Sequence[float] | None = None, *, atomic: bool = True) -> Path:
     """Write a bool mask ``(H, W)`` or ``(D, H, W)`` atomically.
 
     ``.png`` (2-D only, written ``0/255`` 8-bit grey), ``.npy`` (bool),
     ``.nii``/``.nii.gz`` (uint8 0/1; ``affine`` in clinloop index order, else a
-    diagonal affine from ``spacing``). Returns the path.
+    diagonal affine from ``spacing``). Returns the path. ``atomic=False`` skips the
+    temporary file and fsync (for writers that fill a folder made atomic as a
+    whole by :func:`clinloop.atomic.atomic_dir`).
     """
     path = Path(path)
     m = np.asarray(mask)
@@ -480,14 +492,14 @@ def write_mask(path: str | Path, mask: np.ndarray, affine: np.ndarray | None = N
             raise ValueError(f"{path}: PNG holds 2-D masks only, got shape {m.shape}; use .nii.gz or .npy")
         from PIL import Image
 
-        with atomic_path(path) as tmp:
+        with _target(path, atomic) as tmp:
             Image.fromarray(m.astype(np.uint8) * 255, mode="L").save(tmp, format="PNG")
     elif suf == ".npy":
-        with atomic_path(path) as tmp:
+        with _target(path, atomic) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, m.astype(bool))
     elif suf in (".nii", ".nii.gz"):
-        with atomic_path(path) as tmp:
+        with _target(path, atomic) as tmp:
             _write_nifti(tmp, m.astype(np.uint8), affine, spacing)
     else:
         raise ValueError(f"{path}: unsupported mask type {suf!r}; use one of {', '.join(MASK_SUFFIXES)}")
@@ -495,7 +507,7 @@ def write_mask(path: str | Path, mask: np.ndarray, affine: np.ndarray | None = N
 
 
 def write_image(path: str | Path, image: np.ndarray, affine: np.ndarray | None = None,
-                spacing: Sequence[float] | None = None) -> Path:
+                spacing: Sequence[float] | None = None, *, atomic: bool = True) -> Path:
     """Write a channels-first image atomically, so that :func:`read_image` gives
     it back (``.npy`` read back with ``channels_first=True``).
 
@@ -503,6 +515,7 @@ def write_image(path: str | Path, image: np.ndarray, affine: np.ndarray | None =
     channel, written 16-bit) — anything else raises rather than losing values.
     ``.jpg``: as PNG but 8-bit only, and lossy. ``.npy``: the float32 array as is
     (channels first). ``.nii``/``.nii.gz``: one channel only, float32.
+    ``atomic`` as in :func:`write_mask`.
     """
     path = Path(path)
     img = np.asarray(image, dtype=np.float32)
@@ -526,16 +539,16 @@ def write_image(path: str | Path, image: np.ndarray, affine: np.ndarray | None =
             pil = Image.fromarray(a.astype(np.uint8), mode="L") if a.max() <= 255 else Image.fromarray(a.astype(np.uint16))
         else:
             pil = Image.fromarray(np.moveaxis(img, 0, -1).astype(np.uint8), mode="RGB")
-        with atomic_path(path) as tmp:
+        with _target(path, atomic) as tmp:
             pil.save(tmp, format="PNG" if suf == ".png" else "JPEG", **({"quality": 95} if suf != ".png" else {}))
     elif suf == ".npy":
-        with atomic_path(path) as tmp:
+        with _target(path, atomic) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, img)
     elif suf in (".nii", ".nii.gz"):
         if img.shape[0] != 1:
             raise ValueError(f"{path}: NIfTI images here are single-channel, got {img.shape[0]} channels; use .npy")
-        with atomic_path(path) as tmp:
+        with _target(path, atomic) as tmp:
             _write_nifti(tmp, img[0], affine, spacing)
     else:
         raise ValueError(f"{path}: unsupported image type {suf!r}; use .png, .jpg, .npy, .nii or .nii.gz")

@@ -289,6 +289,14 @@ def _safe_name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("._") or "case"
 
 
+def _dump_json(doc: dict[str, Any]) -> str:
+    """Readable but compact: top-level keys one per line, one line per case."""
+    head = {k: v for k, v in doc.items() if k != "cases"}
+    lines = [f" {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+    cases = [f"  {json.dumps(k)}: {json.dumps(v, separators=(', ', ': '))}" for k, v in doc["cases"].items()]
+    return "{\n" + "\n".join(lines) + '\n "cases": {\n' + ",\n".join(cases) + "\n }\n}\n"
+
+
 def _auto_image_format(s: MultiRaterSample) -> str:
     """Lossless default: PNG for 2-D 1/3-channel 8-bit images, NIfTI for grey
     volumes, NPY otherwise."""
@@ -315,7 +323,8 @@ def write_canonical(
     """Write samples as a canonical folder at ``dst`` (which must not exist).
 
     All-or-nothing: everything goes to a temporary folder beside ``dst`` that is
-    renamed at the end; on any error nothing is left behind.
+    renamed at the end; on any error nothing is left behind. (Files inside are
+    not fsynced one by one: the single rename is the commit point.)
 
     Args:
         data: a :class:`Dataset` or any iterable of samples.
@@ -364,10 +373,10 @@ def write_canonical(
             imf = image_format or _auto_image_format(s)
             cdir = tmp / folder
             cdir.mkdir()
-            write_image(cdir / f"image.{imf}", s.image, affine=s.affine, spacing=s.spacing)
+            write_image(cdir / f"image.{imf}", s.image, affine=s.affine, spacing=s.spacing, atomic=False)
             for m, rid, ok in zip(s.masks, s.rater_ids, s.rater_valid):
                 if ok:
-                    write_mask(cdir / f"rater_{rid}.{mf}", m, affine=s.affine, spacing=s.spacing)
+                    write_mask(cdir / f"rater_{rid}.{mf}", m, affine=s.affine, spacing=s.spacing, atomic=False)
             entry: dict[str, Any] = {"raters": list(s.rater_ids), "spacing": list(s.spacing),
                                      "affine": None if s.affine is None else np.asarray(s.affine).tolist()}
             if folder != s.case_id:
@@ -385,7 +394,7 @@ def write_canonical(
                 doc[k] = v
         doc["cases"] = cases
         validate_dataset_json(doc, dst / "dataset.json")
-        (tmp / "dataset.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+        (tmp / "dataset.json").write_text(_dump_json(doc), encoding="utf-8")
     return dst
 
 
