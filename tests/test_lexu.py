@@ -190,3 +190,23 @@ def test_config_roundtrip(tmp_path):
     again = LexuConfig.load(tmp_path)
     assert again == cfg
     assert build_network(again).forward_passes == 3
+
+
+def test_real_riga_stacking_respects_rater_ok(shared_data):
+    """RIGA case20 has three unrecoverable outlines: they must be invalid raters,
+    not empty masks, in the training tensors and in H."""
+    from clinloop.data import load_dataset
+    from clinloop.training.lexu import stack_samples
+
+    ds = load_dataset(shared_data / "riga_binrushed2", structure="cup")
+    i = ds.case_ids.index("case20")
+    s = ds[i]
+    x, m, v, kept = stack_samples([s], 64, 3)
+    assert x.shape == (1, 3, 64, 64) and m.shape == (1, 6, 64, 64)
+    np.testing.assert_array_equal(v[0].numpy(), s.rater_valid)
+    assert v[0].sum() == 3
+    H = rater_variance(m, v)[0].numpy()
+    mv = m[0].numpy()[s.rater_valid].astype(float)
+    np.testing.assert_allclose(H, mv.var(0), atol=1e-6)
+    # x is z-scored per channel
+    np.testing.assert_allclose(x.mean(dim=(2, 3)).numpy(), 0, atol=1e-4)

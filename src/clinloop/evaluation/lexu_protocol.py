@@ -127,8 +127,9 @@ def distort(image: np.ndarray, kind: str, severity: float, seed: int = 0) -> np.
     return (x * (hi - lo) + lo).astype(np.float32)
 
 
-def default_model(method: str, data: str, fmt: str | None) -> str:
-    """The shipped model for ``method`` on this dataset (only LEXU ships)."""
+def default_model(method: str, data: str, fmt: str | None, structure: str | None = None) -> str:
+    """The shipped model for ``method`` on this dataset (only LEXU ships:
+    RIGA cup and LIDC)."""
     if method != "lexu":
         raise ValueError(f"no shipped model for method {method!r}; pass --model MODEL_DIR (train one with clinloop train)")
     from clinloop.data import detect_format
@@ -136,6 +137,8 @@ def default_model(method: str, data: str, fmt: str | None) -> str:
     f = fmt or detect_format(data)
     if f not in SHIPPED:
         raise ValueError(f"no shipped LEXU model for {f!r} data ({', '.join(SHIPPED)} ship); pass --model")
+    if f == "riga" and structure not in (None, "cup"):
+        raise ValueError(f"the shipped RIGA model segments the cup, not {structure!r}; pass --model")
     return SHIPPED[f]
 
 
@@ -302,7 +305,7 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_dir = resolve_model_dir(args.model or default_model(args.method, args.data, args.format))
+    model_dir = resolve_model_dir(args.model or default_model(args.method, args.data, args.format, args.structure))
     predictor = load_lexu(model_dir)
     if predictor.cfg.method != args.method:
         raise ValueError(f"{model_dir}: model is {predictor.cfg.method!r}, not --method {args.method!r}")
