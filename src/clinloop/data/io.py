@@ -30,6 +30,8 @@ NIfTI (``.nii``, ``.nii.gz``)
     it still maps clinloop indices to world. :func:`write_mask` /
     :func:`write_image` apply the inverse, so a round trip is exact. Trailing
     singleton axes beyond the third are squeezed; real 4-D data is an error.
+    A ``(X, Y, 1)`` file stays a one-slice volume ``(1, 1, Y, X)``; store 2-D
+    images as 2-D NIfTI.
 DICOM single file
     ``pixel_array * RescaleSlope + RescaleIntercept`` (CT -> Hounsfield units);
     spacing from ``PixelSpacing`` (row, column). Multi-frame files become a
