@@ -58,6 +58,7 @@ def test_dice_iou_relation_and_medpy_on_random_masks():
             assert d == pytest.approx(2 * j / (1 + j), abs=1e-12)  # Dice = 2J/(1+J)
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI deprecation noise
 def test_dice_and_assd_match_monai():
     torch = pytest.importorskip("torch")
     monai_metrics = pytest.importorskip("monai.metrics")
@@ -252,6 +253,10 @@ def test_distance_correlation_hand_case():
 _DCOR_SCRIPT = """
 import json, sys
 import numpy as np
+import numba
+# dcor builds row-wise gufuncs at import even with NUMBA_DISABLE_JIT; distance_correlation
+# never uses them, so a pass-through decorator keeps the import to about a second
+numba.guvectorize = lambda *args, **kwargs: (lambda f: f)
 import dcor
 pairs = json.load(sys.stdin)
 print(json.dumps([dcor.distance_correlation(np.array(x), np.array(y)) for x, y in pairs]))
@@ -260,7 +265,7 @@ print(json.dumps([dcor.distance_correlation(np.array(x), np.array(y)) for x, y i
 
 def test_distance_correlation_matches_dcor():
     """dcor's numba kernels compile eagerly at import (~20 s), so the reference runs in
-    a subprocess with NUMBA_DISABLE_JIT=1 (same formulas, plain Python)."""
+    a subprocess with NUMBA_DISABLE_JIT=1: dcor's own code, run as plain Python."""
     import json
     import os
     import subprocess

@@ -1,8 +1,8 @@
 """Evaluation metrics for the four papers, as pure functions on arrays.
 
 Every function takes numpy arrays (or torch tensors, which are detached and
-moved to the CPU first) and returns a Python ``float`` (or an ``int`` for
-:func:`noc`). Nothing is reduced over a batch axis unless the docstring says
+moved to the CPU first) and returns a Python ``float`` (an ``int`` for
+:func:`noc`, a float64 array for :func:`variance_map`). Nothing is reduced over a batch axis unless the docstring says
 so: :func:`dice` of two ``(B, H, W)`` arrays is one Dice over all ``B*H*W``
 elements.
 
