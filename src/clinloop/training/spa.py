@@ -100,8 +100,10 @@ class SPATrainer:
     """Algorithm 1 on an :class:`~clinloop.models.spa.model.SPANet`."""
 
     def __init__(self, net, lr: float = 1e-4, step_size: int = 1000, gamma: float = 0.5, n_samples: int = 8,
-                 seed: int = 0) -> None:
+                 seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
+        self.user_iterations = user_iterations
+        lr_new = lr if lr_new is None else lr_new  # freshly initialised modules (conditioning, PDG)
         v = net.variant
         mv, pi = v.mean_variance_parameters(), v.weight_parameters()
         special = {id(p) for p in mv + pi}
@@ -119,7 +121,14 @@ class SPATrainer:
         else:  # SPA: with the segmentation update (Alg. 1 "segmentation and interaction encoders")
             seg = seg + pe
         self.groups = {"mv": mv, "pi": pi, "seg": seg}
-        self.opt = {k: torch.optim.Adam(ps, lr=lr) for k, ps in self.groups.items() if ps}
+        new = {id(p) for p in list(net.conditioning.parameters()) + list(v.parameters())}
+
+        def param_groups(ps):
+            old = [p for p in ps if id(p) not in new]
+            fresh = [p for p in ps if id(p) in new]
+            return [g for g in ({"params": old, "lr": lr}, {"params": fresh, "lr": lr_new}) if g["params"]]
+
+        self.opt = {k: torch.optim.Adam(param_groups(ps)) for k, ps in self.groups.items() if ps}
         self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
         self.step = 0
 
@@ -154,7 +163,7 @@ class SPATrainer:
         points = (torch.tensor([[[px, py]]], dtype=torch.float32), torch.tensor([[1]]))
         mp = None
         logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": []}
-        for j in range(MAX_USER_ITERATIONS):
+        for j in range(self.user_iterations):
             # GenMask #1 (ori) -> mean/variance update
             with torch.no_grad():
                 sparse0, dense0 = net.encode_interaction(points, mp)
@@ -171,7 +180,7 @@ class SPATrainer:
             if self.groups["pi"]:
                 loss_pi = F.mse_loss(net.distribution(e_x, sparse0, dense0).pi, pi_gt)
                 self._update("pi", loss_pi)
-                logs["loss_pi"].append(float(loss_pi))
+                logs["loss_pi"].append(float(loss_pi.detach()))
             # GenMask #2 (gmm) -> segmentation + interaction encoder update
             sparse, dense = net.encode_interaction(points, mp)
             with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
@@ -216,7 +225,7 @@ class SPATrainer:
 
 
 def train(trainer: SPATrainer, cases: list[TrainCase], steps: int, out: Path, save_every: int = 50,
-          seed: int = 0, progress: bool = True, log_every: int = 10) -> list[dict[str, float]]:
+          seed: int = 0, progress: bool = True, time_budget: float | None = None) -> list[dict[str, float]]:
     """Run ``steps`` training images (cycling through a seeded permutation of ``cases``),
     checkpointing into ``out/checkpoint.pt``; continues from ``trainer.step``."""
     from tqdm.auto import tqdm
@@ -231,7 +240,11 @@ def train(trainer: SPATrainer, cases: list[TrainCase], steps: int, out: Path, sa
     rows = []
     bar = tqdm(total=steps, initial=trainer.step, desc="SPA training", disable=not progress)
     log_path = out / "train_log.csv"
+    t_start = time.time()
     while trainer.step < steps:
+        if time_budget is not None and time.time() - t_start > time_budget:
+            print(f"time budget of {time_budget:.0f} s reached at step {trainer.step}", file=sys.stderr)
+            break
         c = cases[int(order[trainer.step])]
         row = {"step": trainer.step, **trainer.train_case(c)}
         rows.append(row)
@@ -242,7 +255,8 @@ def train(trainer: SPATrainer, cases: list[TrainCase], steps: int, out: Path, sa
             if new:
                 f.write(",".join(row) + "\n")
             f.write(",".join(f"{v:.5g}" if isinstance(v, float) else str(v) for v in row.values()) + "\n")
-        if trainer.step % save_every == 0 or trainer.step == steps:
+        if trainer.step % save_every == 0 or trainer.step == steps or (
+                time_budget is not None and time.time() - t_start > time_budget):
             with atomic_path(out / "checkpoint.pt") as tmp:
                 torch.save(trainer.state(), tmp)
     bar.close()
@@ -258,7 +272,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cond-width", type=int, default=32)
     parser.add_argument("--path", choices=("tail", "embedding"), default="tail")
     parser.add_argument("--freeze-decoder", action="store_true", help="keep the LiteMedSAM prompt encoder/decoder frozen")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam lr (paper: 1e-4)")
+    parser.add_argument("--lr-new", type=float, default=None, help="lr of the freshly initialised modules (default --lr)")
+    parser.add_argument("--user-iterations", type=int, default=MAX_USER_ITERATIONS,
+                        help="simulated user iterations per image (Alg. 1: 6)")
+    parser.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds of training")
     parser.add_argument("--step-size", type=int, default=1000, help="StepLR step (images)")
     parser.add_argument("--gamma", type=float, default=0.5)
     parser.add_argument("--max-cases", type=int, default=300, help="training slices (per-nodule middle slices)")
@@ -289,20 +307,22 @@ def run_train(args: argparse.Namespace) -> int:
                        per_group=args.per_nodule)
     cases = prepare_cases(ds, idx, backbone)
     trainer = SPATrainer(net, lr=args.lr, step_size=args.step_size, gamma=args.gamma, n_samples=args.train_samples,
-                         seed=args.seed)
+                         seed=args.seed, lr_new=args.lr_new, user_iterations=args.user_iterations)
     ck = out / "checkpoint.pt"
     if args.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
         print(f"resumed from {ck} at step {trainer.step}", file=sys.stderr)
     t1 = time.time()
-    rows = train(trainer, cases, args.steps, out, save_every=args.save_every, seed=args.seed)
+    rows = train(trainer, cases, args.steps, out, save_every=args.save_every, seed=args.seed,
+                 time_budget=args.time_budget)
     t2 = time.time()
     info = {
         "method": args.method, "data": str(args.data), "format": ds.format if hasattr(ds, "format") else args.format,
         "split": {"kind": "patients", "val_fraction": args.val_fraction, "seed": args.seed, "train_cases": len(idx),
                   "per_nodule": args.per_nodule},
         "train_case_ids": [ds.case_ids[i] for i in idx],
-        "steps": args.steps, "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,
+        "steps": trainer.step, "steps_requested": args.steps, "lr_new": args.lr_new,
+        "user_iterations": args.user_iterations, "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,
         "gamma": args.gamma, "max_user_iterations": MAX_USER_ITERATIONS,
         "seconds_prepare": round(t1 - t0, 1), "seconds_train": round(t2 - t1, 1),
         "torch_threads": torch.get_num_threads(),

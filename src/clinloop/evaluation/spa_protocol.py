@@ -1,0 +1,185 @@
+"""SPA's evaluation protocol (spa.txt §4: Table 1 Dice after 1 and 3 iterations,
+Fig. 4 NoC and failure rate; MedUHIP Table 3).
+
+Per case a :class:`~clinloop.interaction.users.PreferredRaterUser` draws its
+target (majority of a seeded random non-empty subset of raters; seed = ``--seed``
++ case position). Iteration 1 is the first interaction:
+
+* SPA family (``spa``, ``meduhip``, ablations): a click at the centre of the
+  target (:func:`largest_error_click` against an empty prediction); iterations
+  2.. are candidate choices by the user (highest Dice to its target); when no
+  candidate beats the current proposal the user accepts and the Dice stays.
+* ``click-litemedsam``: the same first click, then clicks by ``--click-strategy``
+  (default ``center``: centre of the largest error region; or MedUHIP's
+  ``random``, ``clinician-disagreement``, ``last-wrong``).
+* ``box-litemedsam``: the target's tight box first, then clicks as above.
+
+``results.json`` keys: ``method``, ``protocol``, ``n_cases``,
+``dice_per_iteration`` (mean Dice after each iteration), ``noc`` and
+``failure_rate`` (thresholds "0.7".."0.9"; max ``--iterations``, failure = 10),
+``seconds_per_iteration`` (median model time of a step), ``set_image_seconds``
+(median time of ``start``, i.e. the image embedding; the on-disk cache makes
+repeats fast). Per-case rows go to ``<out stem>_cases.csv`` beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+METHODS = ("spa", "meduhip", "click-litemedsam", "box-litemedsam", "spa-random-gmm", "spa-mean-variance", "spa-weights")
+THRESHOLDS = ("0.7", "0.75", "0.8", "0.85", "0.9")
+FAIL_VALUE = 10
+SPA_FAMILY = {"spa", "meduhip", "spa-random-gmm", "spa-mean-variance", "spa-weights"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--iterations", type=int, default=6, help="interaction iterations per case (max for NoC)")
+    parser.add_argument("--split", choices=("all", "train", "val"), default="all",
+                        help="patients: all, or the train/val part of the seeded patient split used in training")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--per-nodule", type=int, default=None, help="at most this many slices per nodule")
+    parser.add_argument("--click-strategy", default="center",
+                        choices=("center", "random", "clinician-disagreement", "last-wrong"))
+    parser.add_argument("--samples", type=int, default=None, help="override SPA's N at inference")
+    parser.add_argument("--threads", type=int, default=None)
+
+
+def load_method(method: str, model: str | None):
+    """The interactive model for ``method`` (``model``: folder or shipped name)."""
+    from clinloop.models import registry
+
+    if method == "box-litemedsam":
+        from clinloop.models.baselines.litemedsam_interactive import load_box_litemedsam
+
+        return load_box_litemedsam(None)
+    if method == "click-litemedsam":
+        from clinloop.models.baselines.litemedsam_interactive import load_click_litemedsam
+
+        return load_click_litemedsam(registry.resolve_model_dir(model) if model else None)
+    d = registry.resolve_model_dir(model if model else ("spa-lidc" if method == "spa" else None))
+    m = registry.load_model(d)
+    if getattr(m, "name", None) != method:
+        raise ValueError(f"model {d} is a {getattr(m, 'name', '?')!r} model, not {method!r}")
+    return m
+
+
+def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, seed: int, iterations: int,
+             click_strategy: str = "center"):
+    """One case. Returns (dice per iteration, seconds per step, set-image seconds, user's raters)."""
+    from clinloop.interaction.session import as_channels_first
+    from clinloop.interaction.users import CLICK_STRATEGIES, PreferredRaterUser, dice, largest_error_click, tight_box
+
+    user = PreferredRaterUser.from_raters(masks, seed=seed, rater_valid=valid)
+    target = user.target
+    img = as_channels_first(image, (2,))
+    t0 = time.perf_counter()
+    state = model.start(img, seed=seed, profile=None)
+    t_set = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    dices, secs = [], []
+    p = None
+    for it in range(iterations):
+        t0 = time.perf_counter()
+        if it == 0 and method == "box-litemedsam":
+            p = state.box(tight_box(target))
+        elif it == 0:
+            (pt, pos) = largest_error_click(target, None)
+            p = state.click(pt, pos)
+        elif method in SPA_FAMILY:
+            k = user.choose(p.candidates, p.mask)
+            if k is None:  # accepted: the proposal no longer changes
+                dices += [dices[-1]] * (iterations - it)
+                break
+            p = state.choose(k)
+        else:
+            if click_strategy == "center":
+                c = largest_error_click(target, p.mask)
+                if c is None:
+                    dices += [dices[-1]] * (iterations - it)
+                    break
+            else:
+                c = CLICK_STRATEGIES[click_strategy](target, p.mask, rng, masks)
+            p = state.click(c[0], c[1])
+        secs.append(time.perf_counter() - t0)
+        dices.append(dice(p.mask, target))
+    return dices, secs, t_set, user.raters
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from clinloop.atomic import atomic_write_text
+    from clinloop.data import load_dataset
+    from clinloop.interaction.users import PreferredRaterUser
+    from clinloop.metrics import noc
+    from clinloop.training.spa_data import select_cases
+
+    if args.method not in METHODS:
+        raise ValueError(f"the spa protocol evaluates {', '.join(METHODS)}; got {args.method!r}")
+    if args.iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = load_dataset(args.data, args.format)
+    model = load_method(args.method, args.model)
+    if args.samples is not None and hasattr(model, "config"):
+        model.config.n_samples = args.samples
+    idx = select_cases(ds, args.split, limit=None, val_fraction=args.val_fraction, seed=args.split_seed,
+                       per_group=args.per_nodule)
+    rows, all_secs, set_secs, curves = [], [], [], []
+    bar = tqdm(total=args.limit or len(idx), desc=f"spa protocol ({args.method})")
+    for pos, i in enumerate(idx):
+        if args.limit is not None and len(rows) >= args.limit:
+            break
+        s = ds[i]
+        seed = args.seed + pos
+        if not PreferredRaterUser.from_raters(s.masks, seed=seed, rater_valid=s.rater_valid).target.any():
+            continue
+        img = s.image[0] if s.image.shape[0] == 1 else np.moveaxis(s.image, 0, -1)  # (C,H,W) -> grey / RGB
+        d, secs, t_set, raters = run_case(model, args.method, img, s.masks, s.rater_valid, seed, args.iterations,
+                                          args.click_strategy)
+        curves.append(d)
+        all_secs += secs
+        set_secs.append(t_set)
+        row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "raters": " ".join(map(str, raters)),
+               "seed": seed, "set_image_seconds": round(t_set, 4)}
+        row.update({f"dice_{k + 1}": round(v, 5) for k, v in enumerate(d)})
+        row.update({f"noc_{t}": noc(d, float(t), max_iterations=args.iterations, fail_value=FAIL_VALUE) for t in THRESHOLDS})
+        rows.append(row)
+        bar.update(1)
+        bar.set_postfix(d1=f"{np.mean([c[0] for c in curves]):.3f}")
+    bar.close()
+    if not rows:
+        raise ValueError(f"{args.data}: no case with a non-empty target in split {args.split!r}")
+    nocs = {t: [r[f"noc_{t}"] for r in rows] for t in THRESHOLDS}
+    results = {
+        "method": args.method,
+        "protocol": "spa",
+        "n_cases": len(rows),
+        "dice_per_iteration": [float(np.mean([c[k] for c in curves])) for k in range(args.iterations)],
+        "noc": {t: float(np.mean(v)) for t, v in nocs.items()},
+        "failure_rate": {t: float(np.mean([x == FAIL_VALUE for x in v])) for t, v in nocs.items()},
+        "seconds_per_iteration": float(statistics.median(all_secs)) if all_secs else 0.0,
+        "set_image_seconds": float(statistics.median(set_secs)),
+    }
+    out = Path(args.out)
+    if out.suffix != ".json":
+        out = out / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    csv_path = out.with_name(out.stem + "_cases.csv")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    print(json.dumps(results, indent=2))
+    return 0
