@@ -1,0 +1,63 @@
+"""``clinloop serve --data PATH --model MODEL_DIR``: the clinician's workstation
+(REST API + browser UI) on http://127.0.0.1:8000 by default."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the workstation (web UI + REST API)", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=None, help="dataset for the worklist (any supported layout or one image file)")
+    p.add_argument("--format", default=None, help="override dataset layout auto-detection")
+    p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-lidc)")
+    p.add_argument("--lexu", default=None, help="LEXU model folder/name: rank the worklist by predicted disagreement")
+    p.add_argument("--limit", type=int, default=None, help="at most this many worklist cases")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", default=None, help="shared bearer token required on every /api request")
+    p.add_argument("--tokens-file", default=None, help="JSON file {token: user name}: per-user bearer tokens")
+    p.add_argument("--state-dir", default=None,
+                   help="sessions, accepted masks, profiles (default: $CLINLOOP_STATE or ~/.local/share/clinloop)")
+    p.add_argument("--max-upload-mb", type=float, default=256.0)
+    p.add_argument("--max-voxels", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import logging
+    from pathlib import Path
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    import uvicorn
+
+    from clinloop.server.app import Limits, create_app
+    from clinloop.server.store import default_state_dir
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tokens = None
+    if args.tokens_file:
+        try:
+            tokens = json.loads(Path(args.tokens_file).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{args.tokens_file}: cannot read tokens file ({e})") from e
+        if not isinstance(tokens, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()):
+            raise ValueError(f"{args.tokens_file}: must be a JSON object {{token: user name}}")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not (args.token or tokens):
+        logging.getLogger("clinloop.server").warning(
+            "binding to %s without --token: anyone who can reach this address can read the data", args.host)
+    from clinloop.models.registry import load_model
+
+    model = load_model(args.model)
+    app = create_app(model, state_dir=args.state_dir or default_state_dir(), data=args.data, data_format=args.format,
+                     token=args.token, tokens=tokens, lexu=args.lexu, case_limit=args.limit,
+                     limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels))
+    print(f"clinloop workstation: http://{args.host}:{args.port}/  (model {model.name}, "
+          f"{len(app.state.worklist.rows)} cases)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0

@@ -1,0 +1,121 @@
+"""Run a 2-D interactive model on volumes, one slice at a time.
+
+:class:`SliceWiseModel` wraps an ``InteractiveModel`` whose ``spatial_ndims``
+is ``(2,)`` so the workstation can open 3-D cases (CT/MRI) with it: a click
+``(x, y, z)`` goes to a 2-D state for slice ``z`` (created on first use with
+the seed ``seed * 100_003 + z`` and the preference profile the user had at
+that moment), and the returned 3-D proposal holds every worked slice's current
+mask. Candidates are 3-D too: the current volume mask with slice ``z``
+replaced by the 2-D candidate, so their +/− differences live on slice ``z``.
+``choose`` and ``hint`` act on the last clicked slice (``Proposal.extra["z"]``).
+
+Models that segment volumes natively (``3 in spatial_ndims``) are passed
+through unchanged. Everything is deterministic for a seed, so
+``Session.replay``/``undo`` rebuild a volume session exactly.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from clinloop.interaction.proposal import Proposal
+
+
+class SerialStart:
+    """Serialise ``model.start`` (models keep an unlocked embedding LRU); the
+    per-image ``click``/``choose`` steps of different sessions still run in parallel."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.spatial_ndims = tuple(inner.spatial_ndims)
+        self._lock = threading.Lock()
+
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None):
+        with self._lock:
+            return self.inner.start(image, seed=seed, profile=profile)
+
+
+class SliceWiseModel:
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.spatial_ndims = (2, 3)
+
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None):
+        if image.ndim == 3:  # (C, H, W): a plain 2-D image
+            return self.inner.start(image, seed=seed, profile=profile)
+        return SliceWiseState(self.inner, image, seed, profile)
+
+
+def lift(inner) -> Any:
+    """The model the server drives: 3-D-capable, with a serialised ``start``."""
+    m = SerialStart(inner)
+    return m if 3 in m.spatial_ndims else SliceWiseModel(m)
+
+
+class SliceWiseState:
+    """Per-slice 2-D states of one volume ``(C, D, H, W)``."""
+
+    def __init__(self, inner, image: np.ndarray, seed: int, profile: dict[str, Any] | None):
+        self.inner, self.image, self.seed = inner, image, int(seed)
+        self.states: dict[int, Any] = {}
+        self.active: int | None = None
+        self.carry = profile
+        sp = image.shape[1:]
+        self.mask = np.zeros(sp, dtype=bool)
+        self.prob = np.zeros(sp, dtype=np.float32)
+        self.unc = np.zeros(sp, dtype=np.float32)
+
+    def _slice_state(self, z: int):
+        if z not in self.states:
+            self.states[z] = self.inner.start(np.ascontiguousarray(self.image[:, z]),
+                                              seed=self.seed * 100_003 + z, profile=self.carry)
+        return self.states[z]
+
+    def _z(self, point: Sequence[float]) -> int:
+        if len(point) != 3:
+            raise ValueError(f"a click on a volume needs (x, y, z); got {tuple(point)}")
+        return int(np.clip(round(float(point[2])), 0, self.image.shape[1] - 1))
+
+    def _lift(self, z: int, p: Proposal) -> Proposal:
+        self.active = z
+        try:
+            self.carry = self.states[z].profile()
+        except ValueError:
+            pass
+        self.mask[z], self.prob[z], self.unc[z] = p.mask, p.probability, p.uncertainty
+        cands = None
+        if p.candidates is not None:
+            cands = np.repeat(self.mask[None], len(p.candidates), axis=0)
+            cands[:, z] = p.candidates
+        advice = []
+        for r in p.advice or []:
+            a = np.zeros_like(self.mask)
+            a[z] = r
+            advice.append(a)
+        return Proposal(mask=self.mask.copy(), probability=self.prob.copy(), uncertainty=self.unc.copy(),
+                        candidates=cands, advice=advice, extra={**p.extra, "z": z})
+
+    def click(self, point, positive: bool) -> Proposal:
+        z = self._z(point)
+        return self._lift(z, self._slice_state(z).click(tuple(point[:2]), positive))
+
+    def choose(self, k: int) -> Proposal:
+        if self.active is None:
+            raise ValueError("choose() before any click: click on the structure first")
+        return self._lift(self.active, self.states[self.active].choose(k))
+
+    def hint(self, points) -> Proposal:
+        zs = {self._z(p) for p, _ in points}
+        if len(zs) != 1:
+            raise ValueError(f"a hint on a volume must lie on one slice; got slices {sorted(zs)}")
+        z = zs.pop()
+        return self._lift(z, self._slice_state(z).hint([(tuple(p[:2]), pos) for p, pos in points]))
+
+    def profile(self) -> dict[str, Any]:
+        if self.active is None:
+            return self.carry or {}
+        return self.states[self.active].profile()
