@@ -78,7 +78,7 @@ def test_dice_and_assd_match_monai():
         p, t = _blobs(rng, shape, 0.1), _blobs(rng, shape, 0.1)
         ref = monai_metrics.compute_average_surface_distance(
             t5(p), t5(t), include_background=True, symmetric=True, spacing=list(spacing))
-        assert M.assd(p, t, spacing) == pytest.approx(float(ref), rel=1e-5)
+        assert M.assd(p, t, spacing, pooled=True) == pytest.approx(float(ref), rel=1e-5)
 
 
 def test_torch_tensors_accepted():
@@ -343,9 +343,10 @@ def test_surface_distance_hand_cases():
     sq = np.zeros((5, 5), bool); sq[1:4, 1:4] = True
     c = np.zeros((5, 5), bool); c[2, 2] = True
     # square surface = 8 ring pixels (centre eroded away): 4 at distance 1, 4 at sqrt2
-    # from the centre; the centre's distance to the ring is 1. Pooled over all 9:
-    assert M.assd(sq, c) == pytest.approx((4 * 1 + 4 * SQ2 + 1) / 9)
-    # (the old mean-of-directed-means, ((1 + sqrt2)/2 + 1)/2, would be 1.1036, not 1.1841)
+    # from the centre; the centre's distance to the ring is 1. Mean of the two
+    # directed means: ((4*1 + 4*sqrt2)/8 + 1/1) / 2 = 1.1036; pooled over all 9: 1.1841
+    assert M.assd(sq, c) == pytest.approx(((1 + SQ2) / 2 + 1) / 2)
+    assert M.assd(sq, c, pooled=True) == pytest.approx((4 * 1 + 4 * SQ2 + 1) / 9)
     # all 9 distances {1 x5, sqrt2 x4}: 95th percentile index 7.6 -> sqrt2
     assert M.hd95(sq, c) == pytest.approx(SQ2)
 
@@ -373,7 +374,9 @@ def test_surface_distances_match_medpy(shape, spacing):
     rng = np.random.default_rng(12)
     for _ in range(3):
         p, t = _blobs(rng, shape, 0.1), _blobs(rng, shape, 0.1)
-        assert M.assd(p, t, spacing) == pytest.approx(medpy_bin.assd(p, t, voxelspacing=spacing), abs=1e-10)
+        directed = (medpy_bin.asd(p, t, voxelspacing=spacing) + medpy_bin.asd(t, p, voxelspacing=spacing)) / 2
+        assert M.assd(p, t, spacing) == pytest.approx(directed, abs=1e-10)
+        assert M.assd(p, t, spacing, pooled=True) == pytest.approx(medpy_bin.assd(p, t, voxelspacing=spacing), abs=1e-10)
         assert M.hd95(p, t, spacing) == pytest.approx(medpy_bin.hd95(p, t, voxelspacing=spacing), abs=1e-10)
 
 

@@ -366,21 +366,27 @@ def _surface_pair(pred: Any, target: Any, spacing: Sequence[float] | None
     return _surface_distances(p, t, sp), _surface_distances(t, p, sp)
 
 
-def assd(pred: Any, target: Any, spacing: Sequence[float] | None = None) -> float:
+def assd(pred: Any, target: Any, spacing: Sequence[float] | None = None, pooled: bool = False) -> float:
     """Average symmetric surface distance in physical units (MECCA's ASSD).
 
-    ASSD = (Σ_{a∈∂P} d(a, ∂T) + Σ_{b∈∂T} d(b, ∂P)) / (|∂P| + |∂T|): the mean of
-    *all* surface distances in both directions pooled together, as in MECCA's
-    reference for ASSD (Yeghiazaryan & Voiculescu 2018, JMI 5(1) 015006) and as
-    ``medpy.metric.binary.assd`` computes it since medpy 0.5 (medpy <= 0.4 took
-    the mean of the two directed means instead; the two agree when both
-    surfaces have the same number of voxels). ``spacing`` has one entry per
-    array axis (default 1). Both masks empty -> 0.0; exactly one empty -> inf.
+    Default (the contract of ``clinloop.metrics``): the mean of the two
+    *directed* average surface distances,
+    ASSD = ½ (mean_{a∈∂P} d(a, ∂T) + mean_{b∈∂T} d(b, ∂P)),
+    i.e. ``(medpy.asd(P, T) + medpy.asd(T, P)) / 2`` as medpy <= 0.4 defined
+    ``assd``. ``pooled=True`` instead averages *all* surface distances of both
+    directions together, (Σ_{a∈∂P} d(a, ∂T) + Σ_{b∈∂T} d(b, ∂P)) / (|∂P| + |∂T|),
+    which is what ``medpy.metric.binary.assd`` computes since medpy 0.5, what
+    MONAI's symmetric ASD computes, and Yeghiazaryan & Voiculescu (2018)'s
+    definition cited by MECCA. The two agree when both surfaces have the same
+    number of voxels. ``spacing`` has one entry per array axis (default 1).
+    Both masks empty -> 0.0; exactly one empty -> inf.
     """
     r = _surface_pair(pred, target, spacing)
     if isinstance(r, float):
         return r
-    return float(np.concatenate(r).mean())
+    if pooled:
+        return float(np.concatenate(r).mean())
+    return float((r[0].mean() + r[1].mean()) / 2)
 
 
 def hd95(pred: Any, target: Any, spacing: Sequence[float] | None = None) -> float:
