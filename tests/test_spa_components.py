@@ -133,8 +133,9 @@ def test_kmeans_recovers_known_clusters():
     for k in range(4):
         assert len(set(labels[truth == k].tolist())) == 1
     assert len(set(labels.tolist())) == 4
-    # deterministic for a seed
+    # deterministic for a seed; clustering pooled masks gives the same candidates here
     assert torch.equal(c, cand.representative_candidates(masks, 4, seed=3))
+    assert torch.equal(c, cand.representative_candidates(masks, 4, seed=3, pool=2))
 
 
 def test_candidates_fewer_distinct_masks_than_k():

@@ -57,15 +57,26 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 20) -> tuple[tor
     return c, labels
 
 
-def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0) -> torch.Tensor:
+def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0, pool: int = 1) -> torch.Tensor:
     """r_k: ``masks (N, *spatial)`` -> ``(K, *spatial)`` bool, K-means centroids binarised at 0.5,
-    ordered by cluster size (largest first) so the order is stable."""
+    ordered by cluster size (largest first) so the order is stable.
+
+    ``pool`` > 1 (2-D masks only) clusters ``pool x pool`` average-pooled masks (pool² fewer
+    features; speed) and then takes each centroid as the full-resolution mean of its members."""
     n = masks.shape[0]
     spatial = masks.shape[1:]
     flat = masks.reshape(n, -1).float()
     uniq = torch.unique(flat, dim=0)
     kk = min(k, uniq.shape[0])
-    c, labels = kmeans(flat, kk, seed=seed)
+    feats = flat
+    if pool > 1 and len(spatial) == 2:
+        feats = torch.nn.functional.avg_pool2d(masks.float()[:, None], pool, ceil_mode=True).flatten(1)
+    c, labels = kmeans(feats, kk, seed=seed)
+    if feats is not flat:
+        if torch.unique(labels).numel() < kk:  # pooling merged distinct masks: cluster at full resolution
+            c, labels = kmeans(flat, kk, seed=seed)
+        else:
+            c = torch.stack([flat[labels == j].mean(0) for j in range(kk)])
     sizes = torch.bincount(labels, minlength=kk)
     order = torch.argsort(sizes, descending=True, stable=True)
     cands = (c[order] > 0.5)

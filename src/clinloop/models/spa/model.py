@@ -208,7 +208,7 @@ class SPAState:
         ys = logits > 0  # (N, 256, 256)
         prob_m, _ = cand.aggregate(ys)
         crop = ys[:, :h, :w]  # cluster only the image part of the frame
-        cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed)
+        cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed, pool=2)
         cands = torch.zeros(cfg.n_candidates, *ys.shape[1:], dtype=torch.bool)
         cands[:, :h, :w] = cands_crop
         self.candidates_model = cands
