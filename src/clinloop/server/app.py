@@ -337,7 +337,7 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
             fail(422, f"{where}: image must be 2-D or 3-D, got spatial shape {sp}")
         if img.size > limits.max_voxels:
             fail(413, f"{where}: image of {img.size} values exceeds the limit of {limits.max_voxels}")
-        if min(sp) < limits.min_side or max(sp) > limits.max_side:
+        if min(sp[-2:]) < limits.min_side or max(sp) > limits.max_side:  # a volume may have few slices
             fail(422, f"{where}: image size {sp} is outside {limits.min_side}..{limits.max_side} pixels per axis")
         if img.ndim == 4 and img.shape[0] != 1:
             fail(422, f"{where}: multi-channel volumes are not supported (shape {img.shape})")
@@ -388,15 +388,22 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
         with tempfile.TemporaryDirectory(dir=tmp_root) as d:
             path = Path(d) / f"upload{suffix}"  # fixed name: the client's filename never becomes a path
             path.write_bytes(data)
-            precheck(path, suffix)
-            img, spacing, affine, meta = read_image(path)
+            shown = Path(filename or "upload").name[:200] or "upload"
+            try:
+                precheck(path, suffix)
+                img, spacing, affine, meta = read_image(path)
+            except HTTPException as e:  # never show server paths in messages
+                raise HTTPException(e.status_code, str(e.detail).replace(str(path), shown)) from None
+            except ValueError as e:
+                fail(400, str(e).replace(str(path), shown))
         meta.pop("path", None)
         meta.update(spacing=list(spacing), affine=None if affine is None else np.asarray(affine).tolist(),
                     source="upload", filename=Path(filename or "").name[:200])
         return img, meta, suffix
 
     def open_session(user: str, img: np.ndarray, meta: dict[str, Any], case_id: str | None, seed: int,
-                     use_profile: bool, source: bytes | None = None, suffix: str | None = None) -> dict[str, Any]:
+                     use_profile: bool, source: bytes | None = None,
+                     suffix: str | None = None) -> tuple[dict[str, Any], float]:
         check_image(img, case_id or "upload")
         if img.ndim == 4 and 3 not in driven.spatial_ndims:
             fail(422, f"model {model_name} cannot segment volumes")
@@ -404,7 +411,7 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
         t0 = time.perf_counter()
         s, used = start_session(img, seed, profile)
         dt = time.perf_counter() - t0
-        sha = store.put_image(img, meta, source if meta.get("format") == "dicom" else None, suffix)
+        sha, meta = store.put_image(img, meta, source if meta.get("format") == "dicom" else None, suffix)
         sid = store.new_session(user, sha, case_id, model_name, seed, used)
         row = store.session(sid, user)
         lv = Live(s, row, img, meta)
@@ -449,7 +456,7 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
         user = user_of(request)
         ctype = request.headers.get("content-type", "")
         seed, use_profile, case_id, upload = 0, True, None, None
-        if ctype.startswith("multipart/form-data"):
+        if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             try:
                 form = await request.form(max_files=1, max_fields=8)
             except Exception as e:  # noqa: BLE001 - malformed multipart bodies

@@ -93,8 +93,8 @@ class Store:
 
     # ---------------------------------------------------------------- images
     def put_image(self, image: np.ndarray, meta: dict[str, Any], source: bytes | None = None,
-                  source_suffix: str | None = None) -> str:
-        """Store a channels-first float32 image once; returns its sha256."""
+                  source_suffix: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Store a channels-first float32 image once; returns its sha256 and the stored meta."""
         image = np.ascontiguousarray(image, dtype=np.float32)
         h = hashlib.sha256()
         h.update(repr(image.shape).encode())
@@ -118,7 +118,7 @@ class Store:
             meta["source_suffix"] = source_suffix
         self._q("INSERT OR IGNORE INTO images(sha, meta, created) VALUES (?,?,?)",
                 (sha, json.dumps(meta), time.time()))
-        return sha
+        return sha, meta
 
     def image(self, sha: str) -> tuple[np.ndarray, dict[str, Any]]:
         if not _SHA.match(sha):
