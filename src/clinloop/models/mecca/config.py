@@ -34,7 +34,7 @@ class MECCAConfig:
     alpha: float = 0.8
     beta: float = 1.0
     shaping: bool = True  # False: the mecca-no-confidence ablation (reward = gain)
-    entropy_coef: float = 0.01
+    entropy_coef: float = 0.05  # A3C's entropy bonus; higher than the usual 0.01 against early collapse
     value_coef: float = 0.5
     delta: float = 0.8  # label-generation confidence threshold δ (Eq. 6)
     # simulated user

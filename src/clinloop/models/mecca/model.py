@@ -81,8 +81,19 @@ class MECCAModel:
         chosen actions (RL) or ``|2p - 1|`` (CNNs)."""
         if self.cfg.is_rl:
             s = make_state(image, p, hint)
-            idx = self.nets["policy"].greedy(s)
-            c = torch.sigmoid(self.nets["confidence"](s).gather(1, idx))
+            pol, conf = self.nets["policy"], self.nets["confidence"]
+            if pol.grid.downsample == conf.grid.downsample:
+                # act and score on the coarse grid, then upsample (nearest) the chosen
+                # index and its confidence: same result as upsampling all 6 channels first
+                sd = pol.grid.down(s)
+                idx = pol.policy_head(pol.trunk(sd)).argmax(1, keepdim=True)
+                c = torch.sigmoid(conf.body(sd).gather(1, idx))
+                size = s.shape[2:]
+                idx = pol.grid.up(idx.float(), size).long()
+                c = pol.grid.up(c, size)
+            else:
+                idx = pol.greedy(s)
+                c = torch.sigmoid(conf(s).gather(1, idx))
             return transition(p, idx), c
         p_next = torch.sigmoid(cnn_step(self.nets["net"], image, p, hint))
         return p_next, (2 * p_next - 1).abs()

@@ -1,0 +1,115 @@
+"""MECCA end to end: sessions (2-D and 3-D), model folders, the protocol, a training smoke run."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clinloop.interaction.session import Session
+from clinloop.models.mecca.config import MECCAConfig
+from clinloop.models.mecca.model import MECCAModel, build_networks, load_mecca
+
+
+def _tiny(method="mecca", ndim=2, **kw):
+    torch.manual_seed(0)
+    cfg = MECCAConfig(method=method, ndim=ndim, width=4, conf_width=4, head_dilations=(2, 4),
+                      conf_dilations=(1, 2), slic_segments=30, **kw)
+    return MECCAModel(cfg, build_networks(cfg))
+
+
+def _disc(shape, r):
+    grids = np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij")
+    return sum(g**2 for g in grids) < r**2
+
+
+@pytest.mark.parametrize("method", ["mecca", "interactive-cnn"])
+def test_session_2d_hint_gives_proposal_with_advice(method):
+    model = _tiny(method)
+    img = np.random.default_rng(0).normal(size=(40, 48)).astype(np.float32) + 3 * _disc((40, 48), 10)
+    s = Session(model, img, seed=0)
+    p = s.hint([((24.0, 10.5), True), ((2.0, 3.0), False)])
+    assert p.mask.shape == p.probability.shape == p.uncertainty.shape == (40, 48)
+    assert p.mask.dtype == bool and 0 <= p.probability.min() and p.probability.max() <= 1
+    assert (p.uncertainty >= 0).all()
+    assert len(p.advice) == 5 and all(a.shape == (40, 48) and a.dtype == bool for a in p.advice)
+    assert int(np.sum(p.advice, axis=0).max()) == 1
+    if method == "mecca":  # one step from 0.5 moves by one action of A
+        vals = np.unique(p.probability)
+        assert all(np.isclose(vals[:, None], [0.1, 0.3, 0.4, 0.6, 0.7, 0.9], atol=1e-6).any(1))
+    q = s.click((5.0, 5.0), positive=False)
+    assert q.iteration == 2 and q.extra["step"] == 2 and q.extra["n_segments"] <= p.extra["n_segments"]
+    with pytest.raises(ValueError, match="candidates"):
+        s.choose(0)
+    # undo replays exactly
+    s.undo()
+    np.testing.assert_array_equal(s.proposal.probability, p.probability)
+
+
+def test_session_3d_volume():
+    model = _tiny("mecca", ndim=3, downsample=2)
+    vol = np.random.default_rng(1).normal(size=(10, 14, 12)).astype(np.float32)
+    s = Session(model, vol)
+    p = s.hint([((6.0, 7.0, 5.0), True)])
+    assert p.mask.shape == (10, 14, 12) and len(p.advice) == 5
+    assert p.advice[0].shape == (10, 14, 12)
+    with pytest.raises(ValueError, match="2-D"):
+        Session(_tiny("mecca"), vol)
+
+
+def test_model_folder_round_trip(tmp_path):
+    from clinloop.models.registry import load_model
+
+    for method in ("mecca", "mecca-no-confidence", "interactive-cnn", "mecca-unet"):
+        m = _tiny(method)
+        m.save(tmp_path / method, data={"train_patients": ["p1"]}, metrics={})
+        m2 = load_model(tmp_path / method)
+        assert isinstance(m2, MECCAModel) and m2.cfg.method == method and m2.data["train_patients"] == ["p1"]
+        x = torch.randn(1, 1, 12, 12)
+        p = torch.full_like(x, 0.5)
+        for a, b in zip(m.refine(x, p, p), m2.refine(x, p, p)):
+            torch.testing.assert_close(a, b)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps({"method": "mecca"}))
+    with pytest.raises(ValueError, match="weights"):
+        load_mecca(tmp_path / "bad")
+
+
+def test_training_smoke_improves_dice_on_synthetic_data():
+    """A short interactive-cnn and MECCA run on synthetic blobs beat the untrained nets."""
+    from clinloop.data.synthetic import make_synthetic_sample
+    from clinloop.training.mecca import prepare, train_networks, validate
+
+    torch.set_num_threads(1)
+    xs, ys = zip(*(prepare(make_synthetic_sample((24, 24), seed=i), "majority", None) for i in range(24)))
+    xs, ys = np.stack(xs), np.stack(ys)
+    for method, its in (("interactive-cnn", 40), ("mecca", 40)):
+        cfg = MECCAConfig(method=method, width=8, conf_width=4, head_dilations=(2, 4), conf_dilations=(1, 2),
+                          lr=3e-3, hint_points=3)
+        torch.manual_seed(0)
+        before = validate(MECCAModel(cfg, build_networks(cfg)), xs[18:], ys[18:], 3, 0)["val_dice_per_step"]
+        nets, log = train_networks(cfg, xs[:18], ys[:18], None, its, 4, seed=0, progress=False)
+        after = validate(MECCAModel(cfg, nets), xs[18:], ys[18:], 3, 0)["val_dice_per_step"]
+        assert after[-1] > before[-1] + 0.1, (method, before, after)
+
+
+def test_protocol_writes_exactly_the_keys(tmp_path, shared_data):
+    from clinloop.evaluation import mecca_protocol
+
+    model = _tiny("mecca", size=48)
+    model.save(tmp_path / "m", data={"train_patients": []}, metrics={})
+    out = tmp_path / "results.json"
+    args = argparse.Namespace(method="mecca", protocol="mecca", data=str(shared_data / "lidc" / "lidc_crops_dev.npz"),
+                              format=None, model=str(tmp_path / "m"), limit=2, seed=0, out=str(out), steps=3,
+                              fusion="majority", size=None, hint_points=None, all_patients=False)
+    assert mecca_protocol.run(args) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == set(mecca_protocol.RESULT_KEYS)
+    assert res["method"] == "mecca" and res["protocol"] == "mecca" and res["n_cases"] == 2
+    for k in ("dice_per_step", "assd_per_step", "seconds_per_step", "misunderstanding_per_step"):
+        assert len(res[k]) == 3 and all(np.isfinite(res[k]))
+    assert all(0 <= d <= 1 for d in res["dice_per_step"])
+    with pytest.raises(ValueError, match="not 'interactive-cnn'"):
+        mecca_protocol.run(argparse.Namespace(**{**vars(args), "method": "interactive-cnn"}))
