@@ -210,3 +210,23 @@ def test_real_riga_stacking_respects_rater_ok(shared_data):
     np.testing.assert_allclose(H, mv.var(0), atol=1e-6)
     # x is z-scored per channel
     np.testing.assert_allclose(x.mean(dim=(2, 3)).numpy(), 0, atol=1e-4)
+
+
+def test_shipped_riga_cup_model_regression(shared_data):
+    """The shipped model on held-out RIGA photos (never trained on): Dice of
+    the thresholded prediction vs the majority vote at full 512² resolution
+    (measured at ship time: case08 0.862, case47 0.763) and the image-level
+    uncertainty (case08 19.17, case47 14.92)."""
+    from clinloop import metrics
+    from clinloop.data import fusion, load_dataset
+    from clinloop.models.registry import load_model
+
+    pred = load_model("lexu-riga-cup")
+    assert pred.cfg.method == "lexu" and pred.forward_passes == 1
+    ds = load_dataset(shared_data / "riga_binrushed2", structure="cup")
+    for case, d_min, u_ref in (("case08", 0.84, 19.17), ("case47", 0.74, 14.92)):
+        s = ds[ds.case_ids.index(case)]
+        prob, unc, u = pred.predict(s.image)
+        assert prob.shape == unc.shape == (512, 512)
+        assert metrics.dice(prob > 0.5, fusion.majority_vote(s.masks, s.rater_valid)) > d_min
+        assert u == pytest.approx(u_ref, rel=0.01)
