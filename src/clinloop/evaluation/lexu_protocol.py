@@ -347,3 +347,42 @@ def run(args) -> int:
     print(json.dumps(res, indent=2))
     print(f"QC d-AUC {qc['d_auc']:.4f} ({qc['n_poor']} poor of {len(dice)}, Dice < {thr})", file=sys.stderr)
     return 0
+
+
+def plot_comparison(results: list[str | Path], path: str | Path) -> None:
+    """One figure comparing methods (LEXU Fig. 2a/2c style): QC curves from the
+    ``.qc.json`` files and agreement under distortion from the
+    ``.difficulty.json`` files beside each ``results.json`` in ``results``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clinloop.atomic import atomic_path
+
+    fig, axes = plt.subplots(1, 1 + len(DISTORTIONS), figsize=(3.6 * (1 + len(DISTORTIONS)), 3.3))
+    ideal_done = False
+    for r in results:
+        r = Path(r)
+        qc = json.loads(_sibling(r, ".qc.json").read_text())
+        axes[0].plot(np.array(qc["q"]) * 100, qc["remaining"], label=f"{qc['method']} ({qc['d_auc']:.3f})")
+        if not ideal_done:
+            axes[0].plot(np.array(qc["q"]) * 100, qc["ideal"], "--", color="grey", label="ideal")
+            ideal_done = True
+        dpath = _sibling(r, ".difficulty.json")
+        if dpath.is_file():
+            dt = json.loads(dpath.read_text())
+            for ax, kind in zip(axes[1:], DISTORTIONS):
+                t = dt["distortions"][kind]
+                ax.plot(t["severity"], t["agreement"], marker="o", label=dt["method"])
+                ax.set_title(f"agreement under {kind}", fontsize=9)
+                ax.set_xlabel("severity")
+    axes[0].set_xlabel("most uncertain images removed (%)")
+    axes[0].set_ylabel("poor segmentations left")
+    axes[0].set_title("quality control (d-AUC)", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
