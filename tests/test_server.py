@@ -125,7 +125,7 @@ def decode_png(b64: str) -> np.ndarray:
 
     from PIL import Image
 
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))))
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGBA"))
 
 
 def test_open_click_and_encoding(server, opened):

@@ -549,7 +549,13 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
 
     @app.post("/api/sessions/{sid}/click")
     def click(sid: str, body: Click, request: Request):
-        return act(sid, request, lambda lv: lv.session.click(point_of(lv, body), body.positive))
+        def do(lv: Live):
+            pt = point_of(lv, body)
+            if len(pt) == 3:  # answer on the clicked slice (native 3-D models set no extra["z"])
+                lv.z = int(np.clip(round(pt[2]), 0, lv.session.spatial_shape[0] - 1))
+            return lv.session.click(pt, body.positive)
+
+        return act(sid, request, do)
 
     @app.post("/api/sessions/{sid}/choose")
     def choose(sid: str, body: Choose, request: Request):

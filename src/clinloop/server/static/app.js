@@ -66,9 +66,10 @@ function renderBase() {  // image slice -> offscreen canvas, applying window/lev
 function draw() {
   const cv = $("view"), ctx = cv.getContext("2d");
   if (!S.base) return;
-  const W = S.base.width, H = S.base.height;
-  const scale = Math.max(1, Math.floor(Math.min(900 / W, 760 / H) * 4) / 4);
-  cv.width = Math.round(W * scale); cv.height = Math.round(H * scale);
+  const W = S.base.width, H = S.base.height, box = $("viewer");
+  const scale = Math.min((box.clientWidth - 16) / W, (box.clientHeight - 16) / H);  // fit, keep the aspect ratio
+  cv.width = Math.max(1, Math.round(W * scale)); cv.height = Math.max(1, Math.round(H * scale));
+  cv.style.width = cv.width + "px"; cv.style.height = cv.height + "px";
   ctx.imageSmoothingEnabled = false;
   ctx.drawImage(S.base, 0, 0, cv.width, cv.height);
   const L = S.layers;
@@ -256,9 +257,10 @@ async function refreshCases() {
   const top = Math.max(1e-9, ...d.cases.map((c) => c.predicted_disagreement || 0));
   d.cases.forEach((c, i) => {
     const el = document.createElement("div"); el.className = "case"; el.dataset.id = c.case_id;
-    const frac = c.predicted_disagreement !== undefined ? (100 * c.predicted_disagreement) / top : 0;
-    el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id" title="${c.case_id}">${c.case_id}</span>` +
-      `<span class="bar" title="predicted disagreement ${c.predicted_disagreement !== undefined ? c.predicted_disagreement.toFixed(3) : "n/a"}"><i style="width:${frac}%"></i></span>`;
+    const ranked = c.predicted_disagreement !== undefined;
+    const frac = ranked ? (100 * c.predicted_disagreement) / top : 0;
+    el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id"></span>` +
+      (ranked ? `<span class="bar" title="predicted disagreement ${c.predicted_disagreement.toFixed(3)}"><i style="width:${frac}%"></i></span>` : "<span></span>");
     el.querySelector(".id").textContent = c.case_id;
     el.onclick = () => openCase(c.case_id);
     box.appendChild(el);
@@ -316,5 +318,6 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "ArrowUp" || e.key === "PageUp") { guarded(() => setSlice(S.z + 1)); e.preventDefault(); }
   else if (e.key === "ArrowDown" || e.key === "PageDown") { guarded(() => setSlice(S.z - 1)); e.preventDefault(); }
 });
+window.addEventListener("resize", draw);
 setStatus(null);
 init();

@@ -1,0 +1,133 @@
+"""The workstation page in headless Chromium (Debian's ``chromium``) driven by
+Playwright: open a worklist case, click on the structure, pick a candidate
+with the keyboard, accept, download the mask — and save a screenshot a person
+can look at (``$CLINLOOP_SCREENSHOTS`` or the test's temp folder; the path is
+printed).
+
+Installs what it needs when it can (``apt-get install -y chromium`` as root,
+``pip install playwright`` into this interpreter — never ``playwright
+install``, which downloads its own browser); otherwise skips with the reason.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _ensure_chromium() -> str:
+    if Path(CHROMIUM).is_file():
+        return CHROMIUM
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=600)
+        if not Path(CHROMIUM).is_file():
+            subprocess.run(["apt-get", "update"], capture_output=True, timeout=300)
+            subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, timeout=600)
+    if not Path(CHROMIUM).is_file():
+        pytest.skip("Debian's chromium is not installed and could not be installed (needs root and apt-get)")
+    return CHROMIUM
+
+
+def _ensure_playwright():
+    try:
+        return importlib.import_module("playwright.sync_api")
+    except ImportError:
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "playwright"], capture_output=True, timeout=600)
+        if r.returncode != 0:
+            pytest.skip(f"python playwright is missing and pip could not install it: {r.stderr.decode()[-300:]}")
+        importlib.invalidate_caches()
+        return importlib.import_module("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory):
+    import uvicorn
+
+    from test_server import shared_model, test_image
+
+    from clinloop.server.app import create_app
+
+    d = tmp_path_factory.mktemp("browser")
+    from PIL import Image
+
+    Image.fromarray(test_image()).save(d / "nodule_slice.png")
+    app = create_app(shared_model(), state_dir=d / "state", data=d / "nodule_slice.png")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", app, d
+    server.should_exit = True
+    t.join(timeout=10)
+
+
+def test_click_pick_accept_download(live_server, tmp_path):
+    exe = _ensure_chromium()
+    pw = _ensure_playwright()
+    url, app, d = live_server
+    shots = Path(os.environ.get("CLINLOOP_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1440, "height": 900}, accept_downloads=True)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector(".case")  # the worklist
+        assert "model:" in page.inner_text("#model-name")
+        page.click(".case")
+        page.wait_for_function("document.querySelector('#status-badge').textContent === 'open'", timeout=120_000)
+        # click on the bright disc: image pixel (44, 50) -> canvas position
+        box = page.locator("#view").bounding_box()
+        page.mouse.click(box["x"] + (44.5 / 96) * box["width"], box["y"] + (50.5 / 96) * box["height"])
+        page.wait_for_selector(".cand", timeout=60_000)
+        assert page.locator(".cand").count() == 4
+        assert page.inner_text("#st-iter") == "1"
+        page.keyboard.press("2")  # pick candidate 2
+        page.wait_for_function("document.querySelector('#st-iter').textContent === '2'", timeout=60_000)
+        page.check("#show-unc")
+        page.screenshot(path=str(shots / "workstation_proposal.png"))
+        page.keyboard.press("Enter")  # accept
+        page.wait_for_function("document.querySelector('#status-badge').textContent === 'accepted'", timeout=30_000)
+        with page.expect_download() as dl:
+            page.click("#exp-png")
+        path = tmp_path / dl.value.suggested_filename
+        dl.value.save_as(path)
+        page.screenshot(path=str(shots / "workstation_accepted.png"))
+        print(f"\nscreenshots: {shots / 'workstation_proposal.png'}, {shots / 'workstation_accepted.png'}")
+        browser.close()
+    assert not errors, errors
+    assert path.name.endswith("_mask.png")
+    from PIL import Image
+
+    got = np.asarray(Image.open(path)) == 255
+    sessions = app.state.store.accepted_list("local")
+    assert len(sessions) == 1
+    np.testing.assert_array_equal(got, app.state.store.accepted_mask(sessions[0]["session_id"], "local"))
+    history = app.state.store.session(sessions[0]["session_id"], "local")["history"]
+    assert [h["action"] for h in history] == ["click", "choose", "accept"]
+    assert history[1]["candidate"] == 1  # key "2" -> candidate index 1
+    x, y = history[0]["point"]
+    assert abs(x - 44) <= 1 and abs(y - 50) <= 1  # the canvas maps clicks to image pixels
