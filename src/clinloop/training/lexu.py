@@ -13,8 +13,8 @@ rewritten atomically after every epoch; ``--resume`` continues from it. The
 final folder holds ``config.json``, ``weights.pt``, ``data.json`` (dataset,
 split, command, wall time) and ``metrics.json`` (loss per epoch).
 
-CPU-sized deviations from LEXU §3: from-scratch CNN encoder, Adam lr 1e-3 with
-cosine decay (paper: 5e-5 for a pretrained ResNet50), 96²–128² input (paper:
+CPU-sized deviations from LEXU §3: from-scratch CNN encoder, Adam lr 2e-3 (batch 4) with
+cosine decay (paper: 5e-5 for a pretrained ResNet50), 96² input by default (paper:
 256²), fewer epochs; random horizontal/vertical flips as augmentation.
 """
 from __future__ import annotations
@@ -34,10 +34,10 @@ from clinloop.models.lexu.config import METHODS, LexuConfig
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LEXU / baselines")
-    g.add_argument("--size", type=int, default=128, help="square input resolution (e.g. 96 or 128 on a CPU)")
-    g.add_argument("--epochs", type=int, default=150)
-    g.add_argument("--batch-size", type=int, default=8)
-    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--size", type=int, default=96, help="square input resolution (e.g. 96 or 128 on a CPU)")
+    g.add_argument("--epochs", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=4)
+    g.add_argument("--lr", type=float, default=2e-3)
     g.add_argument("--alpha", type=float, default=1.0, help="Eq. 1 α (segmentation weight)")
     g.add_argument("--beta", type=float, default=5.0, help="Eq. 1 β (DGM weight)")
     g.add_argument("--widths", default="16,24,32,48,64,96", help="encoder widths, comma-separated (N_E = count)")

@@ -2,7 +2,7 @@
 
 Paper values (LEXU §3): α = 1, β = 5 (RIGA) / 2.5 (HECKTOR), lr 5e-5 with an
 ImageNet ResNet50, 200 epochs, batch 16, 256² input. Our CPU defaults differ
-(from-scratch CNN encoder, lr 1e-3, 96²–128² input, fewer epochs); the resolved
+(from-scratch CNN encoder, Adam lr 2e-3 with cosine decay, batch 4, 96² input, 100 epochs); the resolved
 values are recorded in every model folder.
 """
 from __future__ import annotations
@@ -36,12 +36,12 @@ class LexuConfig:
     n_members: int = 5
     dropout: float = 0.2
     mc_samples: int = 8
-    size: int = 128
+    size: int = 96
     normalisation: str = "zscore"
     structure: str | None = None
-    epochs: int = 150
-    batch_size: int = 8
-    lr: float = 1e-3
+    epochs: int = 100
+    batch_size: int = 4
+    lr: float = 2e-3
     seed: int = 0
 
     def __post_init__(self):

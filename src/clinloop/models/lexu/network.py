@@ -10,7 +10,12 @@ emits ``N_p = N_D`` predictions ``F(X) = {M̂_j}`` in one forward pass.
 Deviation from the paper: the paper's encoder is an ImageNet-pretrained
 ResNet50 (``N_E = 6, N_D = 5``). We cannot download it, so the default encoder is
 a from-scratch CNN (:class:`CNNEncoder`) with six blocks by default, which keeps
-``N_E = 6, N_D = 5`` and runs on a CPU at 96²–128² input.
+``N_E = 6, N_D = 5`` and runs on a CPU at 96²–128² input. The pretrained
+LiteMedSAM TinyViT encoder (``clinloop.models.litemedsam.image_encoder``) was
+the second choice and is not offered: measured on this project's shared 2-core
+CPU (1 thread, load ≈ 15) its forward pass alone took 13.4 s per 256² image,
+against 0.06–0.08 s for the whole CNN LEXU at 96², and it yields one stride-16
+feature map (a U-Net needs a pyramid), so training it here was out of reach.
 
 Head order: ``forward`` returns heads in decoder order, coarse to fine, so
 ``logits[:, -1]`` is the last (full-resolution) head, the paper's ``M̂_1``.
