@@ -26,7 +26,7 @@ For each held-out image (the ``test_cases`` recorded in the model's
 * ``.difficulty.json`` / ``.difficulty.png`` — example difficulty (§4.3):
   agreement between heads / members / passes (mean pairwise Dice) and
   image-level uncertainty under increasing Gaussian noise, blur and colour
-  change. Deviation: we raise the *strength* of one distortion on every image
+  change, applied to the image after resizing to the network's input size. Deviation: we raise the *strength* of one distortion on every image
   (severity 0..1) rather than the *fraction* of distorted images, so each
   distortion gets its own curve.
 """
@@ -95,7 +95,7 @@ def distort(image: np.ndarray, kind: str, severity: float, seed: int = 0) -> np.
     """One distortion of strength ``severity`` in [0, 1] on ``image (C, H, W)``.
 
     The image is mapped to [0, 1] (min–max), distorted, and mapped back:
-    ``noise``: + N(0, (0.15·s)²); ``blur``: Gaussian, σ = 0.01·s·max(H, W) px;
+    ``noise``: + N(0, (0.15·s)²); ``blur``: Gaussian, σ = 0.03·s·max(H, W) px;
     ``colour``: RGB: hue + 0.1·s, saturation × (1 − 0.5·s), then gamma 1 + s;
     grey: gamma 1 + 1.5·s (a brightness/contrast change alone would be undone
     by the per-image z-score).
@@ -113,7 +113,7 @@ def distort(image: np.ndarray, kind: str, severity: float, seed: int = 0) -> np.
         elif kind == "blur":
             from scipy.ndimage import gaussian_filter
 
-            sigma = 0.01 * severity * max(x.shape[-2:])
+            sigma = 0.03 * severity * max(x.shape[-2:])
             x = np.stack([gaussian_filter(c, sigma) for c in x])
         elif x.shape[0] == 3:
             from skimage.color import hsv2rgb, rgb2hsv
@@ -228,14 +228,24 @@ def difficulty_test(predictor, samples, seed: int = 0) -> dict:
     from clinloop.models.lexu.heads import pairwise_agreement
     from clinloop.models.lexu.model import prepare_images
 
+    import torch
+    import torch.nn.functional as F
+
     cfg = predictor.cfg
+    # distort at the network's resolution: distortions applied at 512² would be
+    # mostly averaged away by the anti-aliased downsampling to cfg.size²
+    small = []
+    for s in samples:
+        t = torch.from_numpy(np.ascontiguousarray(s.image, dtype=np.float32))[None]
+        small.append(F.interpolate(t, size=(cfg.size, cfg.size), mode="bilinear", antialias=True,
+                                   align_corners=False)[0].numpy())
     table = {}
     for kind in DISTORTIONS:
         agree, unc = [], []
         for sev in SEVERITIES:
             a, u = [], []
-            for i, s in enumerate(samples):
-                img = distort(s.image, kind, sev, seed + i)
+            for i, im in enumerate(small):
+                img = distort(im, kind, sev, seed + i)
                 r = predictor.run_batch(prepare_images([img], cfg.size, cfg.in_channels))
                 a.append(float(pairwise_agreement(r["samples"])[0]))
                 u.append(float(r["image_uncertainty"][0]))
