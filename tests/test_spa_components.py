@@ -166,7 +166,8 @@ def test_kmeans_errors():
 
 def test_generator_and_variants():
     gen = PreferenceDistributionGenerator(12, 16, 4)
-    g = gen(torch.randn(12))
+    with torch.no_grad():
+        g = gen(torch.randn(12))
     assert g.pi.shape == (16,) and g.mu.shape == (16, 4) and (g.sigma > 0).all()
     assert abs(float(g.pi.sum()) - 1) < 1e-6
     assert float(g.mu.std()) > 0.3  # components start spread out

@@ -198,8 +198,8 @@ class SPATrainer:
                 r = cand.representative_candidates(ys, 4, seed=rs + j)
                 k = int(((r.float() - y[None]) ** 2).flatten(1).sum(1).argmin())
                 mp = mask_prompt(r[k])
-            logs["loss_mv"].append(float(loss_mv))
-            logs["loss_seg"].append(float(loss_seg))
+            logs["loss_mv"].append(float(loss_mv.detach()))
+            logs["loss_seg"].append(float(loss_seg.detach()))
             inter = float((y_app & (y > 0.5)).sum())
             logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y.sum())))
         for s in self.sched.values():
@@ -293,6 +293,8 @@ def run_train(args: argparse.Namespace) -> int:
     from clinloop.models.spa.model import SPANet, save_spa
     from clinloop.training.spa_data import select_cases
 
+    if args.device != "cpu":
+        raise ValueError(f"SPA training runs on the CPU in this build (--device {args.device!r} is not supported)")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
