@@ -386,3 +386,41 @@ def test_openapi_served(server):
               "/api/sessions/{sid}/accept", "/api/sessions/{sid}/mask", "/api/cases"]:
         assert p in paths, p
     assert json.loads(json.dumps(paths))  # serialisable
+
+
+def test_mecca_advice_hint_and_native_volume(tmp_path):
+    """MECCA (random-initialised networks: real inference, untrained weights)
+    segments volumes natively and returns advice regions, sent as overlays."""
+    import torch
+
+    from fastapi.testclient import TestClient
+
+    from clinloop.models.mecca.config import MECCAConfig
+    from clinloop.models.mecca.model import MECCAModel
+    from clinloop.server.app import create_app
+
+    torch.manual_seed(0)
+    model = MECCAModel(MECCAConfig(ndim=3))
+    vol = np.random.default_rng(1).random((8, 32, 32)).astype(np.float32)
+    app = create_app(model, state_dir=tmp_path)
+    with TestClient(app) as c:
+        sid = c.post("/api/sessions", files={"file": ("v.npy", _npy(vol), "application/octet-stream")}).json()["session_id"]
+        p = c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 12, "z": 3}).json()
+        assert p["z"] == 3 and p["candidates"] == []
+        live = app.state.store.session(sid, "local")
+        assert live["history"][0]["point"] == [10.0, 12.0, 3.0]
+        assert len(p["advice"]) == 5
+        for a in p["advice"]:  # each overlay is the advice region on the shown slice (area counts all slices)
+            assert decode_png(a["mask"]).shape == (32, 32, 4) and a["area"] > 0
+        h = c.post(f"/api/sessions/{sid}/hint", json={"points": [{"x": 5, "y": 5, "z": 3, "positive": False},
+                                                                 {"x": 20, "y": 20, "z": 3}]})
+        assert h.status_code == 200 and h.json()["iteration"] == 2
+        assert c.post(f"/api/sessions/{sid}/hint", json={"points": []}).status_code == 422
+        assert c.post(f"/api/sessions/{sid}/choose", json={"candidate": 0}).status_code == 400  # no candidates
+
+
+def test_cli_serve_parser():
+    from clinloop.cli import build_parser
+
+    a = build_parser().parse_args(["serve", "--data", "d", "--model", "m", "--token", "T"])
+    assert (a.host, a.port, a.token, a.data, a.model) == ("127.0.0.1", 8000, "T", "d", "m")

@@ -193,7 +193,7 @@ function clickAt(ev) {
   return guarded(async () => {
     say(`${positive ? "Include" : "Exclude"} click at (${x.toFixed(0)}, ${y.toFixed(0)}${S.ndim === 3 ? ", " + S.z : ""})…`);
     const p = await postJSON(`/api/sessions/${S.sid}/click`, body);
-    await showProposal(p); setStatus(p.status);
+    await showProposal(p); setStatus(p.status); refreshSessions();
     say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click again, or accept.`, "ok");
   });
 }
