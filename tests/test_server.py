@@ -424,3 +424,32 @@ def test_cli_serve_parser():
 
     a = build_parser().parse_args(["serve", "--data", "d", "--model", "m", "--token", "T"])
     assert (a.host, a.port, a.token, a.data, a.model) == ("127.0.0.1", 8000, "T", "d", "m")
+
+
+def test_worklist_ranked_by_lexu(tmp_path):
+    """With a LEXU model the worklist is ordered by its predicted disagreement
+    (the same numbers ``rank_cases`` gives), highest first."""
+    from fastapi.testclient import TestClient
+
+    from _lexu_fixtures import write_tiny_riga
+    from clinloop.cli import main
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.triage import rank_cases
+    from clinloop.models.lexu.model import load_lexu
+    from clinloop.models.mecca.config import MECCAConfig
+    from clinloop.models.mecca.model import MECCAModel
+    from clinloop.server.app import create_app
+
+    data = write_tiny_riga(tmp_path / "tiny.npz", n=5)
+    assert main(["train", "--method", "lexu", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "1",
+                 "--size", "32", "--widths", "4,6,8,8", "--structure", "cup", "--threads", "1"]) == 0
+    app = create_app(MECCAModel(MECCAConfig(ndim=2)), state_dir=tmp_path / "s", data=data,
+                     data_options={"structure": "cup"}, lexu=tmp_path / "m")
+    with TestClient(app) as c:
+        d = c.get("/api/cases").json()
+    assert d["ranked_by"] == "lexu" and len(d["cases"]) == 5
+    u = [r["predicted_disagreement"] for r in d["cases"]]
+    assert u == sorted(u, reverse=True) and [r["rank"] for r in d["cases"]] == [1, 2, 3, 4, 5]
+    ref = rank_cases(load_lexu(tmp_path / "m"), list(load_dataset(data, structure="cup")))
+    assert [r["case_id"] for r in d["cases"]] == [r["case_id"] for r in ref]
+    np.testing.assert_allclose(u, [r["predicted_disagreement"] for r in ref], rtol=1e-6)

@@ -12,6 +12,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-lidc)")
     p.add_argument("--lexu", default=None, help="LEXU model folder/name: rank the worklist by predicted disagreement")
     p.add_argument("--limit", type=int, default=None, help="at most this many worklist cases")
+    p.add_argument("--structure", default=None, help="RIGA structure (disc/cup) for the worklist")
+    p.add_argument("--task", type=int, default=None, help="QUBIQ task number for the worklist")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", default=None, help="shared bearer token required on every /api request")
@@ -54,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from clinloop.models.registry import load_model
 
     model = load_model(args.model)
+    opts = {k: v for k, v in (("structure", args.structure), ("task", args.task)) if v is not None}
     app = create_app(model, state_dir=args.state_dir or default_state_dir(), data=args.data, data_format=args.format,
+                     data_options=opts,
                      token=args.token, tokens=tokens, lexu=args.lexu, case_limit=args.limit,
                      limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels))
     print(f"clinloop workstation: http://{args.host}:{args.port}/  (model {model.name}, "
