@@ -453,3 +453,11 @@ def test_worklist_ranked_by_lexu(tmp_path):
     ref = rank_cases(load_lexu(tmp_path / "m"), list(load_dataset(data, structure="cup")))
     assert [r["case_id"] for r in d["cases"]] == [r["case_id"] for r in ref]
     np.testing.assert_allclose(u, [r["predicted_disagreement"] for r in ref], rtol=1e-6)
+
+
+def test_cross_origin_post_refused(server):
+    c, _, _ = server
+    r = c.post("/api/sessions", json={"case_id": "x"}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
+    r = c.post("/api/sessions", json={"case_id": "x"}, headers={"Origin": "http://testserver"})
+    assert r.status_code == 404  # same origin: passes through (no such case)

@@ -222,6 +222,10 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
         t0 = time.perf_counter()
         request.state.model_seconds = 0.0
         if request.url.path.startswith("/api/") and request.method == "POST":
+            origin = request.headers.get("origin")
+            if origin and origin != "null" and origin.split("://", 1)[-1] != request.headers.get("host", ""):
+                # another web page driving this API from the user's browser (CSRF): refuse
+                return err(request, 403, f"cross-origin request from {origin} refused")
             cl = request.headers.get("content-length")
             if request.headers.get("transfer-encoding", "").lower() == "chunked" and cl is None:
                 return err(request, 411, "send a Content-Length (chunked uploads are not accepted)")
@@ -524,7 +528,9 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
                 fail(400, f"slice z={z} is outside the volume (0 .. {d - 1})")
         elif z not in (None, 0):
             fail(400, "this image is 2-D: no slices")
-        return encoding.encode_image_slice(lv.image, z)
+        if not hasattr(lv, "window"):  # one default window for the whole volume, computed once
+            lv.window = tuple(float(v) for v in np.percentile(lv.image[0], [0.5, 99.5]))
+        return encoding.encode_image_slice(lv.image, z, window=lv.window)
 
     @app.get("/api/sessions/{sid}/proposal")
     def get_proposal(sid: str, request: Request, z: int | None = Query(None)):

@@ -164,17 +164,19 @@ def encode_proposal(p: Proposal, z: int | None = None) -> dict[str, Any]:
     return out
 
 
-def encode_image_slice(image: np.ndarray, z: int | None = None) -> dict[str, Any]:
+def encode_image_slice(image: np.ndarray, z: int | None = None,
+                       window: tuple[float, float] | None = None) -> dict[str, Any]:
     """Channels-first image ``(C, H, W)`` / ``(C, D, H, W)`` -> the slice to draw.
 
     Grey: ``{"kind": "grey", "data": base64 float32 (H*W), "lo", "hi"}`` with
-    lo/hi the 0.5/99.5 percentiles (a default window); colour: ``{"kind":
+    lo/hi a default window (``window``, else the 0.5/99.5 percentiles of the
+    whole image or volume); colour: ``{"kind":
     "rgb", "png": ...}`` (rescaled to 0..255 when values leave that range)."""
     sl = image if image.ndim == 3 else image[:, int(z or 0)]
     c, h, w = sl.shape
     if c == 1:
         a = np.ascontiguousarray(sl[0], dtype="<f4")
-        lo, hi = np.percentile(image[0] if image.ndim == 3 else image[0, int(z or 0)], [0.5, 99.5])
+        lo, hi = window if window is not None else np.percentile(image[0], [0.5, 99.5])
         return {"kind": "grey", "width": w, "height": h, "data": base64.b64encode(a.tobytes()).decode("ascii"),
                 "lo": float(lo), "hi": float(hi), "min": float(a.min()), "max": float(a.max())}
     rgb = np.moveaxis(sl[:3], 0, -1)
