@@ -52,6 +52,11 @@ def test_image() -> np.ndarray:
 test_image.__test__ = False  # a helper, not a test
 
 
+def n_candidates() -> int:
+    """K of the shared model (4 for SPA's default config)."""
+    return int(getattr(getattr(shared_model(), "config", None), "n_candidates", 4))
+
+
 def png_bytes(a: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -143,7 +148,7 @@ def test_open_click_and_encoding(server, opened):
     mask_png = decode_png(p["mask"])
     assert mask_png.shape == (96, 96, 4)
     assert int((mask_png[..., 3] > 0).sum()) == p["area"]
-    assert len(p["candidates"]) == 4
+    assert len(p["candidates"]) == n_candidates()
     for cand in p["candidates"]:
         d = decode_png(cand["diff"])
         green = (d[..., 3] > 0) & (d[..., 1] == 220)
@@ -365,7 +370,7 @@ def test_worklist_from_data_and_volume_slices(tmp_path):
         assert c.get(f"/api/sessions/{sid}/image?z=3").status_code == 400
         assert c.post(f"/api/sessions/{sid}/click", json={"x": 44, "y": 50}).status_code == 400  # z missing
         p = c.post(f"/api/sessions/{sid}/click", json={"x": 44, "y": 50, "z": 1}).json()
-        assert p["z"] == 1 and len(p["candidates"]) == 4
+        assert p["z"] == 1 and len(p["candidates"]) == n_candidates()
         other = c.get(f"/api/sessions/{sid}/proposal?z=0").json()
         assert int((decode_png(other["mask"])[..., 3] > 0).sum()) == 0  # only slice 1 was segmented
         assert c.post(f"/api/sessions/{sid}/choose", json={"candidate": 0}).json()["z"] == 1

@@ -138,7 +138,11 @@ def build_worklist(data: str | Path | None, data_format: str | None = None, lexu
 def _user_image(image: np.ndarray) -> np.ndarray:
     """Stored channels-first image -> what ``Session`` expects ((H,W), (H,W,3), (D,H,W))."""
     if image.ndim == 3:
-        return image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1)
+        if image.shape[0] == 1:
+            return image[0]
+        if image.shape[0] == 2:  # e.g. grey + alpha-like channels: average to grey
+            return image.mean(axis=0)
+        return np.moveaxis(image[:3], 0, -1)  # RGB (extra channels dropped)
     if image.shape[0] != 1:
         raise ValueError(f"multi-channel volumes are not supported (shape {image.shape}); send one channel")
     return image[0]
