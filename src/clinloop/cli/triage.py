@@ -31,6 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from clinloop.models.lexu.model import load_lexu
     from clinloop.models.registry import read_config, resolve_model_dir
 
+    import torch
+
+    torch.manual_seed(0)  # MC-dropout models: the same worklist every run
     model_dir = resolve_model_dir(args.model)
     method = read_config(model_dir)["method"]
     predictor = load_lexu(model_dir)

@@ -315,6 +315,7 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)  # MC-dropout masks: reproducible results
     model_dir = resolve_model_dir(args.model or default_model(args.method, args.data, args.format, args.structure))
     predictor = load_lexu(model_dir)
     if predictor.cfg.method != args.method:
