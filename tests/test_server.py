@@ -345,6 +345,16 @@ def test_restart_resumes_sessions_and_keeps_accepted(tmp_path):
         d = c2.get(f"/api/sessions/{s_acc}").json()
         assert d["status"] == "accepted" and c2.get(f"/api/sessions/{s_acc}/proposal").json()["mask"] == acc_png
         assert c2.post(f"/api/sessions/{s_open}/accept").status_code == 200  # resumed session goes on
+    # a server restarted with another model refuses to replay (it would not give the same proposals)
+    import torch
+
+    from clinloop.models.mecca.config import MECCAConfig
+    from clinloop.models.mecca.model import MECCAModel
+
+    torch.manual_seed(0)
+    with TestClient(create_app(MECCAModel(MECCAConfig(ndim=2)), state_dir=tmp_path)) as c3:
+        r = c3.get(f"/api/sessions/{s_open}")
+        assert r.status_code == 409 and "model" in r.json()["detail"]
 
 
 def test_worklist_from_data_and_volume_slices(tmp_path):

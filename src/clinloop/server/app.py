@@ -298,6 +298,8 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
             row = store.session(sid, user)
             if row is None:
                 fail(404, f"no session {sid!r}")
+            if row["model"] != model_name:  # replaying with another model would not give back the same proposals
+                fail(409, f"session {sid!r} was made with model {row['model']!r}; this server runs {model_name!r}")
             img, meta = store.image(row["image_sha"])
             t0 = time.perf_counter()
             s = Session.replay(driven, _user_image(img), row["history"], seed=row["seed"], profile=row["profile"])
