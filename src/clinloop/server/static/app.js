@@ -261,7 +261,7 @@ async function refreshCases() {
     const frac = ranked ? (100 * c.predicted_disagreement) / top : 0;
     el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id"></span>` +
       (ranked ? `<span class="bar" title="predicted disagreement ${c.predicted_disagreement.toFixed(3)}"><i style="width:${frac}%"></i></span>` : "<span></span>");
-    el.querySelector(".id").textContent = c.case_id;
+    el.querySelector(".id").textContent = c.case_id; el.querySelector(".id").title = c.case_id;
     el.onclick = () => openCase(c.case_id);
     box.appendChild(el);
   });
