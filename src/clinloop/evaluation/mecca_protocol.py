@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=None,
                    help="crop size around the label (default: the model's training size; 0 = whole image)")
     p.add_argument("--hint-points", type=int, default=None, help="clicks per step (default: the model's)")
+    p.add_argument("--label", default=None,
+                   help="a mask file for a single image/volume given as --data (e.g. the BraTS sample's label)")
     p.add_argument("--all-patients", action="store_true",
                    help="do not hold back: also evaluate patients the model was trained on")
 
@@ -123,9 +125,20 @@ def iter_cases(dataset, model, fusion: str, size: int | None, limit: int | None,
         yield x, y, tuple(s.spacing)
 
 
-def open_dataset(path, fmt: str | None, ndim: int):
-    from clinloop.data import detect_format, load_dataset
+def open_dataset(path, fmt: str | None, ndim: int, label: str | None = None):
+    """The dataset to evaluate: any layout (LIDC as nodule volumes for 3-D models), or
+    one image/volume file plus ``label`` (a mask file read with ``clinloop.data.io.read_mask``)."""
+    from dataclasses import replace
 
+    from clinloop.data import ListDataset, detect_format, load_dataset
+
+    if label is not None:
+        from clinloop.data.io import read_mask
+
+        s = load_dataset(path, format=fmt or "single")[0]
+        m = read_mask(label, like_shape=s.spatial_shape)
+        s = replace(s, masks=np.asarray(m, bool)[None], rater_valid=np.ones(1, bool), rater_ids=["label"])
+        return ListDataset([s], name=str(path))
     name = fmt or detect_format(path)
     opts = {"volumes": True} if (name == "lidc" and ndim == 3) else {}
     return load_dataset(path, format=name, **opts)
@@ -137,7 +150,7 @@ def run(args) -> int:
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     model, _ = _load(args.method, args.model)
-    ds = open_dataset(args.data, args.format, model.cfg.ndim)
+    ds = open_dataset(args.data, args.format, model.cfg.ndim, getattr(args, "label", None))
     size = model.cfg.size if args.size is None else args.size
     cases = iter_cases(ds, model, args.fusion, size, args.limit, args.seed, hold_back=not args.all_patients)
     res = evaluate_cases(model, cases, args.steps, args.seed, args.hint_points)
@@ -172,8 +185,9 @@ def semisupervised_table(data: str, out_dir: str, fractions=(0.125, 0.25, 0.5, 1
                            *(extra_train_args or [])])
         ev = argparse.Namespace(method="mecca", protocol="mecca", data=data, format=None, model=str(mdir),
                                 limit=limit, seed=seed, out=str(mdir / "results.json"), steps=steps,
-                                fusion="majority", size=None, hint_points=None, all_patients=False)
-        run(ev)
+                                fusion="majority", size=None, hint_points=None, all_patients=False, label=None)
+        if not (mdir / "results.json").is_file():  # fractions may be trained/evaluated by parallel calls
+            run(ev)
         res = json.loads((mdir / "results.json").read_text())
         rows.append({"labeled_fraction": f, **{k: res[k] for k in ("n_cases", "dice_per_step", "assd_per_step",
                                                                  "misunderstanding_per_step")}})

@@ -354,7 +354,8 @@ def run_train(args) -> int:
                       shaping=(method == "mecca"), delta=args.delta, hint_points=args.hint_points, size=args.size,
                       fusion=args.fusion,
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
-                             "algorithm": "A2C (synchronous, batched agents)" if method.startswith("mecca-n") or method == "mecca" else "supervised"})
+                             "algorithm": "A2C (synchronous, batched agents)"
+                             if method in ("mecca", "mecca-no-confidence") else "supervised (class-balanced BCE)"})
     out = Path(args.out)
     t_start = time.time()
     data = load_training_data(args)
@@ -377,7 +378,7 @@ def run_train(args) -> int:
             "fusion": args.fusion, "n_train_cases": len(xtr), "n_labeled": n_lab, "n_val_cases": len(xva),
             "labeled_fraction": args.labeled_fraction, "seed": args.seed, "val_fraction": args.val_fraction,
             "train_patients": data["train_patients"], "val_patients": data["val_patients"],
-            "command": command_line(args),
+            "command": command_line(args), "train_minutes": round(train_min, 2), "iterations": iterations,
             "threads": args.threads}
     model.save(out, data=info, metrics=metrics)
     (out / "train_log.json").write_text(json.dumps(log[-2000:]))
