@@ -48,6 +48,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--structure", default=None, help="RIGA structure: cup or disc")
     g.add_argument("--task", type=int, default=None, help="QUBIQ task number")
     g.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (split by patient)")
+    g.add_argument("--split-seed", type=int, default=None, help="seed of the split (default: --seed); fix it to "
+                   "compare training seeds on the same held-out cases")
     g.add_argument("--max-cases", type=int, default=None, help="train on at most N training cases (random, seeded)")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -214,7 +216,8 @@ def run_train(args) -> int:
     widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
     opts = dataset_options(args)
     ds = load_dataset(args.data, format=args.format, **opts)
-    train_idx, test_idx = split_cases(ds, args.test_fraction, args.seed)
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    train_idx, test_idx = split_cases(ds, args.test_fraction, split_seed)
     if args.max_cases is not None and len(train_idx) > args.max_cases:
         rng = np.random.default_rng(args.seed)
         train_idx = sorted(rng.choice(train_idx, args.max_cases, replace=False).tolist())
@@ -245,7 +248,7 @@ def run_train(args) -> int:
         "dataset": str(Path(args.data).resolve()),
         "format": args.format or ds.format,
         "options": opts,
-        "split": {"method": "split_by_patient", "fractions": [1 - args.test_fraction, args.test_fraction], "seed": args.seed},
+        "split": {"method": "split_by_patient", "fractions": [1 - args.test_fraction, args.test_fraction], "seed": split_seed},
         "train_cases": [ds.case_ids[i] for i in train_idx],
         "test_cases": [ds.case_ids[i] for i in test_idx],
         "n_train_images": len(kept),
