@@ -378,7 +378,7 @@ def plot_comparison(results: list[str | Path], path: str | Path) -> None:
         qc = json.loads(_sibling(r, ".qc.json").read_text())
         axes[0].plot(np.array(qc["q"]) * 100, qc["remaining"], label=f"{qc['method']} ({qc['d_auc']:.3f})")
         if not ideal_done:
-            axes[0].plot(np.array(qc["q"]) * 100, qc["ideal"], "--", color="grey", label="ideal")
+            axes[0].plot(np.array(qc["q"]) * 100, qc["ideal"], "--", color="grey", label=f"ideal ({qc['method']})")
             ideal_done = True
         dpath = _sibling(r, ".difficulty.json")
         if dpath.is_file():
