@@ -37,6 +37,8 @@ class MECCAConfig:
     entropy_coef: float = 0.05  # A3C's entropy bonus; higher than the usual 0.01 against early collapse
     value_coef: float = 0.5
     delta: float = 0.8  # label-generation confidence threshold δ (Eq. 6)
+    unlabeled_warmup: int = 30  # iterations on labeled data only before Eq. 6 labels are used
+    unlabeled_weight: float = 0.5  # weight of the unlabeled rollout's loss
     # simulated user
     hint_points: int = 5  # clicks per step on wrongly predicted boundary points
     hint_sigma: float = 2.0  # Gaussian radius (pixels) of a click in the hint map
