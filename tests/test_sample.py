@@ -56,3 +56,20 @@ def test_transforms_move_image_and_raters_together():
 def test_3d():
     s = make((4, 6, 6), r=2)
     assert s.spatial_ndim == 3 and s.flip(0).masks.shape == (2, 4, 6, 6)
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    import os
+
+    from clinloop.atomic import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "x").write_text("1")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
