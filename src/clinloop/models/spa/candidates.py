@@ -14,6 +14,7 @@ centroid fill the remaining slots so the UI always shows K candidates.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -50,10 +51,10 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 20) -> tuple[tor
         if torch.equal(new, labels):
             break
         labels = new
-        for j in range(k):
-            sel = labels == j
-            if sel.any():
-                c[j] = x[sel].mean(0)
+        onehot = torch.nn.functional.one_hot(labels, k).T.float()  # (k, N): one matmul, no row copies
+        counts = onehot.sum(1)
+        nonempty = counts > 0
+        c[nonempty] = (onehot @ x)[nonempty] / counts[nonempty, None]
     return c, labels
 
 
@@ -66,8 +67,9 @@ def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0, po
     n = masks.shape[0]
     spatial = masks.shape[1:]
     flat = masks.reshape(n, -1).float()
-    uniq = torch.unique(flat, dim=0)
-    kk = min(k, uniq.shape[0])
+    # distinct masks via hashes of their packed bits (torch.unique(dim=0) sorts 48 x 65k rows: slow)
+    packed = np.packbits(masks.reshape(n, -1).numpy().astype(bool), axis=1)
+    kk = min(k, len({row.tobytes() for row in packed}))
     feats = flat
     if pool > 1 and len(spatial) == 2:
         feats = torch.nn.functional.avg_pool2d(masks.float()[:, None], pool, ceil_mode=True).flatten(1)
@@ -76,7 +78,8 @@ def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0, po
         if torch.unique(labels).numel() < kk:  # pooling merged distinct masks: cluster at full resolution
             c, labels = kmeans(flat, kk, seed=seed)
         else:
-            c = torch.stack([flat[labels == j].mean(0) for j in range(kk)])
+            onehot = torch.nn.functional.one_hot(labels, kk).T.float()
+            c = (onehot @ flat) / onehot.sum(1, keepdim=True)
     sizes = torch.bincount(labels, minlength=kk)
     order = torch.argsort(sizes, descending=True, stable=True)
     cands = (c[order] > 0.5)
