@@ -24,16 +24,18 @@ Two conditioning paths (``SPAConfig.path``):
   positions (our reading), its conv half is a precomputed basis times z.
 
 Measured (benchmarks/bench_spa.py, N = 48, K = 4, 256² input, 2 threads, on the
-shared 2-core dev machine at load average ~8.5, where one decoder pass took
-0.61 s against 0.065 s unloaded): optimised iteration 1.11 s (decoder once
-0.61 s, 48 conditionings + offsets 0.36 s, K-means 0.08 s); the literal path
-46.5 s (extrapolated from N = 4), the split-first-conv literal path 40.0 s:
-~42x faster. Scaled by the decoder's slowdown the optimised iteration is
-~0.12 s unloaded (an estimate, not a measurement). Dice: at initialisation both
-paths are the pretrained decoder (identical, tests/test_spa_model.py; Dice@1
-0.059 on 10 LIDC validation slices); only the optimised path could be trained
-on this CPU (Dice@1 0.62 after 22 training images), so no trained Dice exists
-for the literal path.
+shared 2-core dev machine at load average ~3.5, medians of 7): optimised
+iteration 1.08 s (decoder once 0.78 s, 48 conditionings + offsets 0.21 s,
+K-means on 2x2-pooled masks 0.04 s); the literal path 20.0 s (extrapolated
+from N = 4), the literal path with the split first conv 15.1 s: ~19x faster.
+In the same minute LiteMedSAM's own decoder pass took 0.63 s median (0.36 s
+min) against 0.065 s on an idle machine, so the 0.2 s target could not be
+verified here; the per-sample part (0.25 s for 48 samples) is now smaller than
+one decoder pass. Dice: at initialisation both paths are the pretrained decoder
+(identical, tests/test_spa_model.py; Dice@1 0.059 on 10 LIDC validation
+slices); only the optimised path could be trained on this CPU (Dice@1 0.62
+after 22 training images, 0.78 after 232 on 25 slices), so no trained Dice
+exists for the literal path.
 
 All masks live in the 256 x 256 model frame internally and are returned at the
 input size through LiteMedSAM's ``postprocess_logits``.
