@@ -558,3 +558,18 @@ def test_real_detection_and_override(shared_data):
         load_dataset(shared_data / "riga_binrushed2/riga_binrushed2_512crop.npz", format="lidc")
     with pytest.raises(DataError, match="no QUBIQ case folders"):
         load_dataset(shared_data / "bubil", format="qubiq")
+
+
+def test_detection_order_does_not_depend_on_import_order(monkeypatch):
+    """A QUBIQ 'Training' folder is also a valid canonical folder; the specific
+    layout must win even when the generic readers registered first."""
+    from clinloop.data import registry
+
+    registry._ensure_loaded()
+    # simulate canonical/single having been imported (registered) before qubiq
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "READERS", dict(registry.READERS))
+    registry.READERS["qubiq"] = registry.READERS.pop("qubiq")
+    registry._ensure_loaded()
+    names = list(registry.READERS)
+    assert names.index("qubiq") < names.index("canonical") < names.index("single")

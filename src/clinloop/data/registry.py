@@ -130,6 +130,13 @@ def _ensure_loaded() -> None:
         except ModuleNotFoundError as e:
             if e.name != mod:
                 raise
+    # Detection order is _READER_MODULES' order, whatever order the modules
+    # happened to be imported in (a test importing readers.canonical first must
+    # not let the generic layout shadow QUBIQ's); other registrations come last.
+    rank = {m: i for i, m in enumerate(_READER_MODULES)}
+    ordered = sorted(READERS.values(), key=lambda r: rank.get(r.read.__module__, len(rank)))
+    READERS.clear()
+    READERS.update((r.name, r) for r in ordered)
     _loaded = True
 
 
