@@ -24,14 +24,11 @@ from typing import Callable
 
 import numpy as np
 
+from clinloop.metrics import dice
+
 Click = tuple[tuple[float, float], bool]
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two bool masks; 1.0 when both are empty."""
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    s = a.sum() + b.sum()
-    return 1.0 if s == 0 else float(2 * (a & b).sum() / s)
 
 
 def _check2d(*masks: np.ndarray) -> None:

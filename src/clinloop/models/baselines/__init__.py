@@ -1,0 +1,1 @@
+"""Baselines built on the LiteMedSAM backbone (box- and click-prompted)."""
