@@ -33,10 +33,12 @@ def overlay(image: np.ndarray, masks_colours: list[tuple[np.ndarray, tuple[float
 
 
 def plot_proposal(image: np.ndarray, proposal: Proposal, path: str | Path, target: np.ndarray | None = None,
-                  title: str | None = None, dice_per_iteration: list[float] | None = None) -> Path:
+                  title: str | None = None, dice_per_iteration: list[float] | None = None,
+                  clicks: list[tuple[float, float, bool]] | None = None) -> Path:
     """Save a one-row figure: image (+ target outline), proposal, uncertainty,
     each candidate as its +/- difference to the proposal, advice regions, and
-    optionally the Dice curve. 2-D only (pass a slice for volumes)."""
+    optionally the Dice curve; ``clicks`` = ``(x, y, positive)`` are marked on
+    the first two panels. 2-D only (pass a slice for volumes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,6 +68,9 @@ def plot_proposal(image: np.ndarray, proposal: Proposal, path: str | Path, targe
         axes[i].imshow(overlay(image, cols)); axes[i].set_title(f"advice ({len(proposal.advice)} regions)", fontsize=9); i += 1
     for ax in axes[:i]:
         ax.set_xticks([]); ax.set_yticks([])
+    for x, y, positive in clicks or []:
+        for ax in axes[:2]:
+            ax.plot([x], [y], marker="o", ms=6, mec="white", mfc=(0.1, 0.8, 0.2) if positive else (0.9, 0.1, 0.1))
     if dice_per_iteration:
         ax = axes[i]
         ax.plot(range(1, len(dice_per_iteration) + 1), dice_per_iteration, "o-")

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         {"case": sample.case_id, "seed": args.seed, "model": model.name, "preferred_raters": [sample.rater_ids[i] for i in user.raters],
          "dice_per_iteration": [round(d, 4) for d in dices], "history": session.history, "profile": session.profile()}, indent=1, default=float))
     fig = plot_proposal(sample.image[0], proposal, out / "demo.png", target=user.target, dice_per_iteration=dices,
+                        clicks=[(point[0], point[1], positive)],
                         title=f"{model.name} on {sample.case_id}: Dice {dices[0]:.3f} -> {dices[-1]:.3f}")
     print(f"\naccepted mask: {out / 'accepted_mask.png'} ({int(np.sum(mask))} pixels); picture: {fig}; history: {out / 'session.json'}")
     return 0
