@@ -18,6 +18,14 @@ Readings and deviations (all also in the config / data.json):
 
 * Loss L: y_app = 1[mean y_n > 0.5] has no gradient; we use BCE + soft Dice
   between the mean sample probability mean_n sigmoid(logit_n) and y.
+* Multi-hypothesis term (deviation, ``--wta-weight``; 0 = the paper's loss
+  only): L(y_app, y) alone is minimised by making every sample y_n the mean,
+  so the latents collapse (the first shipped spa-lidc had K identical
+  candidates and no gain over iterations). We add lambda * the relaxed
+  winner-takes-all loss of :func:`best_of_n_loss` (Rupprecht et al. 2017)
+  against one randomly drawn non-empty rater y_r, to both the (mu, sigma) and
+  the segmentation updates, so different latents learn different raters'
+  styles and the E-step pi^gt / the user's choice have something to pick from.
 * The simulated choice: Alg. 1 writes ``argmin ||r_k - y_app^fin||``, which
   holds no information about the target (the model's own aggregate); §3.5 and
   Table 2 need the user to steer towards *their* y, so we pick the candidate
@@ -89,6 +97,40 @@ def soft_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+def per_sample_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """L(y_n, y) for each sample: BCE + soft Dice of sigmoid(logits_n) ``(N, H, W)`` with y ``(H, W)`` -> ``(N,)``."""
+    p = torch.sigmoid(logits).clamp(1e-6, 1 - 1e-6)
+    yy = y.expand_as(p)
+    bce = F.binary_cross_entropy(p, yy, reduction="none").flatten(1).mean(1)
+    dice = 1 - (2 * (p * yy).flatten(1).sum(1) + 1) / (p.flatten(1).sum(1) + yy.flatten(1).sum(1) + 1)
+    return bce + dice
+
+
+def best_of_n_loss(logits: torch.Tensor, y: torch.Tensor, relax: float = 0.05) -> torch.Tensor:
+    """Relaxed winner-takes-all ("best-of-N") loss over the N latent samples.
+
+    With L_n = L(y_n, y) (:func:`per_sample_loss`, ``logits (N, H, W)``, target
+    ``y (H, W)``) and n* = argmin_n L_n:
+
+        L_wta = (1 - relax) * L_{n*} + relax * mean_n L_n
+
+    Not in spa.txt (deviation): Algorithm 1 trains only L(y_app, y) on the
+    sample mean, whose optimum puts every y_n at the mean (mode collapse, no
+    candidate diversity). Training only the best sample against a single
+    rater's mask (Rupprecht et al. 2017, "Learning in an uncertain world",
+    relaxed WTA: the small ``relax`` weight keeps the other samples from
+    drifting off) lets each latent region specialise on one style (generous,
+    tight, ...), which is what SPA's K candidates and the user's choice need.
+    ``relax`` in [0, 1]; with N = 1 this is L(y_1, y).
+    """
+    if not 0 <= relax <= 1:
+        raise ValueError(f"relax must be in [0, 1], got {relax}")
+    if logits.ndim != 3 or logits.shape[-2:] != y.shape[-2:]:
+        raise ValueError(f"logits must be (N, H, W) with y (H, W); got {tuple(logits.shape)} and {tuple(y.shape)}")
+    ls = per_sample_loss(logits, y)
+    return (1 - relax) * ls.min() + relax * ls.mean()
+
+
 def sample_dice(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Dice of each thresholded sample with y: ``(N,)``."""
     m = (logits > 0).float()
@@ -96,12 +138,29 @@ def sample_dice(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (2 * inter + 1e-6) / (m.flatten(1).sum(1) + y.sum() + 1e-6)
 
 
+def mean_pairwise_dice(masks: torch.Tensor) -> float:
+    """Mean Dice over pairs of binary masks ``(K, H, W)`` (1.0 = all identical; two empty masks count 1)."""
+    m = masks.flatten(1).float()
+    k = m.shape[0]
+    if k < 2:
+        return 1.0
+    inter = m @ m.T
+    s = m.sum(1)
+    d = (2 * inter + 1e-6) / (s[:, None] + s[None] + 1e-6)
+    iu = torch.triu_indices(k, k, 1)
+    return float(d[iu[0], iu[1]].mean())
+
+
 class SPATrainer:
     """Algorithm 1 on an :class:`~clinloop.models.spa.model.SPANet`."""
 
     def __init__(self, net, lr: float = 1e-4, step_size: int = 1000, gamma: float = 0.5, n_samples: int = 8,
-                 seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS) -> None:
+                 seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS,
+                 wta_weight: float = 0.0, wta_relax: float = 0.05) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
+        if wta_weight < 0:
+            raise ValueError(f"wta_weight must be >= 0, got {wta_weight}")
+        self.wta_weight, self.wta_relax = float(wta_weight), float(wta_relax)
         self.user_iterations = user_iterations
         lr_new = lr if lr_new is None else lr_new  # freshly initialised modules (conditioning, PDG)
         v = net.variant
@@ -158,11 +217,21 @@ class SPATrainer:
         if not y_np.any():  # weighted vote came out empty: fall back to the union (never train on nothing)
             y_np = case.masks[case.valid].any(0)
         y = torch.from_numpy(y_np).float()
+        # one non-empty rater for the multi-hypothesis term (best_of_n_loss)
+        ok = [r for r in range(len(case.masks)) if case.valid[r] and case.masks[r].any()]
+        y_r = torch.from_numpy(case.masks[ok[int(rng.integers(len(ok)))]]).float() if ok else y
+
+        def loss_fn(lg: torch.Tensor) -> torch.Tensor:
+            loss = soft_loss(lg, y)
+            if self.wta_weight > 0:
+                loss = loss + self.wta_weight * best_of_n_loss(lg, y_r, self.wta_relax)
+            return loss
+
         e_x = case.embedding.float()[None]
         px, py = random_target_point(y_np, rng)
         points = (torch.tensor([[[px, py]]], dtype=torch.float32), torch.tensor([[1]]))
         mp = None
-        logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": []}
+        logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": [], "cand_dice": []}
         for j in range(self.user_iterations):
             # GenMask #1 (ori) -> mean/variance update
             with torch.no_grad():
@@ -170,7 +239,7 @@ class SPATrainer:
                 base0 = net.decode_base(e_x, sparse0, dense0) if net.config.path == "tail" else None
             gmm = net.distribution(e_x, sparse0, dense0)
             logits, z, _ = net.gen_mask(e_x, sparse0, dense0, gmm, self.n_samples, g, base0)
-            loss_mv = soft_loss(logits, y)
+            loss_mv = loss_fn(logits)
             if self.groups["mv"]:
                 self._update("mv", loss_mv)
             # E-step target for pi (with the updated mean/variance)
@@ -186,7 +255,7 @@ class SPATrainer:
             with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
                 gmm2 = net.distribution(e_x, sparse0, dense0)
             logits2, _, _ = net.gen_mask(e_x, sparse, dense, gmm2, self.n_samples, g)
-            loss_seg = soft_loss(logits2, y)
+            loss_seg = loss_fn(logits2)
             self._update("seg", loss_seg)
             # GenMask #3 (fin) -> candidates, simulated choice
             with torch.no_grad():
@@ -200,13 +269,15 @@ class SPATrainer:
                 mp = mask_prompt(r[k])
             logs["loss_mv"].append(float(loss_mv.detach()))
             logs["loss_seg"].append(float(loss_seg.detach()))
+            logs["cand_dice"].append(mean_pairwise_dice(r))
             inter = float((y_app & (y > 0.5)).sum())
             logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y.sum())))
         for s in self.sched.values():
             s.step()
         self.step += 1
-        out = {k: float(np.mean(v)) for k, v in logs.items() if v and k != "dice"}
+        out = {k: float(np.mean(v)) for k, v in logs.items() if v and k not in ("dice", "cand_dice")}
         out["dice_first"], out["dice_last"] = logs["dice"][0], logs["dice"][-1]
+        out["cand_dice_first"] = logs["cand_dice"][0]  # candidates' pairwise Dice after the first click
         return out
 
     # ------------------------------------------------------------ checkpoints
@@ -276,6 +347,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-new", type=float, default=None, help="lr of the freshly initialised modules (default --lr)")
     parser.add_argument("--user-iterations", type=int, default=MAX_USER_ITERATIONS,
                         help="simulated user iterations per image (Alg. 1: 6)")
+    parser.add_argument("--wta-weight", type=float, default=1.0,
+                        help="weight of the relaxed winner-takes-all term (best_of_n_loss; 0 = paper loss only)")
+    parser.add_argument("--wta-relax", type=float, default=0.05, help="relaxed-WTA weight on the non-best samples")
     parser.add_argument("--time-budget", type=float, default=None, help="stop after this many seconds of training")
     parser.add_argument("--step-size", type=int, default=1000, help="StepLR step (images)")
     parser.add_argument("--gamma", type=float, default=0.5)
@@ -309,7 +383,8 @@ def run_train(args: argparse.Namespace) -> int:
                        per_group=args.per_nodule)
     cases = prepare_cases(ds, idx, backbone)
     trainer = SPATrainer(net, lr=args.lr, step_size=args.step_size, gamma=args.gamma, n_samples=args.train_samples,
-                         seed=args.seed, lr_new=args.lr_new, user_iterations=args.user_iterations)
+                         seed=args.seed, lr_new=args.lr_new, user_iterations=args.user_iterations,
+                         wta_weight=args.wta_weight, wta_relax=args.wta_relax)
     ck = out / "checkpoint.pt"
     if args.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -324,7 +399,8 @@ def run_train(args: argparse.Namespace) -> int:
                   "per_nodule": args.per_nodule},
         "train_case_ids": [ds.case_ids[i] for i in idx],
         "steps": trainer.step, "steps_requested": args.steps, "lr_new": args.lr_new,
-        "user_iterations": args.user_iterations, "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,
+        "user_iterations": args.user_iterations, "wta_weight": args.wta_weight, "wta_relax": args.wta_relax,
+        "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,
         "gamma": args.gamma, "max_user_iterations": MAX_USER_ITERATIONS,
         "seconds_prepare": round(t1 - t0, 1), "seconds_train": round(t2 - t1, 1),
         "torch_threads": torch.get_num_threads(),
