@@ -51,8 +51,9 @@ def test_protocol_writes_results(tmp_path, stub_backbone, method):
         args += ["--model", str(tmp_path / "m"), "--samples", "6"]
     assert main(args) == 0
     r = json.loads((tmp_path / "res" / "results.json").read_text())
-    assert set(r) == {"method", "protocol", "n_cases", "dice_per_iteration", "noc", "failure_rate",
-                      "seconds_per_iteration", "set_image_seconds"}
+    keys = {"method", "protocol", "n_cases", "dice_per_iteration", "noc", "failure_rate",
+            "seconds_per_iteration", "set_image_seconds", "accepted_at"}
+    assert set(r) == (keys | {"candidate_pairwise_dice"} if method == "spa" else keys)
     assert r["method"] == method and r["protocol"] == "spa" and r["n_cases"] == 2
     assert len(r["dice_per_iteration"]) == 3 and all(0 <= d <= 1 for d in r["dice_per_iteration"])
     assert set(r["noc"]) == set(r["failure_rate"]) == {"0.7", "0.75", "0.8", "0.85", "0.9"}
@@ -69,6 +70,15 @@ def test_protocol_writes_results(tmp_path, stub_backbone, method):
         assert r["failure_rate"][t] == pytest.approx(np.mean([p == 10 for p in per]))
     np.testing.assert_allclose(r["dice_per_iteration"],
                                [np.mean([float(row[f"dice_{k}"]) for row in rows]) for k in (1, 2, 3)], atol=1e-4)
+    assert r["accepted_at"] == pytest.approx(np.mean([float(row["accepted_at"]) for row in rows]))
+    if method == "spa":
+        cpd = [float(row["candidate_pairwise_dice"]) for row in rows]
+        assert all(0 <= v <= 1 for v in cpd) and r["candidate_pairwise_dice"] == pytest.approx(np.mean(cpd), abs=1e-4)
+        # an accepted case keeps its Dice from the acceptance on
+        for row in rows:
+            a = int(row["accepted_at"])
+            if a <= 3:
+                assert float(row["dice_3"]) == float(row[f"dice_{a - 1}"])
 
 
 def test_protocol_rejects_unknown_method(tmp_path):

@@ -19,7 +19,10 @@ target (majority of a seeded random non-empty subset of raters; seed = ``--seed`
 ``failure_rate`` (thresholds "0.7".."0.9"; max ``--iterations``, failure = 10),
 ``seconds_per_iteration`` (median model time of a step), ``set_image_seconds``
 (median time of ``start``, i.e. the image embedding; the on-disk cache makes
-repeats fast). Per-case rows go to ``<out stem>_cases.csv`` beside it.
+repeats fast), ``candidate_pairwise_dice`` (SPA family: mean pairwise Dice of
+the K candidates shown after the first click, 1.0 = all identical, i.e. no
+choice to make) and ``accepted_at`` (mean iteration at which the user
+accepted; ``--iterations`` + 1 when never). Per-case rows go to ``<out stem>_cases.csv`` beside it.
 """
 from __future__ import annotations
 
@@ -72,7 +75,8 @@ def load_method(method: str, model: str | None):
 
 def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, seed: int, iterations: int,
              click_strategy: str = "center"):
-    """One case. Returns (dice per iteration, seconds per step, set-image seconds, user's raters)."""
+    """One case. Returns (dice per iteration, seconds per step, set-image seconds, user's raters,
+    info: ``candidate_pairwise_dice`` after the first step (None without candidates), ``accepted_at``)."""
     from clinloop.interaction.session import as_channels_first
     from clinloop.interaction.users import CLICK_STRATEGIES, PreferredRaterUser, dice, largest_error_click, tight_box
 
@@ -85,6 +89,7 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
     rng = np.random.default_rng(seed)
     dices, secs = [], []
     p = None
+    info = {"candidate_pairwise_dice": None, "accepted_at": iterations + 1}
     for it in range(iterations):
         t0 = time.perf_counter()
         if it == 0 and method == "box-litemedsam":
@@ -95,6 +100,7 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
         elif method in SPA_FAMILY:
             k = user.choose(p.candidates, p.mask)
             if k is None:  # accepted: the proposal no longer changes
+                info["accepted_at"] = it + 1
                 dices += [dices[-1]] * (iterations - it)
                 break
             p = state.choose(k)
@@ -109,7 +115,12 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
             p = state.click(c[0], c[1])
         secs.append(time.perf_counter() - t0)
         dices.append(dice(p.mask, target))
-    return dices, secs, t_set, user.raters
+        if it == 0 and p.candidates is not None and len(p.candidates) > 1:
+            c = p.candidates.reshape(len(p.candidates), -1)
+            pd = [dice(c[a], c[b]) if (c[a].any() or c[b].any()) else 1.0
+                  for a in range(len(c)) for b in range(a + 1, len(c))]
+            info["candidate_pairwise_dice"] = float(np.mean(pd))
+    return dices, secs, t_set, user.raters, info
 
 
 def run(args: argparse.Namespace) -> int:
@@ -144,13 +155,15 @@ def run(args: argparse.Namespace) -> int:
         if not PreferredRaterUser.from_raters(s.masks, seed=seed, rater_valid=s.rater_valid).target.any():
             continue
         img = s.image[0] if s.image.shape[0] == 1 else np.moveaxis(s.image, 0, -1)  # (C,H,W) -> grey / RGB
-        d, secs, t_set, raters = run_case(model, args.method, img, s.masks, s.rater_valid, seed, args.iterations,
+        d, secs, t_set, raters, info = run_case(model, args.method, img, s.masks, s.rater_valid, seed, args.iterations,
                                           args.click_strategy)
         curves.append(d)
         all_secs += secs
         set_secs.append(t_set)
         row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "raters": " ".join(map(str, raters)),
-               "seed": seed, "set_image_seconds": round(t_set, 4)}
+               "seed": seed, "set_image_seconds": round(t_set, 4), "accepted_at": info["accepted_at"]}
+        if info["candidate_pairwise_dice"] is not None:
+            row["candidate_pairwise_dice"] = round(info["candidate_pairwise_dice"], 5)
         row.update({f"dice_{k + 1}": round(v, 5) for k, v in enumerate(d)})
         row.update({f"noc_{t}": noc(d, float(t), max_iterations=args.iterations, fail_value=FAIL_VALUE) for t in THRESHOLDS})
         rows.append(row)
@@ -169,7 +182,11 @@ def run(args: argparse.Namespace) -> int:
         "failure_rate": {t: float(np.mean([x == FAIL_VALUE for x in v])) for t, v in nocs.items()},
         "seconds_per_iteration": float(statistics.median(all_secs)) if all_secs else 0.0,
         "set_image_seconds": float(statistics.median(set_secs)),
+        "accepted_at": float(np.mean([r["accepted_at"] for r in rows])),
     }
+    cpd = [r["candidate_pairwise_dice"] for r in rows if "candidate_pairwise_dice" in r]
+    if cpd:
+        results["candidate_pairwise_dice"] = float(np.mean(cpd))
     out = Path(args.out)
     if out.suffix != ".json":
         out = out / "results.json"
