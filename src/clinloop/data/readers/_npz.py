@@ -207,3 +207,21 @@ def array_cache(path: Path) -> ArrayCache:
         c = ArrayCache()
         _CACHES[key] = c
     return c
+
+
+class SharedNpzArrays:
+    """Mixin for datasets on one npz file: ``self._cache`` is the file's shared
+    :class:`ArrayCache`, which is not pickled — worker processes (spawn) re-open
+    the file instead of receiving its arrays."""
+
+    path: Path
+    _cache: ArrayCache
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._cache = array_cache(self.path)

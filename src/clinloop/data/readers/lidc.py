@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clinloop.data.readers._npz import array_cache, detect_npz, npz_headers, read_bool_packed, read_member, single_npz, unpack
+from clinloop.data.readers._npz import SharedNpzArrays, array_cache, detect_npz, npz_headers, read_bool_packed, read_member, single_npz, unpack
 from clinloop.data.registry import Dataset, register_reader
 from clinloop.data.sample import MultiRaterSample
 from clinloop.errors import DataError
@@ -51,7 +51,7 @@ def detect_lidc(path: Path) -> bool:
     return detect_npz(path, set(KEYS))
 
 
-class LIDCDataset(Dataset):
+class LIDCDataset(SharedNpzArrays, Dataset):
     """Lazy LIDC crops; see the module docstring for case ids and options."""
 
     format = "lidc"
@@ -123,15 +123,6 @@ class LIDCDataset(Dataset):
         packed, width = self._cache.get("masks", lambda: read_bool_packed(self.path, "masks"))
         return {"image": image, "masks": packed, "width": np.int64(width)}
 
-    def __getstate__(self):
-        # worker processes (spawn) re-read the file instead of receiving ~150 MB
-        state = dict(self.__dict__)
-        state["_cache"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._cache = array_cache(self.path)
 
     def _load(self, i: int) -> MultiRaterSample:
         a = self.arrays()

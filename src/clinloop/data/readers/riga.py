@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clinloop.data.readers._npz import array_cache, detect_npz, npz_headers, read_member, single_npz
+from clinloop.data.readers._npz import SharedNpzArrays, array_cache, detect_npz, npz_headers, read_member, single_npz
 from clinloop.data.registry import Dataset, register_reader
 from clinloop.data.sample import MultiRaterSample
 from clinloop.errors import DataError
@@ -46,7 +46,7 @@ def detect_riga(path: Path) -> bool:
     return detect_npz(path, set(KEYS))
 
 
-class RIGADataset(Dataset):
+class RIGADataset(SharedNpzArrays, Dataset):
     """Lazy RIGA photos; one case per (photo, structure)."""
 
     format = "riga"
@@ -90,14 +90,6 @@ class RIGADataset(Dataset):
         # read once per file, shared (npz members cannot be memory-mapped)
         return self._cache.get(key, lambda: read_member(self.path, key))
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_cache"] = None
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._cache = array_cache(self.path)
 
     def _load(self, i: int) -> MultiRaterSample:
         row, st = self.items[i]
