@@ -78,6 +78,14 @@ def test_gmm_json_roundtrip_and_errors():
         GMM.from_json(bad)
     with pytest.raises(ValueError):
         GMM.from_json({"mu": [[0.0]]})
+    bad["pi"] = [1.5, -0.5]
+    with pytest.raises(ValueError, match="pi >= 0"):
+        GMM.from_json(bad)
+    one_hot = g.to_json()
+    one_hot["pi"] = [1.0, 0.0]  # a softmax that underflowed: still a valid profile, samples only component 0
+    h = GMM.from_json(one_hot, dim=2)
+    _, comp = sample(h, 50, torch.Generator().manual_seed(0))
+    assert (comp == 0).all()
 
 
 @pytest.mark.parametrize("k1,k2,residual,cout", [(3, 1, False, 1), (3, 3, True, 16), (1, 1, False, 4)])

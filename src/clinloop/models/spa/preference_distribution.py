@@ -59,7 +59,10 @@ class GMM:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], dim: int | None = None) -> "GMM":
-        """Inverse of :meth:`to_json`; raises ValueError on malformed input."""
+        """Inverse of :meth:`to_json`; raises ValueError on malformed input.
+
+        Weights pi_m = 0 are accepted (a trained pi head's softmax underflows to
+        exactly 0 in float32 for unlikely components); negative weights are not."""
         try:
             g = cls(torch.tensor(d["pi"], dtype=torch.float32), torch.tensor(d["mu"], dtype=torch.float32),
                     torch.tensor(d["sigma"], dtype=torch.float32))
@@ -67,8 +70,8 @@ class GMM:
             raise ValueError(f"profile is not a GMM (needs pi, mu, sigma lists): {e}") from e
         if dim is not None and g.dim != dim:
             raise ValueError(f"profile GMM has latent dimension {g.dim}; this model uses {dim}")
-        if (g.pi <= 0).any() or abs(float(g.pi.sum()) - 1) > 1e-3 or (g.sigma <= 0).any():
-            raise ValueError("profile GMM needs pi > 0 summing to 1 and sigma > 0")
+        if (g.pi < 0).any() or abs(float(g.pi.sum()) - 1) > 1e-3 or (g.sigma <= 0).any():
+            raise ValueError("profile GMM needs pi >= 0 summing to 1 and sigma > 0")
         if not (torch.isfinite(g.mu).all() and torch.isfinite(g.sigma).all()):
             raise ValueError("profile GMM has NaN/Inf values")
         return g
