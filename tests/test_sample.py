@@ -73,3 +73,15 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_finished_model_guard(tmp_path):
+    from clinloop.training import finished_model
+
+    assert finished_model(tmp_path, resume=False) is False  # empty folder: train
+    (tmp_path / "weights.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="already holds a trained model"):
+        finished_model(tmp_path, resume=False)
+    assert finished_model(tmp_path, resume=True) is True  # finished: nothing to do
+    (tmp_path / "checkpoint.pt").write_bytes(b"x")
+    assert finished_model(tmp_path, resume=True) is False  # interrupted: resume

@@ -298,6 +298,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args) -> int:
+    from clinloop.training import finished_model
     from clinloop.atomic import atomic_path, atomic_write_text
     from clinloop.data import load_dataset
     from clinloop.data.splits import split_by_patient
@@ -313,10 +314,7 @@ def run_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    if (out / "weights.pt").is_file():
-        if not args.resume:
-            raise ValueError(f"{out}: already holds a trained model (weights.pt); choose another --out")
-        print(f"{out}: training already finished; nothing to resume", file=sys.stderr)
+    if finished_model(out, args.resume):
         return 0
     torch.manual_seed(args.seed)
     net = build_litemedsam(True).to(args.device)

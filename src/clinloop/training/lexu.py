@@ -199,6 +199,8 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
 def run_train(args) -> int:
     import torch
 
+    from clinloop.training import finished_model
+
     from clinloop.atomic import atomic_write_text
     from clinloop.data import load_dataset
 
@@ -207,12 +209,8 @@ def run_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    if (out / "weights.pt").is_file():
-        if not args.resume:
-            raise ValueError(f"{out}: already holds a trained model (weights.pt); choose another --out")
-        if not (out / "checkpoint.pt").is_file():
-            print(f"{out}: training already finished; nothing to resume", file=sys.stderr)
-            return 0
+    if finished_model(out, args.resume):
+        return 0
     widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
     opts = dataset_options(args)
     ds = load_dataset(args.data, format=args.format, **opts)
