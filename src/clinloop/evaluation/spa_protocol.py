@@ -65,7 +65,8 @@ def load_method(method: str, model: str | None):
     if method == "click-litemedsam":
         from clinloop.models.baselines.litemedsam_interactive import load_click_litemedsam
 
-        return load_click_litemedsam(registry.resolve_model_dir(model) if model else None)
+        # default: the shipped LIDC fine-tune (the pretrained decoder was trained on boxes only)
+        return load_click_litemedsam(registry.resolve_model_dir(model or "click-litemedsam-lidc"))
     d = registry.resolve_model_dir(model if model else ("spa-lidc" if method == "spa" else None))
     m = registry.load_model(d)
     if getattr(m, "name", None) != method:
