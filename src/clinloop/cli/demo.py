@@ -29,17 +29,13 @@ def run(args: argparse.Namespace) -> int:
 
     from clinloop.atomic import atomic_write_text
     from clinloop.data import load_dataset
-    from clinloop.data.readers.canonical import write_canonical
     from clinloop.data.stats import dataset_stats, format_stats
-    from clinloop.data.synthetic import make_synthetic_dataset
+    from clinloop.data.synthetic import write_example
 
     if args.iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
     out = Path(args.out)
-    example = out / "example"
-    if not example.exists():
-        write_canonical(make_synthetic_dataset(4, (128, 128), seed=args.seed), example, name="clinloop-demo",
-                        description="synthetic lesions, 4 raters with known styles (generous, tight, smooth, jittery)")
+    example = write_example(out / "example", 4, seed=args.seed, name="clinloop-demo")
     ds = load_dataset(example)
     print(f"== embedded example: {example}")
     print(format_stats(dataset_stats(ds, progress=False)))

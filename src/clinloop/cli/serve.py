@@ -1,13 +1,20 @@
 """``clinloop serve --data PATH --model MODEL_DIR``: the clinician's workstation
-(REST API + browser UI) on http://127.0.0.1:8000 by default."""
+(REST API + browser UI) on http://127.0.0.1:8000 by default.
+
+Without ``--data`` the worklist is the embedded example (8 synthetic multi-rater
+cases written once under the state folder), so ``clinloop serve`` alone works
+offline on a fresh install."""
 from __future__ import annotations
 
 import argparse
 
+EXAMPLE_CASES = 8
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the workstation (web UI + REST API)", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=None, help="dataset for the worklist (any supported layout or one image file)")
+    p.add_argument("--data", default=None, help="dataset for the worklist (any supported layout or one image file); "
+                   "default: the embedded synthetic example")
     p.add_argument("--format", default=None, help="override dataset layout auto-detection")
     p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-lidc)")
     p.add_argument("--lexu", default=None, help="LEXU model folder/name: rank the worklist by predicted disagreement")
@@ -56,12 +63,20 @@ def run(args: argparse.Namespace) -> int:
     from clinloop.models.registry import load_model
 
     model = load_model(args.model)
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    data, data_format = args.data, args.format
+    if data is None:
+        from clinloop.data.synthetic import write_example
+
+        data, data_format = write_example(state_dir / "example", EXAMPLE_CASES), None
+        print(f"no --data: worklist = the embedded example ({EXAMPLE_CASES} synthetic cases, 4 raters) in {data}",
+              flush=True)
     opts = {k: v for k, v in (("structure", args.structure), ("task", args.task)) if v is not None}
-    app = create_app(model, state_dir=args.state_dir or default_state_dir(), data=args.data, data_format=args.format,
+    app = create_app(model, state_dir=state_dir, data=data, data_format=data_format,
                      data_options=opts,
                      token=args.token, tokens=tokens, lexu=args.lexu, case_limit=args.limit,
                      limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels))
-    print(f"clinloop workstation: http://{args.host}:{args.port}/  (model {model.name}, "
-          f"{len(app.state.worklist.rows)} cases)", flush=True)
+    print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {model.name}, "
+          f"{len(app.state.worklist.rows)} cases; state in {state_dir}; Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

@@ -29,6 +29,7 @@ gives the same sample.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -305,3 +306,20 @@ def make_synthetic_dataset(
         pid = f"synth-{i:04d}"
         samples.append(make_synthetic_sample(shape, styles, case_seed, case_id=pid, patient_id=pid, **options))
     return ListDataset(samples, name=f"synthetic-{len(styles)}raters-seed{seed}", format="synthetic")
+
+
+EXAMPLE_DESCRIPTION = "synthetic lesions, 4 raters with known styles (generous, tight, smooth, jittery)"
+
+
+def write_example(folder: str | Path, n_cases: int = 4, seed: int = 0, name: str = "clinloop-example") -> Path:
+    """The embedded example (no network, no ``../shared``): ``n_cases`` synthetic
+    128² cases with the four :data:`DEFAULT_STYLES` raters, written once in the
+    canonical layout at ``folder`` (all-or-nothing) and reused afterwards. Used by
+    ``clinloop demo`` and by ``clinloop serve`` without ``--data``. Returns ``folder``."""
+    from .readers.canonical import write_canonical
+
+    folder = Path(folder)
+    if not folder.exists():
+        write_canonical(make_synthetic_dataset(n_cases, (128, 128), seed=seed), folder, name=name,
+                        description=EXAMPLE_DESCRIPTION)
+    return folder
