@@ -86,8 +86,38 @@ class PreferenceConditioning(nn.Module):
         """Split evaluation; pass a cached ``image_half``/``basis`` to skip recomputing them."""
         a = self.image_half(e) if image_half is None else image_half
         g = self.latent_basis(*a.shape[-2:]) if basis is None else basis
-        out = self.tail(F.relu(a + self.latent_half(z, g)))
+        if torch.is_inference_mode_enabled() and self._pointwise_tail() and a.shape[0] == 1:
+            out = self._pointwise(a, g, z)
+        else:
+            out = self.tail(F.relu(a + self.latent_half(z, g)))
         return e + out if self.residual else out
+
+    def _pointwise_tail(self) -> bool:
+        return self.conv2.kernel_size == (1, 1) and self.conv3.kernel_size == (1, 1)
+
+    def _pointwise(self, a: torch.Tensor, g: torch.Tensor, z: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+        """Inference-only evaluation of ``tail(ReLU(a + latent_half(z, g)))`` when layers 2-3 are 1x1
+        convs (the optimised SPA path): the same arithmetic on channels-last ``(positions, width)``
+        matrices, a few samples at a time so each chunk stays in cache, in-place ReLUs. Equal to the
+        NCHW form to float rounding (tests); ~2x faster on a CPU core for N = 48 at 64 x 64."""
+        _, width, h, w = a.shape
+        d = g.shape[0]
+        if z.ndim != 2 or z.shape[1] != d:
+            raise ValueError(f"latents must be (N, {d}); got {tuple(z.shape)}")
+        n, hw = z.shape[0], h * w
+        a_cl = a[0].permute(1, 2, 0).reshape(hw, width)
+        g_cl = g.permute(0, 2, 3, 1).reshape(d, hw * width)
+        w2, b2 = self.conv2.weight[:, :, 0, 0], self.conv2.bias
+        w3, b3 = self.conv3.weight[:, :, 0, 0], self.conv3.bias
+        c_out = w3.shape[0]
+        out = torch.empty(n, hw, c_out, dtype=a.dtype)
+        for i in range(0, n, chunk):
+            h1 = (z[i:i + chunk] @ g_cl).view(-1, hw, width)
+            h1 += a_cl
+            h1.relu_()
+            h2 = torch.addmm(b2, h1.view(-1, width), w2.t()).relu_()
+            out[i:i + chunk] = torch.addmm(b3, h2, w3.t()).view(-1, hw, c_out)
+        return out.permute(0, 2, 1).reshape(n, c_out, h, w)
 
     # ------------------------------------------------------ literal form
     def forward_concat(self, e: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
