@@ -1,17 +1,26 @@
 """Load benchmark (not a test): N concurrent simulated clinicians against a real
 ``clinloop serve`` process on loopback.
 
-    .venv/bin/python benchmarks/bench_server_load.py [--model DIR] [--users 16] [--iterations 20] [--out r.json]
+    .venv/bin/python benchmarks/bench_server_load.py [--model DIR] [--users 16] [--iterations 20]
+        [--think 1.5] [--workers 1] [--threads 2] [--out r.json]
 
-Each clinician opens a session on the worklist case, then makes
-``--iterations`` interaction steps (a click, then alternately picking a random
-candidate and clicking near the structure), then accepts and downloads the
-mask. Every request's wall time is recorded; from the ``Server-Timing`` header
-we also get the model's time, so ``overhead = total - model`` is the server's
-own cost (encoding, SQLite, queueing for a worker thread). Reports p50/p95/max
-latency per step kind, overhead, and errors (any non-2xx or exception).
-Targets: 0 errors; p95 <= 0.5 s on 2 cores (reachable only when the model's own
-step is well below 0.5 s / users-per-core).
+The server runs on its embedded example worklist (8 synthetic 128² cases;
+``--data PATH`` for another). Clinician u opens case u mod 8, then makes
+``--iterations`` interaction steps (a click near the lesion centre, then
+alternately picking a random candidate and clicking again), then accepts and
+downloads the mask. Between steps it looks at the answer for a *think time*
+drawn uniformly from [0.5, 1.5] x ``--think`` seconds; the default 1.5 s is the
+human pace of SPA's user study (spa.txt §4: 4.3-4.8 s per image for 2.5-3.6
+iterations, i.e. ~1.3-1.9 s per iteration including the model's 0.2 s);
+``--think 0`` fires steps back to back (a stress test, not a clinician). Before
+the clock starts every case is opened once, so the image embeddings are cached
+(as a worklist prefetch would do).
+
+Every request's wall time is recorded; the ``Server-Timing`` header gives the
+model's time and the time spent queueing for the model (``--workers``
+computations at once), so ``overhead = total - model - queue`` is the server's
+own cost (encoding, SQLite, HTTP). Reports p50/p95/max latency per step kind,
+and errors (any non-2xx or exception). Targets: 0 errors; p95 <= 0.5 s on 2 cores.
 """
 from __future__ import annotations
 
@@ -28,15 +37,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _serverproc import ServerProcess, demo_image, model_folder  # noqa: E402
+from _serverproc import ServerProcess, model_folder  # noqa: E402
 
 _DUR = re.compile(r"(\w+);dur=([0-9.]+)")
 
 
-def clinician(url: str, case: str, iters: int, seed: int, rows: list, errors: list, lock: threading.Lock) -> None:
+def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed: int, think: float,
+              rows: list, errors: list, lock: threading.Lock) -> None:
     import httpx
 
     rng = random.Random(seed)
+    cx, cy = centre
     with httpx.Client(base_url=url, timeout=300, headers={"X-Clinloop-User": f"clinician{seed}"}) as c:
         def call(kind, method, path, **kw):
             t0 = time.perf_counter()
@@ -46,7 +57,8 @@ def clinician(url: str, case: str, iters: int, seed: int, rows: list, errors: li
                 timing = dict((k, float(v) / 1000) for k, v in _DUR.findall(r.headers.get("server-timing", "")))
                 with lock:
                     rows.append({"kind": kind, "seconds": dt, "model": timing.get("model", 0.0),
-                                 "server": timing.get("total", dt), "status": r.status_code})
+                                 "queue": timing.get("queue", 0.0), "server": timing.get("total", dt),
+                                 "status": r.status_code})
                     if r.status_code >= 300:
                         errors.append(f"{kind} {r.status_code} {r.text[:120]}")
                 return r
@@ -61,11 +73,13 @@ def clinician(url: str, case: str, iters: int, seed: int, rows: list, errors: li
         sid = r.json()["session_id"]
         n_cand = 0
         for i in range(iters):
+            if think > 0:
+                time.sleep(rng.uniform(0.5, 1.5) * think)
             if i % 2 == 1 and n_cand:
                 r = call("choose", "POST", f"/api/sessions/{sid}/choose", json={"candidate": rng.randrange(n_cand)})
             else:
                 r = call("click", "POST", f"/api/sessions/{sid}/click",
-                         json={"x": 58 + rng.uniform(-4, 4), "y": 64 + rng.uniform(-4, 4), "positive": rng.random() < 0.8})
+                         json={"x": cx + rng.uniform(-3, 3), "y": cy + rng.uniform(-3, 3), "positive": rng.random() < 0.8})
             if r is not None and r.status_code == 200:
                 n_cand = len(r.json().get("candidates") or [])
         call("accept", "POST", f"/api/sessions/{sid}/accept")
@@ -79,10 +93,13 @@ def summarise(rows: list[dict]) -> dict:
         if not sel:
             continue
         s = np.array([r["seconds"] for r in sel])
-        ov = np.array([r["server"] - r["model"] for r in sel])
+        ov = np.array([r["server"] - r["model"] - r["queue"] for r in sel])
         m = np.array([r["model"] for r in sel])
+        q = np.array([r["queue"] for r in sel])
         out[kind] = {"n": len(sel), "p50": round(float(np.percentile(s, 50)), 4), "p95": round(float(np.percentile(s, 95)), 4),
                      "max": round(float(s.max()), 4), "model_p50": round(float(np.percentile(m, 50)), 4),
+                     "model_p95": round(float(np.percentile(m, 95)), 4),
+                     "queue_p50": round(float(np.percentile(q, 50)), 4), "queue_p95": round(float(np.percentile(q, 95)), 4),
                      "overhead_p50": round(float(np.percentile(ov, 50)), 4),
                      "overhead_p95": round(float(np.percentile(ov, 95)), 4)}
     return out
@@ -96,23 +113,39 @@ def main(argv=None) -> int:
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--n-samples", type=int, default=8, help="SPA samples when no model is given")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads in the server")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads in the server")
+    ap.add_argument("--workers", type=int, default=1, help="the server's --workers (model computations at once)")
+    ap.add_argument("--think", type=float, default=1.5, help="mean think time between steps, seconds (0: back to back)")
+    ap.add_argument("--data", default=None, help="worklist dataset (default: the server's embedded example)")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-seconds", type=float, default=1800, help="stop waiting after this long")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    load0 = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="clinloop-load-"))
     model = model_folder(a.model, work, a.n_samples)
-    srv = ServerProcess(model, demo_image(work / "case.png"), work / "state", threads=a.threads,
+    srv = ServerProcess(model, a.data, work / "state", threads=a.threads, workers=a.workers,
                         log=work / "server.log").start()
     import httpx
 
     try:
-        case = httpx.get(srv.url + "/api/cases").json()["cases"][0]["case_id"]
-        # warm-up: the image embedding is computed once and cached (what a worklist prefetch would do)
-        sid = httpx.post(srv.url + "/api/sessions", json={"case_id": case}, timeout=600).json()["session_id"]
-        httpx.post(srv.url + f"/api/sessions/{sid}/click", json={"x": 58, "y": 64}, timeout=600)
+        from clinloop.data import load_dataset
+
+        cases = [r["case_id"] for r in httpx.get(srv.url + "/api/cases").json()["cases"]]
+        ds = load_dataset(a.data or work / "state" / "example")
+        centres = {}
+        for case in cases:  # the simulated clinician knows where the lesion is: its raters' majority centroid
+            m = ds[ds.case_ids.index(case)].masks
+            yy, xx = np.nonzero(m.sum(0) * 2 > m.shape[0])
+            centres[case] = (float(xx.mean()), float(yy.mean()))
+            # warm-up (a worklist prefetch): the image embedding is computed once and cached
+            sid = httpx.post(srv.url + "/api/sessions", json={"case_id": case}, timeout=600).json()["session_id"]
+            httpx.post(srv.url + f"/api/sessions/{sid}/click", json={"x": centres[case][0], "y": centres[case][1]},
+                       timeout=600)
         rows, errors, lock = [], [], threading.Lock()
-        threads = [threading.Thread(target=clinician, args=(srv.url, case, a.iterations, u, rows, errors, lock), daemon=True)
+        threads = [threading.Thread(target=clinician, daemon=True,
+                                    args=(srv.url, cases[u % len(cases)], centres[cases[u % len(cases)]], a.iterations,
+                                          a.seed * 1000 + u, a.think, rows, errors, lock))
                    for u in range(a.users)]
         t0 = time.perf_counter()
         for t in threads:
@@ -123,7 +156,9 @@ def main(argv=None) -> int:
         stuck = sum(t.is_alive() for t in threads)
     finally:
         srv.stop()
-    res = {"model": model, "users": a.users, "iterations": a.iterations, "cores": os.cpu_count(), "wall_seconds": round(wall, 1),
+    res = {"model": model, "users": a.users, "iterations": a.iterations, "think_seconds": a.think,
+           "server_threads": a.threads, "server_workers": a.workers, "cases": len(cases),
+           "cores": os.cpu_count(), "load_average_before": load0, "wall_seconds": round(wall, 1),
            "requests": len(rows), "errors": len(errors) + stuck, "error_samples": errors[:5],
            "throughput_rps": round(len(rows) / wall, 2), "latency": summarise(rows)}
     print(json.dumps(res, indent=1))

@@ -30,6 +30,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-upload-mb", type=float, default=256.0)
     p.add_argument("--max-voxels", type=int, default=64 * 1024 * 1024)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="model computations at once; the others queue (default 1: one step at a time at full speed)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     app = create_app(model, state_dir=state_dir, data=data, data_format=data_format,
                      data_options=opts,
                      token=args.token, tokens=tokens, lexu=args.lexu, case_limit=args.limit,
-                     limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels))
+                     limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
+                                   model_workers=args.workers))
     print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {model.name}, "
           f"{len(app.state.worklist.rows)} cases; state in {state_dir}; Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
