@@ -194,3 +194,15 @@ def test_network_shapes(spatial, down):
         net(torch.randn(2, 2, *spatial))
     with pytest.raises(ValueError, match="ndim"):
         PolicyValueNet(4)
+
+
+def test_harmful_flips_count_only_correct_to_wrong_changes():
+    from clinloop.models.mecca.environment import count_harmful_flips
+
+    p0 = torch.tensor([0.6, 0.6, 0.4, 0.4, 0.9, 0.02])
+    p1 = torch.tensor([0.4, 0.7, 0.6, 0.3, 0.55, 0.04])
+    y = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    # agent 0 (fg 0.6 -> 0.4) and agent 2 (bg 0.4 -> 0.6) turn wrong; agents 4 and 5 move
+    # against their label but stay on the correct side: misunderstanding, not a flip
+    assert count_harmful_flips(p0, p1, y) == 2
+    assert count_misunderstanding(p0, p1, y) == 4

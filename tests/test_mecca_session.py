@@ -113,3 +113,46 @@ def test_protocol_writes_exactly_the_keys(tmp_path, shared_data):
     assert all(0 <= d <= 1 for d in res["dice_per_step"])
     with pytest.raises(ValueError, match="not 'interactive-cnn'"):
         mecca_protocol.run(argparse.Namespace(**{**vars(args), "method": "interactive-cnn"}))
+
+
+def test_paired_bootstrap_and_seed_summary_hand_values():
+    from clinloop.evaluation.mecca_protocol import paired_bootstrap, summarise_runs
+
+    # a case seen under two seeds counts once, with the mean of its differences
+    r = paired_bootstrap({"a": [0.1, 0.3], "b": [0.2], "c": [-0.1]}, n_boot=500)
+    assert r["n_cases"] == 3 and r["mean"] == pytest.approx((0.2 + 0.2 - 0.1) / 3, abs=1e-4)
+    assert r["ci95"][0] <= r["mean"] <= r["ci95"][1]
+    assert r["fraction_positive"] == pytest.approx(2 / 3, abs=1e-4)
+    s = summarise_runs([{"n_cases": 2, **{k: [v, 2 * v] for k, v in zip(
+        ("dice_per_step", "assd_per_step", "misunderstanding_per_step", "flips_per_step", "seconds_per_step"),
+        (0.4, 1.0, 10.0, 3.0, 0.1))}},
+                        {"n_cases": 2, **{k: [v, 2 * v] for k, v in zip(
+        ("dice_per_step", "assd_per_step", "misunderstanding_per_step", "flips_per_step", "seconds_per_step"),
+        (0.6, 3.0, 20.0, 5.0, 0.1))}}])
+    assert s["dice_per_step"]["mean"] == [0.5, 1.0]
+    assert s["dice_per_step"]["sd"] == pytest.approx([0.1414, 0.2828], abs=1e-4)
+
+
+def test_compare_pairs_methods_on_the_same_cases_and_3d_defaults(tmp_path, shared_data):
+    from clinloop.evaluation import mecca_protocol
+
+    data = str(shared_data / "lidc" / "lidc_crops_dev.npz")
+    dirs = {}
+    for m in ("mecca", "interactive-cnn"):
+        _tiny(m, ndim=3, size=16).save(tmp_path / m, data={"train_patients": []}, metrics={})
+        dirs[m] = str(tmp_path / m)
+    res = mecca_protocol.compare(data, ["mecca", "interactive-cnn"], [0, 1], limit=2, steps=2, ndim=3, models=dirs)
+    for m in ("mecca", "interactive-cnn"):
+        runs = res["runs"][m]
+        assert [r["n_cases"] for r in runs] == [2, 2]
+        assert all(len(c["dice"]) == 2 for r in runs for c in r["per_case"])
+    ids = lambda m: [[c["case_id"] for c in r["per_case"]] for r in res["runs"][m]]
+    assert ids("mecca") == ids("interactive-cnn")  # paired: the same volumes per seed
+    assert "/n" in ids("mecca")[0][0] and "/s" not in ids("mecca")[0][0]  # LIDC nodule volumes
+    d = res["paired"]["mecca - interactive-cnn"]["dice_last_step"]
+    assert 1 <= d["n_cases"] <= 4
+    assert mecca_protocol.shipped_name("mecca", 3) == "mecca-lidc3d"
+    with pytest.raises(ValueError, match="no shipped 3-D model for 'unet'"):
+        mecca_protocol.shipped_name("unet", 3)
+    with pytest.raises(ValueError, match="3-D model but the data are 2-D"):
+        mecca_protocol._load("mecca", dirs["mecca"], 2)

@@ -79,3 +79,15 @@ def misunderstanding(p_prev: torch.Tensor, p_next: torch.Tensor, label: torch.Te
 def count_misunderstanding(p_prev, p_next, label, tol: float = 1e-3) -> int:
     """Number of agents in :func:`misunderstanding` (all batch items together)."""
     return int(misunderstanding(p_prev, p_next, label, tol).sum())
+
+
+def count_harmful_flips(p_prev, p_next, label, threshold: float = 0.5) -> int:
+    """Agents whose *thresholded* prediction turns from correct to wrong between two
+    steps (``1[p > 0.5] == y`` before, ``!=`` after). Not in the paper: a stricter
+    companion of Definition 1 that ignores moves which stay on the correct side
+    (a CNN's sigmoid drifts a little everywhere at every step, MECCA's clipped
+    probabilities cannot), so the two kinds of model can be compared fairly."""
+    y = label > 0.5
+    ok_before = (p_prev > threshold) == y
+    ok_after = (p_next > threshold) == y
+    return int((ok_before & ~ok_after).sum())

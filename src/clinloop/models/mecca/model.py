@@ -178,8 +178,10 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
     prediction. ``image`` ``(C, *spatial)``; ``label`` ``(*spatial)`` bool.
 
     Returns ``probabilities`` (list of ``steps`` arrays), ``misunderstanding``
-    (per step: agents moving against their label, Definition 1), ``seconds`` per step."""
-    from clinloop.models.mecca.environment import count_misunderstanding
+    (per step: agents moving against their label, Definition 1), ``flips`` (per
+    step: agents whose thresholded prediction turned from correct to wrong),
+    ``seconds`` per step."""
+    from clinloop.models.mecca.environment import count_harmful_flips, count_misunderstanding
 
     n_points = model.cfg.hint_points if n_points is None else n_points
     img = normalise(image)
@@ -190,7 +192,7 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
     y = torch.from_numpy(lab.astype(np.float32))[None, None]
     p = initial_probability(x.shape)
     clicks: list = []
-    probs, mis, secs = [], [], []
+    probs, mis, flips, secs = [], [], [], []
     for _ in range(steps):
         clicks += simulate_clicks(p[0, 0].numpy() > 0.5, lab, n_points, rng)
         h = torch.from_numpy(hint_map(clicks, img.shape, model.cfg.hint_sigma))[None, None]
@@ -198,9 +200,10 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
         p_next, _ = model.refine(x, p, h)
         secs.append(time.perf_counter() - t0)
         mis.append(count_misunderstanding(p, p_next, y))
+        flips.append(count_harmful_flips(p, p_next, y))
         p = p_next
         probs.append(p[0, 0].numpy().copy())
-    return {"probabilities": probs, "misunderstanding": mis, "seconds": secs, "n_clicks": len(clicks)}
+    return {"probabilities": probs, "misunderstanding": mis, "flips": flips, "seconds": secs, "n_clicks": len(clicks)}
 
 
 def load_mecca(folder: str | Path, **_: Any) -> MECCAModel:
