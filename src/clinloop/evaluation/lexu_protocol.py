@@ -12,7 +12,10 @@ For each held-out image (the ``test_cases`` recorded in the model's
   ``ged`` with the heads / members / dropout passes (binarised at 0.5) as the
   sample set and the valid raters as the reference set; all means over images;
 * cost: ``forward_passes``, ``seconds_per_image`` (median wall time of one
-  image's sample set, batch 1, this machine) and ``parameters``.
+  image's sample set, batch 1, this machine; for TinyViT models the median
+  over the first three images with the feature cache bypassed, so the frozen
+  encoder's time counts) and ``parameters`` (trained ones: the frozen TinyViT's
+  5.7 M are not counted).
 
 ``results.json`` holds exactly those keys plus ``method``, ``protocol`` and
 ``n_cases``. Beside it (same stem) go
@@ -48,6 +51,7 @@ POOR_DICE = {"disc": 0.97, "cup": 0.85, "gtvp": 0.65, "gtvn": 0.55}  # LEXU §4.
 DEFAULT_POOR_DICE = 0.7  # ours, for structures the paper does not cover
 SHIPPED = {"riga": "lexu-riga-cup", "lidc": "lexu-lidc"}
 DISTORTIONS = ("noise", "blur", "colour")
+TIMED_TINYVIT = 3  # images timed without the feature cache for TinyViT models (each costs an encoder pass)
 SEVERITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -163,18 +167,15 @@ def evaluate_cases(predictor, samples) -> dict:
     from clinloop import metrics
     from clinloop.data import fusion
     from clinloop.models.lexu.heads import pairwise_agreement
-    from clinloop.models.lexu.model import prepare_images, prepare_masks
-
     cfg = predictor.cfg
     rows, times = [], []
-    for s in samples:
-        x = prepare_images([s.image], cfg.size, cfg.in_channels)
-        import time
-
-        t0 = time.perf_counter()
+    for i, s in enumerate(samples):
+        x = predictor.prepare([s.image])
+        if cfg.encoder != "tinyvit" or i < TIMED_TINYVIT:
+            # with TinyViT, time the first images with the feature cache bypassed (encoder included)
+            times.append(predictor.time_forward(x))
         r = predictor.run_batch(x)
-        times.append(time.perf_counter() - t0)
-        masks = prepare_masks(s.masks, cfg.size).numpy().astype(bool)
+        masks = predictor.prepare_masks(s.masks).numpy().astype(bool)
         valid = np.asarray(s.rater_valid, dtype=bool)
         H = fusion.rater_variance(masks, valid)
         soft = fusion.soft_label(masks, valid)
@@ -226,7 +227,7 @@ def summarise(method: str, predictor, rows: list[dict], times: list[float]) -> d
 def difficulty_test(predictor, samples, seed: int = 0) -> dict:
     """Mean agreement and image-level uncertainty per distortion and severity."""
     from clinloop.models.lexu.heads import pairwise_agreement
-    from clinloop.models.lexu.model import prepare_images
+    from clinloop.models.lexu.model import crop_box, prepare_images
 
     import torch
     import torch.nn.functional as F
@@ -236,7 +237,8 @@ def difficulty_test(predictor, samples, seed: int = 0) -> dict:
     # mostly averaged away by the anti-aliased downsampling to cfg.size²
     small = []
     for s in samples:
-        t = torch.from_numpy(np.ascontiguousarray(s.image, dtype=np.float32))[None]
+        y0, y1, x0, x1 = crop_box(s.image.shape[-2:], cfg.crop)
+        t = torch.from_numpy(np.ascontiguousarray(s.image[:, y0:y1, x0:x1], dtype=np.float32))[None]
         small.append(F.interpolate(t, size=(cfg.size, cfg.size), mode="bilinear", antialias=True,
                                    align_corners=False)[0].numpy())
     table = {}
@@ -246,7 +248,7 @@ def difficulty_test(predictor, samples, seed: int = 0) -> dict:
             a, u = [], []
             for i, im in enumerate(small):
                 img = distort(im, kind, sev, seed + i)
-                r = predictor.run_batch(prepare_images([img], cfg.size, cfg.in_channels))
+                r = predictor.run_batch(prepare_images([img], cfg.size, cfg.in_channels, cfg.normalisation))
                 a.append(float(pairwise_agreement(r["samples"])[0]))
                 u.append(float(r["image_uncertainty"][0]))
             agree.append(float(np.mean(a)))

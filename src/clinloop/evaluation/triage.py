@@ -26,18 +26,15 @@ def rank_cases(predictor, samples) -> list[dict]:
     two valid raters."""
     from clinloop import metrics
     from clinloop.data import fusion
-    from clinloop.models.lexu.model import prepare_images, prepare_masks
-
-    cfg = predictor.cfg
     rows = []
     for s in samples:
-        r = predictor.run_batch(prepare_images([s.image], cfg.size, cfg.in_channels))
+        r = predictor.run_batch(predictor.prepare([s.image]))
         valid = np.asarray(s.rater_valid, dtype=bool) if s.n_raters else np.zeros(0, bool)
         row = {"case_id": s.case_id, "patient_id": s.patient_id,
                "predicted_disagreement": float(r["image_uncertainty"][0]),
                "rater_disagreement": "", "rater_pairwise_dice": "", "n_raters": int(valid.sum())}
         if valid.any():
-            m = prepare_masks(s.masks, cfg.size).numpy().astype(bool)
+            m = predictor.prepare_masks(s.masks).numpy().astype(bool)
             row["rater_disagreement"] = float(fusion.rater_variance(m, valid).sum())
             if valid.sum() >= 2:
                 row["rater_pairwise_dice"] = metrics.pairwise_dice(s.masks[valid])

@@ -13,9 +13,12 @@ rewritten atomically after every epoch; ``--resume`` continues from it. The
 final folder holds ``config.json``, ``weights.pt``, ``data.json`` (dataset,
 split, command, wall time) and ``metrics.json`` (loss per epoch).
 
-CPU-sized deviations from LEXU §3: from-scratch CNN encoder, Adam lr 2e-3 (batch 4) with
-cosine decay (paper: 5e-5 for a pretrained ResNet50), 96² input by default (paper:
-256²), fewer epochs; random horizontal/vertical flips as augmentation.
+CPU-sized deviations from LEXU §3: from-scratch CNN encoder (or the frozen
+pretrained LiteMedSAM TinyViT with ``--encoder tinyvit``, 256² input, decoder and
+heads trained), Adam lr 2e-3 (batch 4) with cosine decay (paper: 5e-5 for a
+pretrained ResNet50), 96² input by default (paper: 256²), fewer epochs; random
+horizontal/vertical flips as augmentation (of the cached feature maps with
+TinyViT). ``--crop`` takes a centred square crop before resizing.
 """
 from __future__ import annotations
 
@@ -29,19 +32,22 @@ from pathlib import Path
 
 import numpy as np
 
-from clinloop.models.lexu.config import METHODS, LexuConfig
+from clinloop.models.lexu.config import DEFAULT_WIDTHS, ENCODERS, METHODS, TINYVIT_SIZE, LexuConfig
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LEXU / baselines")
-    g.add_argument("--size", type=int, default=96, help="square input resolution (e.g. 96 or 128 on a CPU)")
+    g.add_argument("--size", type=int, default=None, help="square input resolution (cnn default 96; tinyvit: 256)")
     g.add_argument("--epochs", type=int, default=100)
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--lr", type=float, default=2e-3)
     g.add_argument("--alpha", type=float, default=1.0, help="Eq. 1 α (segmentation weight)")
     g.add_argument("--beta", type=float, default=5.0, help="Eq. 1 β (DGM weight)")
-    g.add_argument("--widths", default="16,24,32,48,64,96", help="encoder widths, comma-separated (N_E = count)")
-    g.add_argument("--encoder", default="cnn", choices=["cnn"])
+    g.add_argument("--widths", default=None, help="comma-separated; cnn: encoder widths (N_E = count, default "
+                   "16,24,32,48,64,96); tinyvit: 5 decoder widths (default 16,32,48,64,96)")
+    g.add_argument("--encoder", default="cnn", choices=list(ENCODERS),
+                   help="cnn: from scratch; tinyvit: frozen pretrained LiteMedSAM TinyViT (features cached on disk)")
+    g.add_argument("--crop", type=float, default=1.0, help="centred square crop (fraction of the side) before resizing")
     g.add_argument("--members", type=int, default=5, help="deep-ensemble size")
     g.add_argument("--dropout", type=float, default=0.2, help="MC-dropout probability")
     g.add_argument("--mc-samples", type=int, default=8, help="MC-dropout passes at test time")
@@ -93,7 +99,7 @@ def _split_by_patient_fallback(dataset, fractions, seed=0):
     return [i for i in range(len(dataset)) if i not in set(test)], test
 
 
-def stack_samples(samples, size: int, in_channels: int):
+def stack_samples(samples, size: int, in_channels: int, normalisation: str = "zscore", crop: float = 1.0):
     """Samples -> ``images (N, C, S, S)`` normalised, ``masks (N, R, S, S)`` uint8
     (padded with invalid raters to the largest R), ``valid (N, R)`` bool.
     Samples without a valid rater are dropped (with their index noted)."""
@@ -105,11 +111,11 @@ def stack_samples(samples, size: int, in_channels: int):
     if not keep:
         raise ValueError("no sample has a valid rater mask")
     r = max(s.n_raters for s in keep)
-    x = prepare_images([s.image for s in keep], size, in_channels)
+    x = prepare_images([s.image for s in keep], size, in_channels, normalisation, crop)
     m = torch.zeros((len(keep), r, size, size), dtype=torch.uint8)
     v = torch.zeros((len(keep), r), dtype=torch.bool)
     for i, s in enumerate(keep):
-        m[i, : s.n_raters] = prepare_masks(s.masks, size)
+        m[i, : s.n_raters] = prepare_masks(s.masks, size, crop)
         v[i, : s.n_raters] = torch.from_numpy(s.rater_valid)
     return x, m, v, keep
 
@@ -144,6 +150,13 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
 
     torch.manual_seed(cfg.seed)
     net = build_network(cfg).to(device)
+    if cfg.encoder == "tinyvit":
+        from clinloop.models.lexu.network import tinyvit_features
+
+        feats = tinyvit_features()
+        feats.memory_capacity = max(feats.memory_capacity, len(x) + 8)  # every training image stays in memory
+        for b in range(0, len(x), 4):  # fill the cache once, before the epochs (with progress)
+            feats(x[b : b + 4])
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
@@ -168,12 +181,15 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             xb, mb, vb = x[idx].to(device), m[idx].to(device), v[idx].to(device)
-            # random flips, the same for the image and all its rater masks
+            # random flips, the same for the image (or its cached features) and all its rater masks
+            flips = []
             if torch.rand((), generator=gen) < 0.5:
-                xb, mb = xb.flip(-1), mb.flip(-1)
+                flips.append(-1)
             if torch.rand((), generator=gen) < 0.5:
-                xb, mb = xb.flip(-2), mb.flip(-2)
-            logits = net.train_logits(xb)
+                flips.append(-2)
+            if flips:
+                mb = mb.flip(flips)
+            logits = net.train_logits(xb, tuple(flips))
             loss, parts = net.loss(logits, mb, vb, generator=gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -211,7 +227,9 @@ def run_train(args) -> int:
     out = Path(args.out)
     if finished_model(out, args.resume):
         return 0
-    widths = [int(w) for w in str(args.widths).split(",") if w.strip()]
+    widths = (DEFAULT_WIDTHS[args.encoder] if args.widths is None
+              else [int(w) for w in str(args.widths).split(",") if w.strip()])
+    size = args.size if args.size is not None else (TINYVIT_SIZE if args.encoder == "tinyvit" else 96)
     opts = dataset_options(args)
     ds = load_dataset(args.data, format=args.format, **opts)
     split_seed = args.seed if args.split_seed is None else args.split_seed
@@ -225,15 +243,16 @@ def run_train(args) -> int:
     cfg = LexuConfig(
         method=args.method, in_channels=3 if first.n_channels in (1, 3) else first.n_channels, widths=widths,
         encoder=args.encoder, alpha=args.alpha, beta=args.beta, n_members=args.members, dropout=args.dropout,
-        mc_samples=args.mc_samples, size=args.size, structure=args.structure, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        mc_samples=args.mc_samples, size=size, structure=args.structure, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
+        normalisation="minmax" if args.encoder == "tinyvit" else "zscore",
     )
     if cfg.method != "mc-dropout":
         cfg.dropout = 0.0
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     samples = [ds[i] for i in train_idx]
-    x, m, v, kept = stack_samples(samples, cfg.size, cfg.in_channels)
+    x, m, v, kept = stack_samples(samples, cfg.size, cfg.in_channels, cfg.normalisation, cfg.crop)
     print(f"{args.method}: {len(kept)} training images at {cfg.size}² ({len(test_idx)} cases held out)", file=sys.stderr)
     prev = {}
     if args.resume and (out / "data.json").is_file():

@@ -9,7 +9,9 @@ Named variants, one class per method (chosen by name in :data:`VARIANTS`):
   with different initialisations; prediction = member mean, uncertainty =
   variance across members; ``n_members`` forward passes. Deviation: members are
   trained jointly on the same batch order (independent parameters and Adam
-  states, so each member's updates are those of separate training).
+  states, so each member's updates are those of separate training). With the
+  frozen TinyViT encoder the members share the encoder (it is identical in
+  all of them), so only the decoders run ``n_members`` times.
 * :class:`LayerEnsemble` (``layer-ensemble``, Kushibar et al. 2022): LEXU's
   multi-head network with every head trained on the majority vote, no DGM or
   MRO; prediction = head mean, uncertainty = head variance. Deviation: our
@@ -24,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clinloop.models.lexu.network import LEXU, MultiHeadUNet, UncertaintySegmenter
+from clinloop.models.lexu.network import LEXU, UncertaintySegmenter, make_unet
 
 
 def _bce(logits, masks, valid):
@@ -39,10 +41,10 @@ class PlainUNet(UncertaintySegmenter):
 
     def __init__(self, in_channels=3, widths=(16, 24, 32, 48, 64, 96), encoder="cnn"):
         super().__init__()
-        self.net = MultiHeadUNet(in_channels, widths, 1, encoder)
+        self.net = make_unet(in_channels, widths, 1, encoder)
 
-    def train_logits(self, x):
-        return self.net(x)
+    def train_logits(self, x, flip_dims=()):
+        return self.net(x, flip_dims)
 
     def loss(self, logits, masks, valid=None, generator=None):
         return _bce(logits, masks, valid)
@@ -59,11 +61,11 @@ class DeepEnsemble(UncertaintySegmenter):
         super().__init__()
         if n_members < 2:
             raise ValueError(f"an ensemble needs >= 2 members, got {n_members}")
-        self.members = nn.ModuleList(MultiHeadUNet(in_channels, widths, 1, encoder) for _ in range(n_members))
+        self.members = nn.ModuleList(make_unet(in_channels, widths, 1, encoder) for _ in range(n_members))
         self.forward_passes = n_members
 
-    def train_logits(self, x):
-        return torch.cat([m(x) for m in self.members], dim=1)
+    def train_logits(self, x, flip_dims=()):
+        return torch.cat([m(x, flip_dims) for m in self.members], dim=1)
 
     def loss(self, logits, masks, valid=None, generator=None):
         return _bce(logits, masks, valid)
@@ -74,10 +76,10 @@ class LayerEnsemble(UncertaintySegmenter):
 
     def __init__(self, in_channels=3, widths=(16, 24, 32, 48, 64, 96), encoder="cnn"):
         super().__init__()
-        self.net = MultiHeadUNet(in_channels, widths, None, encoder)
+        self.net = make_unet(in_channels, widths, None, encoder)
 
-    def train_logits(self, x):
-        return self.net(x)
+    def train_logits(self, x, flip_dims=()):
+        return self.net(x, flip_dims)
 
     def loss(self, logits, masks, valid=None, generator=None):
         return _bce(logits, masks, valid)
@@ -92,11 +94,11 @@ class MCDropout(UncertaintySegmenter):
             raise ValueError(f"mc-dropout needs dropout in (0, 1), got {dropout}")
         if mc_samples < 2:
             raise ValueError(f"mc-dropout needs >= 2 samples, got {mc_samples}")
-        self.net = MultiHeadUNet(in_channels, widths, 1, encoder, dropout)
+        self.net = make_unet(in_channels, widths, 1, encoder, dropout)
         self.forward_passes = int(mc_samples)
 
-    def train_logits(self, x):
-        return self.net(x)
+    def train_logits(self, x, flip_dims=()):
+        return self.net(x, flip_dims)
 
     def loss(self, logits, masks, valid=None, generator=None):
         return _bce(logits, masks, valid)

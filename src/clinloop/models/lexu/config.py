@@ -4,6 +4,14 @@ Paper values (LEXU §3): α = 1, β = 5 (RIGA) / 2.5 (HECKTOR), lr 5e-5 with an
 ImageNet ResNet50, 200 epochs, batch 16, 256² input. Our CPU defaults differ
 (from-scratch CNN encoder, Adam lr 2e-3 with cosine decay, batch 4, 96² input, 100 epochs); the resolved
 values are recorded in every model folder.
+
+Encoders (``encoder``): ``"cnn"`` (from scratch, any ``size`` divisible by
+``2**(N_E-1)``) or ``"tinyvit"`` (the frozen pretrained LiteMedSAM TinyViT,
+input fixed at 256², min–max normalisation as LiteMedSAM; ``widths`` are then
+the decoder widths, see :class:`clinloop.models.lexu.network.TinyViTUNet`).
+``crop``: side fraction of a centred square crop taken before resizing
+(RIGA's photos are 512² crops centred on the disc, every disc lies inside the
+central 0.5625 = 288/512; cropping raises the cup's resolution at no cost).
 """
 from __future__ import annotations
 
@@ -15,6 +23,9 @@ from pathlib import Path
 from clinloop.atomic import atomic_write_text
 
 METHODS = ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout")
+ENCODERS = ("cnn", "tinyvit")
+TINYVIT_SIZE = 256
+DEFAULT_WIDTHS = {"cnn": [16, 24, 32, 48, 64, 96], "tinyvit": [16, 32, 48, 64, 96]}
 
 
 @dataclass
@@ -24,7 +35,11 @@ class LexuConfig:
     ``widths``: encoder channels per block (``N_E = len(widths)``, ``N_D = N_p = N_E - 1``).
     ``size``: square input resolution the network was trained at (images are
     resized to it; predictions are resized back).
-    ``normalisation``: ``"zscore"`` = per image, per channel ``(x - mean) / std``.
+    ``normalisation``: ``"zscore"`` = per image, per channel ``(x - mean) / std``
+    (CNN encoder); ``"minmax"`` = per image ``(x - min) / (max - min)`` over all
+    channels (TinyViT, as LiteMedSAM's preprocessing).
+    ``crop``: centred square crop (fraction of the shorter side) before resizing;
+    1.0 = whole image.
     """
 
     method: str = "lexu"
@@ -38,6 +53,7 @@ class LexuConfig:
     mc_samples: int = 8
     size: int = 96
     normalisation: str = "zscore"
+    crop: float = 1.0
     structure: str | None = None
     epochs: int = 100
     batch_size: int = 4
@@ -56,9 +72,22 @@ class LexuConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        step = 2 ** (len(self.widths) - 1)
-        if self.size < step or self.size % step:
-            raise ValueError(f"size {self.size} must be a positive multiple of {step} (2**(N_E-1)) for widths {self.widths}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"unknown encoder {self.encoder!r}; choose from {', '.join(ENCODERS)}")
+        if self.encoder == "tinyvit":
+            if self.size != TINYVIT_SIZE:
+                raise ValueError(f"the TinyViT encoder takes {TINYVIT_SIZE}² input, got size {self.size}")
+            if self.normalisation != "minmax":
+                raise ValueError("the TinyViT encoder needs normalisation 'minmax' (LiteMedSAM's input range)")
+            if len(self.widths) != 5:
+                raise ValueError(f"the TinyViT U-Net needs 5 widths (full, 1/2, 1/4, 1/4, bottom), got {self.widths}")
+        else:
+            step = 2 ** (len(self.widths) - 1)
+            if self.size < step or self.size % step:
+                raise ValueError(f"size {self.size} must be a positive multiple of {step} (2**(N_E-1)) for widths {self.widths}")
+        if not 0 < float(self.crop) <= 1:
+            raise ValueError(f"crop must be in (0, 1], got {self.crop}")
+        self.crop = float(self.crop)
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {self.in_channels}")
         if self.n_members < 2:
@@ -69,7 +98,7 @@ class LexuConfig:
             raise ValueError(f"mc_samples must be >= 2, got {self.mc_samples}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
-        if self.normalisation != "zscore":
+        if self.normalisation not in ("zscore", "minmax"):
             raise ValueError(f"unknown normalisation {self.normalisation!r}")
 
     def to_json(self) -> str:

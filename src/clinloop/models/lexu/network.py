@@ -8,14 +8,18 @@ concatenate the encoder skip, two conv–BN–ReLU). A segmentation head
 emits ``N_p = N_D`` predictions ``F(X) = {M̂_j}`` in one forward pass.
 
 Deviation from the paper: the paper's encoder is an ImageNet-pretrained
-ResNet50 (``N_E = 6, N_D = 5``). We cannot download it, so the default encoder is
-a from-scratch CNN (:class:`CNNEncoder`) with six blocks by default, which keeps
-``N_E = 6, N_D = 5`` and runs on a CPU at 96²–128² input. The pretrained
-LiteMedSAM TinyViT encoder (``clinloop.models.litemedsam.image_encoder``) was
-the second choice and is not offered: measured on this project's shared 2-core
-CPU (1 thread, load ≈ 15) its forward pass alone took 13.4 s per 256² image,
-against 0.06–0.08 s for the whole CNN LEXU at 96², and it yields one stride-16
-feature map (a U-Net needs a pyramid), so training it here was out of reach.
+ResNet50 (``N_E = 6, N_D = 5``), which we cannot download. Two encoders are
+offered (``encoder=``):
+
+* ``"cnn"`` (:class:`CNNEncoder`, default): from scratch, six blocks by default
+  (``N_E = 6, N_D = N_p = 5``), any input size divisible by ``2**(N_E-1)``;
+* ``"tinyvit"`` (:class:`TinyViTUNet`): the pretrained LiteMedSAM TinyViT,
+  *frozen*, as a feature pyramid (:class:`TinyViTFeatures`: stage outputs at
+  strides 2, 4, 4 and the neck at stride 4, for a 256² input); only the decoder
+  and heads are trained. Its features are cached on disk keyed by the image's
+  content (``CLINLOOP_CACHE``), so training computes the encoder once per image.
+  ``N_D = N_p = 4``. The frozen encoder is not part of the state dict (it is
+  rebuilt from the verified LiteMedSAM checkpoint), so model folders stay small.
 
 Head order: ``forward`` returns heads in decoder order, coarse to fine, so
 ``logits[:, -1]`` is the last (full-resolution) head, the paper's ``M̂_1``.
@@ -25,13 +29,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from clinloop.models.lexu.config import ENCODERS, TINYVIT_SIZE
 from clinloop.models.lexu.heads import SegmentationHead
-
-ENCODERS = ("cnn",)
 
 
 class ConvBlock(nn.Sequential):
@@ -126,8 +130,8 @@ class MultiHeadUNet(nn.Module):
             n_heads = n_dec
         if not 1 <= n_heads <= n_dec:
             raise ValueError(f"n_heads must be in 1..{n_dec} (decoder stages) for widths {widths}, got {n_heads}")
-        if encoder not in ENCODERS:
-            raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
+        if encoder != "cnn":
+            raise ValueError(f"MultiHeadUNet builds the 'cnn' encoder; use make_unet for {encoder!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_channels, self.widths, self.n_heads = in_channels, widths, n_heads
@@ -146,9 +150,13 @@ class MultiHeadUNet(nn.Module):
         """``N_D``: number of decoder stages."""
         return len(self.decoder)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, flip_dims: tuple[int, ...] = ()) -> torch.Tensor:
+        """``flip_dims``: training augmentation, the image is flipped along these
+        dims before the encoder (the output is in the flipped frame)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        if flip_dims:
+            x = x.flip(flip_dims)
         size = x.shape[-2:]
         feats = self.encoder(x)
         y, outs = feats[-1], []
@@ -157,6 +165,210 @@ class MultiHeadUNet(nn.Module):
             outs.append(y)
         outs = outs[self.n_decoder - self.n_heads:]
         return torch.cat([h(o, size) for h, o in zip(self.heads, outs)], dim=1)
+
+
+class TinyViTFeatures:
+    """The frozen pretrained LiteMedSAM TinyViT as a feature pyramid, with an
+    on-disk and an in-memory cache (not an ``nn.Module``: it is never trained
+    and never saved in a LEXU state dict).
+
+    ``__call__(x (B, 3, 256, 256))`` (min–max normalised to [0, 1]) -> list of
+    four maps, fine to coarse: stage-0 output ``(B, 128, 128, 128)`` (stride 2),
+    stage-1 output ``(B, 160, 64, 64)``, stage-2 output ``(B, 320, 64, 64)``
+    (stride 4; TinyViT's last merges have strides 2, 1) and the neck, i.e.
+    LiteMedSAM's image embedding ``(B, 256, 64, 64)``.
+
+    Cache: ``cache_dir()/lexu-tinyvit/<weights id>/<sha256 of the input>.npz``
+    (float16, ~10 MB per image); values are always rounded through float16, so
+    results do not depend on the cache's state. ``memory_capacity`` most
+    recently used images are also kept in memory (training reads every image
+    every epoch). ``enabled = False`` bypasses both caches (used to time the
+    encoder honestly).
+    """
+
+    channels = (128, 160, 320, 256)
+    strides = (2, 4, 4, 4)
+
+    def __init__(self, memory_capacity: int = 64):
+        from clinloop.models.litemedsam.build import build_litemedsam
+
+        lm = build_litemedsam(True, eval_mode=True)
+        self.encoder = lm.image_encoder
+        for q in self.encoder.parameters():
+            q.requires_grad_(False)
+        self.weights_id = self.encoder.weights_id
+        self.memory: dict[str, list[torch.Tensor]] = {}
+        self.memory_capacity = int(memory_capacity)
+        self.enabled = True
+
+    def folder(self):
+        from clinloop.paths import cache_dir
+
+        return cache_dir() / "lexu-tinyvit" / self.weights_id
+
+    @torch.no_grad()
+    def compute(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Uncached pyramid of ``x (B, 3, 256, 256)`` (float32, not rounded)."""
+        enc = self.encoder
+        if x.ndim != 4 or x.shape[1:] != (3, TINYVIT_SIZE, TINYVIT_SIZE):
+            raise ValueError(f"TinyViT features need (B, 3, {TINYVIT_SIZE}, {TINYVIT_SIZE}); got {tuple(x.shape)}")
+        res = enc.config.resolutions()
+        b = x.shape[0]
+        y = enc.patch_embed(x.float())
+        outs = []
+        for i, layer in enumerate(enc.layers):
+            y = layer(y)  # stage 0 gets a map, returns tokens; later stages tokens -> tokens
+            if i < len(enc.layers) - 1:  # after the patch merging: tokens at res[i + 1]
+                r = res[i + 1]
+                outs.append(y.transpose(1, 2).reshape(b, -1, r, r))
+        r = enc.embedding_size
+        outs.append(enc.neck(y.transpose(1, 2).reshape(b, -1, r, r)))
+        return outs
+
+    def _load(self, key: str) -> list[torch.Tensor] | None:
+        if key in self.memory:
+            v = self.memory.pop(key)
+            self.memory[key] = v  # most recently used last
+            return v
+        path = self.folder() / f"{key}.npz"
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                v = [torch.from_numpy(z[f"f{k}"]) for k in range(len(self.channels))]
+        except Exception:  # unreadable: recompute and overwrite
+            return None
+        if any(t.dtype != torch.float16 or t.shape[0] != c for t, c in zip(v, self.channels)):
+            return None
+        self._remember(key, v)
+        return v
+
+    def _remember(self, key: str, v: list[torch.Tensor]) -> None:
+        self.memory[key] = v
+        while len(self.memory) > max(self.memory_capacity, 0):
+            self.memory.pop(next(iter(self.memory)))
+
+    def _store(self, key: str, v: list[torch.Tensor]) -> None:
+        from clinloop.atomic import atomic_path
+
+        path = self.folder() / f"{key}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **{f"f{k}": t.numpy() for k, t in enumerate(v)})
+        self._remember(key, v)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        from clinloop.models.litemedsam.cache import input_key
+
+        per = []
+        for i in range(x.shape[0]):
+            key = input_key(x[i]) if self.enabled else None
+            v = self._load(key) if key else None
+            if v is None:
+                v = [t[0].to(torch.float16) for t in self.compute(x[i : i + 1].cpu())]
+                if key:
+                    self._store(key, v)
+            per.append(v)
+        return [torch.stack([p[k] for p in per]).to(x.device, torch.float32) for k in range(len(self.channels))]
+
+
+_TINYVIT: TinyViTFeatures | None = None
+
+
+def tinyvit_features() -> TinyViTFeatures:
+    """The process-wide frozen TinyViT (built once, shared by every network)."""
+    global _TINYVIT
+    if _TINYVIT is None:
+        _TINYVIT = TinyViTFeatures()
+    return _TINYVIT
+
+
+class TinyViTUNet(nn.Module):
+    """U-Net decoder with heads on the frozen TinyViT pyramid (``encoder="tinyvit"``).
+
+    ``widths = [w_full, w_2, w_4a, w_4b, w_bottom]`` (5 entries): the neck
+    (stride 4) is projected to ``w_bottom``; decoder stage 1 joins the stage-2
+    map (stride 4) -> ``w_4b``, stage 2 the stage-1 map (stride 4) -> ``w_4a``,
+    stage 3 (×2 upsampling) the stage-0 map (stride 2) -> ``w_2``, stage 4 (×2)
+    the normalised input image itself (stride 1, the pyramid has no full-
+    resolution map) -> ``w_full``. Every skip first goes through a 1×1
+    conv–BN–ReLU to the stage's width (the TinyViT maps have 128–320 channels).
+    ``N_D = 4``; heads on the last ``n_heads`` stages, ``logits[:, -1]`` is
+    the full-resolution head ``M̂_1``. Dropout (MC-dropout) goes into the
+    bottom projection and the first decoder stage.
+
+    Training augmentation by flips is applied to the cached feature maps (and
+    the image skip) instead of the image, which is an approximation: TinyViT
+    is not exactly flip-equivariant.
+    """
+
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (16, 32, 48, 64, 96),
+                 n_heads: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        widths = [int(w) for w in widths]
+        if in_channels != 3:
+            raise ValueError(f"the TinyViT encoder takes 3-channel images, got in_channels={in_channels}")
+        if len(widths) != 5 or min(widths) < 1:
+            raise ValueError(f"TinyViTUNet needs 5 positive widths (full, 1/2, 1/4, 1/4, bottom), got {widths}")
+        n_dec = 4
+        if n_heads is None:
+            n_heads = n_dec
+        if not 1 <= n_heads <= n_dec:
+            raise ValueError(f"n_heads must be in 1..{n_dec} for the TinyViT U-Net, got {n_heads}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.in_channels, self.widths, self.n_heads = in_channels, widths, n_heads
+        ch = TinyViTFeatures.channels
+        w_full, w_2, w_4a, w_4b, w_bot = widths
+
+        def proj(c_in, c_out, p=0.0):
+            layers = [nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            if p > 0:
+                layers.append(nn.Dropout2d(p))
+            return nn.Sequential(*layers)
+
+        self.bottom = proj(ch[3], w_bot, dropout)
+        self.lateral = nn.ModuleList([proj(ch[2], w_4b), proj(ch[1], w_4a), proj(ch[0], w_2)])
+        self.decoder = nn.ModuleList([
+            DecoderBlock(w_bot, w_4b, w_4b, dropout),
+            DecoderBlock(w_4b, w_4a, w_4a),
+            DecoderBlock(w_4a, w_2, w_2),
+            DecoderBlock(w_2, in_channels, w_full),
+        ])
+        dec_widths = [w_4b, w_4a, w_2, w_full]
+        self.heads = nn.ModuleList(SegmentationHead(w) for w in dec_widths[n_dec - n_heads:])
+
+    @property
+    def n_decoder(self) -> int:
+        return len(self.decoder)
+
+    def forward(self, x: torch.Tensor, flip_dims: tuple[int, ...] = ()) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (B, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        feats = tinyvit_features()(x)  # cached by the unflipped image's content
+        if flip_dims:
+            x = x.flip(flip_dims)
+            feats = [f.flip(flip_dims) for f in feats]
+        size = x.shape[-2:]
+        y = self.bottom(feats[3])
+        skips = [self.lateral[0](feats[2]), self.lateral[1](feats[1]), self.lateral[2](feats[0]), x]
+        outs = []
+        for block, skip in zip(self.decoder, skips):
+            y = block(y, skip)
+            outs.append(y)
+        outs = outs[self.n_decoder - self.n_heads:]
+        return torch.cat([h(o, size) for h, o in zip(self.heads, outs)], dim=1)
+
+
+def make_unet(in_channels: int = 3, widths: Sequence[int] = (16, 24, 32, 48, 64, 96), n_heads: int | None = None,
+              encoder: str = "cnn", dropout: float = 0.0) -> nn.Module:
+    """The multi-head U-Net for ``encoder`` (``"cnn"``: :class:`MultiHeadUNet`;
+    ``"tinyvit"``: :class:`TinyViTUNet`)."""
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown encoder {encoder!r}; choose from {', '.join(ENCODERS)}")
+    if encoder == "tinyvit":
+        return TinyViTUNet(in_channels, widths, n_heads, dropout)
+    return MultiHeadUNet(in_channels, widths, n_heads, encoder, dropout)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -176,7 +388,7 @@ class UncertaintySegmenter(nn.Module):
     method = "?"
     forward_passes = 1
 
-    def train_logits(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def train_logits(self, x: torch.Tensor, flip_dims: tuple[int, ...] = ()) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def loss(self, logits, masks, valid=None, generator=None):  # pragma: no cover - abstract
@@ -209,13 +421,13 @@ class LEXU(UncertaintySegmenter):
         for name, v in (("alpha", alpha), ("beta", beta)):
             if not (float(v) >= 0 and float(v) < float("inf")):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-        self.net = MultiHeadUNet(in_channels, widths, None, encoder)
+        self.net = make_unet(in_channels, widths, None, encoder)
         if self.net.n_heads < 2:
             raise ValueError(f"LEXU needs >= 2 heads (>= 3 encoder widths), got widths {list(widths)}")
         self.alpha, self.beta = float(alpha), float(beta)
 
-    def train_logits(self, x):
-        return self.net(x)
+    def train_logits(self, x, flip_dims=()):
+        return self.net(x, flip_dims)
 
     def loss(self, logits, masks, valid=None, generator=None):
         from clinloop.models.lexu.losses import lexu_loss
