@@ -156,3 +156,13 @@ def test_compare_pairs_methods_on_the_same_cases_and_3d_defaults(tmp_path, share
         mecca_protocol.shipped_name("unet", 3)
     with pytest.raises(ValueError, match="3-D model but the data are 2-D"):
         mecca_protocol._load("mecca", dirs["mecca"], 2)
+
+
+def test_cluster_bootstrap_resamples_patients():
+    from clinloop.evaluation.mecca_protocol import paired_bootstrap
+
+    diffs = {"p1/a": [0.1], "p1/b": [0.1], "p2/a": [-0.2]}
+    r = paired_bootstrap(diffs, n_boot=400, groups={k: k.split("/")[0] for k in diffs})
+    assert r["n_clusters"] == 2 and r["mean"] == 0.0
+    # every replicate is a mix of whole patients: means lie in {-0.2, 0.0, 0.1}
+    assert r["ci95"][0] >= -0.2 - 1e-9 and r["ci95"][1] <= 0.1 + 1e-9

@@ -37,7 +37,8 @@ compare --data PATH --methods mecca,mecca-no-confidence,interactive-cnn --seeds 
 per seed (the seed draws the case subset and the clicks), mean ± sample standard
 deviation over seeds of each step's Dice, ASSD and misunderstanding count, and a
 paired bootstrap 95 % interval of the Dice difference after the last step between
-the first method and each other one, over all (seed, case) pairs.
+the first method and each other one (patients resampled: a case's difference is its
+mean over the seeds that drew it, and all cases of a drawn patient count).
 
 The semi-supervised table (§5.3, Table 2) is produced by
 :func:`semisupervised_table` (``python -m clinloop.evaluation.mecca_protocol
@@ -261,17 +262,30 @@ def semisupervised_table(data: str, out_dir: str, fractions=(0.125, 0.25, 0.5, 1
 
 
 # ---------------------------------------------------------------- robustness comparison
-def paired_bootstrap(diffs_by_case: dict[str, list[float]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Mean paired difference and its percentile bootstrap 95 % interval, resampling
-    *cases* (a case drawn under several seeds contributes the mean of its differences,
-    so repeated cases are not counted as independent)."""
-    per_case = np.array([np.mean(v) for v in diffs_by_case.values()], dtype=np.float64)
+def paired_bootstrap(diffs_by_case: dict[str, list[float]], n_boot: int = 2000, seed: int = 0,
+                     groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """Mean paired difference and its percentile bootstrap 95 % interval. A case drawn
+    under several seeds contributes the mean of its differences (repeated cases are not
+    independent). With ``groups`` (case id → patient) whole patients are resampled
+    (cluster bootstrap: slices or nodules of one patient are correlated), otherwise cases."""
+    keys = list(diffs_by_case)
+    per_case = np.array([np.mean(diffs_by_case[k]) for k in keys], dtype=np.float64)
     if per_case.size == 0:
         return {"n_cases": 0, "mean": None, "ci95": None, "fraction_positive": None}
     rng = np.random.default_rng(seed)
-    boots = per_case[rng.integers(0, per_case.size, size=(n_boot, per_case.size))].mean(1)
+    if groups is None:
+        boots = per_case[rng.integers(0, per_case.size, size=(n_boot, per_case.size))].mean(1)
+        n_groups = int(per_case.size)
+    else:
+        g = np.array([groups.get(k, k) for k in keys])
+        uniq, inv = np.unique(g, return_inverse=True)
+        sums = np.bincount(inv, weights=per_case, minlength=uniq.size)
+        counts = np.bincount(inv, minlength=uniq.size).astype(np.float64)
+        pick = rng.integers(0, uniq.size, size=(n_boot, uniq.size))
+        boots = sums[pick].sum(1) / counts[pick].sum(1)
+        n_groups = int(uniq.size)
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"n_cases": int(per_case.size), "mean": round(float(per_case.mean()), 4),
+    return {"n_cases": int(per_case.size), "n_clusters": n_groups, "mean": round(float(per_case.mean()), 4),
             "ci95": [round(float(lo), 4), round(float(hi), 4)],
             "fraction_positive": round(float((per_case > 0).mean()), 4),
             "fraction_negative": round(float((per_case < 0).mean()), 4)}
@@ -313,6 +327,7 @@ def compare(data: str, methods, seeds, limit: int | None, steps: int = 5, ndim: 
             r.update({"seed": seed, "model": str(d)})
             runs[m].append(r)
     ref = methods[0]
+    patient = dict(zip(ds.case_ids, ds.patient_ids))  # cluster bootstrap over patients
     paired = {}
     for m in methods[1:]:
         diffs: dict[str, list[float]] = {}
@@ -324,8 +339,8 @@ def compare(data: str, methods, seeds, limit: int | None, steps: int = 5, ndim: 
                     diffs.setdefault(c["case_id"], []).append(c["dice"][-1] - b[c["case_id"]]["dice"][-1])
                     mis.setdefault(c["case_id"], []).append(
                         float(c["misunderstanding"][-1] - b[c["case_id"]]["misunderstanding"][-1]))
-        paired[f"{ref} - {m}"] = {"dice_last_step": paired_bootstrap(diffs),
-                                  "misunderstanding_last_step": paired_bootstrap(mis)}
+        paired[f"{ref} - {m}"] = {"dice_last_step": paired_bootstrap(diffs, groups=patient),
+                                  "misunderstanding_last_step": paired_bootstrap(mis, groups=patient)}
     return {"protocol": "mecca", "data": str(data), "ndim": ndim, "steps": steps, "seeds": list(seeds),
             "limit": limit, "methods": methods,
             "models": {m: str(loaded[m][1]) for m in methods},
@@ -347,7 +362,7 @@ def compare_table(res: dict[str, Any]) -> str:
     for k, v in res["paired"].items():
         d, mu = v["dice_last_step"], v["misunderstanding_last_step"]
         lines.append(f"- {k}: Dice@{res['steps']} difference {d['mean']:+.4f} (95 % CI {d['ci95'][0]:+.4f} .. "
-                     f"{d['ci95'][1]:+.4f}, {d['n_cases']} cases, first better on {d['fraction_positive']:.0%}, "
+                     f"{d['ci95'][1]:+.4f}, {d['n_cases']} cases of {d['n_clusters']} patients, first better on {d['fraction_positive']:.0%}, "
                      f"worse on {d['fraction_negative']:.0%}); misunderstanding@{res['steps']} difference "
                      f"{mu['mean']:+.1f} (95 % CI {mu['ci95'][0]:+.1f} .. {mu['ci95'][1]:+.1f})")
     return "\n".join(lines)
