@@ -151,12 +151,61 @@ def mean_pairwise_dice(masks: torch.Tensor) -> float:
     return float(d[iu[0], iu[1]].mean())
 
 
+WARM_START_SHARED = ("backbone.prompt_encoder.", "backbone.mask_decoder.", "conditioning.")
+
+
+def warm_start(net, folder: str | Path) -> dict[str, Any]:
+    """Load the shared parts of an existing SPA model folder into ``net`` (``--init``).
+
+    Shared = the LiteMedSAM prompt encoder E_I and mask decoder and the
+    preference conditioning ``e_xn = ReLU(Conv(e_x ⊕ z_n))``; the variant's
+    preference-distribution module (p_theta) is loaded only when the folder's
+    method equals ``net``'s, otherwise it stays freshly initialised. The
+    architecture fields (M, D, conditioning width/path, PDG width) must match.
+    Returns what was loaded (recorded in ``data.json`` "init").
+    """
+    import hashlib
+
+    from clinloop.models import registry
+    from clinloop.models.spa.config import SPAConfig
+
+    d = registry.resolve_model_dir(folder)
+    src = SPAConfig.load(d / "config.json")
+    cfg = net.config
+    for f in ("n_components", "latent_dim", "cond_width", "path", "pdg_hidden"):
+        if getattr(src, f) != getattr(cfg, f):
+            raise ValueError(f"--init {d}: {f} is {getattr(src, f)!r} there but {getattr(cfg, f)!r} here")
+    raw = (d / "weights.pt").read_bytes()
+    sd = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+    same_variant = src.method == cfg.method
+    prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ())
+    take = {k: v.float() if v.is_floating_point() else v for k, v in sd.items() if k.startswith(prefixes)}
+    own = net.state_dict()
+    want = [k for k in own if k.startswith(prefixes)]
+    missing = [k for k in want if k not in take]
+    bad = [k for k, v in take.items() if k not in own or own[k].shape != v.shape]
+    if missing or bad:
+        raise ValueError(f"--init {d}: weights do not match (missing {missing[:3]}, mismatched {bad[:3]})")
+    net.load_state_dict(take, strict=False)
+    steps = None
+    if (d / "data.json").is_file():
+        try:
+            steps = json.loads((d / "data.json").read_text()).get("steps")
+        except (OSError, json.JSONDecodeError):
+            steps = None
+    return {"model": str(d), "method": src.method, "steps": steps,
+            "weights_sha256": hashlib.sha256(raw).hexdigest(),
+            "loaded": [p.rstrip(".") for p in prefixes], "fresh": [] if same_variant else ["variant"],
+            "tensors_loaded": len(take)}
+
+
 class SPATrainer:
     """Algorithm 1 on an :class:`~clinloop.models.spa.model.SPANet`."""
 
     def __init__(self, net, lr: float = 1e-4, step_size: int = 1000, gamma: float = 0.5, n_samples: int = 8,
                  seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS,
-                 wta_weight: float = 0.0, wta_relax: float = 0.05) -> None:
+                 wta_weight: float = 0.0, wta_relax: float = 0.05,
+                 fresh: Sequence[str] = ("conditioning", "variant")) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
         if wta_weight < 0:
             raise ValueError(f"wta_weight must be >= 0, got {wta_weight}")
@@ -180,12 +229,13 @@ class SPATrainer:
         else:  # SPA: with the segmentation update (Alg. 1 "segmentation and interaction encoders")
             seg = seg + pe
         self.groups = {"mv": mv, "pi": pi, "seg": seg}
-        new = {id(p) for p in list(net.conditioning.parameters()) + list(v.parameters())}
+        # freshly initialised modules get lr_new (a warm start from --init passes only the ones it did not load)
+        new = {id(p) for name in fresh for p in getattr(net, name).parameters()}
 
         def param_groups(ps):
             old = [p for p in ps if id(p) not in new]
-            fresh = [p for p in ps if id(p) in new]
-            return [g for g in ({"params": old, "lr": lr}, {"params": fresh, "lr": lr_new}) if g["params"]]
+            fresh_ps = [p for p in ps if id(p) in new]
+            return [g for g in ({"params": old, "lr": lr}, {"params": fresh_ps, "lr": lr_new}) if g["params"]]
 
         self.opt = {k: torch.optim.Adam(param_groups(ps)) for k, ps in self.groups.items() if ps}
         self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
@@ -339,9 +389,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=300, help="training images (episodes of 6 user iterations)")
     parser.add_argument("--train-samples", type=int, default=8, help="N latents per GenMask in training")
     parser.add_argument("--samples", type=int, default=48, help="N at inference (saved in the config)")
-    parser.add_argument("--latent-dim", type=int, default=8)
-    parser.add_argument("--cond-width", type=int, default=32)
-    parser.add_argument("--path", choices=("tail", "embedding"), default="tail")
+    parser.add_argument("--latent-dim", type=int, default=None, help="D (default 8, or --init's)")
+    parser.add_argument("--cond-width", type=int, default=None, help="conditioning width (default 32, or --init's)")
+    parser.add_argument("--path", choices=("tail", "embedding"), default=None, help="default tail, or --init's")
+    parser.add_argument("--init", default=None, metavar="MODEL_DIR",
+                        help="warm start: load the prompt encoder, mask decoder and conditioning (and the "
+                             "preference-distribution module when its method is --method) from an SPA model "
+                             "folder or shipped name, e.g. spa-lidc; the architecture follows that folder")
     parser.add_argument("--freeze-decoder", action="store_true", help="keep the LiteMedSAM prompt encoder/decoder frozen")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam lr (paper: 1e-4)")
     parser.add_argument("--lr-new", type=float, default=None, help="lr of the freshly initialised modules (default --lr)")
@@ -373,10 +427,24 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    cfg = SPAConfig(method=args.method, latent_dim=args.latent_dim, n_samples=args.samples, cond_width=args.cond_width,
-                    path=args.path, finetune_decoder=not args.freeze_decoder, seed=args.seed)
+    arch = {"latent_dim": 8, "cond_width": 32, "path": "tail"}
+    if args.init:
+        from clinloop.models import registry
+
+        src = SPAConfig.load(registry.resolve_model_dir(args.init) / "config.json")
+        arch = {"n_components": src.n_components, "latent_dim": src.latent_dim, "cond_width": src.cond_width,
+                "path": src.path, "pdg_hidden": src.pdg_hidden}
+    for f in ("latent_dim", "cond_width", "path"):
+        v = getattr(args, f)
+        if v is not None and args.init and v != arch[f]:
+            raise ValueError(f"--{f.replace('_', '-')} {v!r} differs from --init's {arch[f]!r}")
+        if v is not None:
+            arch[f] = v
+    cfg = SPAConfig(method=args.method, n_samples=args.samples, finetune_decoder=not args.freeze_decoder,
+                    seed=args.seed, **arch)
     backbone = build_litemedsam(True)
     net = SPANet(cfg, backbone)
+    init_info = warm_start(net, args.init) if args.init else None
     ds = load_dataset(args.data, args.format)
     t0 = time.time()
     idx = select_cases(ds, "train", limit=args.max_cases, val_fraction=args.val_fraction, seed=args.seed,
@@ -384,7 +452,8 @@ def run_train(args: argparse.Namespace) -> int:
     cases = prepare_cases(ds, idx, backbone)
     trainer = SPATrainer(net, lr=args.lr, step_size=args.step_size, gamma=args.gamma, n_samples=args.train_samples,
                          seed=args.seed, lr_new=args.lr_new, user_iterations=args.user_iterations,
-                         wta_weight=args.wta_weight, wta_relax=args.wta_relax)
+                         wta_weight=args.wta_weight, wta_relax=args.wta_relax,
+                         fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]))
     ck = out / "checkpoint.pt"
     if args.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -398,6 +467,7 @@ def run_train(args: argparse.Namespace) -> int:
         "split": {"kind": "patients", "val_fraction": args.val_fraction, "seed": args.seed, "train_cases": len(idx),
                   "per_nodule": args.per_nodule},
         "train_case_ids": [ds.case_ids[i] for i in idx],
+        "init": init_info, "time_budget": args.time_budget,
         "steps": trainer.step, "steps_requested": args.steps, "lr_new": args.lr_new,
         "user_iterations": args.user_iterations, "wta_weight": args.wta_weight, "wta_relax": args.wta_relax,
         "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,

@@ -1,0 +1,65 @@
+"""SPA training options: warm start from a model folder (``--init``)."""
+import json
+
+import pytest
+import torch
+
+from clinloop.models.spa.model import save_spa
+from clinloop.training.spa import SPATrainer, warm_start
+from tests.test_spa_model import tiny_net
+
+
+def _changed(a, b, prefix):
+    return [k for k in a if k.startswith(prefix) and not torch.equal(a[k], b[k])]
+
+
+def test_warm_start_loads_shared_parts_and_fresh_variant(tmp_path):
+    src = tiny_net("spa", cond_width=8)
+    with torch.no_grad():  # make the source differ from a fresh init everywhere it matters
+        for p in src.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    save_spa(src, tmp_path / "m", extra={"steps": 17})
+    ref = {k: v.half().float() for k, v in src.trainable_state_dict().items()}
+
+    net = tiny_net("meduhip", cond_width=8)
+    fresh_variant = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("variant.")}
+    info = warm_start(net, tmp_path / "m")
+    sd = net.state_dict()
+    for prefix in ("backbone.prompt_encoder.", "backbone.mask_decoder.", "conditioning."):
+        keys = [k for k in ref if k.startswith(prefix)]
+        assert keys
+        for k in keys:
+            torch.testing.assert_close(sd[k], ref[k])
+    for k, v in fresh_variant.items():  # a different variant keeps its fresh init
+        assert torch.equal(sd[k], v)
+    assert info["method"] == "spa" and info["steps"] == 17 and info["fresh"] == ["variant"]
+    assert info["loaded"] == ["backbone.prompt_encoder", "backbone.mask_decoder", "conditioning"]
+    assert len(info["weights_sha256"]) == 64
+    json.dumps(info)  # goes into data.json
+
+    same = tiny_net("spa", cond_width=8)
+    info2 = warm_start(same, tmp_path / "m")
+    assert info2["fresh"] == [] and "variant" in info2["loaded"]
+    for k in ref:
+        if k.startswith("variant."):
+            torch.testing.assert_close(same.state_dict()[k], ref[k])
+
+    # lr_new goes only to the modules the warm start did not load
+    tr = SPATrainer(net, lr=1e-4, lr_new=1e-3, n_samples=2, fresh=info["fresh"])
+    var_ids = {id(p) for p in net.variant.parameters()}
+    cond_ids = {id(p) for p in net.conditioning.parameters()}
+    for o in tr.opt.values():
+        for g in o.param_groups:
+            ids = {id(p) for p in g["params"]}
+            if g["lr"] == 1e-3:
+                assert ids <= var_ids
+            if ids & cond_ids:
+                assert g["lr"] == 1e-4
+
+
+def test_warm_start_rejects_other_architecture(tmp_path):
+    save_spa(tiny_net("spa", cond_width=8), tmp_path / "m")
+    with pytest.raises(ValueError, match="cond_width"):
+        warm_start(tiny_net("spa", cond_width=16), tmp_path / "m")
+    with pytest.raises(ValueError, match="no model folder"):
+        warm_start(tiny_net("spa", cond_width=8), tmp_path / "nothing")
