@@ -33,6 +33,12 @@ Readings and deviations (all also in the config / data.json):
 * pi^gt: the E-step responsibilities of the sampled latents weighted by how
   well their masks match y (see ``preference_distribution.estep_target``).
 * The image encoder is frozen; embeddings come from the on-disk cache.
+  With ``--finetune-encoder`` (meant for GPU runs) the TinyViT encoder is
+  trained with the segmentation update at its own lr (``--encoder-lr``): the
+  cases hold the preprocessed images, each user iteration runs the encoder
+  once (e_x with gradient for GenMask #2, detached for #1, the E-step and #3),
+  the encoder's normalisation layers stay in eval mode, and ``weights.pt``
+  includes the encoder (``load_model`` uses it).
 * MedUHIP (``meduhip``): the Sampling Net step updates (mu, sigma), pi *and*
   the prompt encoder with the segmentation net frozen (meduhip.txt Eq. 6-7);
   the segmentation step updates only the segmentation net (Eq. 3).
@@ -66,14 +72,17 @@ MAX_USER_ITERATIONS = 6
 class TrainCase:
     """One training slice in the model frame."""
 
-    embedding: torch.Tensor  # (256, 64, 64) float16
+    embedding: torch.Tensor | None  # (256, 64, 64) float16; None when the encoder is trained
     masks: np.ndarray  # (R, 256, 256) bool, rater masks in the model frame
     valid: np.ndarray  # (R,) bool
     case_id: str = ""
+    image: torch.Tensor | None = None  # (3, 256, 256) model input, kept for --finetune-encoder
 
 
-def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = True) -> list[TrainCase]:
-    """Preprocess, embed (on-disk cache) and move rater masks to the model frame."""
+def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = True,
+                  keep_images: bool = False) -> list[TrainCase]:
+    """Preprocess, embed (on-disk cache) and move rater masks to the model frame.
+    ``keep_images``: store the model inputs instead of embeddings (encoder fine-tuning)."""
     from clinloop.models.litemedsam.cache import embed
     from clinloop.models.litemedsam.preprocess import mask_to_model, preprocess
 
@@ -83,9 +92,10 @@ def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = Tr
     for i in tqdm(indices, desc="SPA training cases", disable=not progress):
         s = dataset[i]
         x, info = preprocess(s.image[0] if s.image.shape[0] == 1 else s.image)
-        e = embed([x], backbone, cache=True, progress=False)[0]
+        e = None if keep_images else embed([x], backbone, cache=True, progress=False)[0].half()
         masks = np.stack([mask_to_model(m, info).numpy() > 0.5 for m in s.masks])
-        out.append(TrainCase(e.half(), masks, np.asarray(s.rater_valid, bool), s.case_id if hasattr(s, "case_id") else str(i)))
+        out.append(TrainCase(e, masks, np.asarray(s.rater_valid, bool), s.case_id if hasattr(s, "case_id") else str(i),
+                             image=x if keep_images else None))
     return out
 
 
@@ -205,7 +215,7 @@ class SPATrainer:
     def __init__(self, net, lr: float = 1e-4, step_size: int = 1000, gamma: float = 0.5, n_samples: int = 8,
                  seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS,
                  wta_weight: float = 0.0, wta_relax: float = 0.05,
-                 fresh: Sequence[str] = ("conditioning", "variant")) -> None:
+                 fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
         if wta_weight < 0:
             raise ValueError(f"wta_weight must be >= 0, got {wta_weight}")
@@ -228,6 +238,8 @@ class SPATrainer:
             mv = mv + pe
         else:  # SPA: with the segmentation update (Alg. 1 "segmentation and interaction encoders")
             seg = seg + pe
+        self.finetune_encoder = bool(net.config.finetune_encoder)
+        enc = list(net.backbone.image_encoder.parameters()) if self.finetune_encoder else []
         self.groups = {"mv": mv, "pi": pi, "seg": seg}
         # freshly initialised modules get lr_new (a warm start from --init passes only the ones it did not load)
         new = {id(p) for name in fresh for p in getattr(net, name).parameters()}
@@ -238,6 +250,8 @@ class SPATrainer:
             return [g for g in ({"params": old, "lr": lr}, {"params": fresh_ps, "lr": lr_new}) if g["params"]]
 
         self.opt = {k: torch.optim.Adam(param_groups(ps)) for k, ps in self.groups.items() if ps}
+        if enc:  # the image encoder learns with the segmentation update, at its own lr
+            self.opt["seg"].add_param_group({"params": enc, "lr": encoder_lr})
         self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
         self.step = 0
 
@@ -277,12 +291,20 @@ class SPATrainer:
                 loss = loss + self.wta_weight * best_of_n_loss(lg, y_r, self.wta_relax)
             return loss
 
-        e_x = case.embedding.float()[None]
+        if self.finetune_encoder:
+            if case.image is None:
+                raise ValueError("--finetune-encoder needs cases prepared with keep_images=True")
+            x_img = case.image.float()[None]
+        else:
+            e_x = case.embedding.float()[None]
         px, py = random_target_point(y_np, rng)
         points = (torch.tensor([[[px, py]]], dtype=torch.float32), torch.tensor([[1]]))
         mp = None
         logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": [], "cand_dice": []}
         for j in range(self.user_iterations):
+            if self.finetune_encoder:  # e_x = ViT(x) with the current encoder; gradient only via GenMask #2
+                e_x_grad = net.backbone.image_encoder(x_img)
+                e_x = e_x_grad.detach()
             # GenMask #1 (ori) -> mean/variance update
             with torch.no_grad():
                 sparse0, dense0 = net.encode_interaction(points, mp)
@@ -304,7 +326,8 @@ class SPATrainer:
             sparse, dense = net.encode_interaction(points, mp)
             with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
                 gmm2 = net.distribution(e_x, sparse0, dense0)
-            logits2, _, _ = net.gen_mask(e_x, sparse, dense, gmm2, self.n_samples, g)
+            logits2, _, _ = net.gen_mask(e_x_grad if self.finetune_encoder else e_x, sparse, dense, gmm2,
+                                         self.n_samples, g)
             loss_seg = loss_fn(logits2)
             self._update("seg", loss_seg)
             # GenMask #3 (fin) -> candidates, simulated choice
@@ -398,6 +421,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "folder or shipped name, e.g. spa-lidc; the architecture follows that folder")
     parser.add_argument("--freeze-decoder", action="store_true", help="keep the LiteMedSAM prompt encoder/decoder frozen")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam lr (paper: 1e-4)")
+    parser.add_argument("--finetune-encoder", action="store_true",
+                        help="train the TinyViT image encoder too (no embedding cache; for GPU runs; weights.pt holds it)")
+    parser.add_argument("--encoder-lr", type=float, default=1e-5, help="lr of the image encoder with --finetune-encoder")
     parser.add_argument("--lr-new", type=float, default=None, help="lr of the freshly initialised modules (default --lr)")
     parser.add_argument("--user-iterations", type=int, default=MAX_USER_ITERATIONS,
                         help="simulated user iterations per image (Alg. 1: 6)")
@@ -441,7 +467,7 @@ def run_train(args: argparse.Namespace) -> int:
         if v is not None:
             arch[f] = v
     cfg = SPAConfig(method=args.method, n_samples=args.samples, finetune_decoder=not args.freeze_decoder,
-                    seed=args.seed, **arch)
+                    finetune_encoder=args.finetune_encoder, seed=args.seed, **arch)
     backbone = build_litemedsam(True)
     net = SPANet(cfg, backbone)
     init_info = warm_start(net, args.init) if args.init else None
@@ -449,11 +475,12 @@ def run_train(args: argparse.Namespace) -> int:
     t0 = time.time()
     idx = select_cases(ds, "train", limit=args.max_cases, val_fraction=args.val_fraction, seed=args.seed,
                        per_group=args.per_nodule)
-    cases = prepare_cases(ds, idx, backbone)
+    cases = prepare_cases(ds, idx, backbone, keep_images=args.finetune_encoder)
     trainer = SPATrainer(net, lr=args.lr, step_size=args.step_size, gamma=args.gamma, n_samples=args.train_samples,
                          seed=args.seed, lr_new=args.lr_new, user_iterations=args.user_iterations,
                          wta_weight=args.wta_weight, wta_relax=args.wta_relax,
-                         fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]))
+                         fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]),
+                         encoder_lr=args.encoder_lr)
     ck = out / "checkpoint.pt"
     if args.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -468,6 +495,7 @@ def run_train(args: argparse.Namespace) -> int:
                   "per_nodule": args.per_nodule},
         "train_case_ids": [ds.case_ids[i] for i in idx],
         "init": init_info, "time_budget": args.time_budget,
+        "finetune_encoder": args.finetune_encoder, "encoder_lr": args.encoder_lr if args.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": args.steps, "lr_new": args.lr_new,
         "user_iterations": args.user_iterations, "wta_weight": args.wta_weight, "wta_relax": args.wta_relax,
         "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,

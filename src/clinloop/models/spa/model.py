@@ -78,7 +78,9 @@ class SPANet(nn.Module):
     """The trainable networks on top of a LiteMedSAM backbone.
 
     ``backbone``: a ``LiteMedSAM`` (``prompt_encoder``, ``mask_decoder``,
-    ``image_encoder``). The image encoder is frozen (embeddings are cached).
+    ``image_encoder``). The image encoder is frozen (embeddings are cached)
+    unless ``config.finetune_encoder`` (then its weights are trained, saved in
+    ``weights.pt`` and loaded by :func:`load_spa_net`).
     """
 
     def __init__(self, config: SPAConfig, backbone: nn.Module) -> None:
@@ -86,7 +88,9 @@ class SPANet(nn.Module):
         self.config = config
         self.backbone = backbone
         for p in backbone.image_encoder.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(bool(config.finetune_encoder))
+        if config.finetune_encoder:  # its weights will change: the embedding cache must fingerprint them
+            backbone.weights_id = backbone.image_encoder.weights_id = None
         c = backbone.mask_decoder.transformer_dim
         self.channels = c
         if config.path == "tail":
@@ -98,8 +102,19 @@ class SPANet(nn.Module):
 
     # ------------------------------------------------------------------ parts
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything but the frozen image encoder (what ``weights.pt`` stores)."""
+        """Everything but the frozen image encoder (what ``weights.pt`` stores); with
+        ``config.finetune_encoder`` the encoder too."""
+        if self.config.finetune_encoder:
+            return dict(self.state_dict())
         return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.image_encoder.")}
+
+    def train(self, mode: bool = True) -> "SPANet":
+        """As ``nn.Module.train``, but the image encoder stays in eval mode: its
+        normalisation statistics are the pretrained ones even when its weights are
+        fine-tuned (training batches are single images)."""
+        super().train(mode)
+        self.backbone.image_encoder.eval()
+        return self
 
     @torch.inference_mode()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -318,11 +333,14 @@ def load_spa_net(folder: str | Path, checkpoint: bool | str | None = True) -> SP
             raise DataError(f"cannot read SPA weights ({e})", path) from e
         sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
         missing, unexpected = net.load_state_dict(sd, strict=False)
-        bad = [k for k in missing if not k.startswith("backbone.image_encoder.")]
+        bad = [k for k in missing if config.finetune_encoder or not k.startswith("backbone.image_encoder.")]
         if bad or unexpected:
             from clinloop.errors import DataError
 
             raise DataError(f"SPA weights do not match the config: missing {bad[:3]}, unexpected {unexpected[:3]}", path)
+        if config.finetune_encoder:  # fine-tuned encoder: its own embedding-cache key, never the pretrained one's
+            wid = "spa-ft-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+            net.backbone.weights_id = net.backbone.image_encoder.weights_id = wid
     return net
 
 
