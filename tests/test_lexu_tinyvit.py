@@ -89,3 +89,27 @@ def test_train_load_evaluate_tinyvit_folder(tmp_path):
     r = json.loads(res.read_text())
     assert r["n_cases"] == 1 and r["forward_passes"] == 1 and r["parameters"] < 50_000
     assert r["seconds_per_image"] > 0.1  # the frozen encoder's time is counted (cache bypassed)
+
+
+def test_ensemble_members_share_one_encoder_pass(monkeypatch):
+    """With the cache bypassed (timing), a 3-member ensemble still runs the
+    frozen encoder once per image, and a new batch runs it again."""
+    from clinloop.models.lexu.config import LexuConfig, build_network
+    from clinloop.models.lexu.network import tinyvit_features
+
+    f = tinyvit_features()
+    calls = []
+
+    def fake(x):
+        calls.append(x.shape[0])
+        return [torch.zeros(x.shape[0], c, 256 // s, 256 // s) for c, s in zip(f.channels, f.strides)]
+
+    monkeypatch.setattr(f, "compute", fake)
+    monkeypatch.setattr(f, "enabled", False)
+    net = build_network(LexuConfig(method="ensemble", encoder="tinyvit", size=256, widths=[4, 4, 6, 6, 8],
+                                   normalisation="minmax", n_members=3)).eval()
+    x = torch.rand(1, 3, 256, 256)
+    assert net.sample_probs(x).shape == (1, 3, 256, 256)
+    assert calls == [1]
+    net.sample_probs(x.clone())
+    assert calls == [1, 1]
