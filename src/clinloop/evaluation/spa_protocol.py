@@ -39,6 +39,8 @@ METHODS = ("spa", "meduhip", "click-litemedsam", "box-litemedsam", "spa-random-g
 THRESHOLDS = ("0.7", "0.75", "0.8", "0.85", "0.9")
 FAIL_VALUE = 10
 SPA_FAMILY = {"spa", "meduhip", "spa-random-gmm", "spa-mean-variance", "spa-weights"}
+# the shipped model each method evaluates without --model (the ablations ship none: pass --model)
+SHIPPED = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "click-litemedsam-lidc"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,8 +68,10 @@ def load_method(method: str, model: str | None):
         from clinloop.models.baselines.litemedsam_interactive import load_click_litemedsam
 
         # default: the shipped LIDC fine-tune (the pretrained decoder was trained on boxes only)
-        return load_click_litemedsam(registry.resolve_model_dir(model or "click-litemedsam-lidc"))
-    d = registry.resolve_model_dir(model if model else ("spa-lidc" if method == "spa" else None))
+        return load_click_litemedsam(registry.resolve_model_dir(model or SHIPPED[method]))
+    if not model and method not in SHIPPED:
+        raise ValueError(f"no shipped model for {method!r}; pass --model MODEL_DIR")
+    d = registry.resolve_model_dir(model or SHIPPED[method])
     m = registry.load_model(d)
     if getattr(m, "name", None) != method:
         raise ValueError(f"model {d} is a {getattr(m, 'name', '?')!r} model, not {method!r}")
