@@ -166,3 +166,16 @@ def test_cluster_bootstrap_resamples_patients():
     assert r["n_clusters"] == 2 and r["mean"] == 0.0
     # every replicate is a mix of whole patients: means lie in {-0.2, 0.0, 0.1}
     assert r["ci95"][0] >= -0.2 - 1e-9 and r["ci95"][1] <= 0.1 + 1e-9
+
+
+def test_shipped_3d_models_are_the_protocol_defaults_and_run_a_step():
+    from clinloop.evaluation.mecca_protocol import SHIPPED_3D, _load
+
+    for method, name in SHIPPED_3D.items():
+        model, d = _load(method, None, 3)
+        assert d.name == name and model.cfg.ndim == 3 and model.cfg.method == method
+        assert model.metrics["protocol_mecca_lidc3d_heldback"]["n_cases"] == [118, 118, 118]
+        vol = np.random.default_rng(0).normal(size=(1, 1, 12, 16, 16)).astype(np.float32)
+        x = torch.from_numpy(vol)
+        p, c = model.refine(x, torch.full_like(x, 0.5), torch.zeros_like(x))
+        assert p.shape == x.shape and float(p.min()) >= 0 and float(p.max()) <= 1 and float(c.min()) >= 0
