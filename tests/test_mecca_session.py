@@ -179,3 +179,20 @@ def test_shipped_3d_models_are_the_protocol_defaults_and_run_a_step():
         x = torch.from_numpy(vol)
         p, c = model.refine(x, torch.full_like(x, 0.5), torch.zeros_like(x))
         assert p.shape == x.shape and float(p.min()) >= 0 and float(p.max()) <= 1 and float(c.min()) >= 0
+
+
+def test_tuning_split_takes_whole_training_patients_only():
+    from clinloop.training.mecca import split_training_patients
+
+    class DS:
+        patient_ids = ["a", "a", "b", "c", "c", "c", "d", "e", "f", "f"]
+
+    train = [0, 1, 2, 3, 4, 5, 6, 7]  # patients a-e; f is held back
+    fit, tune = split_training_patients(DS(), train, 0.25, seed=0)
+    assert sorted(fit + tune) == train and not set(fit) & set(tune)
+    pf, pt = {DS.patient_ids[i] for i in fit}, {DS.patient_ids[i] for i in tune}
+    assert not pf & pt and "f" not in pf | pt  # by patient, never a held-back patient
+    assert len(tune) >= 2  # at least the asked 25 % of 8 cases
+    assert split_training_patients(DS(), train, 0.25, seed=0) == (fit, tune)
+    with pytest.raises(ValueError):
+        split_training_patients(DS(), train, 0.0, seed=0)

@@ -68,6 +68,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hint-points", type=int, default=5, help="simulated clicks per step")
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--val-cases", type=int, default=48, help="validation cases scored at the end")
+    p.add_argument("--tune-fraction", type=float, default=0.0,
+                   help="hold out this fraction of the TRAINING patients (by patient) as the validation cases "
+                        "scored at the end, instead of the held-back patients; they are not trained on")
     p.add_argument("--max-cases", type=int, default=None, help="use at most this many training cases")
     p.add_argument("--threads", type=int, default=1)
 
@@ -123,12 +126,37 @@ def split_patients(dataset, val_fraction: float, seed: int):
     return out[0], out[1]
 
 
+def split_training_patients(dataset, train_idx, fraction: float, seed: int):
+    """Split the training cases ``train_idx`` by patient into ``(fit, tune)``: whole
+    training patients, in a seeded random order, go to ``tune`` until it holds about
+    ``fraction`` of the cases. Settings are chosen on ``tune``, never on the held-back
+    patients of :func:`split_patients`."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"tune fraction must lie in (0, 1), got {fraction}")
+    groups: dict[str, list[int]] = {}
+    for i in train_idx:
+        groups.setdefault(str(dataset.patient_ids[int(i)]), []).append(int(i))
+    pats = sorted(groups)
+    order = np.random.default_rng(seed + 7919).permutation(len(pats))
+    want, tune = fraction * len(train_idx), []
+    for j in order:
+        if len(tune) >= want:
+            break
+        tune += groups[pats[j]]
+    keep = set(tune)
+    return [int(i) for i in train_idx if int(i) not in keep], sorted(tune)
+
+
 def load_training_data(args) -> dict[str, Any]:
     from clinloop.data import load_dataset
 
     opts = {"volumes": True} if args.ndim == 3 and (args.format or "").lower() in ("", "lidc") and "lidc" in str(args.data).lower() else {}
     ds = load_dataset(args.data, format=args.format, **opts)
     tr, va = split_patients(ds, args.val_fraction, args.seed)
+    train_patients = sorted({ds.patient_ids[i] for i in tr})  # all of them stay out of held-back evaluation
+    tune = float(getattr(args, "tune_fraction", 0.0) or 0.0)
+    if tune > 0.0:
+        tr, va = split_training_patients(ds, tr, tune, args.seed)
     rng = np.random.default_rng(args.seed)
     tr = list(rng.permutation(tr))
     limits = {"train": args.max_cases, "val": args.val_cases}
@@ -152,7 +180,7 @@ def load_training_data(args) -> dict[str, Any]:
                        np.stack(labs) if labs else np.zeros((0,) + shape[2:], bool), keep)
     if len(cases["train"][2]) == 0:
         raise ValueError(f"{args.data}: no usable {args.ndim}-D training cases with a non-empty {args.fusion} label")
-    return {"dataset": ds, "cases": cases, "train_patients": sorted({ds.patient_ids[i] for i in tr}),
+    return {"dataset": ds, "cases": cases, "train_patients": train_patients,
             "val_patients": sorted({ds.patient_ids[i] for i in va})}
 
 
@@ -382,6 +410,9 @@ def run_train(args) -> int:
     info = {"data": str(args.data), "format": data["dataset"].format, "ndim": args.ndim, "size": args.size,
             "fusion": args.fusion, "n_train_cases": len(xtr), "n_labeled": n_lab, "n_val_cases": len(xva),
             "labeled_fraction": args.labeled_fraction, "seed": args.seed, "val_fraction": args.val_fraction,
+            "tune_fraction": getattr(args, "tune_fraction", 0.0),
+            "val_cases_from": "training patients (tuning subset)" if getattr(args, "tune_fraction", 0.0)
+            else "held-back patients",
             "train_patients": data["train_patients"], "val_patients": data["val_patients"],
             "command": command_line(args), "train_minutes": round(train_min, 2), "iterations": iterations,
             "threads": args.threads}
