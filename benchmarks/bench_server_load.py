@@ -2,7 +2,7 @@
 ``clinloop serve`` process on loopback.
 
     .venv/bin/python benchmarks/bench_server_load.py [--model DIR] [--users 16] [--iterations 20]
-        [--think 1.5] [--workers 1] [--threads 2] [--out r.json]
+        [--think 1.5] [--workers 2] [--threads 1] [--out r.json]
 
 The server runs on its embedded example worklist (8 synthetic 128² cases;
 ``--data PATH`` for another). Clinician u opens case u mod 8, then makes
@@ -113,8 +113,8 @@ def main(argv=None) -> int:
     ap.add_argument("--users", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--n-samples", type=int, default=8, help="SPA samples when no model is given")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads in the server")
-    ap.add_argument("--workers", type=int, default=1, help="the server's --workers (model computations at once)")
+    ap.add_argument("--threads", type=int, default=1, help="the server's --threads (per model computation)")
+    ap.add_argument("--workers", type=int, default=2, help="the server's --workers (model computations at once)")
     ap.add_argument("--think", type=float, default=1.5, help="mean think time between steps, seconds (0: back to back)")
     ap.add_argument("--data", default=None, help="worklist dataset (default: the server's embedded example)")
     ap.add_argument("--seed", type=int, default=0)

@@ -29,9 +29,11 @@ def add_parser(sub) -> None:
                    help="sessions, accepted masks, profiles (default: $CLINLOOP_STATE or ~/.local/share/clinloop)")
     p.add_argument("--max-upload-mb", type=float, default=256.0)
     p.add_argument("--max-voxels", type=int, default=64 * 1024 * 1024)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="model computations at once; the others queue (default 1: one step at a time at full speed)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads per model computation (default: cores / workers)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="model computations at once; the others queue (default 2: on 2 cores, two 1-thread steps "
+                        "at once served 16 clinicians with p95 0.49 s against 1.07 s for one 2-thread step at a time)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -39,12 +41,17 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import logging
+    import os
     from pathlib import Path
 
-    if args.threads:
-        import torch
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     import uvicorn
 
     from clinloop.server.app import Limits, create_app
