@@ -509,3 +509,37 @@ def test_serve_without_data_serves_the_embedded_example(tmp_path, monkeypatch, c
     mask = np.array(Image.open(io.BytesIO(r.content))) > 0
     assert mask.shape == target.shape
     assert dice(mask, target) > 0.4  # the shipped model on the synthetic lesion (0.58 in the demo)
+
+
+def test_model_gate_runs_at_most_workers_at_once_and_reports_the_wait():
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from clinloop.server.app import ModelGate
+
+    gate, running, peak, lock = ModelGate(2), [0], [0], threading.Lock()
+    requests = [SimpleNamespace(state=SimpleNamespace()) for _ in range(5)]
+    start = threading.Barrier(5)
+
+    def work(req):
+        start.wait()
+        with gate(req):
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.05)
+            with lock:
+                running[0] -= 1
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak[0] == 2
+    assert all(r.state.model_seconds >= 0.05 for r in requests)
+    waits = sorted(r.state.queue_seconds for r in requests)
+    assert waits[-1] >= 0.04  # five requests, two slots: somebody waited at least one 0.05 s round
+    with pytest.raises(ValueError, match="model_workers"):
+        ModelGate(0)

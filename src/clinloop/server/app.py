@@ -31,8 +31,9 @@ positive}``; ``POST .../choose`` ``{candidate}``; ``POST .../hint``
 Errors: bad input of any kind answers 4xx ``{"detail": "..."}`` and is logged;
 unknown failures answer 500 with the same shape (also logged) — the server
 keeps running. Timing: every response carries ``Server-Timing: model;dur=..,
-total;dur=..`` (ms) and the ``clinloop.server`` logger records both, so server
-overhead (total - model) is measurable per request.
+queue;dur=.., total;dur=..`` (ms; queue = waiting for a model worker, see
+:class:`ModelGate`) and the ``clinloop.server`` logger records them, so server
+overhead (total - model - queue) is measurable per request.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ class Limits:
     min_side: int = 8  # pixels per spatial axis (smaller is not an image a clinician segments)
     max_side: int = 8192
     live_sessions: int = 32  # sessions kept in memory; others are rebuilt by replay on demand
-    model_workers: int = 1  # model computations run at once (the rest queue, FIFO); see ModelGate
+    model_workers: int = 1  # model computations at once (the rest wait); see ModelGate (`clinloop serve` uses 2)
 
 
 @dataclass
