@@ -20,7 +20,7 @@ import torch
 
 def aggregate(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``masks (N, *spatial)`` in {0,1} -> (probability = mean ``(*spatial)`` float, y_app bool)."""
-    p = masks.float().mean(0)
+    p = masks.sum(0, dtype=torch.float32) / masks.shape[0]  # = masks.float().mean(0) without the float copy
     return p, p > 0.5
 
 
@@ -72,7 +72,7 @@ def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0, po
     kk = min(k, len({row.tobytes() for row in packed}))
     feats = flat
     if pool > 1 and len(spatial) == 2:
-        feats = torch.nn.functional.avg_pool2d(masks.float()[:, None], pool, ceil_mode=True).flatten(1)
+        feats = torch.nn.functional.avg_pool2d(flat.view(n, 1, *spatial), pool, ceil_mode=True).flatten(1)
     c, labels = kmeans(feats, kk, seed=seed)
     if feats is not flat:
         if torch.unique(labels).numel() < kk:  # pooling merged distinct masks: cluster at full resolution
