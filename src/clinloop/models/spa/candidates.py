@@ -20,7 +20,7 @@ import torch
 
 def aggregate(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``masks (N, *spatial)`` in {0,1} -> (probability = mean ``(*spatial)`` float, y_app bool)."""
-    p = masks.sum(0, dtype=torch.float32) / masks.shape[0]  # = masks.float().mean(0) without the float copy
+    p = masks.float().mean(0)
     return p, p > 0.5
 
 
