@@ -84,6 +84,7 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
     info: ``candidate_pairwise_dice`` after the first step (None without candidates), ``accepted_at``)."""
     from clinloop.interaction.session import as_channels_first
     from clinloop.interaction.users import CLICK_STRATEGIES, PreferredRaterUser, dice, largest_error_click, tight_box
+    from clinloop.metrics import pairwise_dice
 
     user = PreferredRaterUser.from_raters(masks, seed=seed, rater_valid=valid)
     target = user.target
@@ -121,10 +122,7 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
         secs.append(time.perf_counter() - t0)
         dices.append(dice(p.mask, target))
         if it == 0 and p.candidates is not None and len(p.candidates) > 1:
-            c = p.candidates.reshape(len(p.candidates), -1)
-            pd = [dice(c[a], c[b]) if (c[a].any() or c[b].any()) else 1.0
-                  for a in range(len(c)) for b in range(a + 1, len(c))]
-            info["candidate_pairwise_dice"] = float(np.mean(pd))
+            info["candidate_pairwise_dice"] = pairwise_dice(p.candidates)
     return dices, secs, t_set, user.raters, info
 
 

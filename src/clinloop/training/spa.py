@@ -149,16 +149,11 @@ def sample_dice(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def mean_pairwise_dice(masks: torch.Tensor) -> float:
-    """Mean Dice over pairs of binary masks ``(K, H, W)`` (1.0 = all identical; two empty masks count 1)."""
-    m = masks.flatten(1).float()
-    k = m.shape[0]
-    if k < 2:
-        return 1.0
-    inter = m @ m.T
-    s = m.sum(1)
-    d = (2 * inter + 1e-6) / (s[:, None] + s[None] + 1e-6)
-    iu = torch.triu_indices(k, k, 1)
-    return float(d[iu[0], iu[1]].mean())
+    """Mean Dice over pairs of binary masks ``(K, H, W)`` (1.0 = all identical; two empty masks count 1):
+    :func:`clinloop.metrics.pairwise_dice`, with 1.0 for fewer than two masks (nothing to tell apart)."""
+    from clinloop.metrics import pairwise_dice
+
+    return 1.0 if masks.shape[0] < 2 else pairwise_dice(masks.detach().cpu().numpy().astype(bool))
 
 
 WARM_START_SHARED = ("backbone.prompt_encoder.", "backbone.mask_decoder.", "conditioning.")
