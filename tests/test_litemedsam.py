@@ -106,6 +106,49 @@ def test_encoder_matches_reference(model, ref):
         assert err < ATOL, (j, err)
 
 
+def test_upscaled_logits_equal_the_convolution_form(random_model):
+    """MaskDecoder.upscaled_logits (channels-last matmuls) = hyper · output_upscaling(NCHW), values and grads."""
+    dec = random_model.mask_decoder
+    g = torch.Generator().manual_seed(1)
+    keys = torch.randn(2, 64 * 64, 256, generator=g, requires_grad=True)
+    hyper = torch.randn(2, 4, 32, generator=g)
+    ref = dec.output_upscaling(keys.transpose(1, 2).reshape(2, 256, 64, 64))
+    ref = (hyper @ ref.flatten(2)).view(2, 4, 256, 256)
+    out = dec.upscaled_logits(keys, (64, 64), hyper)
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-5)
+    w = torch.randn(2, 4, 256, 256, generator=g)
+    g_ref = torch.autograd.grad((ref * w).sum(), [keys, dec.output_upscaling[0].weight])
+    g_out = torch.autograd.grad((out * w).sum(), [keys, dec.output_upscaling[0].weight])
+    for a, b in zip(g_out, g_ref):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
+    with pytest.raises(ValueError, match="4096 positions, not 32x32"):
+        dec.upscaled_logits(keys, (32, 32), hyper)
+
+
+def test_dense_pe_is_cached_and_follows_the_buffer(random_model):
+    pe_enc = random_model.prompt_encoder
+    first = pe_enc.get_dense_pe()
+    assert pe_enc.get_dense_pe() is first  # reused
+    torch.testing.assert_close(first, pe_enc.pe_layer(pe_enc.image_embedding_size)[None], atol=0, rtol=0)
+    buf = pe_enc.pe_layer.positional_encoding_gaussian_matrix
+    old = buf.clone()
+    try:
+        with torch.no_grad():
+            buf.mul_(2)  # an in-place change (e.g. load_state_dict) must not serve the stale encoding
+        again = pe_enc.get_dense_pe()
+        assert again is not first
+        torch.testing.assert_close(again, pe_enc.pe_layer(pe_enc.image_embedding_size)[None], atol=0, rtol=0)
+        with torch.inference_mode():  # filled under inference mode, still usable with autograd afterwards
+            buf.mul_(0.5)
+            pe_enc.get_dense_pe()
+        x = torch.zeros(1, 256, 64, 64, requires_grad=True)
+        (x * pe_enc.get_dense_pe()).sum().backward()
+        torch.testing.assert_close(x.grad, first.expand_as(x), atol=0, rtol=0)
+    finally:
+        with torch.no_grad():
+            buf.copy_(old)
+
+
 @needs_weights
 @pytest.mark.parametrize("j", [0, 1])
 def test_decoder_matches_reference(model, ref, j):

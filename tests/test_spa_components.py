@@ -149,6 +149,17 @@ def test_kmeans_recovers_known_clusters():
     assert torch.equal(c, cand.representative_candidates(masks, 4, seed=3, pool=2))
 
 
+@pytest.mark.parametrize("shape,pool", [((256, 256), 2), ((256, 170), 2), ((171, 256), 2), ((60, 64), 3), ((64, 64), 4)])
+def test_pooled_fraction_equals_avg_pool(shape, pool):
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(6, *shape, generator=g) > 0.5
+    ref = torch.nn.functional.avg_pool2d(m.float()[:, None], pool, ceil_mode=True).flatten(1)
+    assert torch.equal(cand.pooled_fraction(m, pool), ref)
+    crop = m[:, : shape[0] - 2, : shape[1] - 4]  # a strided view, as the session clusters the image part
+    ref = torch.nn.functional.avg_pool2d(crop.float()[:, None], pool, ceil_mode=True).flatten(1)
+    assert torch.equal(cand.pooled_fraction(crop, pool), ref)
+
+
 def test_candidates_fewer_distinct_masks_than_k():
     a, b = _blob(8, 8, 4), _blob(20, 20, 4)
     c = cand.representative_candidates(torch.stack([a, a, a, b]), 4, seed=0)

@@ -18,6 +18,7 @@ benchmarks/bench_litemedsam.py).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .common import MLP, LayerNorm2d
@@ -94,8 +95,32 @@ class MaskDecoder(nn.Module):
         hs, keys = self.transformer(src, image_pe, tokens)
         iou_token_out = hs[:, 0]
         mask_tokens_out = hs[:, 1:1 + self.num_mask_tokens]
-        up = self.output_upscaling(keys.transpose(1, 2).reshape(b, c, h, w))  # (B, C/8, 4h, 4w)
         hyper = torch.stack([mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
-        _, cu, hu, wu = up.shape
-        masks = (hyper @ up.view(b, cu, hu * wu)).view(b, -1, hu, wu)
+        masks = self.upscaled_logits(keys, (h, w), hyper)
         return masks, self.iou_prediction_head(iou_token_out)
+
+    def upscaled_logits(self, keys: torch.Tensor, size: tuple[int, int], hyper: torch.Tensor) -> torch.Tensor:
+        """Mask logits ``(B, M, 4h, 4w)`` from the decoded image tokens ``keys (B, h*w, C)`` and the
+        hypernetwork outputs ``hyper (B, M, C/8)``: ``hyper · output_upscaling(keys as (B, C, h, w))``.
+
+        Same arithmetic as running ``output_upscaling`` (ConvT k2 s2, LayerNorm2d, GELU, ConvT k2 s2,
+        GELU) on the NCHW map, equal to float rounding (tests), evaluated channels-last: a 2x2
+        stride-2 transposed conv maps each input pixel to its own 2x2 output block, so it is one
+        matrix product ``(pixels, C_in) @ (C_in, 2*2*C_out)``; the layer norm is over the last axis;
+        the pixels stay in block order until the final ``(B, M, 4h, 4w)`` map is rearranged. About
+        2x faster on a CPU core than the convolution form (no layout conversions)."""
+        ct1, ln, act1, ct2, act2 = self.output_upscaling
+        b, hw, c = keys.shape
+        h, w = size
+        if hw != h * w:
+            raise ValueError(f"keys hold {hw} positions, not {h}x{w}")
+        c4, c8 = ct1.weight.shape[1], ct2.weight.shape[1]
+        # ConvTranspose2d weight (C_in, C_out, 2, 2) -> (C_in, [a, b, C_out])
+        y = torch.addmm(ct1.bias.repeat(4), keys.reshape(b * hw, c), ct1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c4))
+        y = act1(F.layer_norm(y.view(-1, c4), (c4,), ln.weight, ln.bias, ln.eps))  # rows: (B, i, j, a, b)
+        y = torch.addmm(ct2.bias.repeat(4), y, ct2.weight.permute(0, 2, 3, 1).reshape(c4, 4 * c8))
+        y = act2(y).view(b, hw * 16, c8)  # rows: (B, i, j, a, b, c, d)
+        m = hyper.shape[1]
+        out = (y @ hyper.transpose(1, 2)).view(b, h, w, 2, 2, 2, 2, m)
+        # output pixel (4i + 2a + c, 4j + 2b + d)
+        return out.permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, m, 4 * h, 4 * w)

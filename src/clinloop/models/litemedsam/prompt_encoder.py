@@ -84,8 +84,20 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image-embedding grid: ``(1, C, 64, 64)``."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image-embedding grid: ``(1, C, 64, 64)``.
+
+        It depends only on the fixed frequency buffer ``G`` and the grid size, so it is computed
+        once and reused (the cache is keyed by the buffer's identity, device, dtype and version,
+        so ``.to()``, ``load_state_dict`` or an in-place change recompute it)."""
+        g = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (g.data_ptr(), g.device, g.dtype, g._version, self.image_embedding_size)
+        cached = getattr(self, "_dense_pe_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor: usable in training too
+                pe = self.pe_layer(self.image_embedding_size).unsqueeze(0)
+            cached = (key, pe)
+            self._dense_pe_cache = cached
+        return cached[1]
 
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``points (B, N, 2)`` (x, y), ``labels (B, N)`` in {1 positive, 0 negative,

