@@ -214,6 +214,7 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
     wl = worklist if worklist is not None else build_worklist(data, data_format, lexu, case_limit, data_options)
     driven = lift(model)
     model_name = str(model.name)
+    export.warm_up()
     live: OrderedDict[str, Live] = OrderedDict()
     live_lock = threading.Lock()
     open_locks: dict[str, threading.Lock] = {}

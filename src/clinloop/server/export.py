@@ -42,6 +42,13 @@ def mask_bytes(mask: np.ndarray, fmt: str, meta: dict[str, Any], source: Path | 
         return path.read_bytes()
 
 
+def warm_up() -> None:
+    """Encode a tiny mask in each file format once, so the writers' lazy imports (nibabel, PIL:
+    ~0.1 s) are paid when the server starts, not by a clinician's first download."""
+    for fmt in ("nii.gz", "png"):
+        mask_bytes(np.zeros((2, 2), dtype=bool), fmt, {})
+
+
 def dicom_seg_bytes(mask: np.ndarray, meta: dict[str, Any], source: Path | None) -> bytes:
     """A binary DICOM SEG (highdicom) referencing the uploaded DICOM ``source``."""
     if meta.get("format") not in ("dicom",) or source is None:
