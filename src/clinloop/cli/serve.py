@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
                    help="torch intra-op threads per model computation (default: cores / workers)")
     p.add_argument("--workers", type=int, default=2,
                    help="model computations at once; the others queue (default 2: on 2 cores, two 1-thread steps "
-                        "at once served 16 clinicians with p95 0.49-0.76 s against 1.07 s for one 2-thread step at a time)")
+                        "at once served 16 clinicians with step p95 0.27-0.38 s against 0.63 s for one 2-thread step at a time; "
+                        "benchmarks/bench_server_load.py)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
