@@ -136,7 +136,12 @@ def main(argv=None) -> int:
         centres = {}
         for case in cases:  # the simulated clinician knows where the lesion is: its raters' majority centroid
             m = ds[ds.case_ids.index(case)].masks
+            m = m.reshape(m.shape[0], *m.shape[-2:]) if m.ndim > 3 else m  # first structure / slice stack
             yy, xx = np.nonzero(m.sum(0) * 2 > m.shape[0])
+            if not len(xx):  # no majority: any rater's pixels, else the image centre
+                yy, xx = np.nonzero(m.any(0))
+            if not len(xx):
+                yy, xx = np.array([m.shape[-2] / 2]), np.array([m.shape[-1] / 2])
             centres[case] = (float(xx.mean()), float(yy.mean()))
             # warm-up (a worklist prefetch): the image embedding is computed once and cached
             sid = httpx.post(srv.url + "/api/sessions", json={"case_id": case}, timeout=600).json()["session_id"]
