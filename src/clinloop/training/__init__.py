@@ -22,3 +22,24 @@ def finished_model(out: str | Path, resume: bool) -> bool:
         return False
     print(f"{out}: training already finished; nothing to resume", file=sys.stderr)
     return True
+
+
+def resolve_device(name: str):
+    """``--device`` -> ``torch.device``; a clear ``ValueError`` when it does not exist on this machine
+    (e.g. ``cuda`` on the CPU-only build), instead of a failure deep inside the first step."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name!r} is not a device name (cpu, cuda, cuda:1, mps): {e}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: MPS is not available here; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: unsupported device type {dev.type!r} (cpu, cuda, mps)")
+    return dev

@@ -212,6 +212,7 @@ class SPATrainer:
                  wta_weight: float = 0.0, wta_relax: float = 0.05,
                  fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
+        self.device = next(net.parameters()).device  # where the networks live (--device); data follow them
         if wta_weight < 0:
             raise ValueError(f"wta_weight must be >= 0, got {wta_weight}")
         self.wta_weight, self.wta_relax = float(wta_weight), float(wta_relax)
@@ -267,7 +268,7 @@ class SPATrainer:
         from clinloop.models.spa.model import mask_prompt
         from clinloop.models.spa.preference_distribution import estep_target
 
-        net = self.net
+        net, dev = self.net, self.device
         net.train()
         rs = self.seed * 1_000_003 + self.step
         rng = np.random.default_rng(rs)
@@ -275,10 +276,10 @@ class SPATrainer:
         y_np, _ = spa_weighted_fusion(case.masks, seed=rng.integers(2**31), rater_valid=case.valid)
         if not y_np.any():  # weighted vote came out empty: fall back to the union (never train on nothing)
             y_np = case.masks[case.valid].any(0)
-        y = torch.from_numpy(y_np).float()
+        y = torch.from_numpy(y_np).float().to(dev)
         # one non-empty rater for the multi-hypothesis term (best_of_n_loss)
         ok = [r for r in range(len(case.masks)) if case.valid[r] and case.masks[r].any()]
-        y_r = torch.from_numpy(case.masks[ok[int(rng.integers(len(ok)))]]).float() if ok else y
+        y_r = torch.from_numpy(case.masks[ok[int(rng.integers(len(ok)))]]).float().to(dev) if ok else y
 
         def loss_fn(lg: torch.Tensor) -> torch.Tensor:
             loss = soft_loss(lg, y)
@@ -289,11 +290,11 @@ class SPATrainer:
         if self.finetune_encoder:
             if case.image is None:
                 raise ValueError("--finetune-encoder needs cases prepared with keep_images=True")
-            x_img = case.image.float()[None]
+            x_img = case.image.to(dev).float()[None]
         else:
-            e_x = case.embedding.float()[None]
+            e_x = case.embedding.to(dev).float()[None]
         px, py = random_target_point(y_np, rng)
-        points = (torch.tensor([[[px, py]]], dtype=torch.float32), torch.tensor([[1]]))
+        points = (torch.tensor([[[px, py]]], dtype=torch.float32, device=dev), torch.tensor([[1]], device=dev))
         mp = None
         logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": [], "cand_dice": []}
         for j in range(self.user_iterations):
@@ -330,16 +331,17 @@ class SPATrainer:
                 sparse3, dense3 = net.encode_interaction(points, mp)
                 gmm3 = net.distribution(e_x, sparse3, dense3)
                 logits3, _, _ = net.gen_mask(e_x, sparse3, dense3, gmm3, self.n_samples, g)
-                ys = logits3 > 0
+                ys = (logits3 > 0).cpu()  # candidates (K-means) on the CPU, as at inference
                 _, y_app = cand.aggregate(ys)
                 r = cand.representative_candidates(ys, 4, seed=rs + j)
-                k = int(((r.float() - y[None]) ** 2).flatten(1).sum(1).argmin())
-                mp = mask_prompt(r[k])
+                y_cpu = y.cpu()
+                k = int(((r.float() - y_cpu[None]) ** 2).flatten(1).sum(1).argmin())
+                mp = mask_prompt(r[k]).to(dev)
             logs["loss_mv"].append(float(loss_mv.detach()))
             logs["loss_seg"].append(float(loss_seg.detach()))
             logs["cand_dice"].append(mean_pairwise_dice(r))
-            inter = float((y_app & (y > 0.5)).sum())
-            logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y.sum())))
+            inter = float((y_app & (y_cpu > 0.5)).sum())
+            logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y_cpu.sum())))
         for s in self.sched.values():
             s.step()
         self.step += 1
@@ -442,8 +444,9 @@ def run_train(args: argparse.Namespace) -> int:
     from clinloop.models.spa.model import SPANet, save_spa
     from clinloop.training.spa_data import select_cases
 
-    if args.device != "cpu":
-        raise ValueError(f"SPA training runs on the CPU in this build (--device {args.device!r} is not supported)")
+    from clinloop.training import resolve_device
+
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -470,7 +473,8 @@ def run_train(args: argparse.Namespace) -> int:
     t0 = time.time()
     idx = select_cases(ds, "train", limit=args.max_cases, val_fraction=args.val_fraction, seed=args.seed,
                        per_group=args.per_nodule)
-    cases = prepare_cases(ds, idx, backbone, keep_images=args.finetune_encoder)
+    cases = prepare_cases(ds, idx, backbone, keep_images=args.finetune_encoder)  # embeddings on the CPU (cache)
+    net.to(device)
     trainer = SPATrainer(net, lr=args.lr, step_size=args.step_size, gamma=args.gamma, n_samples=args.train_samples,
                          seed=args.seed, lr_new=args.lr_new, user_iterations=args.user_iterations,
                          wta_weight=args.wta_weight, wta_relax=args.wta_relax,
@@ -496,10 +500,10 @@ def run_train(args: argparse.Namespace) -> int:
         "train_samples": args.train_samples, "lr": args.lr, "step_size": args.step_size,
         "gamma": args.gamma, "max_user_iterations": MAX_USER_ITERATIONS,
         "seconds_prepare": round(t1 - t0, 1), "seconds_train": round(t2 - t1, 1),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), "device": str(device),
         "command": "clinloop train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "",
         "last_rows": rows[-5:],
     }
-    save_spa(net, out, extra=info)
+    save_spa(net.to("cpu"), out, extra=info)
     print(json.dumps({k: info[k] for k in ("steps", "seconds_train")}))
     return 0
