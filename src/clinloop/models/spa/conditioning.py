@@ -110,7 +110,7 @@ class PreferenceConditioning(nn.Module):
         w2, b2 = self.conv2.weight[:, :, 0, 0], self.conv2.bias
         w3, b3 = self.conv3.weight[:, :, 0, 0], self.conv3.bias
         c_out = w3.shape[0]
-        out = torch.empty(n, hw, c_out, dtype=a.dtype)
+        out = torch.empty(n, hw, c_out, dtype=a.dtype, device=a.device)
         for i in range(0, n, chunk):
             h1 = (z[i:i + chunk] @ g_cl).view(-1, hw, width)
             h1 += a_cl
