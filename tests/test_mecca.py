@@ -100,6 +100,42 @@ def test_confidence_loss_uses_the_mirrored_action_channel():
     np.testing.assert_allclose(float(loss), -math.log(0.8) - math.log(1 - 0.3), rtol=1e-5)
 
 
+def test_confidence_loss_class_balanced_weights():
+    # 1 foreground + 3 background agents, all take -0.4 (index 0; mirror +0.4 is index 5)
+    probs = torch.tensor([0.9, 0.5, 0.5, 0.5, 0.5, 0.2])
+    logits = torch.log(probs / (1 - probs)).view(1, 6, 1, 1).expand(1, 6, 1, 4).contiguous()
+    idx = torch.zeros(1, 1, 1, 4, dtype=torch.long)
+    y = torch.tensor([1.0, 0.0, 0.0, 0.0]).view(1, 1, 1, 4)
+    bg = -math.log(0.9) - math.log(0.8)  # g = 1: 0.32850
+    fg = -math.log(0.1) - math.log(0.2)  # g = 0: 3.91202
+    plain = confidence_loss(logits, idx, action_values(idx), y)
+    np.testing.assert_allclose(float(plain), (3 * bg + fg) / 4, rtol=1e-5)  # 1.22438, background-dominated
+    w = torch.tensor([2.0, 2 / 3, 2 / 3, 2 / 3]).view(1, 1, 1, 4)  # balanced_weights(y)
+    balanced = confidence_loss(logits, idx, action_values(idx), y, w)
+    np.testing.assert_allclose(float(balanced), (bg + fg) / 2, rtol=1e-5)  # 2.12026: mean of the class means
+    np.testing.assert_allclose(float(balanced), 2.1202631, rtol=1e-5)
+
+
+def test_background_biased_confidence_makes_lowering_then_raising_the_nodule_pay():
+    """The 3-D failure: with C saying "decrease is aligned" on a nodule voxel (c = 0.95 for
+    -0.4, 0.05 for +0.4), Eq. 4 pays more for 0.5 -> 0.1 -> 0.5 than for 0.5 -> 0.9 -> 1.0;
+    with a correct C (0.05 / 0.95) the detour is punished."""
+    y = torch.tensor([1.0])
+    up = [(0.5, 0.9), (0.9, 1.0)]
+    detour = [(0.5, 0.1), (0.1, 0.5)]
+
+    def ret(path, c_up, c_down):
+        return sum(float(shaped_reward(torch.tensor([a]), torch.tensor([b]), y,
+                                       torch.tensor([c_up if b > a else c_down]))) for a, b in path)
+
+    np.testing.assert_allclose(ret(up, 0.05, 0.95), 1.0657, atol=1e-3)
+    np.testing.assert_allclose(ret(detour, 0.05, 0.95), 1.1589, atol=1e-3)
+    assert ret(detour, 0.05, 0.95) > ret(up, 0.05, 0.95)
+    assert ret(detour, 0.95, 0.05) < 0 < ret(up, 0.95, 0.05)
+    # the plain gain (mecca-no-confidence) telescopes: the detour earns exactly 0
+    assert abs(sum(float(plain_reward(torch.tensor([a]), torch.tensor([b]), y)) for a, b in detour)) < 1e-6
+
+
 # ------------------------------------------------------------------ Eq. 6
 def test_label_generation_eq6_with_threshold():
     a = torch.tensor([0.2, 0.2, -0.1, -0.1, 0.4])

@@ -196,3 +196,34 @@ def test_tuning_split_takes_whole_training_patients_only():
     assert split_training_patients(DS(), train, 0.25, seed=0) == (fit, tune)
     with pytest.raises(ValueError):
         split_training_patients(DS(), train, 0.0, seed=0)
+
+
+def test_balance_confidence_option_changes_only_the_confidence_loss():
+    """--balance-confidence reaches the config and the command line; the 2-D shipped
+    config keeps the old unbalanced L_C; in the ablation (reward = gain) the flag
+    changes L_C but not the rollout, the policy loss or the value loss."""
+    from importlib.resources import files
+
+    from clinloop.training.mecca import add_train_arguments, command_line, rl_loss
+
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    args = p.parse_args(["--balance-confidence"])
+    assert args.balance_confidence is True and p.parse_args([]).balance_confidence is False
+    args.method = "mecca"
+    assert "--balance-confidence" in command_line(args)
+    shipped = files("clinloop") / "assets" / "models" / "mecca-lidc" / "config.json"
+    assert MECCAConfig.load(str(shipped)).balance_confidence is False
+
+    torch.set_num_threads(1)
+    x = torch.randn(2, 1, 12, 12)
+    y = np.stack([_disc((12, 12), 3), _disc((12, 12), 2)])
+    stats = {}
+    for bal in (False, True):
+        m = _tiny("mecca-no-confidence", balance_confidence=bal)
+        torch.manual_seed(1)
+        _, st = rl_loss(m.cfg, m.nets["policy"], m.nets["confidence"], x, y, np.random.default_rng(0), labeled=True)
+        stats[bal] = st
+    assert stats[False]["policy"] == stats[True]["policy"] and stats[False]["value"] == stats[True]["value"]
+    assert stats[False]["reward"] == stats[True]["reward"]
+    assert abs(stats[False]["conf"] - stats[True]["conf"]) > 1e-4

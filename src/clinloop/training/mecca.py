@@ -34,7 +34,10 @@ split train/validation (``--val-fraction``); the validation patients are
 recorded in ``data.json`` so evaluation can hold them back.
 
 CPU deviations: width 16 (paper 64), small batches, a wall-clock budget
-(``--max-minutes``). ``--lr`` defaults to the paper's 1e-4.
+(``--max-minutes``). ``--lr`` defaults to the paper's 1e-4. ``--balance-confidence``
+(off by default, as the 2-D models were trained) weighs L_C's foreground and
+background agents equally, like the policy/value losses; the 3-D models need it
+(see ``MECCAConfig.balance_confidence``).
 """
 from __future__ import annotations
 
@@ -72,6 +75,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="hold out this fraction of the TRAINING patients (by patient) as the validation cases "
                         "scored at the end, instead of the held-back patients; they are not trained on")
     p.add_argument("--max-cases", type=int, default=None, help="use at most this many training cases")
+    p.add_argument("--balance-confidence", action="store_true",
+                   help="class-balanced confidence loss L_C (RL methods; see MECCAConfig.balance_confidence)")
     p.add_argument("--threads", type=int, default=1)
 
 
@@ -237,9 +242,9 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool):
         conf_logits = confnet(s) if labeled else confnet(s).detach()
         c = torch.sigmoid(conf_logits.gather(1, idx)).detach()
         if labeled:
-            lc = lc + confidence_loss(conf_logits, idx, a, y)
-            r = shaped_reward(p, p_next, y, c, cfg.alpha, cfg.beta) if cfg.shaping else plain_reward(p, p_next, y)
             w = balanced_weights(y)
+            lc = lc + confidence_loss(conf_logits, idx, a, y, w if cfg.balance_confidence else None)
+            r = shaped_reward(p, p_next, y, c, cfg.alpha, cfg.beta) if cfg.shaping else plain_reward(p, p_next, y)
         else:
             y_hat, m = generate_labels(a, c, cfg.delta)
             g = gain(p, p_next, y_hat)
@@ -384,7 +389,8 @@ def run_train(args) -> int:
     method = args.method
     cfg = MECCAConfig(method=method, ndim=args.ndim, width=args.width, conf_width=args.width,
                       downsample=args.downsample or (2 if args.ndim == 3 else 1), steps=args.steps, lr=args.lr,
-                      shaping=(method == "mecca"), delta=args.delta, hint_points=args.hint_points, size=args.size,
+                      shaping=(method == "mecca"), balance_confidence=bool(getattr(args, "balance_confidence", False)),
+                      delta=args.delta, hint_points=args.hint_points, size=args.size,
                       fusion=args.fusion,
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              "algorithm": "A2C (synchronous, batched agents)"

@@ -69,8 +69,14 @@ def symmetric_bce(c_a: torch.Tensor, c_neg_a: torch.Tensor, g: torch.Tensor) -> 
 
 
 def confidence_loss(conf_logits: torch.Tensor, idx: torch.Tensor, action_value: torch.Tensor,
-                    y: torch.Tensor) -> torch.Tensor:
+                    y: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """L_C (Eq. 2) for the actions ``idx`` taken in the states that gave ``conf_logits``
-    ``(B, |A|, *spatial)``; ``idx``, ``action_value``, ``y``: ``(B, 1, *spatial)``."""
+    ``(B, |A|, *spatial)``; ``idx``, ``action_value``, ``y``: ``(B, 1, *spatial)``.
+
+    ``weight`` (optional, ``(B, 1, *spatial)``): per-agent weights of the mean, e.g.
+    class-balanced ones (``clinloop.training.mecca.balanced_weights``). Without them
+    the mean is dominated by the background agents; in 3-D nodule crops (~1 %
+    foreground) C then learns "decreasing is aligned" for every voxel."""
     g = alignment_target(action_value, y)
-    return symmetric_bce_from_logits(conf_logits.gather(1, idx), conf_logits.gather(1, opposite_action(idx)), g)
+    return symmetric_bce_from_logits(conf_logits.gather(1, idx), conf_logits.gather(1, opposite_action(idx)), g,
+                                     weight)

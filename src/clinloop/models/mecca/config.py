@@ -34,6 +34,11 @@ class MECCAConfig:
     alpha: float = 0.8
     beta: float = 1.0
     shaping: bool = True  # False: the mecca-no-confidence ablation (reward = gain)
+    # False (the 2-D models): L_C is a plain mean over agents (dominated by background).
+    # True: class-balanced L_C, needed in 3-D, where the unbalanced C says "decrease" is
+    # aligned even on nodule voxels, and the Eq. 4 reward, scaled by the wrong (2 - c),
+    # then pays more for "lower the nodule, then raise it" than for raising it at once.
+    balance_confidence: bool = False
     entropy_coef: float = 0.05  # A3C's entropy bonus; higher than the usual 0.01 against early collapse
     value_coef: float = 0.5
     delta: float = 0.8  # label-generation confidence threshold δ (Eq. 6)
