@@ -102,7 +102,10 @@ def test_run_train_end_to_end_on_lidc(shared_data, tmp_path):
     assert C.run_train(args) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "click-litemedsam" and cfg["steps"] == 2
-    sd = torch.load(out / "weights.pt", weights_only=True)
+    from clinloop.models.litemedsam.compact import FORMAT, read_weights
+
+    assert torch.load(out / "weights.pt", weights_only=True)["format"] == FORMAT  # int8 deltas
+    sd = read_weights(out / "weights.pt")
     assert sd and all(k.startswith(("prompt_encoder.", "mask_decoder.")) for k in sd)
     data = json.loads((out / "data.json").read_text())
     assert len(data["train_cases"]) == 3 and len(data["val_cases"]) == 2

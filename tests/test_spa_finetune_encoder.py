@@ -45,7 +45,9 @@ def test_one_step_trains_the_encoder_and_the_model_folder_keeps_it(tmp_path, mon
         assert "keep_images" in str(e)
 
     save_spa(net, tmp_path / "m")
-    sd = torch.load(tmp_path / "m" / "weights.pt", weights_only=True)
+    from clinloop.models.litemedsam.compact import read_weights
+
+    sd = read_weights(tmp_path / "m" / "weights.pt")
     assert any(k.startswith("backbone.image_encoder.") for k in sd)
     import clinloop.models.litemedsam as lm
 

@@ -22,7 +22,7 @@ def test_protocol_default_models_per_method():
     data = json.loads((FOLDER / "data.json").read_text())
     assert cfg["method"] == "meduhip"
     assert data["init"]["method"] == "spa" and data["user_iterations"] == 6 and data["steps"] > 0
-    assert (FOLDER / "weights.pt").stat().st_size < 12e6
+    assert (FOLDER / "weights.pt").stat().st_size < 7e6  # int8 deltas against the pretrained checkpoint
 
 
 @pytest.mark.skipif(not weights_available(), reason="LiteMedSAM weights not installed")

@@ -25,7 +25,8 @@ CPU-sized deviations from SAM: at most ``max_cases`` training images, a few
 hundred steps, single-mask output only (no multimask min-loss), no box rounds.
 
 The folder written (``weights.pt`` holds only ``prompt_encoder.*`` and
-``mask_decoder.*``) is read by
+``mask_decoder.*``, as int8 deltas against the pretrained checkpoint:
+:mod:`clinloop.models.litemedsam.compact`) is read by
 ``clinloop.models.baselines.litemedsam_interactive.load_click_litemedsam``.
 """
 from __future__ import annotations
@@ -337,8 +338,9 @@ def run_train(args) -> int:
     after = evaluate_clicks(net, val[0], val[1], cfg.val_clicks) if val is not None else None
     seconds = time.time() - t0
     cfg.save(out)
-    with atomic_path(out / "weights.pt") as tmp:
-        torch.save(decoder_state(net), tmp)
+    from clinloop.models.litemedsam.compact import write_weights
+
+    write_weights(out / "weights.pt", decoder_state(net), compact=True)  # int8 deltas against the checkpoint
     data = {
         "dataset": str(Path(args.data).resolve()), "format": args.format or getattr(ds, "format", None), "options": opts,
         "split": {"method": "split_by_patient", "fractions": [1 - cfg.test_fraction, cfg.test_fraction], "seed": cfg.seed},

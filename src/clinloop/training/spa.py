@@ -181,7 +181,9 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
         if getattr(src, f) != getattr(cfg, f):
             raise ValueError(f"--init {d}: {f} is {getattr(src, f)!r} there but {getattr(cfg, f)!r} here")
     raw = (d / "weights.pt").read_bytes()
-    sd = torch.load(d / "weights.pt", map_location="cpu", weights_only=True)
+    from clinloop.models.litemedsam.compact import read_weights
+
+    sd = read_weights(d / "weights.pt")
     same_variant = src.method == cfg.method
     prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ())
     take = {k: v.float() if v.is_floating_point() else v for k, v in sd.items() if k.startswith(prefixes)}

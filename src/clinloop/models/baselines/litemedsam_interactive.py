@@ -121,11 +121,9 @@ def load_click_litemedsam(folder: str | Path | None = None) -> InteractiveLiteMe
     net = build_litemedsam(True)
     path = None if folder is None else Path(folder) / "weights.pt"
     if path is not None and path.is_file():
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise DataError(f"cannot read click-LiteMedSAM weights ({e})", path) from e
-        sd = {k.removeprefix("backbone."): (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+        from clinloop.models.litemedsam.compact import read_weights
+
+        sd = {k.removeprefix("backbone."): v for k, v in read_weights(path).items()}
         sd = {k: v for k, v in sd.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
         if not sd:
             raise DataError("no prompt_encoder.* / mask_decoder.* weights in the file", path)

@@ -301,15 +301,17 @@ def build_spa(config: SPAConfig | None = None, checkpoint: bool | str | None = T
 
 
 def save_spa(net: SPANet, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
-    """Write a model folder: ``config.json`` (with "method") + ``weights.pt`` (fp16, all but the image encoder)."""
-    from clinloop.atomic import atomic_path
+    """Write a model folder: ``config.json`` (with "method") + ``weights.pt`` (all but the frozen image
+    encoder; on the pretrained backbone the LiteMedSAM parts as int8 deltas against the checkpoint,
+    the rest fp16: :mod:`clinloop.models.litemedsam.compact`)."""
+    from clinloop.models.litemedsam import weights as litemedsam_weights
+    from clinloop.models.litemedsam.compact import write_weights
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     net.config.save(folder / "config.json")
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in net.trainable_state_dict().items()}
-    with atomic_path(folder / "weights.pt") as tmp:
-        torch.save(sd, tmp)
+    pretrained = getattr(net.backbone, "weights_id", None) == litemedsam_weights.WEIGHTS_ID
+    write_weights(folder / "weights.pt", net.trainable_state_dict(), compact=pretrained)
     if extra:
         from clinloop.atomic import atomic_write_text
 
@@ -324,13 +326,9 @@ def load_spa_net(folder: str | Path, checkpoint: bool | str | None = True) -> SP
     net = SPANet(config, build_litemedsam(checkpoint))
     path = folder / "weights.pt"
     if path.is_file():
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable file
-            from clinloop.errors import DataError
+        from clinloop.models.litemedsam.compact import read_weights
 
-            raise DataError(f"cannot read SPA weights ({e})", path) from e
-        sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+        sd = read_weights(path)
         missing, unexpected = net.load_state_dict(sd, strict=False)
         bad = [k for k in missing if config.finetune_encoder or not k.startswith("backbone.image_encoder.")]
         if bad or unexpected:
