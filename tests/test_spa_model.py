@@ -187,3 +187,65 @@ def test_training_smoke_and_resume(tmp_path, method):
     assert tr2.step == 1
     for k, v in net2.trainable_state_dict().items():
         assert torch.equal(v, after[k])
+
+
+def test_embedding_path_training_step_and_inference(tmp_path, monkeypatch):
+    """The paper's literal path (``path="embedding"``: full-width conditioning of e_x, then the SAM
+    decoder once per sample) trains through Algorithm 1: one image of two user iterations updates
+    the PDG, every conditioning layer (conv1/conv2 only get a gradient once the zero-initialised
+    conv3 has moved, i.e. in the second iteration) and the decoder; afterwards the samples depend
+    on z, and the trained net round-trips through save/load and runs a Session."""
+    from clinloop.data.synthetic import make_synthetic_sample
+    from clinloop.models.litemedsam.preprocess import mask_to_model, preprocess
+    from clinloop.models.spa.preference_distribution import GMM
+    from clinloop.training.spa import SPATrainer, TrainCase, train
+
+    net = tiny_net(path="embedding")
+    torch.nn.init.zeros_(net.conditioning.conv3.weight)  # as built: an untrained net is the plain decoder
+    assert net.conditioning.conv1.out_channels == 256 and net.conditioning.residual
+    s = make_synthetic_sample((64, 64), seed=0)
+    x, info = preprocess(s.image[0])
+    with torch.no_grad():
+        e = net.backbone.image_encoder(x[None])[0].half()
+    case = TrainCase(e, np.stack([mask_to_model(m, info).numpy() > 0.5 for m in s.masks]), np.ones(len(s.masks), bool))
+    before = {k: v.clone() for k, v in net.trainable_state_dict().items()}
+    tr = SPATrainer(net, lr=1e-3, n_samples=2, seed=0, user_iterations=2, wta_weight=1.0)
+    rows = train(tr, [case], 1, tmp_path / "run", save_every=1, progress=False)
+    assert len(rows) == 1 and np.isfinite(rows[0]["loss_seg"]) and np.isfinite(rows[0]["loss_mv"])
+    after = net.trainable_state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    for layer in ("conv1", "conv2", "conv3"):
+        assert f"conditioning.{layer}.weight" in changed, layer
+    assert any(k.startswith("backbone.mask_decoder.") for k in changed)
+    assert any(k.startswith("backbone.prompt_encoder.") for k in changed)
+    assert any(k.startswith("variant.") for k in changed)
+    # the samples now differ with z (at initialisation they were all the plain decoder output)
+    ex = e.float()[None]
+    pts = (torch.tensor([[[128.0, 128.0]]]), torch.tensor([[1]]))
+    with torch.no_grad():
+        sp, de = net.encode_interaction(pts, None)
+        g = GMM(torch.full((16,), 1 / 16), 3 * torch.randn(16, 8, generator=torch.Generator().manual_seed(0)),
+                torch.ones(16, 8))
+        lg, _, _ = net.gen_mask(ex, sp, de, g, 3, torch.Generator().manual_seed(0))
+    assert lg.shape == (3, 256, 256)
+    assert (lg[0] - lg[1]).abs().max() > 1e-4
+    # save/load keeps the path and the weights; the interactive model runs on it
+    save_spa(net, tmp_path / "m")
+    import clinloop.models.litemedsam as lm
+
+    real = lm.build_litemedsam
+
+    def fake(checkpoint=True, eval_mode=True):
+        bb = real(None, eval_mode)
+        bb.image_encoder = StubEncoder()
+        return bb
+
+    monkeypatch.setattr(lm, "build_litemedsam", fake)
+    m = load_spa(tmp_path / "m")
+    assert m.config.path == "embedding"
+    for k, v in net.trainable_state_dict().items():
+        torch.testing.assert_close(m.net.trainable_state_dict()[k], v.half().float())
+    m.config.n_samples = 4  # keep the literal path's N decoder passes cheap
+    m.disk_cache = False
+    p = Session(m, _image(), seed=0).click((25, 20))
+    assert p.mask.shape == (40, 52) and p.candidates.shape == (4, 40, 52)

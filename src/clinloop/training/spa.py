@@ -435,6 +435,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-cases", type=int, default=300, help="training slices (per-nodule middle slices)")
     parser.add_argument("--per-nodule", type=int, default=2)
     parser.add_argument("--val-fraction", type=float, default=0.2, help="patients held back for validation")
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="seed of the patient split (default: --seed); fix it to compare training seeds "
+                             "on the same held-back patients (evaluate --split-seed)")
     parser.add_argument("--save-every", type=int, default=25)
     parser.add_argument("--threads", type=int, default=None)
 
@@ -473,7 +476,8 @@ def run_train(args: argparse.Namespace) -> int:
     init_info = warm_start(net, args.init) if args.init else None
     ds = load_dataset(args.data, args.format)
     t0 = time.time()
-    idx = select_cases(ds, "train", limit=args.max_cases, val_fraction=args.val_fraction, seed=args.seed,
+    split_seed = args.seed if args.split_seed is None else args.split_seed
+    idx = select_cases(ds, "train", limit=args.max_cases, val_fraction=args.val_fraction, seed=split_seed,
                        per_group=args.per_nodule)
     cases = prepare_cases(ds, idx, backbone, keep_images=args.finetune_encoder)  # embeddings on the CPU (cache)
     net.to(device)
@@ -492,7 +496,7 @@ def run_train(args: argparse.Namespace) -> int:
     t2 = time.time()
     info = {
         "method": args.method, "data": str(args.data), "format": ds.format if hasattr(ds, "format") else args.format,
-        "split": {"kind": "patients", "val_fraction": args.val_fraction, "seed": args.seed, "train_cases": len(idx),
+        "split": {"kind": "patients", "val_fraction": args.val_fraction, "seed": split_seed, "train_cases": len(idx),
                   "per_nodule": args.per_nodule},
         "train_case_ids": [ds.case_ids[i] for i in idx],
         "init": init_info, "time_budget": args.time_budget,
