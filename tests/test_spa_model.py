@@ -128,10 +128,9 @@ def test_tail_and_embedding_paths_agree_at_init():
     torch.testing.assert_close(lb, la, atol=1e-4, rtol=1e-4)
 
 
-def test_save_load_roundtrip(tmp_path, monkeypatch):
-    net = tiny_net("spa-weights")
-    save_spa(net, tmp_path / "m", extra={"note": "test"})
-    assert (tmp_path / "m" / "config.json").is_file() and (tmp_path / "m" / "data.json").is_file()
+
+def _stub_backbone_builder(monkeypatch):
+    """``build_litemedsam`` -> a random backbone with the stub image encoder (loaders build through it)."""
     import clinloop.models.litemedsam as lm
 
     real = lm.build_litemedsam
@@ -142,6 +141,13 @@ def test_save_load_roundtrip(tmp_path, monkeypatch):
         return bb
 
     monkeypatch.setattr(lm, "build_litemedsam", fake)
+
+
+def test_save_load_roundtrip(tmp_path, monkeypatch):
+    net = tiny_net("spa-weights")
+    save_spa(net, tmp_path / "m", extra={"note": "test"})
+    assert (tmp_path / "m" / "config.json").is_file() and (tmp_path / "m" / "data.json").is_file()
+    _stub_backbone_builder(monkeypatch)
     m = load_spa(tmp_path / "m")
     assert m.name == "spa-weights"
     sd = m.net.trainable_state_dict()
@@ -231,16 +237,7 @@ def test_embedding_path_training_step_and_inference(tmp_path, monkeypatch):
     assert (lg[0] - lg[1]).abs().max() > 1e-4
     # save/load keeps the path and the weights; the interactive model runs on it
     save_spa(net, tmp_path / "m")
-    import clinloop.models.litemedsam as lm
-
-    real = lm.build_litemedsam
-
-    def fake(checkpoint=True, eval_mode=True):
-        bb = real(None, eval_mode)
-        bb.image_encoder = StubEncoder()
-        return bb
-
-    monkeypatch.setattr(lm, "build_litemedsam", fake)
+    _stub_backbone_builder(monkeypatch)
     m = load_spa(tmp_path / "m")
     assert m.config.path == "embedding"
     for k, v in net.trainable_state_dict().items():

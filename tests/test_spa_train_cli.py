@@ -3,21 +3,7 @@ decouples the patient split from the training seed (so a second training seed is
 same held-back patients)."""
 import json
 
-import numpy as np
-
-from tests.test_spa_protocol import stub_backbone  # noqa: F401 - fixture
-
-
-def _write_lidc(path, n=10, size=32):
-    from clinloop.data.synthetic import make_synthetic_sample
-
-    imgs, masks = [], []
-    for k in range(n):
-        s = make_synthetic_sample((size, size), seed=k)
-        imgs.append(np.clip(s.image[0], 0, 255).astype(np.uint8))
-        masks.append(s.masks[:4])
-    np.savez(path, image=np.stack(imgs), masks=np.stack(masks), patient=np.array([f"P{k}" for k in range(n)]),
-             nodule=np.zeros(n, int), slice=np.arange(n))
+from tests.test_spa_protocol import _write_lidc, stub_backbone  # noqa: F401 - fixture
 
 
 def _train_ids(tmp_path, name, *extra):
@@ -32,7 +18,7 @@ def _train_ids(tmp_path, name, *extra):
 
 
 def test_split_seed_fixes_the_patient_split(tmp_path, stub_backbone):  # noqa: F811
-    _write_lidc(tmp_path / "lidc.npz")
+    _write_lidc(tmp_path / "lidc.npz", n=10)
     ids0, s0 = _train_ids(tmp_path, "a", "--seed", "0")
     ids1, s1 = _train_ids(tmp_path, "b", "--seed", "1")
     assert (s0, s1) == (0, 1)
