@@ -264,9 +264,10 @@ def train(cfg: ClickLiteMedSAMConfig, net, emb: torch.Tensor, targets: np.ndarra
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        history.append({"step": step + 1, "clicks": n_clicks, "loss": round(float(loss.detach()), 5),
+        loss_value = float(loss.detach())
+        history.append({"step": step + 1, "clicks": n_clicks, "loss": round(loss_value, 5),
                         **{k: round(v, 5) for k, v in parts.items()}})
-        bar.set_postfix(loss=f"{float(loss):.3f}", iou=f"{parts['iou']:.2f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", iou=f"{parts['iou']:.2f}")
         if ckpt is not None and ((step + 1) % cfg.save_every == 0) and step + 1 < cfg.steps:
             with atomic_path(ckpt) as tmp:
                 torch.save({"decoder": decoder_state(net), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
