@@ -136,7 +136,8 @@ def main(argv=None) -> int:
         centres = {}
         for case in cases:  # the simulated clinician knows where the lesion is: its raters' majority centroid
             m = ds[ds.case_ids.index(case)].masks
-            m = m.reshape(m.shape[0], *m.shape[-2:]) if m.ndim > 3 else m  # first structure / slice stack
+            if m.ndim != 3:
+                raise SystemExit(f"{case}: rater masks of shape {m.shape}; this benchmark clicks 2-D images only")
             yy, xx = np.nonzero(m.sum(0) * 2 > m.shape[0])
             if not len(xx):  # no majority: any rater's pixels, else the image centre
                 yy, xx = np.nonzero(m.any(0))

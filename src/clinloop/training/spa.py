@@ -186,7 +186,7 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
     sd = read_weights(d / "weights.pt")
     same_variant = src.method == cfg.method
     prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ())
-    take = {k: v.float() if v.is_floating_point() else v for k, v in sd.items() if k.startswith(prefixes)}
+    take = {k: v for k, v in sd.items() if k.startswith(prefixes)}  # read_weights gives float32
     own = net.state_dict()
     want = [k for k in own if k.startswith(prefixes)]
     missing = [k for k in want if k not in take]
