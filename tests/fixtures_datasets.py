@@ -190,3 +190,113 @@ def corrupt_middle(path: Path, n: int = 64) -> Path:
     b[mid:mid + n] = bytes((x ^ 0xFF) for x in b[mid:mid + n])
     Path(path).write_bytes(bytes(b))
     return path
+
+
+# ------------------------------------------------------------ 3-D NIfTI layouts
+def volume_affine(zooms=(0.5, 0.75, 2.0), origin=(10.0, -20.0, 30.0), flip_x=True) -> np.ndarray:
+    """A nibabel (i,j,k) -> world affine with non-trivial spacing, origin and a
+    flipped first axis (as radiological NIfTI files have)."""
+    aff = np.diag([*zooms, 1.0])
+    if flip_x:
+        aff[0, 0] = -zooms[0]
+    aff[:3, 3] = origin
+    return aff
+
+
+def _save_vol(path: Path, a: np.ndarray, affine: np.ndarray):
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = nib.Nifti1Image(a, affine)
+    img.header.set_zooms(tuple(np.linalg.norm(affine[:3, :3], axis=0)) + (1.0,) * (a.ndim - 3))
+    nib.save(img, str(path))
+
+
+def coded_volume(shape=(6, 5, 4), channels: int | None = 2) -> np.ndarray:
+    """``a[x, y, z, c] = 1000 c + 100 x + 10 y + z`` (float32), so every voxel's
+    value tells where it came from; ``channels=None`` gives a 3-D ``(X, Y, Z)``."""
+    x, y, z = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    base = (100 * x + 10 * y + z).astype(np.float32)
+    if channels is None:
+        return base
+    return np.stack([base + 1000 * c for c in range(channels)], axis=-1)
+
+
+def coded_labels(shape=(6, 5, 4), shift: int = 0) -> np.ndarray:
+    """Label map (uint8): value 1 where x < 2, value 2 where x >= 4 and y < 2
+    (shifted along y by ``shift`` for a second case), 0 elsewhere."""
+    lab = np.zeros(shape, np.uint8)
+    lab[:2] = 1
+    lab[4:, shift:shift + 2] = 2
+    return lab
+
+
+def make_decathlon(root: Path, n_cases: int = 2, shape=(6, 5, 4), channels: int | None = 2,
+                   label_names=None, affine=None, test: int = 1, v2: bool = False, **doc_override) -> Path:
+    """An MSD folder (``v2``: nnU-Net v2 naming, one file per channel). Case k
+    is ``case_00k``: image :func:`coded_volume` ``+ 10000 k``, labels
+    :func:`coded_labels` with ``shift=k``. ``doc_override`` replaces (value
+    ``None``: removes) dataset.json keys; ``label_names`` is MSD's ``labels``
+    (value -> name; turned into name -> value for ``v2``)."""
+    affine = volume_affine() if affine is None else affine
+    labels = label_names or {"0": "background", "1": "edema", "2": "tumour"}
+    n_ch = 1 if channels is None else channels
+    mods = {str(c): f"mod{c}" for c in range(n_ch)}
+    doc = {"name": "TinyTask", "tensorImageSize": "4D" if channels else "3D", "modality": mods, "labels": labels,
+           "numTraining": n_cases, "numTest": test, "training": [], "test": []}
+    for k in range(n_cases):
+        cid = f"case_{k:03d}"
+        img = coded_volume(shape, channels) + 10000 * k
+        _save_vol(root / "labelsTr" / f"{cid}.nii.gz", coded_labels(shape, k), affine)
+        if v2:
+            for c in range(n_ch):
+                _save_vol(root / "imagesTr" / f"{cid}_{c:04d}.nii.gz", img[..., c] if channels else img, affine)
+        else:
+            _save_vol(root / "imagesTr" / f"{cid}.nii.gz", img, affine)
+        doc["training"].append({"image": f"./imagesTr/{cid}.nii.gz", "label": f"./labelsTr/{cid}.nii.gz"})
+    for k in range(test):
+        cid = f"case_{100 + k:03d}"
+        img = coded_volume(shape, channels)
+        if v2:
+            for c in range(n_ch):
+                _save_vol(root / "imagesTs" / f"{cid}_{c:04d}.nii.gz", img[..., c] if channels else img, affine)
+        else:
+            _save_vol(root / "imagesTs" / f"{cid}.nii.gz", img, affine)
+        doc["test"].append(f"./imagesTs/{cid}.nii.gz")
+    if v2:
+        doc = {"name": "TinyTask", "channel_names": mods, "labels": {v: int(k) for k, v in labels.items()},
+               "numTraining": n_cases, "file_ending": ".nii.gz"}
+    for key, v in doc_override.items():
+        if v is None:
+            doc.pop(key, None)
+        else:
+            doc[key] = v
+    (root / "dataset.json").write_text(json.dumps(doc, indent=1))
+    return root
+
+
+def make_brats(root: Path, cases=("case_0", "case_1"), naming: str = "deepvoxnet", shape=(6, 5, 4),
+               affine=None) -> dict[str, np.ndarray]:
+    """BraTS case folders. ``naming="deepvoxnet"``: ``FLAIR.nii.gz``, ``GT_W.nii.gz``
+    (0/1) and ``subject_id.txt`` (``Subject_id: Brats18_TEST_<n>_1``);
+    ``"challenge"``: ``<case>_flair.nii.gz`` and ``<case>_seg.nii.gz`` with labels
+    0/1/2/4. Returns the whole-tumour masks written ``(X, Y, Z)``, keyed by case."""
+    affine = volume_affine((1.0, 1.0, 1.0), (0.0, 239.0, 0.0)) if affine is None else affine
+    out = {}
+    for n, case in enumerate(cases):
+        d = root / case
+        flair = coded_volume(shape, None) + 10000 * n
+        seg = np.zeros(shape, np.uint8)
+        seg[1:3, 1:3, 1:3] = 2  # edema
+        seg[2, 2, 1:3] = 1  # necrotic core
+        seg[1, 1, 1 + n % 2] = 4  # enhancing
+        out[case] = seg > 0
+        if naming == "deepvoxnet":
+            _save_vol(d / "FLAIR.nii.gz", flair, affine)
+            _save_vol(d / "GT_W.nii.gz", (seg > 0).astype(np.float32), affine)
+            (d / "subject_id.txt").write_text(f"Case_id: Brats18_TEST_{n}_1\nSubject_id: Brats18_TEST_{n}_1")
+        else:
+            _save_vol(d / f"{case}_flair.nii.gz", flair, affine)
+            _save_vol(d / f"{case}_seg.nii.gz", seg, affine)
+            _save_vol(d / f"{case}_t1.nii.gz", flair * 0, affine)
+    return out

@@ -1,4 +1,6 @@
-"""Dataset-specific readers: LIDC, RIGA, QUBIQ, BU-BIL, ISIC.
+"""Dataset-specific readers: LIDC, RIGA, QUBIQ, BU-BIL, ISIC (the 3-D NIfTI
+layouts, Decathlon and BraTS, are in test_readers_volumes.py; their detectors
+are checked here against every other layout).
 
 Two halves: tiny generated files in each layout (always run), and the real
 development copies in ../shared/data (``shared_data`` fixture; skipped when
@@ -9,11 +11,13 @@ import numpy as np
 import pytest
 
 from clinloop.data import detect_format, load_dataset
-from clinloop.data.readers import bubil, isic, lidc, qubiq, riga
+from clinloop.data.readers import brats, bubil, decathlon, isic, lidc, qubiq, riga
 from clinloop.errors import DataError
 from fixtures_datasets import (
     corrupt_middle,
+    make_brats,
     make_bubil_dataset,
+    make_decathlon,
     make_isic,
     make_lidc_npz,
     make_qubiq,
@@ -27,6 +31,8 @@ DETECTORS = {
     "qubiq": qubiq.detect_qubiq,
     "bubil": bubil.detect_bubil,
     "isic": isic.detect_isic,
+    "decathlon": decathlon.detect_decathlon,
+    "brats": brats.detect_brats,
 }
 
 
@@ -408,6 +414,9 @@ def layouts(tmp_path):
     make_bubil_dataset(out["bubil"])
     out["isic"] = tmp_path / "isic"
     make_isic(out["isic"])
+    out["decathlon"] = make_decathlon(tmp_path / "Task01")
+    out["brats"] = tmp_path / "brats"
+    make_brats(out["brats"])
     return out
 
 
@@ -551,6 +560,8 @@ def test_real_detection_and_override(shared_data):
         "bubil": "bubil",
         "bubil/BU-BIL_Dataset6": "bubil",
         "isic_uda2_features": "isic",
+        "left_atrium": "decathlon",
+        "brats2018_flair": "brats",
     }
     for rel, name in expect.items():
         assert detect_format(shared_data / rel) == name, rel
@@ -573,3 +584,4 @@ def test_detection_order_does_not_depend_on_import_order(monkeypatch):
     registry._ensure_loaded()
     names = list(registry.READERS)
     assert names.index("qubiq") < names.index("canonical") < names.index("single")
+    assert names.index("decathlon") < names.index("brats") < names.index("canonical")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from clinloop.data.sample import MultiRaterSample
+from clinloop.data.sample import MultiRaterSample, SampleHeader
 from clinloop.errors import DataError, UnknownFormatError
 
 
@@ -55,6 +55,19 @@ class Dataset(Sequence[MultiRaterSample]):
     def _load(self, i: int) -> MultiRaterSample:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def header(self, i: int) -> SampleHeader:
+        """Case ``i``'s ids and geometry (:class:`SampleHeader`). Readers of
+        volume files override this to read file headers only, so a listing with
+        shapes does not decode every volume; the default loads the case."""
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"case index {i} out of range for {len(self)} cases")
+        return self._header(i)
+
+    def _header(self, i: int) -> SampleHeader:
+        return self._load(i).header()
+
     def subset(self, indices: Sequence[int]) -> "Subset":
         return Subset(self, indices)
 
@@ -73,6 +86,9 @@ class Subset(Dataset):
 
     def _load(self, i: int) -> MultiRaterSample:
         return self.parent[self.indices[i]]
+
+    def _header(self, i: int) -> SampleHeader:
+        return self.parent.header(self.indices[i])
 
 
 class ListDataset(Dataset):
@@ -104,6 +120,8 @@ _READER_MODULES: list[str] = [
     "clinloop.data.readers.qubiq",
     "clinloop.data.readers.bubil",
     "clinloop.data.readers.isic",
+    "clinloop.data.readers.decathlon",
+    "clinloop.data.readers.brats",
     "clinloop.data.readers.canonical",
     "clinloop.data.readers.single",  # single images / volumes / DICOM series: last
 ]
@@ -165,7 +183,8 @@ def detect_format(path: str | Path) -> str:
 def load_dataset(path: str | Path, format: str | None = None, **options) -> Dataset:
     """Open ``path`` as a multi-rater dataset. ``format`` overrides detection;
     reader-specific ``options`` (e.g. ``structure="cup"`` for RIGA,
-    ``task=1`` for QUBIQ, ``volumes=True`` for LIDC) are passed through."""
+    ``task=1`` for QUBIQ, ``volumes=True`` for LIDC, ``label=1`` for the
+    Decathlon layout) are passed through."""
     path = Path(path)
     if not path.exists():
         raise DataError("no such file or folder", path)

@@ -214,3 +214,34 @@ class MultiRaterSample:
             "n_valid_raters": int(self.rater_valid.sum()),
             "structure": self.structure,
         }
+
+    def header(self) -> "SampleHeader":
+        """This sample's geometry and ids as a :class:`SampleHeader`."""
+        return SampleHeader(case_id=self.case_id, patient_id=self.patient_id, shape=tuple(self.image.shape),
+                            spacing=self.spacing, affine=self.affine, n_raters=self.n_raters,
+                            structure=self.structure, provenance=dict(self.provenance))
+
+
+@dataclass(frozen=True)
+class SampleHeader:
+    """What a dataset knows about a case without reading its voxels (see
+    :meth:`clinloop.data.registry.Dataset.header`): ``shape`` is the image's
+    ``(C, H, W)`` / ``(C, D, H, W)``, ``spacing`` and ``affine`` as in
+    :class:`MultiRaterSample`, ``n_raters`` the number of masks it will have."""
+
+    case_id: str
+    patient_id: str | None
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    affine: np.ndarray | None = None
+    n_raters: int = 0
+    structure: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return tuple(self.shape[1:])
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape[1:]))
