@@ -140,7 +140,52 @@ def test_option_parsing_and_passing(tmp_path, capsys):
 def test_formats(capsys):
     assert main(["data", "formats"]) == 0
     out = capsys.readouterr().out
-    assert "canonical" in out and "single" in out
+    assert "canonical" in out and "single" in out and "decathlon" in out and "brats" in out
+
+
+def test_info_and_convert_decathlon_volumes(tmp_path, capsys):
+    """A 2-channel 4-D Decathlon set: info with a label option, then a lossless
+    conversion to the canonical layout (image.npy, masks as NIfTI, geometry in
+    dataset.json)."""
+    from fixtures_datasets import make_decathlon
+
+    src = make_decathlon(tmp_path / "Task")
+    assert main(["data", "info", str(src), "-o", "label=tumour", "--json", "-q"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["format"] == "decathlon" and st["name"] == "TinyTask" and st["n_cases"] == 2
+    assert st["spatial_ndim"] == [3] and st["channels"] == [2] and st["structures"] == ["tumour"]
+    assert st["image_shapes"] == {"distinct": {"(2, 4, 5, 6)": 2}} and st["spacing"] == {"distinct": {"(2.0, 0.75, 0.5)": 2}}
+    # coded_volume: 0 at (c, x, y, z) = 0 of case 0; 1000 + 543 + 10000 at the far corner of case 1
+    assert st["intensity"] == {"min": 0.0, "max": 11543.0} and st["raters_per_case"] == {"min": 1, "max": 1}
+    dst = tmp_path / "canon"
+    assert main(["data", "convert", str(src), str(dst), "-o", "label=1,2", "-q"]) == 0
+    assert "wrote 2 cases (decathlon -> canonical)" in capsys.readouterr().out
+    assert (dst / "case_001" / "image.npy").exists() and (dst / "case_001" / "rater_0.nii.gz").exists()
+    for s, t in zip(load_dataset(src), load_dataset(dst)):
+        np.testing.assert_array_equal(s.image, t.image)
+        np.testing.assert_array_equal(s.masks, t.masks)
+        np.testing.assert_array_equal(s.affine, t.affine)
+        assert (s.spacing, s.structure, s.patient_id) == (t.spacing, t.structure, t.patient_id)
+    assert main(["data", "info", str(src), "-o", "label=liver"]) == 2
+    assert "label 'liver' is not a foreground label" in capsys.readouterr().err
+
+
+def test_info_and_convert_brats(tmp_path, capsys):
+    from fixtures_datasets import make_brats
+
+    make_brats(tmp_path / "brats", naming="challenge")
+    assert main(["data", "info", str(tmp_path / "brats")]) == 0
+    out = capsys.readouterr().out
+    assert "format                       brats" in out and "whole tumour" in out and "(1, 4, 5, 6) x2" in out
+    dst = tmp_path / "canon"
+    assert main(["data", "convert", str(tmp_path / "brats"), str(dst), "-q"]) == 0
+    capsys.readouterr()
+    a, b = load_dataset(tmp_path / "brats"), load_dataset(dst)
+    assert b.patient_ids == a.patient_ids and (dst / "case_0" / "image.nii.gz").exists()
+    for s, t in zip(a, b):
+        np.testing.assert_array_equal(s.image, t.image)
+        np.testing.assert_array_equal(s.masks, t.masks)
+        np.testing.assert_allclose(s.affine, t.affine)
 
 
 def test_info_real_riga_cup(shared_data, capsys):
@@ -150,6 +195,17 @@ def test_info_real_riga_cup(shared_data, capsys):
     assert st["format"] == "riga" and st["n_cases"] == 2 and st["structures"] == ["cup"]
     assert st["raters_per_case"] == {"min": 6, "max": 6} and st["channels"] == [3]
     assert 0.3 < st["inter_rater_dice"] < 1.0
+
+
+@pytest.mark.shared
+def test_info_real_left_atrium(shared_data, capsys):
+    if not (shared_data / "left_atrium").is_dir():
+        pytest.skip("../shared/data/left_atrium is not present")
+    assert main(["data", "info", str(shared_data / "left_atrium"), "--limit", "2", "--json", "-q"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["format"] == "decathlon" and st["name"] == "LeftAtrium2018" and st["n_cases_total"] == 30
+    assert st["structures"] == ["left atrium"] and st["spacing"] == {"distinct": {"(0.625, 0.625, 0.625)": 2}}
+    assert st["image_shapes"] == {"distinct": {"(1, 88, 140, 183)": 1, "(1, 88, 143, 199)": 1}}
 
 
 def test_console_script(small):

@@ -199,7 +199,7 @@ def _v2_cases(root: Path, doc: dict[str, Any], split: str, n_channels: int, p: P
             cid = f.name[: -len(ending)]
             cases.append(NiftiCase(cid, cid, channels(root / "imagesTr", cid), f))
     if split in ("test", "all") and (root / "imagesTs").is_dir():
-        for f in sorted((root / "imagesTs").glob(f"*_0000{ending}")):
+        for f in sorted(f for f in (root / "imagesTs").glob(f"*_0000{ending}") if not f.name.startswith(".")):
             cid = f.name[: -len(f"_0000{ending}")]
             cases.append(NiftiCase(cid, cid, channels(root / "imagesTs", cid), None))
     return cases
