@@ -29,7 +29,9 @@ NIfTI (``.nii``, ``.nii.gz``)
     zooms reversed; the affine's first three columns are permuted the same way so
     it still maps clinloop indices to world. :func:`write_mask` /
     :func:`write_image` apply the inverse, so a round trip is exact. Trailing
-    singleton axes beyond the third are squeezed; real 4-D data is an error.
+    singleton axes beyond the third are squeezed; real 4-D data is an error here
+    (channels-last 4-D volumes, as the Decathlon stores them:
+    :func:`clinloop.data.nifti.read_nifti_volume`).
     A ``(X, Y, 1)`` file stays a one-slice volume ``(1, 1, Y, X)``; store 2-D
     images as 2-D NIfTI.
 DICOM single file
