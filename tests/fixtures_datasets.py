@@ -208,7 +208,8 @@ def _save_vol(path: Path, a: np.ndarray, affine: np.ndarray):
 
     path.parent.mkdir(parents=True, exist_ok=True)
     img = nib.Nifti1Image(a, affine)
-    img.header.set_zooms(tuple(np.linalg.norm(affine[:3, :3], axis=0)) + (1.0,) * (a.ndim - 3))
+    zooms = tuple(np.linalg.norm(affine[:3, :3], axis=0)) + (1.0,) * max(0, a.ndim - 3)
+    img.header.set_zooms(zooms[: a.ndim])
     nib.save(img, str(path))
 
 

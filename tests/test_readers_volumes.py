@@ -291,3 +291,29 @@ def test_real_brats2018_flair(real):
     assert 0.004 <= s.masks.mean() <= 0.015 and s.structure == "whole tumour"
     np.testing.assert_allclose(s.affine[:3, 3], [0, 239, 0])
     json.dumps(s.summary())  # JSON-ready
+
+
+def test_nifti_volume_and_label_helpers(tmp_path):
+    from clinloop.data.nifti import nifti_header, read_nifti_labels, read_nifti_volume
+    from fixtures_datasets import coded_volume
+
+    a = coded_volume()  # (6, 5, 4, 2)
+    _save_vol(tmp_path / "v5.nii.gz", a[:, :, :, None, :], volume_affine())  # NIfTI's (X, Y, Z, T=1, C)
+    img, spacing, aff, meta = read_nifti_volume(tmp_path / "v5.nii.gz")
+    assert img.shape == (2, 4, 5, 6) and img[1, 3, 2, 4] == 1423.0 and meta["channels"] == 2
+    assert spacing == (2.0, 0.75, 0.5) and nifti_header(tmp_path / "v5.nii.gz")["shape"] == (2, 4, 5, 6)
+    np.testing.assert_allclose(aff, CLINLOOP_AFFINE)
+    _save_vol(tmp_path / "v2d.nii.gz", a[:, :, 0, 0], np.eye(4))
+    with pytest.raises(DataError, match=r"v2d\.nii\.gz: expected a 3-D volume"):
+        read_nifti_volume(tmp_path / "v2d.nii.gz")
+    lab = coded_labels().astype(np.float32)
+    _save_vol(tmp_path / "ok.nii.gz", lab, np.eye(4))
+    got, _, _ = read_nifti_labels(tmp_path / "ok.nii.gz")
+    assert got.shape == (4, 5, 6) and got[0, 0, 5] == 2 and got[3, 4, 1] == 1  # (z, y, x) of lab[x, y, z]
+    lab[0, 0, 0] = 0.5
+    _save_vol(tmp_path / "half.nii.gz", lab, np.eye(4))
+    with pytest.raises(DataError, match=r"half\.nii\.gz: label map has 1 non-integer values \(e\.g\. 0\.5\)"):
+        read_nifti_labels(tmp_path / "half.nii.gz")
+    _save_vol(tmp_path / "neg.nii.gz", -coded_labels().astype(np.int16), np.eye(4))
+    with pytest.raises(DataError, match=r"neg\.nii\.gz: label map has negative values \(min -2\)"):
+        read_nifti_labels(tmp_path / "neg.nii.gz")
