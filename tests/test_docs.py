@@ -107,5 +107,6 @@ def test_mkdocs_build_strict(tmp_path):
         assert (site / page).is_file(), f"{page} missing from the built site"
     api = (site / "reference" / "metrics" / "index.html").read_text(encoding="utf-8")
     assert 'id="clinloop.metrics.dice"' in api and "Dice" in api, "mkdocstrings did not render clinloop.metrics"
+    assert ":func:" not in api, "docs/_hooks/sphinx_roles.py did not rewrite the docstrings' reST roles"
     fusion = (site / "reference" / "data" / "index.html").read_text(encoding="utf-8")
     assert 'id="clinloop.data.fusion.majority_vote"' in fusion
