@@ -333,3 +333,54 @@ def test_os_errors_and_missing_files_are_clear(tmp_path):
         with pytest.raises(StoreFileError, match="accepted mask file missing") as e:
             s.accepted_mask(sid, "ana")
         assert str(tmp_path / "masks" / sid / "0.npy") in str(e.value)
+
+
+# ------------------------------------------------------------------ recover from the mask files
+def test_recover_accepted_after_losing_or_restoring_the_database(tmp_path, capsys):
+    st = tmp_path / "st"
+    keys = ("id", "owner", "image_sha", "case_id", "model", "seed", "profile", "history", "status")
+    with Store(st) as s:
+        sha, _ = s.put_image(np.zeros((1, 8, 8), np.float32), {"format": "npy", "spacing": [1.0, 1.0]})
+        a = s.new_session("ana", sha, "c1", "spa", 7, {"w": [0.5, 0.5]})
+        b = s.new_session("bo", sha, "c2", "spa", 3, None)
+        s.accept(a, "ana", mask(1), [CLICK, ACCEPT])
+        s.accept(b, "bo", mask(2), [CLICK, CLICK, ACCEPT])
+        backup(st, tmp_path / "older.sqlite3")
+        s.save_history(a, [CLICK], "open")  # undo, then a second accept after the backup
+        s.accept(a, "ana", mask(5), [CLICK, CLICK, CLICK, ACCEPT])
+        before = {sid: {k: s.session(sid, o)[k] for k in keys} for sid, o in ((a, "ana"), (b, "bo"))}
+        versions = {sid: s.accepted_versions(sid) for sid in (a, b)}
+
+    def same(s: Store):
+        for sid, o in ((a, "ana"), (b, "bo")):
+            assert {k: s.session(sid, o)[k] for k in keys} == before[sid]
+            got = s.accepted_versions(sid)
+            assert [{k: v[k] for k in ("version", "owner", "model", "area", "file", "history", "created")}
+                    for v in got] == [{k: v[k] for k in ("version", "owner", "model", "area", "file", "history",
+                                                         "created")} for v in versions[sid]]
+        np.testing.assert_array_equal(s.accepted_mask(a, "ana"), mask(5))
+
+    # 1) the database is lost (damaged and moved aside): everything accepted comes back from the files
+    for suffix in ("", "-wal", "-shm"):
+        p = st / f"clinloop.sqlite3{suffix}"
+        if p.exists():
+            p.rename(tmp_path / f"damaged{suffix}")
+    assert main(["state", "recover", "--state", str(st)]) == 0
+    assert "3 accepted mask(s) re-recorded (2 session(s) re-created), 0 already" in capsys.readouterr().out
+    with Store(st) as s:
+        same(s)
+    assert check(st).ok
+    # 2) a backup older than the last accept is restored: the newer version is added, the session is accepted again
+    for suffix in ("-wal", "-shm"):
+        (st / f"clinloop.sqlite3{suffix}").unlink(missing_ok=True)
+    (st / "clinloop.sqlite3").write_bytes((tmp_path / "older.sqlite3").read_bytes())
+    assert main(["state", "recover", "--state", str(st)]) == 0
+    assert "1 accepted mask(s) re-recorded (0 session(s) re-created), 2 already" in capsys.readouterr().out
+    with Store(st) as s:
+        same(s)
+    # a record that does not match its mask file is left out and reported
+    (st / "masks" / b / "0.json").write_text(json.dumps({**versions[b][0], "area": 99, "seed": 3,
+                                                         "image_sha": sha}))
+    (st / "clinloop.sqlite3").unlink()
+    assert main(["state", "recover", "--state", str(st)]) == 1
+    assert "differs from the record's 99" in capsys.readouterr().out

@@ -1,5 +1,6 @@
-"""``clinloop state backup|check``: back up and check the workstation's database
-while ``clinloop serve`` may be serving it (SQLite's online backup API)."""
+"""``clinloop state backup|check|recover``: back up and check the workstation's database
+while ``clinloop serve`` may be serving it (SQLite's online backup API); re-record
+accepted masks from their files after losing the database."""
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,13 @@ def add_parser(sub) -> None:
                       "file a row points to. Exit status: 0 healthy, 1 problems found, 2 no database there.")
     c.add_argument("--state", "--state-dir", dest="state", default=None, help=_STATE_HELP)
     c.set_defaults(func=run_check)
+    r = ss.add_parser("recover", help="re-record accepted masks from their files (server stopped)",
+                      description="Add to the database (made when missing) every accepted mask whose record "
+                      "(masks/<session>/<n>.json) it does not hold, with the session it belongs to: the way back "
+                      "after moving a damaged database aside, or after restoring a backup older than the last "
+                      "accepts. Stop the server first. Exit status: 0 done, 1 some records left out.")
+    r.add_argument("--state", "--state-dir", dest="state", default=None, help=_STATE_HELP)
+    r.set_defaults(func=run_recover)
     p.set_defaults(func=lambda args: p.print_help() or 2)
 
 
@@ -51,3 +59,17 @@ def run_check(args: argparse.Namespace) -> int:
     for line in r.lines():
         print(line)
     return 0 if r.ok else 1
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    from clinloop.server.recover import recover_accepted
+
+    state = _state(args)
+    if not state.is_dir():
+        raise FileNotFoundError(f"{state}: no such state folder")
+    r = recover_accepted(state)
+    print(f"{state}: {r.recorded} accepted mask(s) re-recorded ({r.sessions} session(s) re-created), "
+          f"{r.already} already recorded")
+    for p in r.problems:
+        print(f"problem: {p}")
+    return 1 if r.problems else 0

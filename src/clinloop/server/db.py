@@ -14,7 +14,6 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from clinloop.atomic import atomic_path
@@ -103,8 +102,8 @@ def damaged_message(db: Path, what: str) -> str:
     """One line: which file, what SQLite said, and the two ways back."""
     return (f"{db}: the clinloop database is damaged ({what}). Stop the server, then either restore the last backup "
             f"made by `clinloop state backup` (copy it over this file and delete {db.name}-wal and {db.name}-shm) "
-            f"or move the damaged file aside to start a new database: the accepted masks stay as files in "
-            f"{db.parent / 'masks'} (<session>/<n>.npy with a <n>.json record each)")
+            f"or move the damaged file (with its -wal and -shm) aside and run `clinloop state recover` to re-record "
+            f"the accepted masks from their files in {db.parent / 'masks'}")
 
 
 def translate(e: BaseException, db: Path, doing: str) -> StoreError:

@@ -6,7 +6,8 @@ Layout under ``state_dir``::
     images/<sha256>.npy         each image once (content-addressed), float32 (C, *spatial)
     sources/<sha256><suffix>    the uploaded file as sent (DICOM-SEG export needs it)
     masks/<session>/<n>.npy     every accepted mask, never overwritten
-    masks/<session>/<n>.json    its record (who, when, model, history): the audit trail as files
+    masks/<session>/<n>.json    its record (who, when, model, history, seed, ...): the audit trail
+                                as files, enough to re-record it (:func:`clinloop.server.recover.recover_accepted`)
 
 Durability: every array is written with :func:`clinloop.atomic.atomic_path`
 (temp file, fsync, rename) *before* the row that points to it is committed,
@@ -306,10 +307,11 @@ class Store:
         """
         mask = np.asarray(mask, dtype=bool)
         with self._accept_lock:
-            rows = self._q("SELECT model, rev, image_sha, case_id FROM sessions WHERE id=? AND owner=?", (sid, owner))
+            rows = self._q("SELECT s.model, s.rev, s.image_sha, s.case_id, s.seed, s.profile, i.meta FROM sessions s"
+                           " LEFT JOIN images i ON i.sha = s.image_sha WHERE s.id=? AND s.owner=?", (sid, owner))
             if not rows:
                 raise ValueError(f"no session {sid!r} of user {owner!r} to accept")
-            model, rev, image_sha, case_id = rows[0]
+            model, rev, image_sha, case_id, seed, profile, image_meta = rows[0]
             if expected_rev is not None and rev != expected_rev:
                 raise StaleSessionError(f"session {sid!r} changed meanwhile (stored revision {rev}, this copy was "
                                         f"made from revision {expected_rev}); reload the session and accept again")
@@ -320,7 +322,8 @@ class Store:
             now, area = time.time(), int(mask.sum())
             record = {"session_id": sid, "version": version, "owner": owner, "model": model, "created": now,
                       "area": area, "shape": list(mask.shape), "image_sha": image_sha, "case_id": case_id,
-                      "file": rel, "history": history}
+                      "file": rel, "history": history, "seed": seed, "profile": json.loads(profile) if profile else None,
+                      "image_meta": json.loads(image_meta) if image_meta else None}
             path = self.dir / "masks" / rel
             self._write_file(path, lambda tmp: _save_npy(tmp, mask), "write the accepted mask")
             self._write_file(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(record)),
