@@ -21,6 +21,7 @@ COMMANDS = {
     "demo": "clinloop.cli.demo",
     "triage": "clinloop.cli.triage",
     "serve": "clinloop.cli.serve",
+    "state": "clinloop.cli.state",
 }
 
 

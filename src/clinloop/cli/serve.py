@@ -50,13 +50,16 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}")
+    from clinloop.server.store import Store, default_state_dir
+
+    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
+    Store(state_dir).close()  # damaged / locked / newer database: one-line error (StoreError) before the model loads
     import torch
 
     torch.set_num_threads(threads)
     import uvicorn
 
     from clinloop.server.app import Limits, create_app
-    from clinloop.server.store import default_state_dir
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tokens = None
@@ -73,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from clinloop.models.registry import load_model
 
     model = load_model(args.model)
-    state_dir = Path(args.state_dir) if args.state_dir else default_state_dir()
     data, data_format = args.data, args.format
     if data is None:
         from clinloop.data.synthetic import write_example
