@@ -154,7 +154,7 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         from clinloop.models.lexu.network import tinyvit_features
 
         feats = tinyvit_features()
-        feats.memory_capacity = max(feats.memory_capacity, len(x) + 8)  # every training image stays in memory
+        feats.reserve(len(x) + 8)  # every training image stays in memory
         for b in range(0, len(x), 4):  # fill the cache once, before the epochs (with progress)
             feats(x[b : b + 4])
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
