@@ -71,32 +71,13 @@ def dataset_options(args) -> dict:
 
 
 def split_cases(dataset, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, test) of a split by patient (``split_by_patient``)."""
+    """Indices (train, test) of the patient split :func:`clinloop.data.splits.split_patients`
+    (rule ``"cases"``; ``test_fraction`` = the held-out share)."""
+    from clinloop.data.splits import split_patients
+
     if not 0 < test_fraction < 1:
-        raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
-    try:
-        from clinloop.data.splits import split_by_patient
-    except ModuleNotFoundError:  # splits module not available: same rule, seeded, by patient
-        split_by_patient = _split_by_patient_fallback
-    parts = split_by_patient(dataset, (1 - test_fraction, test_fraction), seed=seed)
-    out = []
-    for part in parts:
-        if hasattr(part, "indices"):
-            out.append([int(i) for i in part.indices])
-        else:
-            out.append([int(i) for i in part])
-    return out[0], out[1]
-
-
-def _split_by_patient_fallback(dataset, fractions, seed=0):
-    """Whole patients to parts in seeded random order (used only when
-    ``clinloop.data.splits`` is absent)."""
-    pats = sorted(set(dataset.patient_ids))
-    order = np.random.default_rng(seed).permutation(len(pats))
-    n_test = max(1, int(round(fractions[1] * len(pats))))
-    test_p = {pats[i] for i in order[:n_test]}
-    test = [i for i, p in enumerate(dataset.patient_ids) if p in test_p]
-    return [i for i in range(len(dataset)) if i not in set(test)], test
+        raise ValueError(f"--held-out-fraction (--test-fraction) must be in (0, 1), got {test_fraction}")
+    return split_patients(dataset.patient_ids, test_fraction, seed, rule="cases")
 
 
 def stack_samples(samples, size: int, in_channels: int, normalisation: str = "zscore", crop: float = 1.0):

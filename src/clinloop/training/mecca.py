@@ -121,35 +121,24 @@ def prepare(sample, fusion: str, size: int | None, seed: int = 0):
 
 
 def split_patients(dataset, val_fraction: float, seed: int):
-    """Train/validation case indices by patient (``clinloop.data.splits.split_by_patient``)."""
-    from clinloop.data.splits import split_by_patient
+    """Train/held-back case indices by patient: :func:`clinloop.data.splits.split_patients`
+    (rule ``"cases"``; ``val_fraction`` = the held-out share)."""
+    from clinloop.data.splits import split_patients as split
 
-    parts = split_by_patient(dataset, [1.0 - val_fraction, val_fraction], seed=seed)
-    out = []
-    for part in parts:
-        out.append(list(part.indices) if hasattr(part, "indices") else [int(i) for i in part])
-    return out[0], out[1]
+    return split(dataset.patient_ids, val_fraction, seed, rule="cases")
 
 
 def split_training_patients(dataset, train_idx, fraction: float, seed: int):
-    """Split the training cases ``train_idx`` by patient into ``(fit, tune)``: whole
-    training patients, in a seeded random order, go to ``tune`` until it holds about
-    ``fraction`` of the cases. Settings are chosen on ``tune``, never on the held-back
+    """Split the training cases ``train_idx`` by patient into ``(fit, tune)``:
+    :func:`clinloop.data.splits.split_patients` with rule ``"fill"`` (whole training
+    patients go to ``tune`` until it holds about ``fraction`` of the cases; seed
+    ``seed + 7919``). Settings are chosen on ``tune``, never on the held-back
     patients of :func:`split_patients`."""
+    from clinloop.data.splits import split_patients as split
+
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"tune fraction must lie in (0, 1), got {fraction}")
-    groups: dict[str, list[int]] = {}
-    for i in train_idx:
-        groups.setdefault(str(dataset.patient_ids[int(i)]), []).append(int(i))
-    pats = sorted(groups)
-    order = np.random.default_rng(seed + 7919).permutation(len(pats))
-    want, tune = fraction * len(train_idx), []
-    for j in order:
-        if len(tune) >= want:
-            break
-        tune += groups[pats[j]]
-    keep = set(tune)
-    return [int(i) for i in train_idx if int(i) not in keep], sorted(tune)
+    return split(dataset.patient_ids, fraction, seed + 7919, rule="fill", indices=train_idx)
 
 
 def load_training_data(args) -> dict[str, Any]:
