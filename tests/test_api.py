@@ -219,3 +219,38 @@ def test_lexu_models_have_no_import_cycle():
 
     cyclic = [m for m in graph if m in reach(m, set())]
     assert not cyclic, {m: graph[m] for m in cyclic}
+
+
+# ---------------------------------------------------------------- click-LiteMedSAM (stub image encoder)
+def test_click_litemedsam_train(tmp_path, stub_backbone):  # noqa: F811
+    from clinloop.training.click_litemedsam import ClickLiteMedSAMConfig
+
+    _write_lidc(tmp_path / "lidc.npz", n=6)
+    folder = clinloop.train("click-litemedsam", tmp_path / "lidc.npz", tmp_path / "c", format="lidc", steps=2,
+                            batch_size=2, max_cases=3, val_cases=2, val_clicks=2, max_iterations=1, test_fraction=0.5)
+    cfg = ClickLiteMedSAMConfig.load(folder)
+    assert cfg.steps == 2 and cfg.test_fraction == 0.5  # the config keeps its JSON key
+    info = json.loads((folder / "data.json").read_text())
+    assert info["dataset"] == str(tmp_path / "lidc.npz") and info["split"]["fractions"] == [0.5, 0.5]
+    assert len(info["train_cases"]) == 3 and len(info["val_cases"]) == 2
+    assert not {c.split("/")[0] for c in info["train_cases"]} & {c.split("/")[0] for c in info["val_cases"]}
+    m = json.loads((folder / "metrics.json").read_text())
+    assert len(m["val_dice_per_click_after"]) == 2 and all(0 <= d <= 1 for d in m["val_dice_per_click_after"])
+
+
+# ---------------------------------------------------------------- MECCA's semi-supervised mode
+def test_mecca_semisup_mode(tmp_path, shared_data):
+    data = shared_data / "lidc" / "lidc_crops_dev.npz"
+    t = clinloop.evaluate("mecca", "mecca", data, mode="semisup", out=str(tmp_path / "ss"), fractions="0.5,1",
+                          iterations=1, max_minutes=1.0, limit=2, steps=2,
+                          train_options={"size": 32, "width": 4, "batch": 2, "max_cases": 4, "val_cases": 0})
+    assert [r["labeled_fraction"] for r in t["rows"]] == [0.5, 1.0]
+    assert all(r["n_cases"] == 2 and len(r["dice_per_step"]) == 2 for r in t["rows"])
+    for f in ("0.5", "1"):
+        d = tmp_path / "ss" / f"mecca-labeled-{f}"
+        info = json.loads((d / "data.json").read_text())
+        assert info["labeled_fraction"] == float(f) and info["n_train_cases"] == 4 and info["size"] == 32
+        assert json.loads((d / "results.json").read_text())["n_cases"] == 2
+    assert json.loads((tmp_path / "ss" / "semisupervised.json").read_text()) == json.loads(json.dumps(t))
+    with pytest.raises(TypeError, match="'sizez'"):
+        clinloop.evaluate("mecca", "mecca", data, mode="semisup", out=str(tmp_path / "x"), train_options={"sizez": 1})

@@ -88,7 +88,7 @@ def evaluate_cases(model, cases, steps: int, seed: int, hint_points: int | None 
 
 def iter_cases(dataset, model, fusion: str, size: int | None, limit: int | None, seed: int, hold_back: bool = True):
     """Held-back, non-empty cases of ``dataset`` prepared like training (crop + fusion)."""
-    from clinloop.training.mecca import prepare
+    from clinloop.training.mecca_data import prepare
 
     train_patients = set(model.data.get("train_patients", [])) if hold_back else set()
     order = np.random.default_rng(seed).permutation(len(dataset))

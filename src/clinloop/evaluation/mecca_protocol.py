@@ -165,3 +165,13 @@ def run_protocol(o: MECCAProtocolOptions, verbose: bool = False) -> dict[str, An
     if verbose:
         print(json.dumps(out))
     return out
+
+
+if __name__ == "__main__":  # the old entry point: say where it went
+    import sys
+
+    sys.exit("python -m clinloop.evaluation.mecca_protocol moved to the CLI:\n"
+             "  clinloop evaluate --protocol mecca --mode compare --method mecca --data PATH --methods A,B,C "
+             "--seeds 0,1,2 --out compare.json\n"
+             "  clinloop evaluate --protocol mecca --mode semisup --method mecca --data PATH --out DIR "
+             "[--train-args \"--size 48 ...\"]")

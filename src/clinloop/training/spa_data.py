@@ -33,8 +33,8 @@ def group_of(case_id: str) -> str:
 
 def select_cases(dataset, split: str = "all", limit: int | None = None, val_fraction: float = 0.2, seed: int = 0,
                  per_group: int | None = None) -> list[int]:
-    # val_fraction: the held-out share (held_out_fraction elsewhere; name kept for callers)
-    """Indices of ``dataset`` in ``split`` ("all", "train", "val") with a non-empty majority target,
+    """Indices of ``dataset`` in ``split`` ("all", "train", "val") with a non-empty majority target
+    (``val_fraction``: the held-out share, ``held_out_fraction`` of the options),
     at most ``per_group`` per nodule (middle slices first), the first ``limit`` of them
     in dataset order."""
     from clinloop.data.fusion import majority_vote
