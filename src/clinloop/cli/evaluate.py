@@ -57,13 +57,16 @@ def _train_options(train_args: str) -> dict:
     """``--train-args "--size 48 --width 12"`` -> ``{"size": 48, "width": 12}`` (flags given only)."""
     if not train_args:
         return {}
-    from clinloop.cli.train import method_parser
+    import dataclasses
 
-    parser = method_parser("mecca")
-    for a in parser._actions:  # only the given flags count: no required ones, no defaults
-        a.required = False
-        a.default = argparse.SUPPRESS
-    return vars(parser.parse_args(shlex.split(train_args)))
+    from clinloop.cli._options import add_options
+    from clinloop.training.mecca import MECCATrainOptions
+
+    parser = argparse.ArgumentParser(prog="--train-args")
+    add_options(parser, MECCATrainOptions, skip=("method", "data", "out"))  # set by the semisup runs
+    unset = object()  # not a string: argparse leaves it alone, so only the given flags remain
+    parser.set_defaults(**{f.name: unset for f in dataclasses.fields(MECCATrainOptions)})
+    return {k: v for k, v in vars(parser.parse_args(shlex.split(train_args))).items() if v is not unset}
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:

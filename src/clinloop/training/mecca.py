@@ -30,7 +30,8 @@
 Data: any multi-rater layout; the target is the rater fusion ``--fusion``
 (default majority vote). Cases are cropped to ``--size`` pixels per axis around
 the label's centre (zero-padded if smaller) and z-scored per image. Patients are
-split train/validation (``--val-fraction``); the validation patients are
+split train/held-back (``--held-out-fraction``, alias ``--val-fraction``;
+:func:`clinloop.data.splits.split_patients`); the held-back patients are
 recorded in ``data.json`` so evaluation can hold them back.
 
 CPU deviations: width 16 (paper 64), small batches, a wall-clock budget
