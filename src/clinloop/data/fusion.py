@@ -28,6 +28,13 @@ Which paper uses which:
 * :func:`staple` - STAPLE (Warfield et al. 2004) through SimpleITK, a common
   reference consensus; not used by the four papers.
 
+No valid rater (every ``rater_valid`` False) is a ``ValueError`` in every
+function here: there is no target, and an all-zero label would silently teach
+"background". LEXU's training loss needs the same fusions batched on torch
+tensors: :mod:`clinloop.models.lexu.losses` holds ``soft_label``,
+``rater_variance`` and ``majority_vote`` twins with the same rule (tested equal,
+image by image, in ``tests/test_fusion.py``).
+
 :data:`FUSIONS` maps the names used on the command line and in configs to the
 functions; :func:`fuse` calls any of them with one signature and returns just
 the fused label.

@@ -3,7 +3,11 @@
 All functions use only ``dataset.patient_ids`` (no image is loaded) and are
 deterministic for a seed.
 
-How parts are sized: patients are shuffled with ``numpy.random.default_rng(seed)``
+:func:`split_patients` is the one two-part (kept / held-out) split every trainer
+and protocol uses; :func:`split_by_patient` gives any number of parts by its
+``"cases"`` rule.
+
+How parts are sized (rule ``"cases"``): patients are shuffled with ``numpy.random.default_rng(seed)``
 and laid end to end (each patient a block of its case count); each cut between
 two parts goes at the patient boundary nearest to the target cumulative case
 count. So every part's size in *cases* is within half of the largest patient
@@ -65,6 +69,81 @@ def _check_fractions(fractions: Sequence[float]) -> np.ndarray:
     return f
 
 
+SPLIT_RULES = ("cases", "patients", "fill")
+
+
+def _cases_parts(patient_ids: Sequence, fractions: np.ndarray, seed: int) -> list[list[int]]:
+    """Rule "cases" for any number of parts: patients in order of first appearance,
+    shuffled with ``default_rng(seed)``, laid end to end and cut at the patient
+    boundary nearest each target cumulative case count (see the module docstring)."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(patient_ids):
+        groups.setdefault(str(p), []).append(i)
+    order = list(groups)
+    rng = np.random.default_rng(seed)
+    perm = [order[j] for j in rng.permutation(len(order))]
+    sizes = np.array([len(groups[p]) for p in perm])
+    bounds = [0, *_cut(sizes, fractions), len(perm)]
+    return [sorted(i for p in perm[a:b] for i in groups[p]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def split_patients(patient_ids: Sequence, held_out_fraction: float = 0.2, seed: int = 0, rule: str = "cases",
+                   indices: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    """THE patient split of every trainer and protocol: ``(kept, held_out)`` indices,
+    no patient in both.
+
+    ``patient_ids``: one id per case (``dataset.patient_ids``); ``indices``: split
+    only these cases (default: all), returned as indices into ``patient_ids``.
+    ``held_out_fraction`` in (0, 1) is the held-out share (the trainers'
+    ``--held-out-fraction``, alias ``--val-fraction`` / ``--test-fraction``);
+    ``rule`` says what it is a fraction *of* and how whole patients are drawn:
+
+    * ``"cases"`` (LEXU, MECCA, click-LiteMedSAM): of the cases; patients in order
+      of first appearance, permuted by ``default_rng(seed)``, cut at the patient
+      boundary nearest ``(1 - f)`` of the cases (:func:`split_by_patient`'s rule);
+    * ``"patients"`` (SPA, MedUHIP): of the patients; ``max(1, round(f · P))`` of the
+      sorted unique ids, the first ones of ``default_rng(seed).permutation(P)``;
+    * ``"fill"`` (MECCA's tuning subset of its training patients): of the cases;
+      whole patients (sorted ids, ``default_rng(seed)`` order) are held out until
+      they hold at least ``f`` of the cases.
+
+    ``kept`` follows the order of ``indices``; ``held_out`` is sorted. The three
+    rules are kept because the shipped models were trained with them: their
+    held-back cases must not change (tests check against their ``data.json``).
+    """
+    f = float(held_out_fraction)
+    if not 0.0 < f < 1.0:
+        raise ValueError(f"held_out_fraction must lie in (0, 1), got {held_out_fraction}")
+    if rule not in SPLIT_RULES:
+        raise ValueError(f"unknown split rule {rule!r}; choose from {', '.join(SPLIT_RULES)}")
+    idx = list(range(len(patient_ids))) if indices is None else [int(i) for i in indices]
+    pids = [patient_ids[i] for i in idx]
+    if not idx:
+        raise ValueError("cannot split an empty set of cases")
+    if rule == "cases":
+        held = _cases_parts(pids, np.array([1.0 - f, f]), seed)[1]
+        held_set = {idx[j] for j in held}
+    elif rule == "patients":
+        pats = sorted(set(pids))
+        order = np.random.default_rng(seed).permutation(len(pats))
+        n_held = max(1, int(round(f * len(pats))))
+        held_p = {pats[j] for j in order[:n_held]}
+        held_set = {i for i, p in zip(idx, pids) if p in held_p}
+    else:  # fill
+        groups: dict[str, list[int]] = {}
+        for i, p in zip(idx, pids):
+            groups.setdefault(str(p), []).append(i)
+        pats = sorted(groups)
+        order = np.random.default_rng(seed).permutation(len(pats))
+        want, held_list = f * len(idx), []
+        for j in order:
+            if len(held_list) >= want:
+                break
+            held_list += groups[pats[j]]
+        held_set = set(held_list)
+    return [i for i in idx if i not in held_set], sorted(held_set)
+
+
 def split_by_patient(dataset: Dataset, fractions: Sequence[float] = (0.8, 0.2), seed: int = 0) -> tuple[Subset, ...]:
     """Split ``dataset`` into ``len(fractions)`` :class:`Subset` s (e.g. train/val
     or train/val/test) with no patient in two of them and sizes, in cases, as
@@ -73,16 +152,7 @@ def split_by_patient(dataset: Dataset, fractions: Sequence[float] = (0.8, 0.2), 
     f = _check_fractions(fractions)
     if len(dataset) == 0:
         raise ValueError("cannot split an empty dataset")
-    order, groups = _patient_groups(dataset)
-    rng = np.random.default_rng(seed)
-    perm = [order[j] for j in rng.permutation(len(order))]
-    sizes = np.array([len(groups[p]) for p in perm])
-    bounds = [0, *_cut(sizes, f), len(perm)]
-    parts = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        idx = sorted(i for p in perm[a:b] for i in groups[p])
-        parts.append(Subset(dataset, idx))
-    return tuple(parts)
+    return tuple(Subset(dataset, idx) for idx in _cases_parts(dataset.patient_ids, f, seed))
 
 
 def kfold_by_patient(dataset: Dataset, k: int = 5, seed: int = 0) -> list[tuple[Subset, Subset]]:

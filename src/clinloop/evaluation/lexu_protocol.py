@@ -35,12 +35,15 @@ For each held-out image (the ``test_cases`` recorded in the model's
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from clinloop.config_options import ProtocolOptions, opt
+from clinloop.evaluation.lexu_figures import DISTORTIONS, _sibling  # noqa: F401
 
 METHODS = ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout")
 RESULT_KEYS = (
@@ -50,21 +53,26 @@ RESULT_KEYS = (
 POOR_DICE = {"disc": 0.97, "cup": 0.85, "gtvp": 0.65, "gtvn": 0.55}  # LEXU §4.2
 DEFAULT_POOR_DICE = 0.7  # ours, for structures the paper does not cover
 SHIPPED = {"riga": "lexu-riga-cup", "lidc": "lexu-lidc"}
-DISTORTIONS = ("noise", "blur", "colour")
 TIMED_TINYVIT = 3  # images timed without the feature cache for TinyViT models (each costs an encoder pass)
 SEVERITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LEXU protocol")
-    g.add_argument("--structure", default=None, help="RIGA structure (cup/disc); default: the model's")
-    g.add_argument("--task", type=int, default=None, help="QUBIQ task number")
-    g.add_argument("--split", choices=["test", "all"], default="test",
-                   help="test: the model's held-out cases from data.json (default); all: every case")
-    g.add_argument("--poor-dice", type=float, default=None, help="QC threshold (default: §4.2 per structure)")
-    g.add_argument("--difficulty-cases", type=int, default=40, help="images used by the difficulty test (0: skip)")
-    g.add_argument("--no-figures", action="store_true")
-    g.add_argument("--threads", type=int, default=None)
+@dataclass(kw_only=True)
+class LexuProtocolOptions(ProtocolOptions):
+    """``clinloop evaluate --protocol lexu`` (and ``clinloop.evaluate(method, "lexu", data, ...)``)."""
+
+    protocol: str = "lexu"
+    structure: str | None = opt(None, help="RIGA structure (cup/disc); default: the model's")
+    task: int | None = opt(None, help="QUBIQ task number")
+    split: str = opt("test", choices=["test", "all"],
+                     help="test: the model's held-out cases from data.json (default); all: every case")
+    poor_dice: float | None = opt(None, help="QC threshold (default: §4.2 per structure)")
+    difficulty_cases: int = opt(40, help="images used by the difficulty test (0: skip)")
+    no_figures: bool = opt(False)
+    threads: int | None = opt(None)
+
+
+OPTIONS = LexuProtocolOptions
 
 
 # ------------------------------------------------------------ pure helpers
@@ -257,57 +265,9 @@ def difficulty_test(predictor, samples, seed: int = 0) -> dict:
     return {"n_cases": len(samples), "distortions": table}
 
 
-def _plot_qc(qc: dict, method: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from clinloop.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(4.2, 3.4))
-    ax.plot(np.array(qc["q"]) * 100, qc["remaining"], label=f"{method} (d-AUC {qc['d_auc']:.3f})")
-    ax.plot(np.array(qc["q"]) * 100, qc["ideal"], "--", color="grey", label="ideal")
-    ax.set_xlabel("most uncertain images removed (%)")
-    ax.set_ylabel("poor segmentations left (fraction)")
-    ax.set_title(f"quality control ({qc['n_poor']} poor of {qc['n_cases']}, Dice < {qc['threshold']})", fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-def _plot_difficulty(dt: dict, method: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from clinloop.atomic import atomic_path
-
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2))
-    for kind, t in dt["distortions"].items():
-        axes[0].plot(t["severity"], t["agreement"], marker="o", label=kind)
-        axes[1].plot(t["severity"], t["image_uncertainty"], marker="o", label=kind)
-    axes[0].set_ylabel("agreement (mean pairwise Dice)")
-    axes[1].set_ylabel("image-level uncertainty (Σ var)")
-    for ax in axes:
-        ax.set_xlabel("distortion severity")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"example difficulty: {method}", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-def _sibling(out: Path, suffix: str) -> Path:
-    stem = out.name[: -len(".json")] if out.name.endswith(".json") else out.name
-    return out.with_name(stem + suffix)
-
-
-def run(args) -> int:
+def run_protocol(args: LexuProtocolOptions, verbose: bool = False) -> dict:
+    """Run the protocol; returns the ``results.json`` content. With ``out`` it is
+    written there, with the QC / difficulty JSON and figures beside it."""
     import torch
 
     from clinloop.atomic import atomic_write_text
@@ -340,62 +300,36 @@ def run(args) -> int:
         raise ValueError(f"{args.data}: no selected case has a valid rater mask")
     ev = evaluate_cases(predictor, samples)
     res = summarise(args.method, predictor, ev["rows"], ev["times"])
-    out = Path(args.out)
-    atomic_write_text(out, json.dumps(res, indent=2) + "\n")
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        atomic_write_text(out, json.dumps(res, indent=2) + "\n")
 
     key = (structure or getattr(samples[0], "structure", None) or "").lower()
     thr = args.poor_dice if args.poor_dice is not None else POOR_DICE.get(key, DEFAULT_POOR_DICE)
     dice = np.array([r["dice"] for r in ev["rows"]])
     qc = qc_curve([r["model_sum"] for r in ev["rows"]], dice < thr)
     qc.update({"threshold": thr, "n_cases": len(dice), "method": args.method, "cases": ev["rows"]})
+    if out is None:  # nothing to write: the QC curve and difficulty test only go beside results.json
+        return res
     atomic_write_text(_sibling(out, ".qc.json"), json.dumps(qc, indent=1) + "\n")
     if args.difficulty_cases:
         dt = difficulty_test(predictor, samples[: args.difficulty_cases], args.seed)
         dt["method"] = args.method
         atomic_write_text(_sibling(out, ".difficulty.json"), json.dumps(dt, indent=1) + "\n")
     if not args.no_figures:
-        _plot_qc(qc, args.method, _sibling(out, ".qc.png"))
+        from clinloop.evaluation.lexu_figures import plot_difficulty, plot_qc
+
+        plot_qc(qc, args.method, _sibling(out, ".qc.png"))
         if args.difficulty_cases:
-            _plot_difficulty(dt, args.method, _sibling(out, ".difficulty.png"))
-    print(json.dumps(res, indent=2))
-    print(f"QC d-AUC {qc['d_auc']:.4f} ({qc['n_poor']} poor of {len(dice)}, Dice < {thr})", file=sys.stderr)
-    return 0
+            plot_difficulty(dt, args.method, _sibling(out, ".difficulty.png"))
+    if verbose:
+        print(json.dumps(res, indent=2))
+        print(f"QC d-AUC {qc['d_auc']:.4f} ({qc['n_poor']} poor of {len(dice)}, Dice < {thr})", file=sys.stderr)
+    return res
 
 
-def plot_comparison(results: list[str | Path], path: str | Path) -> None:
-    """One figure comparing methods (LEXU Fig. 2a/2c style): QC curves from the
-    ``.qc.json`` files and agreement under distortion from the
-    ``.difficulty.json`` files beside each ``results.json`` in ``results``."""
-    import matplotlib
+def plot_comparison(results, path) -> None:
+    """:func:`clinloop.evaluation.lexu_figures.plot_comparison` (kept here for callers)."""
+    from clinloop.evaluation.lexu_figures import plot_comparison as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from clinloop.atomic import atomic_path
-
-    fig, axes = plt.subplots(1, 1 + len(DISTORTIONS), figsize=(3.6 * (1 + len(DISTORTIONS)), 3.3))
-    ideal_done = False
-    for r in results:
-        r = Path(r)
-        qc = json.loads(_sibling(r, ".qc.json").read_text())
-        axes[0].plot(np.array(qc["q"]) * 100, qc["remaining"], label=f"{qc['method']} ({qc['d_auc']:.3f})")
-        if not ideal_done:
-            axes[0].plot(np.array(qc["q"]) * 100, qc["ideal"], "--", color="grey", label=f"ideal ({qc['method']})")
-            ideal_done = True
-        dpath = _sibling(r, ".difficulty.json")
-        if dpath.is_file():
-            dt = json.loads(dpath.read_text())
-            for ax, kind in zip(axes[1:], DISTORTIONS):
-                t = dt["distortions"][kind]
-                ax.plot(t["severity"], t["agreement"], marker="o", label=dt["method"])
-                ax.set_title(f"agreement under {kind}", fontsize=9)
-                ax.set_xlabel("severity")
-    axes[0].set_xlabel("most uncertain images removed (%)")
-    axes[0].set_ylabel("poor segmentations left")
-    axes[0].set_title("quality control (d-AUC)", fontsize=9)
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    plot(results, path)

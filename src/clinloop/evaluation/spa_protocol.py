@@ -26,14 +26,16 @@ accepted; ``--iterations`` + 1 when never). Per-case rows go to ``<out stem>_cas
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from clinloop.config_options import ProtocolOptions, opt
 
 METHODS = ("spa", "meduhip", "click-litemedsam", "box-litemedsam", "spa-random-gmm", "spa-mean-variance", "spa-weights")
 THRESHOLDS = ("0.7", "0.75", "0.8", "0.85", "0.9")
@@ -43,17 +45,23 @@ SPA_FAMILY = {"spa", "meduhip", "spa-random-gmm", "spa-mean-variance", "spa-weig
 SHIPPED = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "click-litemedsam-lidc"}
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--iterations", type=int, default=6, help="interaction iterations per case (max for NoC)")
-    parser.add_argument("--split", choices=("all", "train", "val"), default="all",
-                        help="patients: all, or the train/val part of the seeded patient split used in training")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--per-nodule", type=int, default=None, help="at most this many slices per nodule")
-    parser.add_argument("--click-strategy", default="center",
-                        choices=("center", "random", "clinician-disagreement", "last-wrong"))
-    parser.add_argument("--samples", type=int, default=None, help="override SPA's N at inference")
-    parser.add_argument("--threads", type=int, default=None)
+@dataclass(kw_only=True)
+class SPAProtocolOptions(ProtocolOptions):
+    """``clinloop evaluate --protocol spa`` (and ``clinloop.evaluate(method, "spa", data, ...)``)."""
+
+    protocol: str = "spa"
+    iterations: int = opt(6, help="interaction iterations per case (max for NoC)")
+    split: str = opt("all", choices=("all", "train", "val"),
+                     help="patients: all, or the train/val part of the seeded patient split used in training")
+    held_out_fraction: float = opt(0.2, flags=("--val-fraction",), help="held-out share of the patients (as trained)")
+    split_seed: int = opt(0)
+    per_nodule: int | None = opt(None, help="at most this many slices per nodule")
+    click_strategy: str = opt("center", choices=("center", "random", "clinician-disagreement", "last-wrong"))
+    samples: int | None = opt(None, help="override SPA's N at inference")
+    threads: int | None = opt(None)
+
+
+OPTIONS = SPAProtocolOptions
 
 
 def load_method(method: str, model: str | None):
@@ -126,7 +134,9 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
     return dices, secs, t_set, user.raters, info
 
 
-def run(args: argparse.Namespace) -> int:
+def run_protocol(args: SPAProtocolOptions, verbose: bool = False) -> dict:
+    """Run the protocol; returns the ``results.json`` content (written to ``args.out``
+    with the per-case CSV beside it when ``out`` is given; printed when ``verbose``)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -146,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
     model = load_method(args.method, args.model)
     if args.samples is not None and hasattr(model, "config"):
         model.config.n_samples = args.samples
-    idx = select_cases(ds, args.split, limit=None, val_fraction=args.val_fraction, seed=args.split_seed,
+    idx = select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
                        per_group=args.per_nodule)
     rows, all_secs, set_secs, curves = [], [], [], []
-    bar = tqdm(total=args.limit or len(idx), desc=f"spa protocol ({args.method})")
+    bar = tqdm(total=args.limit or len(idx), desc=f"spa protocol ({args.method})", disable=not verbose)
     for pos, i in enumerate(idx):
         if args.limit is not None and len(rows) >= args.limit:
             break
@@ -190,16 +200,18 @@ def run(args: argparse.Namespace) -> int:
     cpd = [r["candidate_pairwise_dice"] for r in rows if "candidate_pairwise_dice" in r]
     if cpd:
         results["candidate_pairwise_dice"] = float(np.mean(cpd))
-    out = Path(args.out)
-    if out.suffix != ".json":
-        out = out / "results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    csv_path = out.with_name(out.stem + "_cases.csv")
-    with open(csv_path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    print(json.dumps(results, indent=2))
-    return 0
+    if args.out is not None:
+        out = Path(args.out)
+        if out.suffix != ".json":
+            out = out / "results.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        csv_path = out.with_name(out.stem + "_cases.csv")
+        with open(csv_path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    if verbose:
+        print(json.dumps(results, indent=2))
+    return results

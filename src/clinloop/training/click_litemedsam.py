@@ -31,17 +31,17 @@ The folder written (``weights.pt`` holds only ``prompt_encoder.*`` and
 """
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from clinloop.config_options import TrainOptions, opt
 
 METHODS = ("click-litemedsam",)
 
@@ -68,9 +68,17 @@ class ClickLiteMedSAMConfig:
     base_weights: str = ""  # id of the frozen encoder / starting weights
 
     def save(self, folder: Path) -> None:
-        from clinloop.atomic import atomic_write_text
+        """Write ``folder/config.json`` (atomic; :func:`clinloop.config_io.save_config`)."""
+        from clinloop.config_io import save_config
 
-        atomic_write_text(Path(folder) / "config.json", json.dumps(asdict(self), indent=2) + "\n")
+        save_config(self, Path(folder) / "config.json")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "ClickLiteMedSAMConfig":
+        """Read ``folder/config.json``; unknown keys are an error naming them."""
+        from clinloop.config_io import load_config
+
+        return load_config(cls, Path(folder) / "config.json")
 
 
 # --- click simulation (pure functions on (H, W) bool arrays) ---------------------
@@ -278,32 +286,41 @@ def train(cfg: ClickLiteMedSAMConfig, net, emb: torch.Tensor, targets: np.ndarra
     return history
 
 
-# --- CLI ------------------------------------------------------------------------------
-
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("click-LiteMedSAM")
-    d = ClickLiteMedSAMConfig()
-    g.add_argument("--steps", type=int, default=d.steps)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--max-iterations", type=int, default=d.max_iterations,
-                   help="extra no-grad click rounds per step, sampled in [0, N] (previous logits fed back)")
-    g.add_argument("--max-cases", type=int, default=d.max_cases, help="training images (embedding each costs ~1.4 s on 2 cores)")
-    g.add_argument("--val-cases", type=int, default=d.val_cases, help="held-out images for the click-Dice curve")
-    g.add_argument("--val-clicks", type=int, default=d.val_clicks)
-    g.add_argument("--test-fraction", type=float, default=d.test_fraction, help="held-out fraction, split by patient")
-    g.add_argument("--freeze-prompt-encoder", action="store_true", help="train the mask decoder only")
-    g.add_argument("--save-every", type=int, default=d.save_every)
-    g.add_argument("--structure", default=None, help="RIGA structure: cup or disc")
-    g.add_argument("--task", type=int, default=None, help="QUBIQ task number")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+# --- options ------------------------------------------------------------------------
+_D = ClickLiteMedSAMConfig()
 
 
-def run_train(args) -> int:
+@dataclass(kw_only=True)
+class ClickTrainOptions(TrainOptions):
+    """``clinloop train --method click-litemedsam`` (defaults from :class:`ClickLiteMedSAMConfig`)."""
+
+    steps: int = opt(_D.steps)
+    batch_size: int = opt(_D.batch_size)
+    lr: float = opt(_D.lr)
+    max_iterations: int = opt(_D.max_iterations,
+                              help="extra no-grad click rounds per step, sampled in [0, N] (previous logits fed back)")
+    max_cases: int = opt(_D.max_cases, help="training images (embedding each costs ~1.4 s on 2 cores)")
+    val_cases: int = opt(_D.val_cases, help="held-out images for the click-Dice curve")
+    val_clicks: int = opt(_D.val_clicks)
+    held_out_fraction: float = opt(_D.test_fraction, flags=("--test-fraction",),
+                                   help="held-out share of the cases, split by patient")
+    freeze_prompt_encoder: bool = opt(False, help="train the mask decoder only")
+    save_every: int = opt(_D.save_every)
+    structure: str | None = opt(None, help="RIGA structure: cup or disc")
+    task: int | None = opt(None, help="QUBIQ task number")
+    threads: int | None = opt(None, help="torch CPU threads")
+
+
+OPTIONS = ClickTrainOptions
+
+
+def train_model(args: ClickTrainOptions) -> Path:
+    """Fine-tune click-LiteMedSAM into ``args.out``; returns the model folder."""
     from clinloop.training import finished_model
     from clinloop.atomic import atomic_path, atomic_write_text
     from clinloop.data import load_dataset
-    from clinloop.data.splits import split_by_patient
+    from clinloop.config_options import command_line
+    from clinloop.data.splits import split_patients
     from clinloop.models.litemedsam import build_litemedsam
 
     if getattr(args, "method", "click-litemedsam") not in METHODS:
@@ -311,26 +328,26 @@ def run_train(args) -> int:
     for name in ("steps", "batch_size", "max_cases", "val_clicks"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0 < args.test_fraction < 1:
-        raise ValueError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    if not 0 < args.held_out_fraction < 1:
+        raise ValueError(f"--held-out-fraction (--test-fraction) must be in (0, 1), got {args.held_out_fraction}")
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     if finished_model(out, args.resume):
-        return 0
+        return out
     torch.manual_seed(args.seed)
     net = build_litemedsam(True).to(args.device)
     cfg = ClickLiteMedSAMConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_iterations=args.max_iterations,
                                 train_prompt_encoder=not args.freeze_prompt_encoder, max_cases=args.max_cases,
-                                val_cases=args.val_cases, val_clicks=args.val_clicks, test_fraction=args.test_fraction,
+                                val_cases=args.val_cases, val_clicks=args.val_clicks, test_fraction=args.held_out_fraction,
                                 save_every=args.save_every, seed=args.seed, base_weights=net.weights_id or "")
     opts = {k: v for k, v in (("structure", args.structure), ("task", args.task)) if v is not None}
     ds = load_dataset(args.data, format=args.format, **opts)
-    train_part, test_part = split_by_patient(ds, (1 - cfg.test_fraction, cfg.test_fraction), seed=cfg.seed)
+    train_idx, test_idx = split_patients(ds.patient_ids, cfg.test_fraction, cfg.seed, rule="cases")
     t0 = time.time()
     rng = np.random.default_rng(cfg.seed)
-    emb, targets, train_ids = prepare_cases(ds, train_part.indices, cfg, net, cfg.max_cases, rng)
-    val = prepare_cases(ds, test_part.indices, cfg, net, cfg.val_cases, rng) if cfg.val_cases > 0 else None
+    emb, targets, train_ids = prepare_cases(ds, train_idx, cfg, net, cfg.max_cases, rng)
+    val = prepare_cases(ds, test_idx, cfg, net, cfg.val_cases, rng) if cfg.val_cases > 0 else None
     print(f"click-litemedsam: {len(train_ids)} training images, {0 if val is None else len(val[2])} validation images "
           f"({time.time() - t0:.0f} s embedding)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
@@ -343,15 +360,15 @@ def run_train(args) -> int:
 
     write_weights(out / "weights.pt", decoder_state(net), compact=True)  # int8 deltas against the checkpoint
     data = {
-        "dataset": str(Path(args.data).resolve()), "format": args.format or getattr(ds, "format", None), "options": opts,
+        "dataset": str(args.data), "format": args.format or getattr(ds, "format", None), "options": opts,
         "split": {"method": "split_by_patient", "fractions": [1 - cfg.test_fraction, cfg.test_fraction], "seed": cfg.seed},
         "target": "majority_vote", "frame": "LiteMedSAM 256x256 model frame",
         "train_cases": train_ids, "val_cases": [] if val is None else val[2],
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(),
+        "command": command_line("train", args, skip=("resume",)), "train_seconds": round(seconds, 1), "threads": torch.get_num_threads(),
     }
     atomic_write_text(out / "data.json", json.dumps(data, indent=2) + "\n")
     metrics = {"val_dice_per_click_before": before, "val_dice_per_click_after": after, "history": history}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     (out / "checkpoint.pt").unlink(missing_ok=True)
     print(f"wrote {out} ({seconds:.0f} s); val Dice per click before {before} after {after}", file=sys.stderr)
-    return 0
+    return out

@@ -22,42 +22,49 @@ TinyViT). ``--crop`` takes a centred square crop before resizing.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from clinloop.config_options import TrainOptions, command_line, opt
 from clinloop.models.lexu.config import DEFAULT_WIDTHS, ENCODERS, METHODS, TINYVIT_SIZE, LexuConfig
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("LEXU / baselines")
-    g.add_argument("--size", type=int, default=None, help="square input resolution (cnn default 96; tinyvit: 256)")
-    g.add_argument("--epochs", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=4)
-    g.add_argument("--lr", type=float, default=2e-3)
-    g.add_argument("--alpha", type=float, default=1.0, help="Eq. 1 α (segmentation weight)")
-    g.add_argument("--beta", type=float, default=5.0, help="Eq. 1 β (DGM weight)")
-    g.add_argument("--widths", default=None, help="comma-separated; cnn: encoder widths (N_E = count, default "
-                   "16,24,32,48,64,96); tinyvit: 5 decoder widths (default 16,32,48,64,96)")
-    g.add_argument("--encoder", default="cnn", choices=list(ENCODERS),
-                   help="cnn: from scratch; tinyvit: frozen pretrained LiteMedSAM TinyViT (features cached on disk)")
-    g.add_argument("--crop", type=float, default=1.0, help="centred square crop (fraction of the side) before resizing")
-    g.add_argument("--members", type=int, default=5, help="deep-ensemble size")
-    g.add_argument("--dropout", type=float, default=0.2, help="MC-dropout probability")
-    g.add_argument("--mc-samples", type=int, default=8, help="MC-dropout passes at test time")
-    g.add_argument("--structure", default=None, help="RIGA structure: cup or disc")
-    g.add_argument("--task", type=int, default=None, help="QUBIQ task number")
-    g.add_argument("--test-fraction", type=float, default=0.3, help="held-out fraction (split by patient)")
-    g.add_argument("--split-seed", type=int, default=None, help="seed of the split (default: --seed); fix it to "
-                   "compare training seeds on the same held-out cases")
-    g.add_argument("--max-cases", type=int, default=None, help="train on at most N training cases (random, seeded)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+@dataclass(kw_only=True)
+class LexuTrainOptions(TrainOptions):
+    """``clinloop train --method {lexu,unet,ensemble,layer-ensemble,mc-dropout}``."""
+
+    size: int | None = opt(None, help="square input resolution (cnn default 96; tinyvit: 256)")
+    epochs: int = opt(100)
+    batch_size: int = opt(4)
+    lr: float = opt(2e-3)
+    alpha: float = opt(1.0, help="Eq. 1 α (segmentation weight)")
+    beta: float = opt(5.0, help="Eq. 1 β (DGM weight)")
+    widths: str | None = opt(None, help="comma-separated; cnn: encoder widths (N_E = count, default "
+                                        "16,24,32,48,64,96); tinyvit: 5 decoder widths (default 16,32,48,64,96)")
+    encoder: str = opt("cnn", choices=list(ENCODERS),
+                       help="cnn: from scratch; tinyvit: frozen pretrained LiteMedSAM TinyViT (features cached on disk)")
+    crop: float = opt(1.0, help="centred square crop (fraction of the side) before resizing")
+    members: int = opt(5, help="deep-ensemble size")
+    dropout: float = opt(0.2, help="MC-dropout probability")
+    mc_samples: int = opt(8, help="MC-dropout passes at test time")
+    structure: str | None = opt(None, help="RIGA structure: cup or disc")
+    task: int | None = opt(None, help="QUBIQ task number")
+    held_out_fraction: float = opt(0.3, flags=("--test-fraction",),
+                                   help="held-out share of the cases (split by patient)")
+    split_seed: int | None = opt(None, help="seed of the split (default: --seed); fix it to compare training "
+                                            "seeds on the same held-out cases")
+    max_cases: int | None = opt(None, help="train on at most N training cases (random, seeded)")
+    threads: int | None = opt(None, help="torch CPU threads")
+
+
+OPTIONS = LexuTrainOptions
 
 
 def dataset_options(args) -> dict:
@@ -71,32 +78,13 @@ def dataset_options(args) -> dict:
 
 
 def split_cases(dataset, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices (train, test) of a split by patient (``split_by_patient``)."""
+    """Indices (train, test) of the patient split :func:`clinloop.data.splits.split_patients`
+    (rule ``"cases"``; ``test_fraction`` = the held-out share)."""
+    from clinloop.data.splits import split_patients
+
     if not 0 < test_fraction < 1:
-        raise ValueError(f"--test-fraction must be in (0, 1), got {test_fraction}")
-    try:
-        from clinloop.data.splits import split_by_patient
-    except ModuleNotFoundError:  # splits module not available: same rule, seeded, by patient
-        split_by_patient = _split_by_patient_fallback
-    parts = split_by_patient(dataset, (1 - test_fraction, test_fraction), seed=seed)
-    out = []
-    for part in parts:
-        if hasattr(part, "indices"):
-            out.append([int(i) for i in part.indices])
-        else:
-            out.append([int(i) for i in part])
-    return out[0], out[1]
-
-
-def _split_by_patient_fallback(dataset, fractions, seed=0):
-    """Whole patients to parts in seeded random order (used only when
-    ``clinloop.data.splits`` is absent)."""
-    pats = sorted(set(dataset.patient_ids))
-    order = np.random.default_rng(seed).permutation(len(pats))
-    n_test = max(1, int(round(fractions[1] * len(pats))))
-    test_p = {pats[i] for i in order[:n_test]}
-    test = [i for i, p in enumerate(dataset.patient_ids) if p in test_p]
-    return [i for i in range(len(dataset)) if i not in set(test)], test
+        raise ValueError(f"--held-out-fraction (--test-fraction) must be in (0, 1), got {test_fraction}")
+    return split_patients(dataset.patient_ids, test_fraction, seed, rule="cases")
 
 
 def stack_samples(samples, size: int, in_channels: int, normalisation: str = "zscore", crop: float = 1.0):
@@ -129,16 +117,6 @@ def _save_atomic(obj, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _command(args) -> str:
-    parts = ["clinloop", "train", "--method", args.method]
-    for k, v in sorted(vars(args).items()):
-        if k in ("method", "resume") or v is None or v is False:
-            continue
-        flag = "--" + k.replace("_", "-")
-        parts += [flag] if v is True else [flag, str(v)]
-    return " ".join(parts)
-
-
 def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: bool = True, device: str = "cpu",
           stop_after: int | None = None):
     """Train ``cfg.method`` on prepared tensors ``x (N,C,S,S)``, ``m (N,R,S,S)``,
@@ -154,7 +132,7 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         from clinloop.models.lexu.network import tinyvit_features
 
         feats = tinyvit_features()
-        feats.memory_capacity = max(feats.memory_capacity, len(x) + 8)  # every training image stays in memory
+        feats.reserve(len(x) + 8)  # every training image stays in memory
         for b in range(0, len(x), 4):  # fill the cache once, before the epochs (with progress)
             feats(x[b : b + 4])
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -212,7 +190,9 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
     return net, history
 
 
-def run_train(args) -> int:
+def train_model(args: LexuTrainOptions) -> Path:
+    """Train ``args.method`` into ``args.out``; returns the model folder (``config.json``,
+    ``weights.pt``, ``data.json`` with the held-out ``test_cases``, ``metrics.json``)."""
     import torch
 
     from clinloop.training import finished_model
@@ -226,14 +206,14 @@ def run_train(args) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     if finished_model(out, args.resume):
-        return 0
+        return out
     widths = (DEFAULT_WIDTHS[args.encoder] if args.widths is None
               else [int(w) for w in str(args.widths).split(",") if w.strip()])
     size = args.size if args.size is not None else (TINYVIT_SIZE if args.encoder == "tinyvit" else 96)
     opts = dataset_options(args)
     ds = load_dataset(args.data, format=args.format, **opts)
     split_seed = args.seed if args.split_seed is None else args.split_seed
-    train_idx, test_idx = split_cases(ds, args.test_fraction, split_seed)
+    train_idx, test_idx = split_cases(ds, args.held_out_fraction, split_seed)
     if args.max_cases is not None and len(train_idx) > args.max_cases:
         rng = np.random.default_rng(args.seed)
         train_idx = sorted(rng.choice(train_idx, args.max_cases, replace=False).tolist())
@@ -262,14 +242,15 @@ def run_train(args) -> int:
     cfg.save(out)
     _save_atomic({k: t.cpu() for k, t in net.state_dict().items()}, out / "weights.pt")
     data = {
-        "dataset": str(Path(args.data).resolve()),
+        "dataset": str(args.data),  # as given (no machine path unless the user gave one)
         "format": args.format or ds.format,
         "options": opts,
-        "split": {"method": "split_by_patient", "fractions": [1 - args.test_fraction, args.test_fraction], "seed": split_seed},
+        "split": {"method": "split_by_patient", "fractions": [1 - args.held_out_fraction, args.held_out_fraction],
+                  "seed": split_seed},
         "train_cases": [ds.case_ids[i] for i in train_idx],
         "test_cases": [ds.case_ids[i] for i in test_idx],
         "n_train_images": len(kept),
-        "command": _command(args),
+        "command": command_line("train", args, skip=("resume",)),
         "train_seconds": round(seconds, 1),
         "threads": torch.get_num_threads(),
     }
@@ -277,4 +258,4 @@ def run_train(args) -> int:
     atomic_write_text(out / "metrics.json", json.dumps({"history": history}, indent=1) + "\n")
     (out / "checkpoint.pt").unlink(missing_ok=True)
     print(f"wrote {out} ({seconds:.0f} s)", file=sys.stderr)
-    return 0
+    return out

@@ -30,7 +30,8 @@
 Data: any multi-rater layout; the target is the rater fusion ``--fusion``
 (default majority vote). Cases are cropped to ``--size`` pixels per axis around
 the label's centre (zero-padded if smaller) and z-scored per image. Patients are
-split train/validation (``--val-fraction``); the validation patients are
+split train/held-back (``--held-out-fraction``, alias ``--val-fraction``;
+:func:`clinloop.data.splits.split_patients`); the held-back patients are
 recorded in ``data.json`` so evaluation can hold them back.
 
 CPU deviations: width 16 (paper 64), small batches, a wall-clock budget
@@ -41,10 +42,10 @@ background agents equally, like the policy/value losses; the 3-D models need it
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,144 +53,53 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clinloop.config_options import TrainOptions, opt
+
 METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "mecca-unet")
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2-D slices or 3-D volumes")
-    p.add_argument("--size", type=int, default=64, help="crop size per axis (pixels)")
-    p.add_argument("--steps", type=int, default=5, help="T, interaction steps per episode")
-    p.add_argument("--labeled-fraction", type=float, default=1.0, help="fraction of training cases with labels")
-    p.add_argument("--delta", type=float, default=0.8, help="label-generation threshold δ (Eq. 6)")
-    p.add_argument("--fusion", default="majority", help="rater fusion giving the target (clinloop.data.fusion)")
-    p.add_argument("--width", type=int, default=16)
-    p.add_argument("--downsample", type=int, default=None, help="conv grid factor (default 1 in 2-D, 2 in 3-D)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--iterations", type=int, default=2000)
-    p.add_argument("--max-minutes", type=float, default=15.0, help="stop after this wall time")
-    p.add_argument("--hint-points", type=int, default=5, help="simulated clicks per step")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--val-cases", type=int, default=48, help="validation cases scored at the end")
-    p.add_argument("--tune-fraction", type=float, default=0.0,
-                   help="hold out this fraction of the TRAINING patients (by patient) as the validation cases "
-                        "scored at the end, instead of the held-back patients; they are not trained on")
-    p.add_argument("--max-cases", type=int, default=None, help="use at most this many training cases")
-    p.add_argument("--balance-confidence", action="store_true",
-                   help="class-balanced confidence loss L_C (RL methods; see MECCAConfig.balance_confidence)")
-    p.add_argument("--threads", type=int, default=1)
+@dataclass(kw_only=True)
+class MECCATrainOptions(TrainOptions):
+    """``clinloop train --method {mecca,mecca-no-confidence,interactive-cnn,mecca-unet}``."""
+
+    ndim: int = opt(2, choices=(2, 3), help="2-D slices or 3-D volumes")
+    size: int = opt(64, help="crop size per axis (pixels)")
+    steps: int = opt(5, help="T, interaction steps per episode")
+    labeled_fraction: float = opt(1.0, help="fraction of training cases with labels")
+    delta: float = opt(0.8, help="label-generation threshold δ (Eq. 6)")
+    fusion: str = opt("majority", help="rater fusion giving the target (clinloop.data.fusion)")
+    width: int = opt(16)
+    downsample: int | None = opt(None, help="conv grid factor (default 1 in 2-D, 2 in 3-D)")
+    lr: float = opt(1e-4)
+    batch: int = opt(8)
+    iterations: int = opt(2000)
+    max_minutes: float = opt(15.0, help="stop after this wall time")
+    hint_points: int = opt(5, help="simulated clicks per step")
+    held_out_fraction: float = opt(0.2, flags=("--val-fraction",),
+                                   help="held-back share of the cases (split by patient)")
+    val_cases: int = opt(48, help="validation cases scored at the end")
+    tune_fraction: float = opt(0.0, help="hold out this fraction of the TRAINING patients (by patient) as the "
+                                         "validation cases scored at the end, instead of the held-back patients; "
+                                         "they are not trained on")
+    max_cases: int | None = opt(None, help="use at most this many training cases")
+    balance_confidence: bool = opt(False, help="class-balanced confidence loss L_C (RL methods; see "
+                                               "MECCAConfig.balance_confidence)")
+    threads: int = opt(1)
 
 
-# ---------------------------------------------------------------- data
-def fuse_label(sample, fusion: str, seed: int = 0) -> np.ndarray:
-    """The target: ``clinloop.data.fusion.fuse(fusion, ...)`` of the sample's valid raters → bool."""
-    from clinloop.data.fusion import fuse
-
-    return np.asarray(fuse(fusion, sample.masks, rater_valid=sample.rater_valid, seed=seed)) > 0.5
+OPTIONS = MECCATrainOptions
 
 
-def crop_around(arr: np.ndarray, centre, size: int) -> np.ndarray:
-    """Crop ``(..., *spatial)`` to ``size`` per spatial axis around ``centre``, zero-padding."""
-    nd = len(centre)
-    spatial = arr.shape[-nd:]
-    out = np.zeros(arr.shape[:-nd] + (size,) * nd, dtype=arr.dtype)
-    src, dst = [], []
-    for c, n in zip(centre, spatial):
-        lo = int(round(c)) - size // 2
-        lo = min(max(lo, 0), max(n - size, 0)) if n >= size else lo
-        s0, s1 = max(lo, 0), min(lo + size, n)
-        src.append(slice(s0, s1))
-        dst.append(slice(s0 - lo, s1 - lo))
-    out[(...,) + tuple(dst)] = arr[(...,) + tuple(src)]
-    return out
+from clinloop.training.mecca_data import (  # noqa: E402,F401  (public names of this module)
+    crop_around,
+    fuse_label,
+    load_training_data,
+    prepare,
+    split_patients,
+    split_training_patients,
+)
 
 
-def prepare(sample, fusion: str, size: int | None, seed: int = 0):
-    """``(image (C, *s) float32, label (*s) bool)`` of one sample, cropped around the label."""
-    from clinloop.models.mecca.model import normalise
-
-    if not sample.rater_valid.any():
-        raise ValueError(f"case {sample.case_id}: no valid rater masks")
-    label = fuse_label(sample, fusion, seed)
-    img = sample.image
-    if size is not None:
-        pts = np.argwhere(label)
-        centre = pts.mean(0) if len(pts) else np.array(label.shape) / 2.0 - 0.5
-        img = crop_around(img, centre, size)
-        label = crop_around(label, centre, size)
-    return normalise(img)[None], label
-
-
-def split_patients(dataset, val_fraction: float, seed: int):
-    """Train/validation case indices by patient (``clinloop.data.splits.split_by_patient``)."""
-    from clinloop.data.splits import split_by_patient
-
-    parts = split_by_patient(dataset, [1.0 - val_fraction, val_fraction], seed=seed)
-    out = []
-    for part in parts:
-        out.append(list(part.indices) if hasattr(part, "indices") else [int(i) for i in part])
-    return out[0], out[1]
-
-
-def split_training_patients(dataset, train_idx, fraction: float, seed: int):
-    """Split the training cases ``train_idx`` by patient into ``(fit, tune)``: whole
-    training patients, in a seeded random order, go to ``tune`` until it holds about
-    ``fraction`` of the cases. Settings are chosen on ``tune``, never on the held-back
-    patients of :func:`split_patients`."""
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"tune fraction must lie in (0, 1), got {fraction}")
-    groups: dict[str, list[int]] = {}
-    for i in train_idx:
-        groups.setdefault(str(dataset.patient_ids[int(i)]), []).append(int(i))
-    pats = sorted(groups)
-    order = np.random.default_rng(seed + 7919).permutation(len(pats))
-    want, tune = fraction * len(train_idx), []
-    for j in order:
-        if len(tune) >= want:
-            break
-        tune += groups[pats[j]]
-    keep = set(tune)
-    return [int(i) for i in train_idx if int(i) not in keep], sorted(tune)
-
-
-def load_training_data(args) -> dict[str, Any]:
-    from clinloop.data import load_dataset
-
-    opts = {"volumes": True} if args.ndim == 3 and (args.format or "").lower() in ("", "lidc") and "lidc" in str(args.data).lower() else {}
-    ds = load_dataset(args.data, format=args.format, **opts)
-    tr, va = split_patients(ds, args.val_fraction, args.seed)
-    train_patients = sorted({ds.patient_ids[i] for i in tr})  # all of them stay out of held-back evaluation
-    tune = float(getattr(args, "tune_fraction", 0.0) or 0.0)
-    if tune > 0.0:
-        tr, va = split_training_patients(ds, tr, tune, args.seed)
-    rng = np.random.default_rng(args.seed)
-    tr = list(rng.permutation(tr))
-    limits = {"train": args.max_cases, "val": args.val_cases}
-    cases = {}
-    for name, idx in (("train", tr), ("val", va)):
-        imgs, labs, keep = [], [], []
-        for i in idx:
-            if limits[name] is not None and len(keep) >= limits[name]:
-                break
-            s = ds[int(i)]
-            if s.spatial_ndim != args.ndim or not s.rater_valid.any():
-                continue
-            x, y = prepare(s, args.fusion, args.size, args.seed)
-            if not y.any():  # nothing to segment: no boundary to click on
-                continue
-            imgs.append(x)
-            labs.append(y)
-            keep.append(int(i))
-        shape = (0, 1) + (args.size,) * args.ndim
-        cases[name] = (np.stack(imgs) if imgs else np.zeros(shape, np.float32),
-                       np.stack(labs) if labs else np.zeros((0,) + shape[2:], bool), keep)
-    if len(cases["train"][2]) == 0:
-        raise ValueError(f"{args.data}: no usable {args.ndim}-D training cases with a non-empty {args.fusion} label")
-    return {"dataset": ds, "cases": cases, "train_patients": train_patients,
-            "val_patients": sorted({ds.patient_ids[i] for i in va})}
-
-
-# ---------------------------------------------------------------- rollouts
 def balanced_weights(y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-agent weights giving foreground and background agents of each image equal
     total weight (each class sums to 1/2 of the image's agents), restricted to ``mask``.
@@ -367,21 +277,20 @@ def validate(model, imgs, labs, steps, seed) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- entry
-def command_line(args) -> str:
-    """The ``clinloop train`` command that reproduces this run (from the parsed flags)."""
-    parts = ["clinloop train", f"--method {args.method}"]
-    for k, v in sorted(vars(args).items()):
-        if k in ("method", "func", "accepts_extra", "help") or v is None or v is False:
-            continue
-        flag = "--" + k.replace("_", "-")
-        parts.append(flag if v is True else f"{flag} {v}")
-    return " ".join(parts)
+def command_line(args: MECCATrainOptions) -> str:
+    """The ``clinloop train`` command that reproduces this run (from its options)."""
+    from clinloop.config_options import command_line as cmd
+
+    return cmd("train", args)
 
 
-def run_train(args) -> int:
+def train_model(args: MECCATrainOptions) -> Path:
+    """Train ``args.method`` into ``args.out``; returns the model folder."""
     from clinloop.models.mecca.config import MECCAConfig
     from clinloop.models.mecca.model import MECCAModel
 
+    if args.method not in METHODS:
+        raise ValueError(f"clinloop.training.mecca trains {', '.join(METHODS)}; got {args.method!r}")
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     if not 0.0 < args.labeled_fraction <= 1.0:
@@ -389,7 +298,7 @@ def run_train(args) -> int:
     method = args.method
     cfg = MECCAConfig(method=method, ndim=args.ndim, width=args.width, conf_width=args.width,
                       downsample=args.downsample or (2 if args.ndim == 3 else 1), steps=args.steps, lr=args.lr,
-                      shaping=(method == "mecca"), balance_confidence=bool(getattr(args, "balance_confidence", False)),
+                      shaping=(method == "mecca"), balance_confidence=bool(args.balance_confidence),
                       delta=args.delta, hint_points=args.hint_points, size=args.size,
                       fusion=args.fusion,
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
@@ -415,9 +324,9 @@ def run_train(args) -> int:
                     "final_loss": float(np.mean([l["loss"] for l in log[-20:]])) if log else None})
     info = {"data": str(args.data), "format": data["dataset"].format, "ndim": args.ndim, "size": args.size,
             "fusion": args.fusion, "n_train_cases": len(xtr), "n_labeled": n_lab, "n_val_cases": len(xva),
-            "labeled_fraction": args.labeled_fraction, "seed": args.seed, "val_fraction": args.val_fraction,
-            "tune_fraction": getattr(args, "tune_fraction", 0.0),
-            "val_cases_from": "training patients (tuning subset)" if getattr(args, "tune_fraction", 0.0)
+            "labeled_fraction": args.labeled_fraction, "seed": args.seed, "val_fraction": args.held_out_fraction,
+            "tune_fraction": args.tune_fraction,
+            "val_cases_from": "training patients (tuning subset)" if args.tune_fraction
             else "held-back patients",
             "train_patients": data["train_patients"], "val_patients": data["val_patients"],
             "command": command_line(args), "train_minutes": round(train_min, 2), "iterations": iterations,
@@ -427,4 +336,4 @@ def run_train(args) -> int:
     if ckpt.is_file():
         ckpt.unlink()
     print(json.dumps(metrics))
-    return 0
+    return out

@@ -1,8 +1,9 @@
 """Case selection for SPA training/evaluation (shared by :mod:`.spa` and
 :mod:`clinloop.evaluation.spa_protocol`, so both see the same patient split).
 
-``patient_split`` assigns whole patients to "train"/"val" by a seeded
-permutation of the sorted unique patient ids (no patient in both).
+``patient_split`` assigns whole patients to "train"/"val" with
+:func:`clinloop.data.splits.split_patients` (rule ``"patients"``: a share of the
+patients, drawn from the sorted unique ids by a seeded permutation).
 ``select_cases`` then keeps cases whose rater majority is non-empty, taking at
 most ``per_group`` slices per (patient, nodule) group -- the middle ones first --
 so a few hundred training slices cover many nodules instead of a few stacks.
@@ -15,15 +16,13 @@ import numpy as np
 
 
 def patient_split(patient_ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0) -> dict[str, str]:
-    """patient id -> "train" | "val"."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    pats = sorted(set(patient_ids))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(pats))
-    n_val = max(1, int(round(val_fraction * len(pats))))
-    val = {pats[i] for i in order[:n_val]}
-    return {p: ("val" if p in val else "train") for p in pats}
+    """patient id -> "train" | "val": :func:`clinloop.data.splits.split_patients` with
+    rule ``"patients"`` (the SPA / MedUHIP split; ``val_fraction`` = held-out share)."""
+    from clinloop.data.splits import split_patients
+
+    _, held = split_patients(patient_ids, val_fraction, seed, rule="patients")
+    val = {patient_ids[i] for i in held}
+    return {p: ("val" if p in val else "train") for p in sorted(set(patient_ids))}
 
 
 def group_of(case_id: str) -> str:
@@ -34,7 +33,8 @@ def group_of(case_id: str) -> str:
 
 def select_cases(dataset, split: str = "all", limit: int | None = None, val_fraction: float = 0.2, seed: int = 0,
                  per_group: int | None = None) -> list[int]:
-    """Indices of ``dataset`` in ``split`` ("all", "train", "val") with a non-empty majority target,
+    """Indices of ``dataset`` in ``split`` ("all", "train", "val") with a non-empty majority target
+    (``val_fraction``: the held-out share, ``held_out_fraction`` of the options),
     at most ``per_group`` per nodule (middle slices first), the first ``limit`` of them
     in dataset order."""
     from clinloop.data.fusion import majority_vote

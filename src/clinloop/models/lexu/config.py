@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from clinloop.atomic import atomic_write_text
+from clinloop.config_io import config_to_dict, load_config, save_config
 
-METHODS = ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout")
-ENCODERS = ("cnn", "tinyvit")
-TINYVIT_SIZE = 256
-DEFAULT_WIDTHS = {"cnn": [16, 24, 32, 48, 64, 96], "tinyvit": [16, 32, 48, 64, 96]}
+from clinloop.models.lexu.constants import DEFAULT_WIDTHS, ENCODERS, METHODS, TINYVIT_SIZE  # noqa: F401
 
 
 @dataclass
@@ -102,24 +99,23 @@ class LexuConfig:
             raise ValueError(f"unknown normalisation {self.normalisation!r}")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(config_to_dict(self), indent=2)
 
     def save(self, folder: str | Path) -> None:
-        atomic_write_text(Path(folder) / "config.json", self.to_json() + "\n")
+        """Write ``folder/config.json`` (atomic; :func:`clinloop.config_io.save_config`)."""
+        save_config(self, Path(folder) / "config.json")
 
     @classmethod
     def load(cls, folder: str | Path) -> "LexuConfig":
-        path = Path(folder) / "config.json"
-        try:
-            d = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read config ({e})") from e
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """Read ``folder/config.json``; unknown keys are an error naming them."""
+        return load_config(cls, Path(folder) / "config.json")
 
 
 def build_network(cfg: LexuConfig):
-    """The named variant for ``cfg.method`` (see :mod:`clinloop.models.lexu.baselines`)."""
+    """The named variant for ``cfg.method`` (see :mod:`clinloop.models.lexu.baselines`).
+
+    Imported lazily: ``baselines`` -> ``network`` -> ``constants`` never import
+    this module, so there is no import cycle."""
     from clinloop.models.lexu.baselines import VARIANTS
 
     common = dict(in_channels=cfg.in_channels, widths=cfg.widths, encoder=cfg.encoder)

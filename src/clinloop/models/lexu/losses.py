@@ -46,17 +46,37 @@ def _check(logits: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor | None
     return valid
 
 
+def _valid(masks: torch.Tensor, valid: torch.Tensor | None, where: str) -> torch.Tensor:
+    """``valid (B, R)`` as bool (all True for ``None``). An image with **zero valid
+    raters** is a ``ValueError`` -- the one rule shared with the numpy fusions in
+    :mod:`clinloop.data.fusion` (there is no target to learn from; an all-zero label
+    would silently teach "background")."""
+    if masks.ndim < 3:
+        raise ValueError(f"{where}: masks must be (B, R, *spatial), got {tuple(masks.shape)}")
+    valid = torch.ones(masks.shape[:2], dtype=torch.bool, device=masks.device) if valid is None else valid.bool()
+    if valid.shape != masks.shape[:2]:
+        raise ValueError(f"{where}: valid must be (B, R) = {tuple(masks.shape[:2])}, got {tuple(valid.shape)}")
+    if not bool(valid.any(1).all()):
+        bad = [int(i) for i in torch.nonzero(~valid.any(1)).flatten()]
+        raise ValueError(f"{where}: zero valid raters for image(s) {bad} of the batch")
+    return valid
+
+
 def soft_label(masks: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """``S(M)``: mean of the valid rater masks. ``(B, R, H, W) -> (B, H, W)``."""
-    valid = torch.ones(masks.shape[:2], dtype=torch.bool) if valid is None else valid.bool()
+    """``S(M)``: mean of the valid rater masks. ``(B, R, H, W) -> (B, H, W)``.
+
+    The batched torch twin of :func:`clinloop.data.fusion.soft_label` (equal per
+    image, tested); zero valid raters for an image -> ``ValueError``."""
+    valid = _valid(masks, valid, "soft_label")
     w = valid.float()[..., None, None]
     return (masks.float() * w).sum(1) / w.sum(1).clamp_min(1)
 
 
 def rater_variance(masks: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """``H``: pixel-wise variance of the valid binary masks, ``S(M)(1 - S(M))``
-    (for 0/1 masks the population variance equals ``p(1-p)``). ``(B,R,H,W) -> (B,H,W)``."""
-    valid = torch.ones(masks.shape[:2], dtype=torch.bool) if valid is None else valid.bool()
+    (for 0/1 masks the population variance equals ``p(1-p)``). ``(B,R,H,W) -> (B,H,W)``.
+    Twin of :func:`clinloop.data.fusion.rater_variance`; zero valid raters -> ``ValueError``."""
+    valid = _valid(masks, valid, "rater_variance")
     w = valid.float()[..., None, None]
     n = w.sum(1).clamp_min(1)
     mean = (masks.float() * w).sum(1) / n
@@ -66,8 +86,12 @@ def rater_variance(masks: torch.Tensor, valid: torch.Tensor | None = None) -> to
 def majority_vote(masks: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Majority vote of the valid raters: ``S(M) > 0.5`` (ties go to background),
     as float ``(B, H, W)``. Used by the plain U-Net, ensemble, layer-ensemble
-    and MC-dropout baselines."""
-    return (soft_label(masks, valid) > 0.5).float()
+    and MC-dropout baselines. Twin of :func:`clinloop.data.fusion.majority_vote` (the
+    same strict majority, integer vote count, so no float rounding at a tie);
+    zero valid raters -> ``ValueError``."""
+    valid = _valid(masks, valid, "majority_vote")
+    votes = ((masks > 0) & valid[..., None, None]).sum(1)
+    return (2 * votes > valid.sum(1)[:, None, None]).float()
 
 
 def disagreement_guidance_loss(H: torch.Tensor, H_hat: torch.Tensor) -> torch.Tensor:
@@ -88,7 +112,7 @@ def mro_targets(
     """
     if n_heads < 1:
         raise ValueError(f"n_heads must be >= 1, got {n_heads}")
-    valid = torch.ones(masks.shape[:2], dtype=torch.bool) if valid is None else valid.bool()
+    valid = _valid(masks, valid, "mro_targets")
     b = masks.shape[0]
     out = [None] * n_heads
     out[-1] = soft_label(masks, valid)

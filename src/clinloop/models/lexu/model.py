@@ -142,19 +142,16 @@ class LexuPredictor:
     def time_forward(self, x: torch.Tensor) -> float:
         """Seconds for one sample-set computation on ``x (1, C, S, S)``, with the
         TinyViT feature cache bypassed (the encoder's time counts)."""
-        from clinloop.models.lexu import network
+        import contextlib
 
-        feats = network.tinyvit_features() if self.cfg.encoder == "tinyvit" else None
-        was = feats.enabled if feats is not None else None
-        if feats is not None:
-            feats.enabled = False
-        try:
+        from clinloop.models.lexu.tinyvit import tinyvit_features
+
+        # bypass in this thread only: a second server worker keeps its cache
+        ctx = tinyvit_features().uncached() if self.cfg.encoder == "tinyvit" else contextlib.nullcontext()
+        with ctx:
             t0 = time.perf_counter()
             self.run_batch(x)
             return time.perf_counter() - t0
-        finally:
-            if feats is not None:
-                feats.enabled = was
 
 
 def load_lexu(folder: str | Path, map_location: str = "cpu") -> LexuPredictor:

@@ -34,8 +34,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from clinloop.models.lexu.config import ENCODERS, TINYVIT_SIZE
+from clinloop.models.lexu.constants import ENCODERS, TINYVIT_SIZE
 from clinloop.models.lexu.heads import SegmentationHead
+from clinloop.models.lexu.tinyvit import TinyViTFeatures, tinyvit_features  # noqa: F401  (re-exported)
 
 
 class ConvBlock(nn.Sequential):
@@ -165,127 +166,6 @@ class MultiHeadUNet(nn.Module):
             outs.append(y)
         outs = outs[self.n_decoder - self.n_heads:]
         return torch.cat([h(o, size) for h, o in zip(self.heads, outs)], dim=1)
-
-
-class TinyViTFeatures:
-    """The frozen pretrained LiteMedSAM TinyViT as a feature pyramid, with an
-    on-disk and an in-memory cache (not an ``nn.Module``: it is never trained
-    and never saved in a LEXU state dict).
-
-    ``__call__(x (B, 3, 256, 256))`` (min–max normalised to [0, 1]) -> list of
-    four maps, fine to coarse: stage-0 output ``(B, 128, 128, 128)`` (stride 2),
-    stage-1 output ``(B, 160, 64, 64)``, stage-2 output ``(B, 320, 64, 64)``
-    (stride 4; TinyViT's last merges have strides 2, 1) and the neck, i.e.
-    LiteMedSAM's image embedding ``(B, 256, 64, 64)``.
-
-    Cache: ``cache_dir()/lexu-tinyvit/<weights id>/<sha256 of the input>.npz``
-    (float16, ~10 MB per image); values are always rounded through float16, so
-    results do not depend on the cache's state. ``memory_capacity`` most
-    recently used images are also kept in memory (training reads every image
-    every epoch). ``enabled = False`` bypasses both caches (used to time the
-    encoder honestly).
-    """
-
-    channels = (128, 160, 320, 256)
-    strides = (2, 4, 4, 4)
-
-    def __init__(self, memory_capacity: int = 64):
-        from clinloop.models.litemedsam.build import build_litemedsam
-
-        lm = build_litemedsam(True, eval_mode=True)
-        self.encoder = lm.image_encoder
-        for q in self.encoder.parameters():
-            q.requires_grad_(False)
-        self.weights_id = self.encoder.weights_id
-        self.memory: dict[str, list[torch.Tensor]] = {}
-        self.memory_capacity = int(memory_capacity)
-        self.enabled = True
-
-    def folder(self):
-        from clinloop.paths import cache_dir
-
-        return cache_dir() / "lexu-tinyvit" / self.weights_id
-
-    @torch.no_grad()
-    def compute(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Uncached pyramid of ``x (B, 3, 256, 256)`` (float32, not rounded)."""
-        enc = self.encoder
-        if x.ndim != 4 or x.shape[1:] != (3, TINYVIT_SIZE, TINYVIT_SIZE):
-            raise ValueError(f"TinyViT features need (B, 3, {TINYVIT_SIZE}, {TINYVIT_SIZE}); got {tuple(x.shape)}")
-        res = enc.config.resolutions()
-        b = x.shape[0]
-        y = enc.patch_embed(x.float())
-        outs = []
-        for i, layer in enumerate(enc.layers):
-            y = layer(y)  # stage 0 gets a map, returns tokens; later stages tokens -> tokens
-            if i < len(enc.layers) - 1:  # after the patch merging: tokens at res[i + 1]
-                r = res[i + 1]
-                outs.append(y.transpose(1, 2).reshape(b, -1, r, r))
-        r = enc.embedding_size
-        outs.append(enc.neck(y.transpose(1, 2).reshape(b, -1, r, r)))
-        return outs
-
-    def _load(self, key: str) -> list[torch.Tensor] | None:
-        if key in self.memory:
-            v = self.memory.pop(key)
-            self.memory[key] = v  # most recently used last
-            return v
-        path = self.folder() / f"{key}.npz"
-        if not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                v = [torch.from_numpy(z[f"f{k}"]) for k in range(len(self.channels))]
-        except Exception:  # unreadable: recompute and overwrite
-            return None
-        if any(t.dtype != torch.float16 or t.shape[0] != c for t, c in zip(v, self.channels)):
-            return None
-        self._remember(key, v)
-        return v
-
-    def _remember(self, key: str, v: list[torch.Tensor]) -> None:
-        self.memory[key] = v
-        while len(self.memory) > max(self.memory_capacity, 0):
-            self.memory.pop(next(iter(self.memory)))
-
-    def _store(self, key: str, v: list[torch.Tensor]) -> None:
-        from clinloop.atomic import atomic_path
-
-        path = self.folder() / f"{key}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, suffix=".npz") as tmp:
-            np.savez(tmp, **{f"f{k}": t.numpy() for k, t in enumerate(v)})
-        self._remember(key, v)
-
-    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
-        from clinloop.models.litemedsam.cache import input_key
-
-        last = getattr(self, "_last", None)
-        if last is not None and last[0] is x and last[1] == x._version:
-            return last[2]  # the same batch again (the ensemble's members): one encoder pass
-        per = []
-        for i in range(x.shape[0]):
-            key = input_key(x[i]) if self.enabled else None
-            v = self._load(key) if key else None
-            if v is None:
-                v = [t[0].to(torch.float16) for t in self.compute(x[i : i + 1].cpu())]
-                if key:
-                    self._store(key, v)
-            per.append(v)
-        out = [torch.stack([p[k] for p in per]).to(x.device, torch.float32) for k in range(len(self.channels))]
-        self._last = (x, x._version, out)
-        return out
-
-
-_TINYVIT: TinyViTFeatures | None = None
-
-
-def tinyvit_features() -> TinyViTFeatures:
-    """The process-wide frozen TinyViT (built once, shared by every network)."""
-    global _TINYVIT
-    if _TINYVIT is None:
-        _TINYVIT = TinyViTFeatures()
-    return _TINYVIT
 
 
 class TinyViTUNet(nn.Module):

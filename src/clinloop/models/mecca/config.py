@@ -10,9 +10,11 @@ on two CPU threads; agents are still the full-resolution voxels.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clinloop.config_io import config_from_dict, config_to_dict, load_config, save_config
 
 METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "mecca-unet")
 
@@ -80,22 +82,17 @@ class MECCAConfig:
         return self.method in ("mecca", "mecca-no-confidence")
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(config_to_dict(self), indent=2)
 
     def save(self, path: str | Path) -> None:
-        from clinloop.atomic import atomic_write_text
-
-        atomic_write_text(path, self.to_json() + "\n")
+        """Write ``config.json`` (atomic; :func:`clinloop.config_io.save_config`)."""
+        save_config(self, path)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MECCAConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict[str, Any], source: str | Path = "MECCA config") -> "MECCAConfig":
+        """Unknown keys are an error naming them (:func:`clinloop.config_io.config_from_dict`)."""
+        return config_from_dict(cls, d, source)
 
     @classmethod
     def load(cls, path: str | Path) -> "MECCAConfig":
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read MECCA config ({e})") from e
-        return cls.from_dict(d)
+        return load_config(cls, path)

@@ -1,13 +1,11 @@
 """SPA configuration (saved as ``config.json`` beside ``weights.pt``)."""
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clinloop.atomic import atomic_write_text
+from clinloop.config_io import config_from_dict, config_to_dict, load_config, save_config
 
 
 @dataclass
@@ -37,19 +35,17 @@ class SPAConfig:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return config_to_dict(self)
 
     def save(self, path: str | Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write ``config.json`` (atomic; :func:`clinloop.config_io.save_config`)."""
+        save_config(self, path)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SPAConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: dict[str, Any], source: str | Path = "SPA config") -> "SPAConfig":
+        """Unknown keys are an error naming them (:func:`clinloop.config_io.config_from_dict`)."""
+        return config_from_dict(cls, d, source)
 
     @classmethod
     def load(cls, path: str | Path) -> "SPAConfig":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as e:
-            raise ValueError(f"{path}: cannot read SPA config ({e})") from e
+        return load_config(cls, path)
