@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     xu, yu = brats_crops(image, label, a.unlabeled, model.cfg.size, a.seed)
     print(f"{len(xl)} labeled LIDC volumes, {len(xu)} unlabeled BraTS crops ({time.time() - t0:.0f} s)", flush=True)
     if a.crop:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from mecca_brats_session import crop_around_label
 
         image, label = crop_around_label(image, label, a.crop)
@@ -149,5 +150,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # for mecca_brats_session.crop_around_label
     sys.exit(main())
