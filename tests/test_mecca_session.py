@@ -33,7 +33,19 @@ def test_session_2d_hint_gives_proposal_with_advice(method):
     p = s.hint([((24.0, 10.5), True), ((2.0, 3.0), False)])
     assert p.mask.shape == p.probability.shape == p.uncertainty.shape == (40, 48)
     assert p.mask.dtype == bool and 0 <= p.probability.min() and p.probability.max() <= 1
-    assert (p.uncertainty >= 0).all()
+    # uncertainty = 1 - certainty of the step: |2p - 1| for the CNN, C(s, a) of the chosen
+    # actions for MECCA (recomputed here from the networks on the same state)
+    if method == "interactive-cnn":
+        np.testing.assert_allclose(p.uncertainty, 1 - np.abs(2 * p.probability - 1), atol=1e-6)
+    else:
+        from clinloop.models.mecca.hints import hint_map
+        from clinloop.models.mecca.model import normalise
+
+        x = torch.from_numpy(normalise(img[None]))[None, None]
+        h = torch.from_numpy(hint_map([((24.0, 10.5), True), ((2.0, 3.0), False)], img.shape, model.cfg.hint_sigma))
+        _, cert = model.refine(x, torch.full_like(x, 0.5), h[None, None])
+        np.testing.assert_allclose(p.uncertainty, 1 - cert[0, 0].numpy(), atol=1e-6)
+        assert p.uncertainty.std() > 0  # per-agent confidences, not one value
     assert len(p.advice) == 5 and all(a.shape == (40, 48) and a.dtype == bool for a in p.advice)
     assert int(np.sum(p.advice, axis=0).max()) == 1
     if method == "mecca":  # one step from 0.5 moves by one action of A
