@@ -301,8 +301,11 @@ def test_dicom_file_hu_spacing_affine(tmp_path):
 
 
 def test_dicom_without_suffix_detected_by_magic(tmp_path):
-    write_dicom(tmp_path / "IM0001", np.ones((2, 2), np.int16))
-    assert read_image(tmp_path / "IM0001")[0].shape == (1, 2, 2)
+    px = np.array([[1, 2], [3, 40]], np.int16)
+    write_dicom(tmp_path / "IM0001", px)
+    img, _, _, meta = read_image(tmp_path / "IM0001")
+    assert img.shape == (1, 2, 2) and meta["format"] == "dicom"
+    np.testing.assert_array_equal(img[0], px)  # pixel values intact
 
 
 def test_dicom_truncated_and_garbage(tmp_path):

@@ -33,7 +33,19 @@ def test_session_2d_hint_gives_proposal_with_advice(method):
     p = s.hint([((24.0, 10.5), True), ((2.0, 3.0), False)])
     assert p.mask.shape == p.probability.shape == p.uncertainty.shape == (40, 48)
     assert p.mask.dtype == bool and 0 <= p.probability.min() and p.probability.max() <= 1
-    assert (p.uncertainty >= 0).all()
+    # uncertainty = 1 - certainty of the step: |2p - 1| for the CNN, C(s, a) of the chosen
+    # actions for MECCA (recomputed here from the networks on the same state)
+    if method == "interactive-cnn":
+        np.testing.assert_allclose(p.uncertainty, 1 - np.abs(2 * p.probability - 1), atol=1e-6)
+    else:
+        from clinloop.models.mecca.hints import hint_map
+        from clinloop.models.mecca.model import normalise
+
+        x = torch.from_numpy(normalise(img[None]))[None, None]
+        h = torch.from_numpy(hint_map([((24.0, 10.5), True), ((2.0, 3.0), False)], img.shape, model.cfg.hint_sigma))
+        _, cert = model.refine(x, torch.full_like(x, 0.5), h[None, None])
+        np.testing.assert_allclose(p.uncertainty, 1 - cert[0, 0].numpy(), atol=1e-6)
+        assert p.uncertainty.std() > 0  # per-agent confidences, not one value
     assert len(p.advice) == 5 and all(a.shape == (40, 48) and a.dtype == bool for a in p.advice)
     assert int(np.sum(p.advice, axis=0).max()) == 1
     if method == "mecca":  # one step from 0.5 moves by one action of A
@@ -121,8 +133,12 @@ def test_paired_bootstrap_and_seed_summary_hand_values():
     # a case seen under two seeds counts once, with the mean of its differences
     r = paired_bootstrap({"a": [0.1, 0.3], "b": [0.2], "c": [-0.1]}, n_boot=500)
     assert r["n_cases"] == 3 and r["mean"] == pytest.approx((0.2 + 0.2 - 0.1) / 3, abs=1e-4)
-    assert r["ci95"][0] <= r["mean"] <= r["ci95"][1]
+    # per-case values {0.2, 0.2, -0.1}: a replicate's mean is 0.2 - 0.1 k with k ~ Binomial(3, 1/3)
+    # draws of -0.1, so P(-0.1) = 1/27 = 3.7 % > 2.5 % and P(0.2) = 8/27 > 2.5 %: the percentile
+    # interval is exactly [-0.1, 0.2]
+    assert r["ci95"] == pytest.approx([-0.1, 0.2], abs=1e-9)
     assert r["fraction_positive"] == pytest.approx(2 / 3, abs=1e-4)
+    assert r["fraction_negative"] == pytest.approx(1 / 3, abs=1e-4)
     s = summarise_runs([{"n_cases": 2, **{k: [v, 2 * v] for k, v in zip(
         ("dice_per_step", "assd_per_step", "misunderstanding_per_step", "flips_per_step", "seconds_per_step"),
         (0.4, 1.0, 10.0, 3.0, 0.1))}},
@@ -164,8 +180,30 @@ def test_cluster_bootstrap_resamples_patients():
     diffs = {"p1/a": [0.1], "p1/b": [0.1], "p2/a": [-0.2]}
     r = paired_bootstrap(diffs, n_boot=400, groups={k: k.split("/")[0] for k in diffs})
     assert r["n_clusters"] == 2 and r["mean"] == 0.0
-    # every replicate is a mix of whole patients: means lie in {-0.2, 0.0, 0.1}
-    assert r["ci95"][0] >= -0.2 - 1e-9 and r["ci95"][1] <= 0.1 + 1e-9
+    # replicates draw 2 of the 2 patients: p1 p1 -> 0.4 / 4 = 0.1 (1/4), p1 p2 -> 0 / 3 = 0 (1/2),
+    # p2 p2 -> -0.2 (1/4); so the 2.5 / 97.5 percentiles are exactly -0.2 and 0.1
+    assert r["ci95"] == pytest.approx([-0.2, 0.1], abs=1e-9)
+    # where whole patients and single cases differ: p1 has three cases at 0.3, p2 one at -0.3.
+    # Patients: p2 p2 -> -0.3 with P = 1/4, so the lower end is -0.3. Cases (4 draws, -0.3 with
+    # p = 1/4): mean 0.3 - 0.15 k, P(k = 4) = 1/256 < 2.5 % < P(k >= 3) = 13/256, lower end -0.15.
+    d2 = {"p1/a": [0.3], "p1/b": [0.3], "p1/c": [0.3], "p2/a": [-0.3]}
+    by_patient = paired_bootstrap(d2, n_boot=4000, groups={k: k.split("/")[0] for k in d2})
+    by_case = paired_bootstrap(d2, n_boot=4000)
+    assert by_patient["ci95"] == pytest.approx([-0.3, 0.3], abs=1e-9)
+    assert by_case["n_clusters"] == 4 and by_case["ci95"] == pytest.approx([-0.15, 0.3], abs=1e-9)
+
+
+def test_paired_bootstrap_interval_matches_the_normal_approximation():
+    """Independent reference: for many cases the percentile bootstrap of a mean agrees with
+    mean +- 1.96 s / sqrt(n) (central limit theorem)."""
+    from clinloop.evaluation.mecca_protocol import paired_bootstrap
+
+    x = np.random.default_rng(3).normal(0.05, 0.1, size=400)
+    r = paired_bootstrap({f"c{i}": [v] for i, v in enumerate(x)}, n_boot=4000, seed=1)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)  # 0.0098
+    assert r["mean"] == pytest.approx(x.mean(), abs=1e-4)
+    assert r["ci95"][0] == pytest.approx(x.mean() - half, abs=0.0015)
+    assert r["ci95"][1] == pytest.approx(x.mean() + half, abs=0.0015)
 
 
 def test_shipped_3d_models_are_the_protocol_defaults_and_run_a_step():

@@ -55,7 +55,14 @@ def test_transforms_move_image_and_raters_together():
 
 def test_3d():
     s = make((4, 6, 6), r=2)
-    assert s.spatial_ndim == 3 and s.flip(0).masks.shape == (2, 4, 6, 6)
+    f = s.flip(0)
+    assert s.spatial_ndim == 3 and f.masks.shape == (2, 4, 6, 6)
+    # depth reversed: slice k of the flip is slice 3 - k of the original, for image and masks
+    np.testing.assert_array_equal(f.image[0, 0], s.image[0, 3])
+    np.testing.assert_array_equal(f.masks[:, 1], s.masks[:, 2])
+    assert f.image[0, 0, 0, 0] == 3 * 36  # np.arange over (4, 6, 6): first voxel of the last slice
+    # the flipped affine maps voxel 0 of axis 0 to where voxel 3 was (spacing 2)
+    np.testing.assert_allclose(f.affine @ [0, 0, 0, 1], s.affine @ [3, 0, 0, 1])
 
 
 def test_atomic_writes_get_normal_permissions(tmp_path):

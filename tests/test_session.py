@@ -99,6 +99,13 @@ def test_bad_images(image, msg):
 
 
 def test_image_normalisation():
-    assert as_channels_first(np.zeros((5, 6, 3), np.uint8)).shape == (3, 5, 6)
-    assert as_channels_first(np.zeros((5, 6, 4))).shape == (3, 5, 6)
-    assert as_channels_first(np.zeros((4, 5, 6)), (2, 3)).shape == (1, 4, 5, 6)
+    rgb = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
+    out = as_channels_first(rgb)
+    assert out.shape == (3, 5, 6) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[2], rgb[..., 2])  # channel c = the last axis' c
+    rgba = np.random.default_rng(0).random((5, 6, 4))
+    np.testing.assert_allclose(as_channels_first(rgba), np.moveaxis(rgba[..., :3], -1, 0), rtol=1e-6)  # alpha dropped
+    vol = np.arange(120.0).reshape(4, 5, 6)
+    out = as_channels_first(vol, (2, 3))
+    assert out.shape == (1, 4, 5, 6)
+    np.testing.assert_array_equal(out[0], vol)

@@ -74,11 +74,48 @@ def test_protocol_writes_results(tmp_path, stub_backbone, method):
     if method == "spa":
         cpd = [float(row["candidate_pairwise_dice"]) for row in rows]
         assert all(0 <= v <= 1 for v in cpd) and r["candidate_pairwise_dice"] == pytest.approx(np.mean(cpd), abs=1e-4)
-        # an accepted case keeps its Dice from the acceptance on
-        for row in rows:
-            a = int(row["accepted_at"])
-            if a <= 3:
-                assert float(row["dice_3"]) == float(row[f"dice_{a - 1}"])
+    for row in rows:
+        a = int(row["accepted_at"])
+        if method == "spa":  # acceptance happens at a choice (iteration >= 2), or never (iterations + 1)
+            assert 2 <= a <= 4
+            # an accepted case keeps its Dice from the acceptance on
+            assert all(float(row[f"dice_{k}"]) == float(row[f"dice_{a - 1}"]) for k in range(a, 4))
+        else:  # click baselines never accept
+            assert a == 4
+    _check_first_iteration_independently(tmp_path / "m" if method == "spa" else None, method, data, rows)
+
+
+def _check_first_iteration_independently(model_dir, method, data, rows):
+    """Recompute each case's Dice after the first interaction without the protocol: the target
+    is the strict majority of the raters named in the CSV row (numpy), the first prompt is the
+    target's tight box (numpy) or the centre of its largest component (scipy's distance
+    transform), the Dice is counted by hand; only the model comes from the library."""
+    from scipy import ndimage
+
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.spa_protocol import load_method
+
+    ds = load_dataset(data, "lidc")
+    index = {c: i for i, c in enumerate(ds.case_ids)}
+    model = load_method(method, None if model_dir is None else str(model_dir))
+    for row in rows:
+        s = ds[index[row["case_id"]]]
+        raters = [int(k) for k in row["raters"].split()]
+        target = 2 * s.masks[raters].astype(int).sum(0) > len(raters)
+        assert target.any()
+        state = model.start(s.image, seed=int(row["seed"]), profile=None)
+        if method == "box-litemedsam":
+            ys, xs = np.nonzero(target)
+            p = state.box((float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())))
+        else:
+            lab, n = ndimage.label(target)
+            largest = lab == 1 + int(np.argmax([(lab == k).sum() for k in range(1, n + 1)]))
+            dt = ndimage.distance_transform_edt(np.pad(largest, 1))[1:-1, 1:-1]
+            y, x = np.unravel_index(int(np.argmax(dt)), dt.shape)
+            p = state.click((float(x), float(y)), True)
+        m = np.asarray(p.mask, bool)
+        expected = 2 * (m & target).sum() / (m.sum() + target.sum())
+        assert float(row["dice_1"]) == pytest.approx(expected, abs=1e-5), row["case_id"]
 
 
 def test_protocol_rejects_unknown_method(tmp_path):

@@ -33,8 +33,15 @@ def test_triage_csv_ordering_matches_uncertainty(tmp_path):
         assert float(r["predicted_disagreement"]) == pytest.approx(by_id[r["case_id"]], rel=1e-4)
     # case01 has a missing rater: 2 valid raters counted
     assert {r["case_id"]: int(r["n_raters"]) for r in rows}["case02"] == 2
-    # rater disagreement is Σ H (non-negative)
-    assert all(float(r["rater_disagreement"]) >= 0 for r in rows)
+    # rater disagreement is Σ H = Σ p (1 - p) over the valid raters' masks at the model's size
+    # (p = the raters' mean), computed here by hand
+    samples = {s.case_id: s for s in ds}
+    for r in rows:
+        s = samples[r["case_id"]]
+        m = pred.prepare_masks(s.masks).numpy().astype(bool)[s.rater_valid]
+        p = m.mean(0)
+        assert float(r["rater_disagreement"]) == pytest.approx(float((p * (1 - p)).sum()), rel=1e-4, abs=1e-6)
+    assert any(float(r["rater_disagreement"]) > 0 for r in rows)
     # JSON output and held-out selection
     assert main(["triage", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(tmp_path / "w.json"),
                  "--split", "test"]) == 0
