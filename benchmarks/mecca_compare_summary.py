@@ -3,7 +3,7 @@ misunderstanding summed over all steps and over the last two steps, and the shar
 on which the first method is better, each with a patient-bootstrap 95 % interval.
 
     # the run (README "3-D, LIDC nodule volumes"; writes per-case rows for every seed)
-    python -m clinloop.evaluation.mecca_protocol compare --data ../shared/data/lidc/lidc_crops_dev.npz --ndim 3 \\
+    clinloop evaluate --protocol mecca --mode compare --method mecca --data ../shared/data/lidc/lidc_crops_dev.npz --ndim 3 \\
         --methods mecca,mecca-no-confidence,interactive-cnn --seeds 0,1,2 --steps 5 --out compare-3d.json
     # the figures ("sum over steps" column; "−510 (−661 … −366)", "+233 (+129 … +340)", "higher on 86 %")
     .venv/bin/python benchmarks/mecca_compare_summary.py compare-3d.json [--out summary.json]
