@@ -28,8 +28,9 @@ def _train(data, out, method, epochs):
     assert rc == 0
 
 
-def test_training_decreases_loss_and_writes_folder(tiny):
-    data, d = tiny
+def test_training_decreases_loss_and_writes_folder(tiny, tmp_path):
+    data, _ = tiny
+    d = tmp_path  # its own folder: the protocol test trains its own models (no order dependence)
     torch.manual_seed(0)
     rc = main(["train", "--method", "lexu", "--data", str(data), "--out", str(d / "lexu"), "--epochs", "25",
                "--lr", "0.01", *TINY])
@@ -81,7 +82,7 @@ def test_cli_refuses_to_overwrite_and_resume_of_finished_run_is_a_no_op(tiny, tm
 def test_protocol_writes_exact_keys_for_every_method(tiny):
     data, d = tiny
     for m in ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout"):
-        if not (d / m / "weights.pt").is_file():  # lexu comes from the training test when run together
+        if not (d / m / "weights.pt").is_file():
             _train(data, d / m, m, 1)
     for m in ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout"):
         out = d / f"{m}.json"
