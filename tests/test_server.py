@@ -499,7 +499,8 @@ def test_serve_without_data_serves_the_embedded_example(tmp_path, monkeypatch, c
     assert main(["serve", "--state-dir", str(tmp_path / "state"), "--port", "8123"]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
     assert "embedded example (8 synthetic cases" in capsys.readouterr().out
-    c = TestClient(started["app"])
+    assert TestClient(started["app"]).get("/api/cases").status_code == 400  # Host "testserver" is not the bound address
+    c = TestClient(started["app"], base_url="http://127.0.0.1:8123")
     cases = c.get("/api/cases").json()["cases"]
     assert [r["case_id"] for r in cases] == [f"synth-{i:04d}" for i in range(8)]
     sample = load_dataset(tmp_path / "state" / "example")[0]
