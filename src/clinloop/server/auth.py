@@ -57,7 +57,8 @@ class Auth:
 
 def current_user(request: Request, x_clinloop_user: Annotated[str | None, Header(
         description="the user's name when no per-user tokens are configured (default 'local'); "
-                    "1-64 characters of letters, digits, . _ @ -")] = None) -> str:
+                    "1-64 characters of letters, digits, . _ @ - (400 otherwise; empty = 'local')",
+        json_schema_extra={"pattern": "^([A-Za-z0-9._@-]{1,64})?$"})] = None) -> str:
     """FastAPI dependency: the requesting user (see the module docstring)."""
     return request.app.state.ctx.auth.user(request.headers.get("authorization"), x_clinloop_user)
 

@@ -39,12 +39,25 @@ def validation_message(e: RequestValidationError) -> str:
     return "; ".join(msgs) or "invalid request"
 
 
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every HTTP method some route of ``app`` answers at ``path``."""
+    methods: set[str] = set()
+    for r in app.routes:
+        rx, ms = getattr(r, "path_regex", None), getattr(r, "methods", None)
+        if rx is not None and ms and rx.match(path):
+            methods.update(ms)
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn exceptions into ``{"detail"}`` answers."""
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
-        return error_response(request, e.status_code, e.detail, getattr(e, "headers", None))
+        headers = getattr(e, "headers", None)
+        if e.status_code == 405:  # Allow: every method of the path, not only the first route's
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request.url.path))}
+        return error_response(request, e.status_code, e.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _valid(request: Request, e: RequestValidationError):

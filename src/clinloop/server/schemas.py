@@ -10,13 +10,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 INT31 = 2 ** 31
+
+
+def _integral(v: Any) -> Any:
+    """JSON integers, and numbers with no fractional part (``3.0``: an integer in
+    JSON Schema); not booleans, strings, NaN or ``1.5``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be an integer")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError(f"must be an integer, got {v}")
+        return int(v)
+    return v
+
+
 Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False,
                                     description="pixels (origin at the centre of the first pixel); finite")]
-Slice = Annotated[int, Field(strict=True, ge=0, lt=INT31, description="slice index (3-D images only)")]
-Seed = Annotated[int, Field(strict=True, ge=0, lt=INT31, description="random seed, 0 <= seed < 2**31")]
+Integer31 = Annotated[int, Field(ge=0, lt=INT31), BeforeValidator(_integral)]
+Slice = Annotated[Integer31, Field(description="slice index (3-D images only)")]
+Seed = Annotated[Integer31, Field(description="random seed, 0 <= seed < 2**31")]
 
 
 class Click(BaseModel):
@@ -29,7 +44,7 @@ class Click(BaseModel):
 
 
 class Choose(BaseModel):
-    candidate: Annotated[int, Field(strict=True, ge=0, lt=INT31, description="0-based candidate index")]
+    candidate: Annotated[Integer31, Field(description="0-based candidate index")]
 
 
 class Hint(BaseModel):

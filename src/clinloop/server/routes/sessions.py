@@ -24,7 +24,8 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
         "file": {"type": "string", "format": "binary", "description": "an image: " + "png, jpg, nii(.gz), dcm, npy"},
         "case_id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "a worklist case instead of a file"},
         "seed": {"type": "integer", "minimum": 0, "maximum": INT31 - 1},
-        "use_profile": {"type": "boolean"}}}},
+        "use_profile": {"type": "boolean"}},
+        "anyOf": [{"required": ["file"]}, {"required": ["case_id"]}]}},
     "application/json": {"schema": CaseRequest.model_json_schema()}}}}
 
 
