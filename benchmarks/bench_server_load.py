@@ -12,7 +12,15 @@ downloads the mask. Between steps it looks at the answer for a *think time*
 drawn uniformly from [0.5, 1.5] x ``--think`` seconds; the default 1.5 s is the
 human pace of SPA's user study (spa.txt §4: 4.3-4.8 s per image for 2.5-3.6
 iterations, i.e. ~1.3-1.9 s per iteration including the model's 0.2 s);
-``--think 0`` fires steps back to back (a stress test, not a clinician). Before
+``--think 0`` fires steps back to back (a stress test, not a clinician).
+
+The 32-client case (issue 18: a busy department, think 0.3-0.9 s)::
+
+    .venv/bin/python benchmarks/bench_server_load.py --users 32 --think 0.6
+
+A 503 (model queue full) is counted as ``busy`` and retried after its
+``Retry-After``, as the browser does; the report adds the server's live-cache
+statistics (sessions rebuilt by replay, evictions, 503 refusals). Before
 the clock starts every case is opened once, so the image embeddings are cached
 (as a worklist prefetch would do).
 
@@ -53,6 +61,14 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
             t0 = time.perf_counter()
             try:
                 r = c.request(method, path, **kw)
+                for _ in range(5):  # model queue full: wait as the server asks (the browser does the same)
+                    if r.status_code != 503:
+                        break
+                    with lock:
+                        rows.append({"kind": "busy", "seconds": time.perf_counter() - t0, "model": 0.0, "queue": 0.0,
+                                     "server": 0.0, "status": 503})
+                    time.sleep(float(r.headers.get("retry-after", "1")))
+                    r = c.request(method, path, **kw)
                 dt = time.perf_counter() - t0
                 timing = dict((k, float(v) / 1000) for k, v in _DUR.findall(r.headers.get("server-timing", "")))
                 with lock:
@@ -118,6 +134,7 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=1.5, help="mean think time between steps, seconds (0: back to back)")
     ap.add_argument("--data", default=None, help="worklist dataset (default: the server's embedded example)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-size", type=int, default=None, help="the server's --cache-size (default: its default)")
     ap.add_argument("--max-seconds", type=float, default=1800, help="stop waiting after this long")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -125,7 +142,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="clinloop-load-"))
     model = model_folder(a.model, work, a.n_samples)
     srv = ServerProcess(model, a.data, work / "state", threads=a.threads, workers=a.workers,
-                        log=work / "server.log").start()
+                        log=work / "server.log",
+                        extra=[] if a.cache_size is None else ["--cache-size", str(a.cache_size)]).start()
     import httpx
 
     try:
@@ -160,13 +178,15 @@ def main(argv=None) -> int:
             t.join(timeout=max(1.0, a.max_seconds - (time.perf_counter() - t0)))
         wall = time.perf_counter() - t0
         stuck = sum(t.is_alive() for t in threads)
+        live = httpx.get(srv.url + "/api/info", timeout=30).json().get("live", {})
     finally:
         srv.stop()
     res = {"model": model, "users": a.users, "iterations": a.iterations, "think_seconds": a.think,
            "server_threads": a.threads, "server_workers": a.workers, "cases": len(cases),
            "cores": os.cpu_count(), "load_average_before": load0, "wall_seconds": round(wall, 1),
            "requests": len(rows), "errors": len(errors) + stuck, "error_samples": errors[:5],
-           "throughput_rps": round(len(rows) / wall, 2), "latency": summarise(rows)}
+           "throughput_rps": round(len(rows) / wall, 2), "busy_503": sum(r["kind"] == "busy" for r in rows),
+           "live_cache": live, "latency": summarise([r for r in rows if r["kind"] != "busy"])}
     print(json.dumps(res, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")

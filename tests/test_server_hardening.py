@@ -236,3 +236,49 @@ def _png_file(tmp_path):
     p = tmp_path / "img.png"
     p.write_bytes(png_bytes(np.full((16, 16), 9, np.uint8)))
     return p
+
+
+def test_shutdown_closes_the_store_and_merges_its_wal(tmp_path):
+    from fastapi.testclient import TestClient
+
+    with TestClient(_app(tmp_path)) as c:
+        sid = _open(c)
+        c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 10})
+        assert (tmp_path / "clinloop.sqlite3-wal").is_file()  # WAL mode, rows written
+    assert not (tmp_path / "clinloop.sqlite3-wal").exists()  # the lifespan's close merged and removed it
+
+
+def test_unexpected_model_error_is_a_logged_500_and_the_server_goes_on(tmp_path, caplog):
+    from fastapi.testclient import TestClient
+
+    class Broken(Toy):
+        def start(self, image, *, seed=0, profile=None):
+            st = super().start(image, seed=seed, profile=profile)
+            st.choose = lambda k: (_ for _ in ()).throw(RuntimeError("boom"))
+            return st
+
+    c = TestClient(_app(tmp_path, Broken()))
+    sid = _open(c)
+    assert c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 10}).status_code == 200
+    with caplog.at_level(logging.ERROR, logger="clinloop.server"):
+        r = c.post(f"/api/sessions/{sid}/choose", json={"candidate": 0})
+    assert r.status_code == 500 and r.json()["detail"].startswith("internal error (RuntimeError)")
+    assert "server-timing" in r.headers and any("failed" in rec.getMessage() for rec in caplog.records)
+    assert c.post(f"/api/sessions/{sid}/click", json={"x": 12, "y": 10}).json()["iteration"] == 2
+
+
+def test_volume_with_the_largest_seed_clicks(tmp_path):
+    """The largest accepted seed still gives every slice a valid seed (issue 18:
+    a 3-D upload with seed 2**62 opened, then every click failed)."""
+    from fastapi.testclient import TestClient
+
+    from clinloop.server.app import create_app
+    from test_server import _npy, shared_model, test_image
+
+    c = TestClient(create_app(shared_model(), state_dir=tmp_path))
+    vol = np.stack([test_image()] * 2).astype(np.float32)
+    r = c.post("/api/sessions", files={"file": ("v.npy", _npy(vol), "application/octet-stream")},
+               data={"seed": str(2 ** 31 - 1)})
+    assert r.status_code == 200, r.text
+    p = c.post(f"/api/sessions/{r.json()['session_id']}/click", json={"x": 44, "y": 50, "z": 1})
+    assert p.status_code == 200 and p.json()["z"] == 1 and p.json()["area"] > 0

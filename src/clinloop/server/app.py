@@ -48,6 +48,7 @@ contract), :mod:`.errors`, and one router per area in :mod:`.routes`.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -109,7 +110,12 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
                   auth=Auth(token, tokens), tmp_root=tmp_root)
     export.warm_up()
 
-    app = FastAPI(title="clinloop workstation", version="0.1.0",
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        store.close()  # on shutdown (SIGTERM, Ctrl+C): the last connection closes and SQLite merges its WAL
+
+    app = FastAPI(title="clinloop workstation", version="0.1.0", lifespan=lifespan,
                   description="Interactive, uncertainty-aware segmentation (SPA / MECCA / LEXU). See clinloop.server.app.")
     app.state.ctx = ctx
     app.state.store, app.state.model, app.state.worklist, app.state.limits = store, model, ctx.worklist, limits

@@ -14,7 +14,7 @@ from clinloop.interaction.session import Session
 from clinloop.server import encoding
 from clinloop.server.context import Context
 from clinloop.server.errors import fail
-from clinloop.server.live import Live, user_image
+from clinloop.server.live import Busy, Live, user_image
 from clinloop.server.uploads import check_image
 
 log = logging.getLogger("clinloop.server")
@@ -107,9 +107,17 @@ def act(ctx: Context, request: Any, sid: str, user: str, fn: Callable[[Live], An
     """Run ``fn(live)`` (a model step) on the session and store its history —
     only if the stored history is still the one this copy acted on (409 and a
     fresh rebuild otherwise)."""
+    from fastapi import HTTPException
+
     with using(ctx, request, sid, user) as lv:
-        with ctx.gate(request):
-            p = fn(lv)
+        try:
+            with ctx.gate(request):
+                p = fn(lv)
+        except (ValueError, HTTPException, Busy):
+            raise  # refused before the state changed
+        except Exception:
+            ctx.live.drop(sid)  # the model failed mid-step: rebuild from the store next time
+            raise
         history = lv.session.history
         if not ctx.store.save_history_if(sid, lv.saved, history, status_of(lv.session)):
             ctx.live.drop(sid)
