@@ -28,7 +28,8 @@ Every request's wall time is recorded; the ``Server-Timing`` header gives the
 model's time and the time spent queueing for the model (``--workers``
 computations at once), so ``overhead = total - model - queue`` is the server's
 own cost (encoding, SQLite, HTTP). Reports p50/p95/max latency per step kind,
-and errors (any non-2xx or exception). Targets: 0 errors; p95 <= 0.5 s on 2 cores.
+and errors (any non-2xx or exception), and lost actions (acknowledged steps missing from a
+session's stored history at the end). Targets: 0 errors, 0 lost; p95 <= 0.5 s on 2 cores.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ _DUR = re.compile(r"(\w+);dur=([0-9.]+)")
 
 
 def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed: int, think: float,
-              rows: list, errors: list, lock: threading.Lock) -> None:
+              rows: list, errors: list, lock: threading.Lock, lost: list | None = None) -> None:
     import httpx
 
     rng = random.Random(seed)
@@ -87,7 +88,7 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
         if r is None or r.status_code != 200:
             return
         sid = r.json()["session_id"]
-        n_cand = 0
+        n_cand, acked = 0, 0
         for i in range(iters):
             if think > 0:
                 time.sleep(rng.uniform(0.5, 1.5) * think)
@@ -98,8 +99,13 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
                          json={"x": cx + rng.uniform(-3, 3), "y": cy + rng.uniform(-3, 3), "positive": rng.random() < 0.8})
             if r is not None and r.status_code == 200:
                 n_cand = len(r.json().get("candidates") or [])
+                acked += 1
         call("accept", "POST", f"/api/sessions/{sid}/accept")
         call("export", "GET", f"/api/sessions/{sid}/mask", params={"format": "nii.gz"})
+        if lost is not None:  # every acknowledged step must be in the stored history
+            d = c.get(f"/api/sessions/{sid}")
+            with lock:
+                lost.append(acked - d.json()["iteration"] if d.status_code == 200 else acked)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -166,10 +172,10 @@ def main(argv=None) -> int:
             sid = httpx.post(srv.url + "/api/sessions", json={"case_id": case}, timeout=600).json()["session_id"]
             httpx.post(srv.url + f"/api/sessions/{sid}/click", json={"x": centres[case][0], "y": centres[case][1]},
                        timeout=600)
-        rows, errors, lock = [], [], threading.Lock()
+        rows, errors, lock, lost = [], [], threading.Lock(), []
         threads = [threading.Thread(target=clinician, daemon=True,
                                     args=(srv.url, cases[u % len(cases)], centres[cases[u % len(cases)]], a.iterations,
-                                          a.seed * 1000 + u, a.think, rows, errors, lock))
+                                          a.seed * 1000 + u, a.think, rows, errors, lock, lost))
                    for u in range(a.users)]
         t0 = time.perf_counter()
         for t in threads:
@@ -186,6 +192,7 @@ def main(argv=None) -> int:
            "cores": os.cpu_count(), "load_average_before": load0, "wall_seconds": round(wall, 1),
            "requests": len(rows), "errors": len(errors) + stuck, "error_samples": errors[:5],
            "throughput_rps": round(len(rows) / wall, 2), "busy_503": sum(r["kind"] == "busy" for r in rows),
+           "lost_actions": int(sum(abs(x) for x in lost)), "sessions_checked": len(lost),
            "live_cache": live, "latency": summarise([r for r in rows if r["kind"] != "busy"])}
     print(json.dumps(res, indent=1))
     if a.out:

@@ -26,7 +26,15 @@ disagreement when a LEXU model is given); ``POST /api/sessions`` (multipart
 ``GET /api/sessions/{id}/proposal?z=``; ``POST .../click`` ``{x, y, [z],
 positive}``; ``POST .../choose`` ``{candidate}``; ``POST .../hint``
 ``{points: [{x, y, [z], positive}]}``; ``POST .../undo``; ``POST .../accept``;
-``GET .../mask?format=nii.gz|png|dcm`` (bytes); ``GET /api/profile``.
+``GET .../mask?format=nii.gz|png|dcm`` (bytes: the latest accepted mask; 409
+before the first accept and while an undo after accept has reopened the
+session); ``GET /api/profile``.
+
+Numbers are checked at the boundary (422, plain message): seeds ``0 <= seed <
+2**31``, coordinates finite and inside the image, ``z`` an integer slice of
+the volume. Requests on one session run one at a time, also across cache
+evictions (:mod:`.live`); a history write that finds another history stored
+than the one its copy was built from answers 409 (:mod:`.history_store`).
 
 Errors: bad input of any kind answers 4xx ``{"detail": "..."}`` and is logged;
 unknown failures answer 500 with the same shape (also logged) — the server
