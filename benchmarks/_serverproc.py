@@ -50,14 +50,14 @@ def model_folder(model: str | None, work: Path, n_samples: int) -> str:
 
 class ServerProcess:
     def __init__(self, model: str, data: Path | None, state: Path, port: int | None = None, threads: int = 1,
-                 log: Path | None = None, workers: int = 1):
-        """``data=None``: the server's embedded example worklist."""
+                 log: Path | None = None, workers: int = 1, extra: list[str] | None = None):
+        """``data=None``: the server's embedded example worklist; ``extra``: more ``clinloop serve`` flags."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [sys.executable, "-c", "import sys; from clinloop.cli import main; sys.exit(main())",
                     "serve", "--model", model, *(["--data", str(data)] if data is not None else []),
                     "--state-dir", str(state), "--host", "127.0.0.1", "--port", str(self.port),
-                    "--threads", str(threads), "--workers", str(workers), "--log-level", "warning"]
+                    "--threads", str(threads), "--workers", str(workers), "--log-level", "warning", *(extra or [])]
         self.log = log
         self.proc: subprocess.Popen | None = None
 

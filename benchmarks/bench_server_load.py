@@ -12,7 +12,15 @@ downloads the mask. Between steps it looks at the answer for a *think time*
 drawn uniformly from [0.5, 1.5] x ``--think`` seconds; the default 1.5 s is the
 human pace of SPA's user study (spa.txt §4: 4.3-4.8 s per image for 2.5-3.6
 iterations, i.e. ~1.3-1.9 s per iteration including the model's 0.2 s);
-``--think 0`` fires steps back to back (a stress test, not a clinician). Before
+``--think 0`` fires steps back to back (a stress test, not a clinician).
+
+The 32-client case (issue 18: a busy department, think 0.3-0.9 s)::
+
+    .venv/bin/python benchmarks/bench_server_load.py --users 32 --think 0.6
+
+A 503 (model queue full) is counted as ``busy`` and retried after its
+``Retry-After``, as the browser does; the report adds the server's live-cache
+statistics (sessions rebuilt by replay, evictions, 503 refusals). Before
 the clock starts every case is opened once, so the image embeddings are cached
 (as a worklist prefetch would do).
 
@@ -20,7 +28,8 @@ Every request's wall time is recorded; the ``Server-Timing`` header gives the
 model's time and the time spent queueing for the model (``--workers``
 computations at once), so ``overhead = total - model - queue`` is the server's
 own cost (encoding, SQLite, HTTP). Reports p50/p95/max latency per step kind,
-and errors (any non-2xx or exception). Targets: 0 errors; p95 <= 0.5 s on 2 cores.
+and errors (any non-2xx or exception), and lost actions (acknowledged steps missing from a
+session's stored history at the end). Targets: 0 errors, 0 lost; p95 <= 0.5 s on 2 cores.
 """
 from __future__ import annotations
 
@@ -43,7 +52,7 @@ _DUR = re.compile(r"(\w+);dur=([0-9.]+)")
 
 
 def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed: int, think: float,
-              rows: list, errors: list, lock: threading.Lock) -> None:
+              rows: list, errors: list, lock: threading.Lock, lost: list | None = None) -> None:
     import httpx
 
     rng = random.Random(seed)
@@ -53,6 +62,14 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
             t0 = time.perf_counter()
             try:
                 r = c.request(method, path, **kw)
+                for _ in range(5):  # model queue full: wait as the server asks (the browser does the same)
+                    if r.status_code != 503:
+                        break
+                    with lock:
+                        rows.append({"kind": "busy", "seconds": time.perf_counter() - t0, "model": 0.0, "queue": 0.0,
+                                     "server": 0.0, "status": 503})
+                    time.sleep(float(r.headers.get("retry-after", "1")))
+                    r = c.request(method, path, **kw)
                 dt = time.perf_counter() - t0
                 timing = dict((k, float(v) / 1000) for k, v in _DUR.findall(r.headers.get("server-timing", "")))
                 with lock:
@@ -71,7 +88,7 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
         if r is None or r.status_code != 200:
             return
         sid = r.json()["session_id"]
-        n_cand = 0
+        n_cand, acked = 0, 0
         for i in range(iters):
             if think > 0:
                 time.sleep(rng.uniform(0.5, 1.5) * think)
@@ -82,8 +99,13 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
                          json={"x": cx + rng.uniform(-3, 3), "y": cy + rng.uniform(-3, 3), "positive": rng.random() < 0.8})
             if r is not None and r.status_code == 200:
                 n_cand = len(r.json().get("candidates") or [])
+                acked += 1
         call("accept", "POST", f"/api/sessions/{sid}/accept")
         call("export", "GET", f"/api/sessions/{sid}/mask", params={"format": "nii.gz"})
+        if lost is not None:  # every acknowledged step must be in the stored history
+            d = c.get(f"/api/sessions/{sid}")
+            with lock:
+                lost.append(acked - d.json()["iteration"] if d.status_code == 200 else acked)
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -118,6 +140,7 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=1.5, help="mean think time between steps, seconds (0: back to back)")
     ap.add_argument("--data", default=None, help="worklist dataset (default: the server's embedded example)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cache-size", type=int, default=None, help="the server's --cache-size (default: its default)")
     ap.add_argument("--max-seconds", type=float, default=1800, help="stop waiting after this long")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -125,7 +148,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="clinloop-load-"))
     model = model_folder(a.model, work, a.n_samples)
     srv = ServerProcess(model, a.data, work / "state", threads=a.threads, workers=a.workers,
-                        log=work / "server.log").start()
+                        log=work / "server.log",
+                        extra=[] if a.cache_size is None else ["--cache-size", str(a.cache_size)]).start()
     import httpx
 
     try:
@@ -148,10 +172,10 @@ def main(argv=None) -> int:
             sid = httpx.post(srv.url + "/api/sessions", json={"case_id": case}, timeout=600).json()["session_id"]
             httpx.post(srv.url + f"/api/sessions/{sid}/click", json={"x": centres[case][0], "y": centres[case][1]},
                        timeout=600)
-        rows, errors, lock = [], [], threading.Lock()
+        rows, errors, lock, lost = [], [], threading.Lock(), []
         threads = [threading.Thread(target=clinician, daemon=True,
                                     args=(srv.url, cases[u % len(cases)], centres[cases[u % len(cases)]], a.iterations,
-                                          a.seed * 1000 + u, a.think, rows, errors, lock))
+                                          a.seed * 1000 + u, a.think, rows, errors, lock, lost))
                    for u in range(a.users)]
         t0 = time.perf_counter()
         for t in threads:
@@ -160,13 +184,16 @@ def main(argv=None) -> int:
             t.join(timeout=max(1.0, a.max_seconds - (time.perf_counter() - t0)))
         wall = time.perf_counter() - t0
         stuck = sum(t.is_alive() for t in threads)
+        live = httpx.get(srv.url + "/api/info", timeout=30).json().get("live", {})
     finally:
         srv.stop()
     res = {"model": model, "users": a.users, "iterations": a.iterations, "think_seconds": a.think,
            "server_threads": a.threads, "server_workers": a.workers, "cases": len(cases),
            "cores": os.cpu_count(), "load_average_before": load0, "wall_seconds": round(wall, 1),
            "requests": len(rows), "errors": len(errors) + stuck, "error_samples": errors[:5],
-           "throughput_rps": round(len(rows) / wall, 2), "latency": summarise(rows)}
+           "throughput_rps": round(len(rows) / wall, 2), "busy_503": sum(r["kind"] == "busy" for r in rows),
+           "lost_actions": int(sum(abs(x) for x in lost)), "sessions_checked": len(lost),
+           "live_cache": live, "latency": summarise([r for r in rows if r["kind"] != "busy"])}
     print(json.dumps(res, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1) + "\n")

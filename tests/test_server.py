@@ -249,9 +249,9 @@ def test_bad_input_is_4xx(server, opened):
         "unknown case": (c.post("/api/sessions", json={"case_id": "../../etc/passwd"}), 404),
         "wrong type json": (c.post("/api/sessions", json={"case_id": 5}), 422),
         "text body": (c.post("/api/sessions", content=b"hi", headers={"content-type": "text/plain"}), 415),
-        "click outside": (c.post(f"/api/sessions/{sid}/click", json={"x": 500, "y": 3}), 400),
+        "click outside": (c.post(f"/api/sessions/{sid}/click", json={"x": 500, "y": 3}), 422),  # issue 18: 422
         "click NaN": (c.post(f"/api/sessions/{sid}/click", content=b'{"x": NaN, "y": 3}',
-                             headers={"content-type": "application/json"}), 400),
+                             headers={"content-type": "application/json"}), 422),
         "click string": (c.post(f"/api/sessions/{sid}/click", json={"x": "10", "y": 3}), 422),
         "click z on 2-D": (c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 3, "z": 0}), 400),
         "click no body": (c.post(f"/api/sessions/{sid}/click"), 422),
@@ -400,7 +400,13 @@ def test_openapi_served(server):
     for p in ["/api/sessions", "/api/sessions/{sid}/click", "/api/sessions/{sid}/choose",
               "/api/sessions/{sid}/accept", "/api/sessions/{sid}/mask", "/api/cases"]:
         assert p in paths, p
-    assert json.loads(json.dumps(paths))  # serialisable
+    doc = json.loads(json.dumps(c.get("/openapi.json").json()))  # serialisable
+    assert doc["paths"] == paths
+    click = paths["/api/sessions/{sid}/click"]["post"]["responses"]
+    assert click["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ProposalOut"}
+    for code in ("400", "404", "409", "422", "503"):  # errors are documented as {"detail": str}
+        assert click[code]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert doc["components"]["schemas"]["ErrorBody"]["properties"]["detail"]["type"] == "string"
 
 
 def test_mecca_advice_hint_and_native_volume(tmp_path):
@@ -493,7 +499,8 @@ def test_serve_without_data_serves_the_embedded_example(tmp_path, monkeypatch, c
     assert main(["serve", "--state-dir", str(tmp_path / "state"), "--port", "8123"]) == 0
     assert started["host"] == "127.0.0.1" and started["port"] == 8123
     assert "embedded example (8 synthetic cases" in capsys.readouterr().out
-    c = TestClient(started["app"])
+    assert TestClient(started["app"]).get("/api/cases").status_code == 400  # Host "testserver" is not the bound address
+    c = TestClient(started["app"], base_url="http://127.0.0.1:8123")
     cases = c.get("/api/cases").json()["cases"]
     assert [r["case_id"] for r in cases] == [f"synth-{i:04d}" for i in range(8)]
     sample = load_dataset(tmp_path / "state" / "example")[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 EXAMPLE_CASES = 8
+DEFAULT_CACHE = 64  # live sessions; 32 clinicians with one open session each (+ warm-ups) fit without replay
 
 
 def add_parser(sub) -> None:
@@ -35,6 +36,18 @@ def add_parser(sub) -> None:
                    help="model computations at once; the others queue (default 2: on 2 cores, two 1-thread steps "
                         "at once served 16 clinicians with step p95 0.27-0.38 s against 0.63 s for one 2-thread step at a time; "
                         "benchmarks/bench_server_load.py)")
+    p.add_argument("--cache-size", type=int, default=None,
+                   help="sessions kept in memory (others are rebuilt by replay when used; one in use is never "
+                        f"dropped); default: {DEFAULT_CACHE} or 4 per user of --tokens-file, whichever is larger")
+    p.add_argument("--queue-limit", type=int, default=64,
+                   help="requests waiting for a model worker before the server answers 503 + Retry-After (default 64)")
+    p.add_argument("--queue-timeout", type=float, default=60.0,
+                   help="seconds a request may wait for a model worker before 503 (default 60)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a request body may stall before 408 and a closed connection (default 30)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host (and POSTs whose Origin) names NAME, e.g. a reverse proxy's "
+                        "public name (repeatable; '*' turns the Host check off). Default: only the bound address")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=run)
 
@@ -70,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.tokens_file}: cannot read tokens file ({e})") from e
         if not isinstance(tokens, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items()):
             raise ValueError(f"{args.tokens_file}: must be a JSON object {{token: user name}}")
+    cache = args.cache_size if args.cache_size is not None else max(DEFAULT_CACHE, 4 * len(set((tokens or {}).values())))
+    if cache < 1 or args.queue_limit < 0 or args.queue_timeout <= 0 or args.body_timeout <= 0:
+        raise ValueError("--cache-size must be >= 1, --queue-limit >= 0, --queue-timeout and --body-timeout > 0")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not (args.token or tokens):
         logging.getLogger("clinloop.server").warning(
             "binding to %s without --token: anyone who can reach this address can read the data", args.host)
@@ -84,11 +100,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"no --data: worklist = the embedded example ({EXAMPLE_CASES} synthetic cases, 4 raters) in {data}",
               flush=True)
     opts = {k: v for k, v in (("structure", args.structure), ("task", args.task)) if v is not None}
+    from clinloop.server.guard import bound_hosts
+
     app = create_app(model, state_dir=state_dir, data=data, data_format=data_format,
                      data_options=opts,
                      token=args.token, tokens=tokens, lexu=args.lexu, case_limit=args.limit,
                      limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
-                                   model_workers=args.workers))
+                                   model_workers=args.workers, live_sessions=cache, queue_limit=args.queue_limit,
+                                   queue_timeout=args.queue_timeout, body_timeout=args.body_timeout),
+                     allowed_hosts=bound_hosts(args.host, args.allowed_host),
+                     trusted_origins=[h for h in args.allowed_host if h != "*"])
     print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {model.name}, "
           f"{len(app.state.worklist.rows)} cases; state in {state_dir}; Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)

@@ -3,7 +3,7 @@
 :class:`SliceWiseModel` wraps an ``InteractiveModel`` whose ``spatial_ndims``
 is ``(2,)`` so the workstation can open 3-D cases (CT/MRI) with it: a click
 ``(x, y, z)`` goes to a 2-D state for slice ``z`` (created on first use with
-the seed ``seed * 100_003 + z`` and the preference profile the user had at
+the seed ``(seed * 100_003 + z) mod 2**43`` and the preference profile the user had at
 that moment), and the returned 3-D proposal holds every worked slice's current
 mask. Candidates are 3-D too: the current volume mask with slice ``z``
 replaced by the 2-D candidate, so their +/− differences live on slice ``z``.
@@ -56,6 +56,15 @@ def lift(inner) -> Any:
     return m if 3 in m.spatial_ndims else SliceWiseModel(m)
 
 
+SLICE_SEED_MOD = 2 ** 43  # models derive per-step seeds (SPA: seed * 1_000_003 + step): keep those < 2**63
+
+
+def slice_seed(seed: int, z: int) -> int:
+    """The 2-D seed of slice ``z``: ``(seed * 100_003 + z) mod 2**43`` (unchanged for
+    every seed below ~8.8e7, so stored sessions replay as before)."""
+    return (int(seed) * 100_003 + int(z)) % SLICE_SEED_MOD
+
+
 class SliceWiseState:
     """Per-slice 2-D states of one volume ``(C, D, H, W)``."""
 
@@ -72,7 +81,7 @@ class SliceWiseState:
     def _slice_state(self, z: int):
         if z not in self.states:
             self.states[z] = self.inner.start(np.ascontiguousarray(self.image[:, z]),
-                                              seed=self.seed * 100_003 + z, profile=self.carry)
+                                              seed=slice_seed(self.seed, z), profile=self.carry)
         return self.states[z]
 
     def _z(self, point: Sequence[float]) -> int:

@@ -5,7 +5,14 @@ An embedding ``(256, 64, 64)`` is stored as float16 ``.npy`` (2 MiB) under
 ``key`` is the sha256 of the preprocessed input (float32 ``(3, 256, 256)``
 bytes and shape) and ``<encoder id>`` names the weights and encoder variant
 (``model.image_encoder.weights_id``, set by ``build_litemedsam``; for other
-weights a sha256 of the encoder's state dict). Files are written atomically.
+weights a sha256 of the encoder's state dict). Files are written atomically
+(temp file + rename), so a reader never sees half a file.
+
+Thread safety: the server runs model computations in several threads. Each
+key has an in-process lock while it is computed (:func:`embed` takes the
+locks of a batch's keys in sorted order and re-checks the cache under them),
+so two threads asking for the same image compute it once and never write the
+same file at the same time; across processes the atomic rename suffices.
 
 Embeddings are returned float32 but *always* rounded through float16, whether
 they came from the disk or were just computed, so results do not depend on
@@ -14,8 +21,10 @@ see tests/test_litemedsam.py.)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +37,36 @@ from clinloop.paths import cache_dir
 
 log = logging.getLogger(__name__)
 EMBED_SHAPE = (256, 64, 64)
+
+
+_KEY_LOCKS: dict[str, list] = {}  # path -> [lock, users]; an entry lives while someone holds or waits for it
+_KEY_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def key_locks(paths: Sequence[Path | str]):
+    """Hold the in-process locks of ``paths`` (sorted, deduplicated: no deadlock)."""
+    names = sorted({str(p) for p in paths})
+    with _KEY_LOCKS_GUARD:
+        entries = []
+        for n in names:
+            e = _KEY_LOCKS.setdefault(n, [threading.Lock(), 0])
+            e[1] += 1
+            entries.append((n, e))
+    held = []
+    try:
+        for _, e in entries:
+            e[0].acquire()
+            held.append(e)
+        yield
+    finally:
+        for e in reversed(held):
+            e[0].release()
+        with _KEY_LOCKS_GUARD:
+            for n, e in entries:
+                e[1] -= 1
+                if e[1] == 0 and _KEY_LOCKS.get(n) is e:
+                    del _KEY_LOCKS[n]
 
 
 def input_key(x: torch.Tensor) -> str:
@@ -126,12 +165,18 @@ def embed(images: torch.Tensor | Sequence[torch.Tensor], encoder: nn.Module, *, 
             with torch.no_grad():  # not inference_mode: the results may feed a trained decoder
                 for s in range(0, len(todo), max(1, batch_size)):
                     idx = todo[s:s + batch_size]
-                    e = net(torch.stack([items[i] for i in idx]).to(dev, torch.float32))
-                    e16 = e.to(torch.float16).cpu().numpy()
-                    for j, i in enumerate(idx):
-                        out[i] = e16[j]
-                        if store is not None:
-                            store.put(keys[i], e16[j])
+                    with key_locks([store.path(keys[i]) for i in idx] if store is not None else []):
+                        if store is not None:  # another thread may have computed them meanwhile
+                            for i in idx:
+                                out[i] = store.get(keys[i])
+                        run = [i for i in idx if out[i] is None]
+                        if run:
+                            e = net(torch.stack([items[i] for i in run]).to(dev, torch.float32))
+                            e16 = e.to(torch.float16).cpu().numpy()
+                            for j, i in enumerate(run):
+                                out[i] = e16[j]
+                                if store is not None:
+                                    store.put(keys[i], e16[j])
                     bar.update(len(idx))
         finally:
             net.train(was_training)

@@ -16,7 +16,13 @@ async function api(method, path, body) {
   const opt = { method, headers: headers(body !== undefined && !(body instanceof FormData)) };
   if (body !== undefined) opt.body = body instanceof FormData ? body : JSON.stringify(body);
   const t0 = performance.now();
-  const r = await fetch(path, opt);
+  let r = await fetch(path, opt);
+  for (let tries = 0; r.status === 503 && tries < 3; tries++) {  // model queue full: wait as the server asks
+    const wait = Math.min(15, Math.max(1, parseInt(r.headers.get("Retry-After") || "2", 10) || 2));
+    say(`server busy: retrying in ${wait} s`, "");
+    await new Promise((ok) => setTimeout(ok, wait * 1000));
+    r = await fetch(path, opt);
+  }
   const ms = performance.now() - t0;
   const st = r.headers.get("Server-Timing") || "";
   $("timing").textContent = `${method} ${path.replace(/\/api\/sessions\/[^/]+/, "…")} ${ms.toFixed(0)} ms (${st.replace(/;dur=/g, " ").replace(/,/g, " ·")})`;

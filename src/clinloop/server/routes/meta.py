@@ -1,0 +1,42 @@
+"""The page, server info, the worklist and the user's profile."""
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from clinloop.server.auth import User
+from clinloop.server.context import Ctx
+from clinloop.server.schemas import CasesOut, InfoOut, ProfileOut, errors
+from clinloop.server.static_files import STATIC_DIR
+from clinloop.server.uploads import UPLOAD_SUFFIXES
+
+router = APIRouter()
+
+
+@router.get("/", include_in_schema=False)
+def index():
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+
+@router.get("/api/info", response_model=None, responses={200: {"model": InfoOut}, **errors(422)})
+def info(ctx: Ctx, user: User):
+    """Who you are, the model, the worklist size and the upload limits."""
+    lim = ctx.limits
+    return {"user": user, "model": ctx.model_name, "spatial_ndims": list(getattr(ctx.model, "spatial_ndims", (2,))),
+            "cases": len(ctx.worklist.rows), "ranked_by": ctx.worklist.ranked_by, "auth": ctx.auth.enabled,
+            "has_profile": ctx.store.profile(user, ctx.model_name) is not None,
+            "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_voxels": lim.max_voxels},
+            "upload_types": list(UPLOAD_SUFFIXES),
+            "live": {**ctx.live.stats(), "queue_waiting": ctx.gate.waiting, "busy_refusals": ctx.gate.refused}}
+
+
+@router.get("/api/cases", response_model=None, responses={200: {"model": CasesOut}, **errors(422)})
+def cases(ctx: Ctx, user: User):
+    """The worklist (ranked by LEXU's predicted disagreement when a LEXU model is given)."""
+    return {"ranked_by": ctx.worklist.ranked_by, "cases": ctx.worklist.rows}
+
+
+@router.get("/api/profile", response_model=None, responses={200: {"model": ProfileOut}, **errors(422)})
+def get_profile(ctx: Ctx, user: User):
+    """Your stored preference profile for this model (``null`` before your first accept)."""
+    return {"user": user, "model": ctx.model_name, "profile": ctx.store.profile(user, ctx.model_name)}

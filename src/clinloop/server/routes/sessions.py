@@ -1,0 +1,128 @@
+"""Open, list and read sessions."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from clinloop.server import encoding
+from clinloop.server.auth import User
+from clinloop.server.context import Ctx
+from clinloop.server.errors import fail
+from clinloop.server.schemas import (INT31, POST_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut, SessionsOut,
+                                     errors)
+from clinloop.server.sessions import answer, describe, open_session, status_of, using
+from clinloop.server.uploads import form_seed, read_upload
+
+router = APIRouter()
+SliceQuery = Annotated[int | None, Query(ge=0, lt=INT31, description="slice (3-D images; default: the middle / last acted on)")]
+
+_NEW_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary", "description": "an image: " + "png, jpg, nii(.gz), dcm, npy"},
+        "case_id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "a worklist case instead of a file"},
+        "seed": {"type": "integer", "minimum": 0, "maximum": INT31 - 1},
+        "use_profile": {"type": "boolean"}},
+        "anyOf": [{"required": ["file"]}, {"required": ["case_id"]}]}},
+    "application/json": {"schema": CaseRequest.model_json_schema()}}}}
+
+
+@router.post("/api/sessions", response_model=None, openapi_extra=_NEW_BODY,
+             responses={200: {"model": SessionOut}, **errors(*POST_ERRORS, 404, 415, 503)})
+async def new_session(request: Request, ctx: Ctx, user: User):
+    """Open a session on an uploaded image (multipart ``file``) or a worklist case
+    (form field or JSON ``case_id``); optional ``seed`` (0 <= seed < 2**31) and ``use_profile``."""
+    ctype = request.headers.get("content-type", "")
+    seed, use_profile, case_id, upload = 0, True, None, None
+    lim = ctx.limits
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        try:
+            form = await request.form(max_files=1, max_fields=8)
+        except Exception as e:  # noqa: BLE001 - malformed multipart bodies
+            fail(400, f"malformed multipart body ({e})")
+        f = form.get("file")
+        if f is not None and not isinstance(f, str):
+            upload = (await f.read(lim.max_upload_bytes + 1), f.filename or "")
+            if len(upload[0]) > lim.max_upload_bytes:
+                fail(413, f"upload exceeds the limit of {lim.max_upload_bytes} bytes")
+        elif f is not None:
+            fail(400, "'file' must be a file part, not a text field")
+        case_id = form.get("case_id") or None
+        if "seed" in form:
+            seed = form_seed(form.get("seed"))
+        use_profile = str(form.get("use_profile", "true")).lower() not in ("0", "false", "no", "off")
+    elif ctype.startswith("application/json"):
+        try:
+            body = CaseRequest.model_validate_json(await request.body())
+        except Exception as e:  # noqa: BLE001 - pydantic ValidationError / bad JSON
+            fail(422, f"expected JSON {{case_id, [seed], [use_profile]}} ({str(e).splitlines()[0]}; "
+                      f"{_first_error(e)})")
+        case_id, seed, use_profile = body.case_id, body.seed, body.use_profile
+    else:
+        fail(415, "send multipart/form-data with a 'file' (or 'case_id'), or JSON {case_id}")
+    if upload is None and case_id is None:
+        fail(400, "no image: send a 'file' upload or a 'case_id' from GET /api/cases")
+    if upload is not None:
+        img, meta, suffix = await run_in_threadpool(read_upload, *upload, lim, ctx.tmp_root)
+        return await run_in_threadpool(open_session, ctx, request, user, img, meta, None, seed, use_profile,
+                                       upload[0], suffix)
+    if ctx.worklist.dataset is None or case_id not in ctx.worklist.index:
+        fail(404, f"no case {case_id!r} in the worklist")
+    img, meta = await run_in_threadpool(ctx.worklist.load, case_id)
+    return await run_in_threadpool(open_session, ctx, request, user, img, meta, case_id, seed, use_profile)
+
+
+def _first_error(e: Exception) -> str:
+    try:
+        d = e.errors()[0]  # type: ignore[attr-defined]
+        return f"{'.'.join(map(str, d['loc'])) or 'body'}: {d['msg']}"
+    except Exception:  # noqa: BLE001 - not a pydantic error (bad JSON)
+        return "not valid JSON"
+
+
+@router.get("/api/sessions", response_model=None, responses={200: {"model": SessionsOut}, **errors(422)})
+def list_sessions(ctx: Ctx, user: User):
+    """Your sessions, most recently changed first."""
+    return {"sessions": ctx.store.sessions(user)}
+
+
+@router.get("/api/sessions/{sid}", response_model=None,
+            responses={200: {"model": SessionOut}, **errors(404, 409, 422, 503)})
+def get_session(sid: str, request: Request, ctx: Ctx, user: User):
+    """The session's shape, status, history and exports."""
+    with using(ctx, request, sid, user) as lv:
+        return describe(ctx, sid, lv)
+
+
+@router.get("/api/sessions/{sid}/image", response_model=None,
+            responses={200: {"model": ImageOut}, **errors(404, 409, 422, 503)})
+def get_image(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery = None):
+    """One slice of the image (grey: raw float32, base64; colour: PNG)."""
+    with using(ctx, request, sid, user) as lv:
+        if lv.image.ndim == 4:
+            d = lv.image.shape[1]
+            z = d // 2 if z is None else z
+            if not 0 <= z < d:
+                fail(400, f"slice z={z} is outside the volume (0 .. {d - 1})")
+        elif z not in (None, 0):
+            fail(400, "this image is 2-D: no slices")
+        if lv.window is None:  # one default window for the whole volume, computed once
+            lv.window = tuple(float(v) for v in np.percentile(lv.image[0], [0.5, 99.5]))
+        return encoding.encode_image_slice(lv.image, z, window=lv.window)
+
+
+@router.get("/api/sessions/{sid}/proposal", response_model=None,
+            responses={200: {"model": ProposalOut}, **errors(404, 409, 422, 503)})
+def get_proposal(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery = None):
+    """The current proposal's overlays (on slice ``z`` for volumes)."""
+    with using(ctx, request, sid, user) as lv:
+        s = lv.session
+        if s.proposal is not None and len(s.spatial_shape) == 3:
+            if z is None:
+                z = lv.z
+            if not 0 <= z < s.spatial_shape[0]:
+                fail(400, f"slice z={z} is outside the volume (0 .. {s.spatial_shape[0] - 1})")
+            return {"session_id": sid, "status": status_of(s), **encoding.encode_proposal(s.proposal, z)}
+        return answer(sid, lv, s.proposal)

@@ -1,0 +1,187 @@
+"""Request and response models of the REST API (the OpenAPI contract).
+
+Requests are validated at the boundary: coordinates are finite numbers, slice
+indices and seeds are integers ``0 <= v < 2**31``; the routes then check that a
+point lies inside its image (422 otherwise). Response models document the JSON
+each route answers (``extra`` keys allowed, nothing is filtered); every error
+is :class:`ErrorBody` — ``detail`` is always one plain string.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+
+INT31 = 2 ** 31
+
+
+def _integral(v: Any) -> Any:
+    """JSON integers, and numbers with no fractional part (``3.0``: an integer in
+    JSON Schema); not booleans, strings, NaN or ``1.5``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("must be an integer")
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError(f"must be an integer, got {v}")
+        return int(v)
+    return v
+
+
+Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False,
+                                    description="pixels (origin at the centre of the first pixel); finite")]
+Integer31 = Annotated[int, Field(ge=0, lt=INT31), BeforeValidator(_integral)]
+Slice = Annotated[Integer31, Field(description="slice index (3-D images only)")]
+Seed = Annotated[Integer31, Field(description="random seed, 0 <= seed < 2**31")]
+
+
+class Click(BaseModel):
+    """A click in input pixels: ``x`` = column, ``y`` = row, ``z`` = slice (3-D only)."""
+
+    x: Coordinate
+    y: Coordinate
+    z: Slice | None = None
+    positive: StrictBool = True
+
+
+class Choose(BaseModel):
+    candidate: Annotated[Integer31, Field(description="0-based candidate index")]
+
+
+class Hint(BaseModel):
+    points: list[Click] = Field(min_length=1, max_length=256)
+
+
+class CaseRequest(BaseModel):
+    case_id: str = Field(min_length=1, max_length=512)
+    seed: Seed = 0
+    use_profile: StrictBool = True
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: one plain-language message."""
+
+    detail: str
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class InfoOut(_Open):
+    user: str
+    model: str
+    spatial_ndims: list[int]
+    cases: int
+    ranked_by: str | None
+    auth: bool
+    has_profile: bool
+    limits: dict[str, Any]
+    upload_types: list[str]
+
+
+class CasesOut(_Open):
+    ranked_by: str | None
+    cases: list[dict[str, Any]]
+
+
+class SessionOut(_Open):
+    session_id: str
+    shape: list[int]
+    ndim: int
+    channels: int
+    case_id: str | None
+    model: str
+    status: str
+    iteration: int
+    history: list[dict[str, Any]]
+    modality: str
+    format: str
+    spacing: list[float] | None
+    has_proposal: bool
+    exports: list[str]
+    profile_applied: bool
+    start_seconds: float | None = None
+
+
+class SessionsOut(_Open):
+    sessions: list[dict[str, Any]]
+
+
+class CandidateOut(_Open):
+    index: int
+    diff: str
+    added: int
+    removed: int
+    area: int
+
+
+class ProposalOut(_Open):
+    """A proposal's overlays (base64 PNGs) or ``proposal: null`` when there is none yet."""
+
+    session_id: str
+    status: str
+    iteration: int
+    proposal: None = None
+    seconds: float | None = None
+    z: int | None = None
+    area: int | None = None
+    mask: str | None = None
+    uncertainty: str | None = None
+    uncertainty_max: float | None = None
+    candidates: list[CandidateOut] | None = None
+    advice: list[dict[str, Any]] | None = None
+
+
+class ImageOut(_Open):
+    kind: str
+    width: int
+    height: int
+    data: str | None = None
+    lo: float | None = None
+    hi: float | None = None
+    min: float | None = None
+    max: float | None = None
+    png: str | None = None
+
+
+class AcceptOut(_Open):
+    session_id: str
+    status: str
+    accepted: int
+    area: int
+    iteration: int
+
+
+class ProfileOut(_Open):
+    user: str
+    model: str
+    profile: dict[str, Any] | None
+
+
+_WHY = {
+    400: "bad request (malformed input, an action the session cannot take now, bad X-Clinloop-User or Host)",
+    401: "missing or wrong bearer token",
+    403: "cross-origin request refused",
+    404: "no such session or case (another user's session answers 404 too)",
+    408: "the request body did not arrive in time",
+    409: "conflict: no accepted mask (or the session was reopened), another model, or a stale session copy",
+    411: "chunked body without Content-Length",
+    413: "body or image too large",
+    415: "unsupported content or file type",
+    422: "a field is missing, of the wrong type or out of range",
+    503: "the model queue is full: retry after the Retry-After header's seconds",
+}
+_RETRY = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses (plus 400 and 401, which every API route can answer)."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for c in sorted({400, 401, *codes}):
+        out[c] = {"model": ErrorBody, "description": _WHY[c]}
+        if c == 503:
+            out[c]["headers"] = _RETRY
+    return out
+
+
+POST_ERRORS = (403, 408, 411, 413, 422)  # what the guard can answer for any POST

@@ -1,0 +1,146 @@
+"""Session logic shared by the routes: open a session, use one (pinned,
+locked, rebuilt by replay when evicted), act on it with a versioned history
+write, and describe it as JSON."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from clinloop.interaction.session import Session
+from clinloop.server import encoding
+from clinloop.server.context import Context
+from clinloop.server.errors import fail
+from clinloop.server.live import Busy, Live, user_image
+from clinloop.server.uploads import check_image
+
+log = logging.getLogger("clinloop.server")
+
+
+def status_of(s: Session) -> str:
+    return "accepted" if s.accepted is not None else "open"
+
+
+def describe(ctx: Context, sid: str, lv: Live) -> dict[str, Any]:
+    """``GET /api/sessions/{sid}``'s answer."""
+    s = lv.session
+    return {"session_id": sid, "shape": list(s.spatial_shape), "ndim": len(s.spatial_shape),
+            "channels": int(lv.image.shape[0]), "case_id": lv.row.get("case_id"), "model": ctx.model_name,
+            "status": status_of(s), "iteration": s.iteration, "history": s.history,
+            "modality": lv.meta.get("modality", ""), "format": lv.meta.get("format", ""),
+            "spacing": lv.meta.get("spacing"), "has_proposal": s.proposal is not None,
+            "exports": ["nii.gz"] + (["png"] if len(s.spatial_shape) == 2 else [])
+            + (["dcm"] if lv.meta.get("format") == "dicom" and lv.meta.get("source_suffix") else []),
+            "profile_applied": lv.row.get("profile") is not None}
+
+
+def answer(sid: str, lv: Live, p, z: int | None = None) -> dict[str, Any]:
+    """A proposal (or ``proposal: null``) as the JSON the UI draws."""
+    s = lv.session
+    if p is None:
+        return {"session_id": sid, "status": status_of(s), "iteration": s.iteration, "proposal": None}
+    if len(s.spatial_shape) == 3:
+        z = int(p.extra.get("z", z if z is not None else lv.z))
+        lv.z = z
+    return {"session_id": sid, "status": status_of(s), **encoding.encode_proposal(p, z)}
+
+
+def start_session(ctx: Context, img: np.ndarray, seed: int, profile: dict | None) -> tuple[Session, dict | None]:
+    """A new ``Session``; a stored profile that does not fit the model is dropped (logged)."""
+    try:
+        return Session(ctx.driven, user_image(img), seed=seed, profile=profile), profile
+    except ValueError:
+        if profile is None:
+            raise
+        log.warning("stored profile does not fit model %s; starting without it", ctx.model_name)
+        return Session(ctx.driven, user_image(img), seed=seed, profile=None), None
+
+
+def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: dict[str, Any], case_id: str | None,
+                 seed: int, use_profile: bool, source: bytes | None = None, suffix: str | None = None) -> dict[str, Any]:
+    """Check the image, start the session (in the model queue), store and cache it."""
+    check_image(img, case_id or "upload", ctx.limits)
+    if img.ndim == 4 and 3 not in ctx.driven.spatial_ndims:
+        fail(422, f"model {ctx.model_name} cannot segment volumes")
+    profile = ctx.store.profile(user, ctx.model_name) if use_profile else None
+    with ctx.gate(request):
+        t1 = time.perf_counter()
+        s, used = start_session(ctx, img, seed, profile)
+    dt = time.perf_counter() - t1
+    sha, meta = ctx.store.put_image(img, meta, source if meta.get("format") == "dicom" else None, suffix)
+    sid = ctx.store.new_session(user, sha, case_id, ctx.model_name, seed, used)
+    lv = Live(s, ctx.store.session(sid, user), img, meta)
+    ctx.live.add(sid, lv)
+    out = describe(ctx, sid, lv)
+    out["start_seconds"] = round(dt, 4)
+    return out
+
+
+def rebuild(ctx: Context, request: Any, sid: str, user: str) -> Live:
+    """The session rebuilt from the store by replay (404 unknown/foreign, 409 another model)."""
+    row = ctx.store.session(sid, user)
+    if row is None:
+        fail(404, f"no session {sid!r}")
+    if row["model"] != ctx.model_name:  # replaying with another model would not give back the same proposals
+        fail(409, f"session {sid!r} was made with model {row['model']!r}; this server runs {ctx.model_name!r}")
+    img, meta = ctx.store.image(row["image_sha"])
+    with ctx.gate(request):
+        s = Session.replay(ctx.driven, user_image(img), row["history"], seed=row["seed"], profile=row["profile"])
+    log.info("session %s rebuilt from %d stored actions", sid, len(row["history"]))
+    return Live(s, row, img, meta)
+
+
+@contextlib.contextmanager
+def using(ctx: Context, request: Any, sid: str, user: str) -> Iterator[Live]:
+    """The live session ``sid`` of ``user``, pinned and locked for this request."""
+    from fastapi import HTTPException
+
+    with ctx.live.use(sid, user, lambda: rebuild(ctx, request, sid, user),
+                      lambda: HTTPException(404, f"no session {sid!r}")) as lv:
+        yield lv
+
+
+def act(ctx: Context, request: Any, sid: str, user: str, fn: Callable[[Live], Any]) -> dict[str, Any]:
+    """Run ``fn(live)`` (a model step) on the session and store its history —
+    only if the stored history is still the one this copy acted on (409 and a
+    fresh rebuild otherwise)."""
+    from fastapi import HTTPException
+
+    with using(ctx, request, sid, user) as lv:
+        try:
+            with ctx.gate(request):
+                p = fn(lv)
+        except (ValueError, HTTPException, Busy):
+            raise  # refused before the state changed
+        except Exception:
+            ctx.live.drop(sid)  # the model failed mid-step: rebuild from the store next time
+            raise
+        history = lv.session.history
+        if not ctx.store.save_history_if(sid, lv.saved, history, status_of(lv.session)):
+            ctx.live.drop(sid)
+            fail(409, "this session was changed elsewhere since it was loaded; reload it and repeat the action")
+        lv.saved = [dict(h) for h in history]
+        return answer(sid, lv, p)
+
+
+def point_of(lv: Live, c: Any) -> tuple[float, ...]:
+    """A request's click as a point of this session's image: 400 for the wrong
+    number of coordinates, 422 for a point outside the image."""
+    shape = lv.session.spatial_shape
+    if len(shape) == 2:
+        if c.z is not None:
+            fail(400, "this image is 2-D: send {x, y} without z")
+        pt = (c.x, c.y)
+    else:
+        if c.z is None:
+            fail(400, "this image is 3-D: send {x, y, z} (z = slice index)")
+        if not 0 <= c.z < shape[0]:
+            fail(422, f"z={c.z} is not a slice of this volume (0 .. {shape[0] - 1})")
+        pt = (c.x, c.y, float(c.z))
+    for name, v, n in zip("xy", pt, shape[::-1]):
+        if not -0.5 <= v <= n - 0.5:
+            fail(422, f"{name}={v:g} is outside the image (valid range -0.5 .. {n - 0.5:g})")
+    return pt
