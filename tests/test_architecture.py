@@ -7,9 +7,8 @@
 * no absolute path of a machine in any tracked file;
 * layering: a module only imports modules of its own layer or of lower ones (``LAYERS``).
 
-Rules that the tree on main breaks today are listed in the ``KNOWN_*`` sets below; those
-cases are marked ``xfail(strict=False)`` so the rest of the rule still guards new code.
-Delete an entry once its fix has been merged (issue 12).
+Every rule holds on main (the violations found when this test was written were fixed by
+the library-first restructuring, issue 12); there is no list of tolerated exceptions.
 """
 from __future__ import annotations
 
@@ -38,11 +37,6 @@ LAYERS: dict[str, int] = {
     "cli": 8,
 }
 
-# Known violations on main when this test was written (issue 12); other branches fix them.
-KNOWN_CYCLES: set[frozenset[str]] = set()
-KNOWN_CLI_IMPORTS: set[str] = set()
-KNOWN_LONG_FILES: set[str] = {"clinloop/server/app.py"}
-KNOWN_LAYER_VIOLATIONS: set[tuple[str, str]] = set()
 MAX_LINES = 500
 
 
@@ -177,15 +171,9 @@ def test_imported_names_resolves_relative_and_from_imports():
 
 # --- the rules -------------------------------------------------------------------------
 
-def test_no_new_import_cycles():
-    cycles = strongly_connected(graph())
-    new = [sorted(c) for c in cycles if c not in KNOWN_CYCLES]
-    assert not new, f"import cycles: {new}"
-
-
-@pytest.mark.xfail(strict=False, reason="known import cycle on main (issue 12); delete KNOWN_CYCLES once fixed")
-def test_known_import_cycles_are_gone():
-    assert not [sorted(c) for c in strongly_connected(graph()) if c in KNOWN_CYCLES]
+def test_no_import_cycles():
+    cycles = [sorted(c) for c in strongly_connected(graph())]
+    assert not cycles, f"import cycles: {cycles}"
 
 
 def _cli_imports(module: str) -> list[str]:
@@ -194,9 +182,7 @@ def _cli_imports(module: str) -> list[str]:
 
 
 @pytest.mark.parametrize("module", [
-    pytest.param(m, marks=pytest.mark.xfail(strict=False, reason="known: library takes argparse input (issue 12)"))
-    if m in KNOWN_CLI_IMPORTS else m
-    for m in sorted(modules()) if not (m == "clinloop.cli" or m.startswith("clinloop.cli."))
+    m for m in sorted(modules()) if not (m == "clinloop.cli" or m.startswith("clinloop.cli."))
 ])
 def test_only_cli_parses_command_lines(module):
     assert not _cli_imports(module), f"{module} imports {_cli_imports(module)}; only clinloop.cli may"
@@ -209,9 +195,7 @@ def test_no_code_under_assets():
 
 
 @pytest.mark.parametrize("path", [
-    pytest.param(rel, marks=pytest.mark.xfail(strict=False, reason="known long file (issue 12), being split"))
-    if rel in KNOWN_LONG_FILES else rel
-    for rel in sorted(str(p.relative_to(SRC)) for p in PKG.rglob("*.py"))
+    rel for rel in sorted(str(p.relative_to(SRC)) for p in PKG.rglob("*.py"))
 ])
 def test_source_files_are_short(path):
     n = len((SRC / path).read_text(encoding="utf-8").splitlines())
@@ -235,13 +219,8 @@ def layer_violations() -> list[tuple[str, str]]:
 
 
 def test_lower_layers_never_import_higher_ones():
-    new = [v for v in layer_violations() if v not in KNOWN_LAYER_VIOLATIONS]
-    assert not new, "imports from a higher layer (importer -> imported): " + ", ".join(f"{a} -> {b}" for a, b in new)
-
-
-@pytest.mark.xfail(strict=False, reason="known layer violation on main (issue 12)")
-def test_known_layer_violations_are_gone():
-    assert not [v for v in layer_violations() if v in KNOWN_LAYER_VIOLATIONS]
+    bad = layer_violations()
+    assert not bad, "imports from a higher layer (importer -> imported): " + ", ".join(f"{a} -> {b}" for a, b in bad)
 
 
 def test_layer_check_catches_an_upward_import():
