@@ -130,3 +130,21 @@ def test_profiles_stay_with_their_structure(client):
     other = c.post("/api/sessions", json={"case_id": "c2"}).json()  # "ring": learnt elsewhere
     chosen = c.post("/api/sessions", json={"case_id": "c2", "profile_any_structure": True}).json()
     assert (same["profile_applied"], other["profile_applied"], chosen["profile_applied"]) == (True, False, True)
+
+
+def test_intensity_knows_ct_in_hounsfield_units():
+    from types import SimpleNamespace
+
+    from clinloop.server.viewing import intensity
+
+    hu = np.full((1, 4, 50, 50), 40.0, np.float32)
+    hu[0, :, :10] = -1000.0  # air: 20 % of the voxels
+    hu[0, 0, 0, 0] = 1500.0
+    ct = intensity(SimpleNamespace(image=hu, meta={"modality": "CT"}))
+    assert ct["hu"] is True and (ct["min"], ct["max"], ct["p1"], ct["p99"]) == (-1000.0, 1500.0, -1000.0, 40.0)
+    crop = intensity(SimpleNamespace(image=np.clip(hu + 1000, 0, 255) / 4, meta={"modality": "CT"}))
+    assert crop["hu"] is False  # LIDC-like 0..255 crop: percentile windows, no HU presets
+    mr = intensity(SimpleNamespace(image=hu, meta={"modality": "MR"}))
+    assert mr["hu"] is False
+    rgb = intensity(SimpleNamespace(image=np.zeros((3, 8, 8), np.float32), meta={}))
+    assert rgb == {"kind": "rgb", "modality": "", "hu": False}
