@@ -149,8 +149,9 @@ def test_zoom_markers_overlay_wl_preview_experts(site, browser):
 
 def test_keys_queued_status_after_accept_and_resume(site, browser):
     page, errors = _page(browser, site, "nurse")
+    assert page.inner_text(".case[data-id='c2'] .st") == "new"
     _open(page, "c2")
-    assert "new" in page.inner_text(".case[data-id='c2'] .st")
+    assert page.inner_text(".case[data-id='c2'] .st") == "in progress · nurse"
     assert "P-002 (c2)" in page.inner_text(".case[data-id='c2']") and "ring" in page.inner_text(".case[data-id='c2']")
     page.mouse.click(*_canvas_xy(page, 16, 16))
     assert page.is_visible("#progress")  # the model is computing (0.15 s per step)

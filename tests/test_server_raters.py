@@ -146,5 +146,6 @@ def test_intensity_knows_ct_in_hounsfield_units():
     assert crop["hu"] is False  # LIDC-like 0..255 crop: percentile windows, no HU presets
     mr = intensity(SimpleNamespace(image=hu, meta={"modality": "MR"}))
     assert mr["hu"] is False
+    assert intensity(SimpleNamespace(image=hu, meta={}))["hu"] is True  # modality not stated, but air in HU
     rgb = intensity(SimpleNamespace(image=np.zeros((3, 8, 8), np.float32), meta={}))
     assert rgb == {"kind": "rgb", "modality": "", "hu": False}

@@ -28,7 +28,8 @@ HU_MIN = -300.0  # CT whose 1st percentile lies below this is in Hounsfield unit
 def intensity(lv: Any) -> dict[str, Any]:
     """The grey image's intensity range for window/level (whole image or volume,
     computed once per live session): ``{kind, min, max, p1, p99, modality, hu}``.
-    ``hu``: CT in Hounsfield units (modality CT and 1st percentile < ``HU_MIN``),
+    ``hu``: CT in Hounsfield units (modality CT or not stated, and 1st percentile
+    < ``HU_MIN``: air is present; MRI and 0..255 crops never go that low),
     so HU presets (lung, soft tissue, bone, brain) make sense; otherwise the
     viewer's "auto" window is the 1..99 % percentile range."""
     cached = getattr(lv, "_intensity", None)
@@ -43,7 +44,7 @@ def intensity(lv: Any) -> dict[str, Any]:
         p1, p99 = (float(v) for v in np.percentile(a[::step], [1, 99]))
         mn, mx = float(a.min()), float(a.max())
         out = {"kind": "grey", "min": mn, "max": mx, "p1": p1, "p99": p99, "modality": modality,
-               "hu": modality.upper() == "CT" and p1 < HU_MIN}
+               "hu": modality.upper() in ("CT", "") and p1 < HU_MIN}
     lv._intensity = out
     return out
 
@@ -80,10 +81,11 @@ def view_state(lv: Any, z: int | None) -> dict[str, Any]:
     if p is None:
         return out
     m = np.asarray(p.mask, dtype=bool)
-    union = m | np.any(np.asarray(p.candidates, dtype=bool), axis=0) if p.candidates is not None else m
+    cands = None if p.candidates is None else np.asarray(p.candidates, dtype=bool)
     if m.ndim == 3:
         out["slice_areas"] = [int(v) for v in m.reshape(m.shape[0], -1).sum(axis=1)]
-        m, union = m[z], union[z]
+        m, cands = m[z], None if cands is None else cands[:, z]
+    union = m if cands is None else m | cands.any(axis=0)
     out["slice_area"] = int(m.sum())
     out["bbox"] = _bbox(union)
     return out

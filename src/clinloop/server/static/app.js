@@ -83,7 +83,7 @@ async function refreshRaters() {
     const el = document.createElement("label"); el.className = "check rater";
     const d = r.dice === null ? "–" : r.dice.toFixed(3), ds = r.dice_slice === null || r.dice_slice === undefined ? "" : ` · slice ${r.dice_slice.toFixed(3)}`;
     el.innerHTML = `<input type="checkbox"><span class="sw" style="background:${r.colour}"></span><span class="rid"></span><span class="dice" title="Dice of the current proposal to this rater (whole ${S.ndim === 3 ? "volume" : "image"})">Dice ${d}${ds}</span>`;
-    el.querySelector(".rid").textContent = "rater " + r.id;
+    el.querySelector(".rid").textContent = /^\d+$/.test(r.id) ? "rater " + r.id : r.id;
     const cb = el.querySelector("input"); cb.checked = !!S.showRater[r.id]; cb.dataset.rater = r.id;
     cb.onchange = () => { S.showRater[r.id] = cb.checked; draw(); };
     box.appendChild(el);
@@ -153,8 +153,7 @@ async function openSession(desc) {
   S.z = S.ndim === 3 ? Math.floor(desc.shape[0] / 2) : 0;
   for (const e of document.querySelectorAll(".case")) e.classList.toggle("active", e.dataset.id === desc.case_id);
   $("empty").classList.add("hidden");
-  const row = (S.cases || []).find((c) => c.case_id === desc.case_id);
-  $("case-title").textContent = `${row ? row.name : desc.case_id || "upload"}${row && row.structure ? " · " + row.structure : ""} · ${desc.shape.join("×")}${desc.modality ? " · " + desc.modality : ""}`;
+  caseTitle(desc);
   $("slice-ctl").classList.toggle("hidden", S.ndim !== 3);
   $("slice-strip").classList.toggle("hidden", S.ndim !== 3);
   const p = desc.has_proposal ? await getJSON(`/api/sessions/${S.sid}/proposal`) : null;
@@ -174,7 +173,13 @@ async function openSession(desc) {
   const prof = desc.profile_applied ? "Opened with your preference profile. " : "";
   say(desc.status === "accepted" ? `${prof}This case is accepted: export it, or Undo to edit again.`
     : p ? `${prof}Resumed where you left off (proposal ${p.iteration}).` : `${prof}Click once on the structure.`, "ok");
-  refreshSessions(); refreshCases().catch(() => {});
+  refreshSessions();
+  await refreshCases();
+  caseTitle(desc);  // a large collection learns a case's structure when it opens
+}
+function caseTitle(desc) {
+  const row = (S.cases || []).find((c) => c.case_id === desc.case_id);
+  $("case-title").textContent = `${row ? row.name : desc.case_id || "upload"}${row && row.structure ? " · " + row.structure : ""} · ${desc.shape.join("×")}${desc.modality ? " · " + desc.modality : ""}`;
 }
 function openCase(caseId, fresh) {
   const row = (S.cases || []).find((c) => c.case_id === caseId);
@@ -282,8 +287,7 @@ async function refreshCases() {
     el.classList.toggle("active", c.case_id === S.caseId);
     const ranked = c.predicted_disagreement !== undefined;
     const frac = ranked ? (100 * c.predicted_disagreement) / top : 0;
-    el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id"><b></b><small></small></span>` +
-      `<span class="st"></span>` +
+    el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id"><b></b><small></small><span class="st"></span></span>` +
       (ranked ? `<span class="bar" title="predicted disagreement ${c.predicted_disagreement.toFixed(3)}"><i style="width:${frac}%"></i></span>` : "");
     el.querySelector("b").textContent = c.name || c.case_id;
     el.querySelector("small").textContent = c.structure || "";
