@@ -15,7 +15,8 @@ const WHY = {
 function plain(status, detail) {  // a sentence for a person: the server's own message, never "400: ..."
   let m = typeof detail === "string" && detail.trim() ? detail.trim() : WHY[status] || `The request failed (${status}).`;
   if (/^[a-z][a-z ]/.test(m)) m = m.charAt(0).toUpperCase() + m.slice(1);  // not "choose()" or "case_id"
-  return /[.!?)]$/.test(m) ? m : m + ".";
+  m = /[.!?)]$/.test(m) ? m : m + ".";
+  return status === 401 && m !== WHY[401] ? `${m} Enter the access token (top right).` : m;
 }
 function headers(json) {
   const h = {};
