@@ -28,7 +28,9 @@ positive}``; ``POST .../choose`` ``{candidate}``; ``POST .../hint``
 ``{points: [{x, y, [z], positive}]}``; ``POST .../undo``; ``POST .../accept``;
 ``GET .../mask?format=nii.gz|png|dcm`` (bytes: the latest accepted mask; 409
 before the first accept and while an undo after accept has reopened the
-session); ``GET /api/profile``.
+session); ``GET /api/profile``; ``GET .../view?z=`` and ``GET .../raters?z=``
+(the viewer's intensity range, click markers and slice strip; the experts'
+masks and the Dice to each, :mod:`.viewing`).
 
 Numbers are checked at the boundary (422, plain message): seeds ``0 <= seed <
 2**31``, coordinates finite and inside the image, ``z`` an integer slice of

@@ -55,6 +55,7 @@ class CaseRequest(BaseModel):
     case_id: str = Field(min_length=1, max_length=512)
     seed: Seed = 0
     use_profile: StrictBool = True
+    profile_any_structure: StrictBool = Field(False, description="also apply a profile learnt on another structure")
 
 
 class ErrorBody(BaseModel):
@@ -150,6 +151,28 @@ class AcceptOut(_Open):
     accepted: int
     area: int
     iteration: int
+
+
+class ViewOut(_Open):
+    """What the viewer draws besides the proposal (``GET .../view``)."""
+
+    session_id: str
+    intensity: dict[str, Any]
+    clicks: list[dict[str, Any]]
+    z: int | None = None
+    slice_area: int | None = None
+    bbox: list[int] | None = None
+    slice_areas: list[int] | None = None
+
+
+class RatersOut(_Open):
+    """The case's raters beside the proposal (``GET .../raters``)."""
+
+    session_id: str
+    n_raters: int
+    raters: list[dict[str, Any]]
+    agreement: str | None = None
+    z: int | None = None
 
 
 class ProfileOut(_Open):

@@ -60,12 +60,14 @@ def start_session(ctx: Context, img: np.ndarray, seed: int, profile: dict | None
 
 
 def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: dict[str, Any], case_id: str | None,
-                 seed: int, use_profile: bool, source: bytes | None = None, suffix: str | None = None) -> dict[str, Any]:
+                 seed: int, use_profile: bool | str, source: bytes | None = None, suffix: str | None = None) -> dict[str, Any]:
     """Check the image, start the session (in the model queue), store and cache it."""
     check_image(img, case_id or "upload", ctx.limits)
     if img.ndim == 4 and 3 not in ctx.driven.spatial_ndims:
         fail(422, f"model {ctx.model_name} cannot segment volumes")
-    profile = ctx.store.profile(user, ctx.model_name) if use_profile else None
+    from clinloop.server.viewing import profile_for
+
+    profile = profile_for(ctx, user, meta, use_profile)
     with ctx.gate(request):
         t1 = time.perf_counter()
         s, used = start_session(ctx, img, seed, profile)

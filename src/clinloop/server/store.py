@@ -267,6 +267,13 @@ class Store:
                  "iteration": sum(1 for h in json.loads(r[3]) if h.get("action") in ("click", "choose", "hint")),
                  "created": r[4], "updated": r[5]} for r in rows]
 
+    def case_sessions(self) -> list[dict[str, Any]]:
+        """Every session opened on a worklist case (all owners), oldest change first:
+        ``[{session_id, case_id, owner, status, updated}]`` (for the worklist's status column)."""
+        rows = self._q("SELECT id, case_id, owner, status, updated FROM sessions WHERE case_id IS NOT NULL"
+                       " ORDER BY updated")
+        return [{"session_id": r[0], "case_id": r[1], "owner": r[2], "status": r[3], "updated": r[4]} for r in rows]
+
     @staticmethod
     def _stale(sid: str, expected: int, cur: sqlite3.Cursor) -> StaleSessionError:
         row = cur.execute("SELECT rev FROM sessions WHERE id=?", (sid,)).fetchone()

@@ -14,6 +14,7 @@ from clinloop.server.errors import fail
 from clinloop.server.live import Live
 from clinloop.server.schemas import POST_ERRORS, AcceptOut, Choose, Click, Hint, ProposalOut, errors
 from clinloop.server.sessions import act, point_of, using
+from clinloop.server.viewing import save_structure_profile
 
 log = logging.getLogger("clinloop.server")
 router = APIRouter()
@@ -67,6 +68,7 @@ def accept(sid: str, request: Request, ctx: Ctx, user: User):
         lv.saved = [dict(h) for h in lv.session.history]
         try:  # the preference profile travels to this user's next image
             ctx.store.save_profile(user, ctx.model_name, lv.session.profile())
+            save_structure_profile(ctx, user, lv, lv.session.profile())  # per (user, structure): viewing.profile_for
         except (ValueError, TypeError) as e:
             log.warning("profile of session %s not saved: %s", sid, e)
         return {"session_id": sid, "status": "accepted", "accepted": n, "area": int(mask.sum()),

@@ -32,8 +32,11 @@ def info(ctx: Ctx, user: User):
 
 @router.get("/api/cases", response_model=None, responses={200: {"model": CasesOut}, **errors(422)})
 def cases(ctx: Ctx, user: User):
-    """The worklist (ranked by LEXU's predicted disagreement when a LEXU model is given)."""
-    return {"ranked_by": ctx.worklist.ranked_by, "cases": ctx.worklist.rows}
+    """The worklist (ranked by LEXU's predicted disagreement when a LEXU model is given), with each
+    case's name, structure and status (new / in progress / accepted, ``by`` whom; ``my_session``)."""
+    from clinloop.server.viewing import case_rows
+
+    return {"ranked_by": ctx.worklist.ranked_by, "cases": case_rows(ctx, user)}
 
 
 @router.get("/api/profile", response_model=None, responses={200: {"model": ProfileOut}, **errors(422)})

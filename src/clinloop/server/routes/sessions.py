@@ -60,6 +60,8 @@ async def new_session(request: Request, ctx: Ctx, user: User):
             fail(422, f"expected JSON {{case_id, [seed], [use_profile]}} ({str(e).splitlines()[0]}; "
                       f"{_first_error(e)})")
         case_id, seed, use_profile = body.case_id, body.seed, body.use_profile
+        if use_profile and body.profile_any_structure:
+            use_profile = "any"  # a profile learnt on another structure may start this case too
     else:
         fail(415, "send multipart/form-data with a 'file' (or 'case_id'), or JSON {case_id}")
     if upload is None and case_id is None:

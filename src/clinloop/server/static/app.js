@@ -1,10 +1,23 @@
-// clinloop workstation: a thin client of the JSON API (see clinloop/server/app.py).
+// clinloop workstation: a thin client of the JSON API (see clinloop/server/app.py);
+// viewer.js holds the canvas. Every action goes through one queue (keys pressed
+// while the model computes wait their turn instead of being dropped).
 "use strict";
-const $ = (id) => document.getElementById(id);
-const S = { sid: null, info: null, shape: null, ndim: 2, z: 0, img: null, base: null, prop: null, layers: {},
-            negative: false, wl: null, busy: false, caseId: null };
 
 // ------------------------------------------------------------------ API
+const WHY = {
+  400: "The server could not do that.", 401: "Access denied: enter the access token (top right).",
+  403: "The server refused a request from this page's origin.", 404: "That case or session no longer exists.",
+  408: "The upload did not arrive in time; try again.", 409: "This session changed elsewhere; it was reloaded — repeat the action.",
+  413: "The file is too large for this server.", 415: "This file type is not supported.",
+  422: "The server could not use that input.", 500: "The server hit an unexpected problem (it is logged); try again.",
+  503: "The server is busy; try again in a moment.",
+};
+function plain(status, detail) {  // a sentence for a person: the server's own message, never "400: ..."
+  let m = typeof detail === "string" && detail.trim() ? detail.trim() : WHY[status] || `The request failed (${status}).`;
+  if (/^[a-z][a-z ]/.test(m)) m = m.charAt(0).toUpperCase() + m.slice(1);  // not "choose()" or "case_id"
+  m = /[.!?)]$/.test(m) ? m : m + ".";
+  return status === 401 && m !== WHY[401] ? `${m} Enter the access token (top right).` : m;
+}
 function headers(json) {
   const h = {};
   const tok = localStorage.getItem("clinloop.token");
@@ -19,17 +32,17 @@ async function api(method, path, body) {
   let r = await fetch(path, opt);
   for (let tries = 0; r.status === 503 && tries < 3; tries++) {  // model queue full: wait as the server asks
     const wait = Math.min(15, Math.max(1, parseInt(r.headers.get("Retry-After") || "2", 10) || 2));
-    say(`server busy: retrying in ${wait} s`, "");
+    say(`The server is busy: retrying in ${wait} s…`, "");
     await new Promise((ok) => setTimeout(ok, wait * 1000));
     r = await fetch(path, opt);
   }
   const ms = performance.now() - t0;
   const st = r.headers.get("Server-Timing") || "";
-  $("timing").textContent = `${method} ${path.replace(/\/api\/sessions\/[^/]+/, "…")} ${ms.toFixed(0)} ms (${st.replace(/;dur=/g, " ").replace(/,/g, " ·")})`;
+  $("timing").textContent = `${method} ${path.replace(/\/api\/sessions\/[^/?]+/, "…")} ${ms.toFixed(0)} ms (${st.replace(/;dur=/g, " ").replace(/,/g, " ·")})`;
   if (!r.ok) {
-    let msg = r.statusText;
-    try { msg = (await r.json()).detail || msg; } catch (e) {}
-    throw new Error(`${r.status}: ${typeof msg === "string" ? msg : JSON.stringify(msg)}`);
+    let detail = null;
+    try { detail = (await r.json()).detail; } catch (e) {}
+    const err = new Error(plain(r.status, detail)); err.status = r.status; throw err;
   }
   return r;
 }
@@ -37,106 +50,85 @@ const getJSON = async (p) => (await api("GET", p)).json();
 const postJSON = async (p, b) => (await api("POST", p, b === undefined ? {} : b)).json();
 
 function say(text, kind) { const m = $("msg"); m.textContent = text; m.className = kind || ""; }
-async function guarded(fn) {
-  if (S.busy) return;
-  S.busy = true; document.body.style.cursor = "progress";
-  try { await fn(); } catch (e) { say(e.message, "err"); console.error(e); }
-  finally { S.busy = false; document.body.style.cursor = ""; }
-}
-
-// ------------------------------------------------------------ images
-function loadPNG(b64) {
-  return new Promise((res, rej) => { const im = new Image(); im.onload = () => res(im); im.onerror = rej; im.src = "data:image/png;base64," + b64; });
-}
-function floats(b64) {
-  const bin = atob(b64); const buf = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) buf[i] = bin.charCodeAt(i);
-  return new Float32Array(buf.buffer);
-}
-function renderBase() {  // image slice -> offscreen canvas, applying window/level for grey images
-  const im = S.img; if (!im) return;
-  const c = document.createElement("canvas"); c.width = im.width; c.height = im.height;
-  const ctx = c.getContext("2d");
-  if (im.kind === "rgb") { ctx.drawImage(im.png, 0, 0); }
-  else {
-    const d = ctx.createImageData(im.width, im.height);
-    const lo = S.wl.level - S.wl.window / 2, span = Math.max(S.wl.window, 1e-6);
-    for (let i = 0; i < im.data.length; i++) {
-      let v = ((im.data[i] - lo) / span) * 255; v = v < 0 ? 0 : v > 255 ? 255 : v;
-      d.data[4 * i] = d.data[4 * i + 1] = d.data[4 * i + 2] = v; d.data[4 * i + 3] = 255;
+function busy(text) { if (text) $("progress-text").textContent = text; }
+function guarded(fn, text) {  // queue the action; the progress overlay shows while anything is queued
+  S.pending++;
+  $("progress").classList.remove("hidden"); $("progress-text").textContent = text || "Computing…";
+  document.body.style.cursor = "progress";
+  const run = S.chain.then(async () => {
+    try { await fn(); } catch (e) { say(e.message, "err"); console.error(e); }
+    finally {
+      S.pending--;
+      if (!S.pending) { $("progress").classList.add("hidden"); document.body.style.cursor = ""; }
     }
-    ctx.putImageData(d, 0, 0);
-  }
-  S.base = c;
-}
-function draw() {
-  const cv = $("view"), ctx = cv.getContext("2d");
-  if (!S.base) return;
-  const W = S.base.width, H = S.base.height, box = $("viewer");
-  const scale = Math.min((box.clientWidth - 16) / W, (box.clientHeight - 16) / H);  // fit, keep the aspect ratio
-  cv.width = Math.max(1, Math.round(W * scale)); cv.height = Math.max(1, Math.round(H * scale));
-  cv.style.width = cv.width + "px"; cv.style.height = cv.height + "px";
-  ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(S.base, 0, 0, cv.width, cv.height);
-  const L = S.layers;
-  if ($("show-unc").checked && L.unc) ctx.drawImage(L.unc, 0, 0, cv.width, cv.height);
-  if ($("show-adv").checked && L.advice) for (const a of L.advice) ctx.drawImage(a, 0, 0, cv.width, cv.height);
-  if ($("show-mask").checked && L.mask) ctx.drawImage(L.mask, 0, 0, cv.width, cv.height);
-  S.scale = scale;
-}
-async function loadSlice() {
-  const q = S.ndim === 3 ? `?z=${S.z}` : "";
-  const im = await getJSON(`/api/sessions/${S.sid}/image${q}`);
-  if (im.kind === "rgb") im.png = await loadPNG(im.png); else im.data = floats(im.data);
-  S.img = im;
-  if (im.kind === "grey" && !S.wl) autoWL();
-  renderBase();
-}
-function autoWL() {
-  const im = S.img; S.wl = { window: Math.max(im.hi - im.lo, 1e-3), level: (im.hi + im.lo) / 2 };
-  syncWL();
-}
-function syncWL() {
-  if (!S.wl) return;
-  const ww = $("ww"), wl = $("wl");
-  const lo = Math.min(S.img.min, -1200), hi = Math.max(S.img.max, 3000);
-  ww.min = 1; ww.max = Math.max(4000, hi - lo); wl.min = lo; wl.max = hi;
-  ww.step = wl.step = (hi - lo) > 50 ? 1 : 0.01;
-  ww.value = S.wl.window; wl.value = S.wl.level;
-  $("ww-val").textContent = (+S.wl.window).toFixed(0); $("wl-val").textContent = (+S.wl.level).toFixed(0);
+  });
+  S.chain = run;
+  return run;
 }
 
 // ---------------------------------------------------------- proposals
+async function refreshView() {  // markers, slice strip, crop box, per-slice area (GET .../view)
+  const q = S.ndim === 3 ? `?z=${S.z}` : "";
+  S.vstate = await getJSON(`/api/sessions/${S.sid}/view${q}`);
+  S.clicks = S.vstate.clicks || [];
+  sliceStrip();
+}
+async function refreshRaters() {
+  const q = S.ndim === 3 ? `?z=${S.z}` : "";
+  const R = (S.raters = await getJSON(`/api/sessions/${S.sid}/raters${q}`));
+  $("experts").classList.toggle("hidden", !R.n_raters);
+  S.layers.raters = await Promise.all(R.raters.map(async (r) => splitMask(await loadPNG(r.contour), hexRGB(r.colour)).edge));
+  S.layers.agree = R.agreement ? await loadPNG(R.agreement) : null;
+  const box = $("rater-list"); box.innerHTML = "";
+  for (const r of R.raters) {
+    const el = document.createElement("label"); el.className = "check rater";
+    const d = r.dice === null ? "–" : r.dice.toFixed(3), ds = r.dice_slice === null || r.dice_slice === undefined ? "" : ` · slice ${r.dice_slice.toFixed(3)}`;
+    el.innerHTML = `<input type="checkbox"><span class="sw" style="background:${r.colour}"></span><span class="rid"></span><span class="dice" title="Dice of the current proposal to this rater (whole ${S.ndim === 3 ? "volume" : "image"})">Dice ${d}${ds}</span>`;
+    el.querySelector(".rid").textContent = /^\d+$/.test(r.id) ? "rater " + r.id : r.id;
+    const cb = el.querySelector("input"); cb.checked = !!S.showRater[r.id]; cb.dataset.rater = r.id;
+    cb.onchange = () => { S.showRater[r.id] = cb.checked; draw(); };
+    box.appendChild(el);
+  }
+}
+function hexRGB(h) { return [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)); }
 async function showProposal(p) {
-  S.prop = p;
-  const L = (S.layers = {});
+  S.prop = p; S.preview = null;
+  const L = S.layers;
+  L.mask = L.unc = null; L.advice = []; L.diffs = [];
+  await refreshView();
+  const vs = S.vstate;
   $("st-iter").textContent = p && p.iteration ? p.iteration : "–";
   $("st-time").textContent = p && p.seconds !== undefined ? `${(p.seconds * 1000).toFixed(0)} ms` : "–";
-  $("st-area").textContent = p && p.area !== undefined ? p.area : "–";
+  $("st-area").textContent = p && p.area !== undefined ? (S.ndim === 3 ? `${vs.slice_area ?? 0} / ${p.area}` : p.area) : "–";
+  $("st-area-k").textContent = S.ndim === 3 ? "Area slice / all (px)" : "Area (px)";
   $("st-unc").textContent = p && p.uncertainty_max !== undefined ? p.uncertainty_max.toFixed(2) : "–";
   const box = $("cands"); box.innerHTML = "";
   $("advice").textContent = "";
+  if (S.raters && S.raters.n_raters) await refreshRaters();
   if (!p || !p.mask) { box.innerHTML = '<div class="hint">Click on the structure to see candidates.</div>'; draw(); return; }
-  L.mask = await loadPNG(p.mask);
+  L.mask = splitMask(await loadPNG(p.mask), [0, 200, 255]);
   L.unc = await loadPNG(p.uncertainty);
   L.advice = await Promise.all((p.advice || []).map((a) => loadPNG(a.mask)));
+  L.diffs = await Promise.all((p.candidates || []).map((c) => loadPNG(c.diff)));
   if (p.advice && p.advice.length) $("advice").textContent = `${p.advice.length} advice region(s) outlined in amber: check these first.`;
+  const crop = cropBox();
   if (!p.candidates || !p.candidates.length) box.innerHTML = '<div class="hint">This model offers no candidates; click again to refine.</div>';
-  for (const c of p.candidates || []) {
+  else if (!crop) {
+    const has = (vs.slice_areas || []).map((a, z) => (a > 0 ? z : -1)).filter((z) => z >= 0);
+    box.innerHTML = `<div class="hint">No mask on slice ${S.z}. Slices with a mask: ${has.join(", ") || "none"} (strip below the image).</div>`;
+  }
+  else (p.candidates || []).forEach((c, i) => {
     const el = document.createElement("div"); el.className = "cand"; el.dataset.k = c.index;
-    const cv = document.createElement("canvas"); cv.width = S.base.width; cv.height = S.base.height;
-    const ctx = cv.getContext("2d");
-    ctx.drawImage(S.base, 0, 0);
-    ctx.globalAlpha = 0.5; ctx.drawImage(L.mask, 0, 0); ctx.globalAlpha = 1;
-    ctx.drawImage(await loadPNG(c.diff), 0, 0);
     el.innerHTML = `<span class="num">${c.index + 1}</span>`;
-    el.appendChild(cv);
+    el.appendChild(candidateCanvas(L.diffs[i], crop));
     const lab = document.createElement("div"); lab.className = "lab";
     lab.innerHTML = `<span><span class="p">+${c.added}</span> / <span class="m">−${c.removed}</span></span><span>${c.area} px</span>`;
     el.appendChild(lab);
     el.onclick = () => choose(c.index);
+    el.onmouseenter = () => { S.preview = i; draw(); };
+    el.onmouseleave = () => { S.preview = null; draw(); };
     box.appendChild(el);
-  }
+  });
   draw();
 }
 function setStatus(st) {
@@ -147,33 +139,58 @@ function setStatus(st) {
 }
 
 // -------------------------------------------------------------- actions
+async function loadSlice() {
+  const q = S.ndim === 3 ? `?z=${S.z}` : "";
+  const im = await getJSON(`/api/sessions/${S.sid}/image${q}`);
+  if (im.kind === "rgb") im.png = await loadPNG(im.png); else im.data = floats(im.data);
+  S.img = im;
+  if (im.kind === "grey" && !S.wl) autoWL();
+  renderBase();
+}
 async function openSession(desc) {
-  S.sid = desc.session_id; S.shape = desc.shape; S.ndim = desc.ndim; S.wl = null; S.prop = null;
+  S.sid = desc.session_id; S.shape = desc.shape; S.ndim = desc.ndim; S.wl = null; S.prop = null; S.raters = null;
+  S.caseId = desc.case_id; S.layers = {}; S.clicks = []; S.vstate = null; S.showRater = {};
+  S.view = { zoom: 1, px: 0, py: 0 }; S.wantZ = undefined;
   S.z = S.ndim === 3 ? Math.floor(desc.shape[0] / 2) : 0;
+  for (const e of document.querySelectorAll(".case")) e.classList.toggle("active", e.dataset.id === desc.case_id);
   $("empty").classList.add("hidden");
-  $("case-title").textContent = `${desc.case_id || "upload"} · ${desc.shape.join("×")}${desc.modality ? " · " + desc.modality : ""}`;
+  caseTitle(desc);
   $("slice-ctl").classList.toggle("hidden", S.ndim !== 3);
+  $("slice-strip").classList.toggle("hidden", S.ndim !== 3);
+  const p = desc.has_proposal ? await getJSON(`/api/sessions/${S.sid}/proposal`) : null;
+  if (p && p.z !== null && p.z !== undefined) S.z = p.z;
   if (S.ndim === 3) { $("slice").max = desc.shape[0] - 1; $("slice").value = S.z; $("slice-val").textContent = S.z; }
+  const q = S.ndim === 3 ? `?z=${S.z}` : "";
+  S.intensity = (await getJSON(`/api/sessions/${S.sid}/view${q}`)).intensity;
   await loadSlice();
   $("wl-ctl").classList.toggle("hidden", S.img.kind !== "grey");
-  if (desc.modality === "CT") { $("preset").value = "soft"; applyPreset("soft"); }
+  fillPresets();
+  if (S.intensity && S.intensity.hu) { $("preset").value = "soft"; applyPreset("soft"); } else { $("preset").value = "auto"; syncWL(); }
   $("exp-dcm").classList.toggle("hidden", !(desc.exports || []).includes("dcm"));
   $("exp-png").classList.toggle("hidden", !(desc.exports || []).includes("png"));
-  const p = desc.has_proposal ? await getJSON(`/api/sessions/${S.sid}/proposal`) : null;
-  if (p && p.z !== null && p.z !== undefined) { S.z = p.z; await loadSlice(); }
+  S.raters = { n_raters: 1 };  // ask once; refreshRaters hides the panel when the case has none
   await showProposal(p);
   setStatus(desc.status);
-  say(desc.profile_applied ? "Opened with your preference profile. Click once on the structure." : "Click once on the structure.", "ok");
+  const prof = desc.profile_applied ? "Opened with your preference profile. " : "";
+  say(desc.status === "accepted" ? `${prof}This case is accepted: export it, or Undo to edit again.`
+    : p ? `${prof}Resumed where you left off (proposal ${p.iteration}).` : `${prof}Click once on the structure.`, "ok");
   refreshSessions();
+  await refreshCases();
+  caseTitle(desc);  // a large collection learns a case's structure when it opens
 }
-function openCase(caseId) {
+function caseTitle(desc) {
+  const row = (S.cases || []).find((c) => c.case_id === desc.case_id);
+  $("case-title").textContent = `${row ? row.name : desc.case_id || "upload"}${row && row.structure ? " · " + row.structure : ""} · ${desc.shape.join("×")}${desc.modality ? " · " + desc.modality : ""}`;
+}
+function openCase(caseId, fresh) {
+  const row = (S.cases || []).find((c) => c.case_id === caseId);
+  if (row && row.my_session && !fresh) return resume(row.my_session, `Resuming ${row.name}…`);
   return guarded(async () => {
-    S.caseId = caseId;
-    for (const e of document.querySelectorAll(".case")) e.classList.toggle("active", e.dataset.id === caseId);
-    say(`Opening ${caseId}… (computing the image embedding)`);
-    const d = await postJSON("/api/sessions", { case_id: caseId, use_profile: $("use-profile").checked });
+    say(`Opening ${row ? row.name : caseId}…`);
+    const d = await postJSON("/api/sessions", { case_id: caseId, use_profile: $("use-profile").checked,
+                                                profile_any_structure: $("profile-any").checked });
     await openSession(d);
-  });
+  }, "Opening the case: computing the image embedding…");
 }
 function upload(file) {
   return guarded(async () => {
@@ -182,52 +199,51 @@ function upload(file) {
     fd.append("use_profile", $("use-profile").checked ? "true" : "false");
     const d = await (await api("POST", "/api/sessions", fd)).json();
     await openSession(d);
-  });
+  }, `Opening ${file.name}: computing the image embedding…`);
 }
-function resume(sid) {
-  return guarded(async () => { await openSession(await getJSON(`/api/sessions/${sid}`)); });
+function resume(sid, text) {
+  return guarded(async () => { await openSession(await getJSON(`/api/sessions/${sid}`)); }, text || "Loading the session…");
 }
-function clickAt(ev) {
+function clickAt(ev, positive) {
   if (!S.sid || !S.base) return;
-  ev.preventDefault();
-  const r = $("view").getBoundingClientRect();
-  const sx = S.base.width / r.width, sy = S.base.height / r.height;
-  const x = (ev.clientX - r.left) * sx - 0.5, y = (ev.clientY - r.top) * sy - 0.5;  // pixel centres at integers
-  const positive = !(ev.shiftKey || ev.button === 2 || S.negative);
-  const body = { x, y, positive };
+  const pt = toImage(ev), W = S.base.width, H = S.base.height;
+  if (pt.x < -0.5 || pt.y < -0.5 || pt.x > W - 0.5 || pt.y > H - 0.5) return;
+  const body = { x: pt.x, y: pt.y, positive };
   if (S.ndim === 3) body.z = S.z;
   return guarded(async () => {
-    say(`${positive ? "Include" : "Exclude"} click at (${x.toFixed(0)}, ${y.toFixed(0)}${S.ndim === 3 ? ", " + S.z : ""})…`);
+    say(`${positive ? "Include" : "Exclude"} click at (${pt.x.toFixed(0)}, ${pt.y.toFixed(0)}${S.ndim === 3 ? ", slice " + S.z : ""})…`);
     const p = await postJSON(`/api/sessions/${S.sid}/click`, body);
     await showProposal(p); setStatus(p.status); refreshSessions();
     say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click again, or accept.`, "ok");
-  });
+  }, "Computing the proposal…");
 }
 function choose(k) {
-  if (!S.sid || !S.prop || !S.prop.candidates || k >= S.prop.candidates.length) return;
-  return guarded(async () => {
+  if (!S.sid) return;
+  return guarded(async () => {  // checked when its turn comes: an earlier queued action may change the candidates
+    if (!S.prop || !S.prop.candidates || k >= S.prop.candidates.length || S.prop.status === "accepted") return;
     const p = await postJSON(`/api/sessions/${S.sid}/choose`, { candidate: k });
     await showProposal(p); setStatus(p.status);
     say(`Candidate ${k + 1} chosen → proposal ${p.iteration}.`, "ok");
-  });
+  }, `Applying candidate ${k + 1}…`);
 }
 function undo() {
   if (!S.sid) return;
   return guarded(async () => {
     const p = await postJSON(`/api/sessions/${S.sid}/undo`);
     await showProposal(p.mask ? p : null); setStatus(p.status);
-    say("Undone.", "ok");
-  });
+    say("Undone.", "ok"); await refreshCases();
+  }, "Undoing…");
 }
 function accept() {
-  if (!S.sid || !S.prop || !S.prop.mask) return;
+  if (!S.sid) return;
   return guarded(async () => {
+    if (!S.prop || !S.prop.mask || S.prop.status === "accepted") return;
     const a = await postJSON(`/api/sessions/${S.sid}/accept`);
-    setStatus("accepted");
+    S.prop.status = "accepted"; setStatus("accepted");
     say(`Accepted (${a.area} px after ${a.iteration} interaction(s)). Export it, or open the next case.`, "ok");
     $("profile-state").textContent = "(saved)";
-    refreshSessions();
-  });
+    refreshSessions(); await refreshCases();
+  }, "Saving the accepted mask…");
 }
 function exportMask(fmt) {
   if (!S.sid) return;
@@ -239,36 +255,47 @@ function exportMask(fmt) {
     const a = document.createElement("a"); a.href = url; a.download = name; document.body.appendChild(a); a.click(); a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 5000);
     say(`Exported ${name}.`, "ok");
-  });
+  }, "Exporting…");
 }
 async function setSlice(z) {
   if (S.ndim !== 3) return;
   z = Math.max(0, Math.min(S.shape[0] - 1, z)); if (z === S.z) return;
   S.z = z; $("slice").value = z; $("slice-val").textContent = z;
   await loadSlice();
-  if (S.prop && S.prop.mask) await showProposal(await getJSON(`/api/sessions/${S.sid}/proposal?z=${z}`)); else draw();
+  await showProposal(S.prop && S.prop.mask ? await getJSON(`/api/sessions/${S.sid}/proposal?z=${z}`) : S.prop);
 }
-function applyPreset(name) {
-  const P = { lung: [1500, -600], soft: [400, 40], bone: [1800, 400], brain: [80, 40] };
-  if (name === "auto") autoWL(); else S.wl = { window: P[name][0], level: P[name][1] };
-  syncWL(); renderBase(); draw();
+function goSlice(z) {  // coalesced: a held key or a dragged slider queues one slice change, not dozens
+  S.wantZ = z;
+  if (S.sliceQueued) return;
+  S.sliceQueued = true;
+  guarded(async () => {
+    S.sliceQueued = false;
+    await setSlice(S.wantZ);
+    if (!S.sliceQueued) S.wantZ = undefined;
+  }, "Loading the slice…");
 }
 
 // -------------------------------------------------------------- panels
 async function refreshCases() {
   const d = await getJSON("/api/cases");
-  $("ranked").textContent = d.ranked_by ? "· ranked by predicted disagreement" : "";
+  S.cases = d.cases;
+  $("ranked").textContent = d.ranked_by ? "· most ambiguous first (LEXU)" : "";
   const box = $("cases"); box.innerHTML = "";
   if (!d.cases.length) box.innerHTML = '<div class="hint">No worklist (start the server with --data PATH) — upload an image below.</div>';
   const top = Math.max(1e-9, ...d.cases.map((c) => c.predicted_disagreement || 0));
   d.cases.forEach((c, i) => {
     const el = document.createElement("div"); el.className = "case"; el.dataset.id = c.case_id;
+    el.classList.toggle("active", c.case_id === S.caseId);
     const ranked = c.predicted_disagreement !== undefined;
     const frac = ranked ? (100 * c.predicted_disagreement) / top : 0;
-    el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id"></span>` +
-      (ranked ? `<span class="bar" title="predicted disagreement ${c.predicted_disagreement.toFixed(3)}"><i style="width:${frac}%"></i></span>` : "<span></span>");
-    el.querySelector(".id").textContent = c.case_id; el.querySelector(".id").title = c.case_id;
-    el.onclick = () => openCase(c.case_id);
+    el.innerHTML = `<span class="rank">${c.rank || i + 1}</span><span class="id"><b></b><small></small><span class="st"></span></span>` +
+      (ranked ? `<span class="bar" title="predicted disagreement ${c.predicted_disagreement.toFixed(3)}"><i style="width:${frac}%"></i></span>` : "");
+    el.querySelector("b").textContent = c.name || c.case_id;
+    el.querySelector("small").textContent = c.structure || "";
+    el.querySelector(".id").title = `${c.case_id}${c.my_session ? " — click resumes your session; Shift+click starts a new one" : ""}`;
+    const st = el.querySelector(".st"); st.className = "st s-" + c.status.replace(" ", "-");
+    st.textContent = c.status + (c.by && c.by.length ? " · " + c.by.join(", ") : "");
+    el.onclick = (e) => openCase(c.case_id, e.shiftKey);
     box.appendChild(el);
   });
 }
@@ -279,7 +306,8 @@ async function refreshSessions() {
     for (const s of d.sessions.slice(0, 30)) {
       const el = document.createElement("div"); el.className = "sess";
       el.innerHTML = `<span class="id"></span><span class="s-${s.status}">${s.status} · ${s.iteration}</span>`;
-      el.querySelector(".id").textContent = s.case_id || "upload";
+      const row = (S.cases || []).find((c) => c.case_id === s.case_id);
+      el.querySelector(".id").textContent = row ? row.name : s.case_id || "upload";
       el.onclick = () => resume(s.session_id);
       box.appendChild(el);
     }
@@ -296,20 +324,44 @@ async function init() {
     $("profile-state").textContent = S.info.has_profile ? "(saved profile)" : "(none yet)";
     await refreshCases(); await refreshSessions();
     say("Ready. Select a case or upload an image.");
-  } catch (e) { say(e.message + (e.message.startsWith("401") ? " — enter the access token (top right)" : ""), "err"); }
+  } catch (e) { say(e.message, "err"); }
 }
 
 // -------------------------------------------------------------- wiring
 $("token").onchange = () => { localStorage.setItem("clinloop.token", $("token").value.trim()); init(); };
 $("file").onchange = (e) => { if (e.target.files[0]) upload(e.target.files[0]); e.target.value = ""; };
-$("view").addEventListener("mousedown", clickAt);
+let drag = null;  // {mode: "pan" | "wl", x, y, moved, ev}
+$("view").addEventListener("mousedown", (ev) => {
+  if (!S.base) return;
+  ev.preventDefault();
+  if (ev.button === 1 || (ev.button === 0 && S.space)) drag = { mode: "pan", x: ev.clientX, y: ev.clientY };
+  else if (ev.button === 2) drag = { mode: "wl", x: ev.clientX, y: ev.clientY, moved: false, ev };
+  else if (ev.button === 0) clickAt(ev, !(ev.shiftKey || S.negative));
+});
+window.addEventListener("mousemove", (ev) => {
+  if (!drag) return;
+  const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
+  if (drag.mode === "wl" && !drag.moved && Math.abs(dx) + Math.abs(dy) < 4) return;
+  drag.x = ev.clientX; drag.y = ev.clientY; drag.moved = true;
+  if (drag.mode === "pan") { S.view.px += dx; S.view.py += dy; draw(); } else dragWL(dx, dy);
+});
+window.addEventListener("mouseup", () => {
+  if (drag && drag.mode === "wl" && !drag.moved) clickAt(drag.ev, false);  // a right click without a drag: exclude
+  drag = null;
+});
 $("view").addEventListener("contextmenu", (e) => e.preventDefault());
-$("view").addEventListener("wheel", (e) => { if (S.ndim === 3) { e.preventDefault(); guarded(() => setSlice(S.z + Math.sign(e.deltaY))); } }, { passive: false });
-$("slice").oninput = (e) => guarded(() => setSlice(+e.target.value));
-$("ww").oninput = (e) => { S.wl.window = +e.target.value; $("ww-val").textContent = (+e.target.value).toFixed(0); renderBase(); draw(); };
-$("wl").oninput = (e) => { S.wl.level = +e.target.value; $("wl-val").textContent = (+e.target.value).toFixed(0); renderBase(); draw(); };
+$("view").addEventListener("wheel", (e) => {
+  e.preventDefault();
+  if (S.ndim === 3 && !(e.ctrlKey || e.metaKey)) { goSlice(S.z + Math.sign(e.deltaY)); return; }
+  const p = toImage(e); zoomAt(e.deltaY < 0 ? 1.25 : 0.8, p.cx, p.cy);
+}, { passive: false });
+$("slice").oninput = (e) => goSlice(+e.target.value);
+$("ww").oninput = (e) => { S.wl.window = +e.target.value; syncWL(); renderBase(); draw(); };
+$("wl").oninput = (e) => { S.wl.level = +e.target.value; syncWL(); renderBase(); draw(); };
 $("preset").onchange = (e) => applyPreset(e.target.value);
-for (const id of ["show-mask", "show-unc", "show-adv"]) $(id).onchange = draw;
+for (const id of ["show-mask", "show-unc", "show-adv", "show-agree", "mask-mode", "opacity"]) $(id).addEventListener("input", draw);
+$("zoom-in").onclick = () => zoomAt(1.25); $("zoom-out").onclick = () => zoomAt(0.8); $("zoom-reset").onclick = resetView;
+$("details").onchange = () => document.body.classList.toggle("show-details", $("details").checked);
 $("mode-pos").onclick = () => { S.negative = false; $("mode-pos").classList.add("active"); $("mode-neg").classList.remove("active"); };
 $("mode-neg").onclick = () => { S.negative = true; $("mode-neg").classList.add("active"); $("mode-pos").classList.remove("active"); };
 $("undo").onclick = undo;
@@ -317,13 +369,20 @@ $("accept").onclick = accept;
 for (const b of document.querySelectorAll(".exp")) b.onclick = () => exportMask(b.dataset.fmt);
 document.addEventListener("keydown", (e) => {
   if (e.target.tagName === "INPUT" && e.target.type !== "range" && e.target.type !== "checkbox") return;
+  if (e.target.tagName === "SELECT") return;
   if (e.key >= "1" && e.key <= "9") { choose(+e.key - 1); e.preventDefault(); }
+  else if (e.key === "0") { resetView(); e.preventDefault(); }
+  else if (e.key === "+" || e.key === "=") { zoomAt(1.25); e.preventDefault(); }
+  else if (e.key === "-" || e.key === "_") { zoomAt(0.8); e.preventDefault(); }
+  else if (e.key === " ") { S.space = true; $("view").classList.add("panning"); e.preventDefault(); }
   else if (e.key === "Enter") { accept(); e.preventDefault(); }
   else if ((e.key === "z" && (e.ctrlKey || e.metaKey)) || e.key === "u" || e.key === "U") { undo(); e.preventDefault(); }
   else if (e.key === "h" || e.key === "H") { $("show-unc").checked = !$("show-unc").checked; draw(); }
-  else if (e.key === "ArrowUp" || e.key === "PageUp") { guarded(() => setSlice(S.z + 1)); e.preventDefault(); }
-  else if (e.key === "ArrowDown" || e.key === "PageDown") { guarded(() => setSlice(S.z - 1)); e.preventDefault(); }
+  else if (e.key === "c" || e.key === "C") { const m = $("mask-mode"); m.selectedIndex = (m.selectedIndex + 1) % m.options.length; draw(); }
+  else if (e.key === "ArrowUp" || e.key === "PageUp") { goSlice((S.wantZ ?? S.z) + 1); e.preventDefault(); }
+  else if (e.key === "ArrowDown" || e.key === "PageDown") { goSlice((S.wantZ ?? S.z) - 1); e.preventDefault(); }
 });
+document.addEventListener("keyup", (e) => { if (e.key === " ") { S.space = false; $("view").classList.remove("panning"); } });
 window.addEventListener("resize", draw);
 setStatus(null);
 init();
