@@ -1,0 +1,100 @@
+"""Data-parallel training (issue 16): 2 gloo processes under torchrun train the
+same steps as one process with the same seed and global batch.
+
+Tolerance: the per-epoch losses and final weights agree to 1e-4 (relative) —
+the two runs differ only in floating-point summation order (BatchNorm
+statistics and gradients summed across ranks instead of within one batch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r'''
+import json, sys, torch
+from pathlib import Path
+from clinloop.models.lexu.config import LexuConfig
+from clinloop.training import distributed
+from clinloop.training.lexu import train
+
+def data():
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(7, 3, 16, 16, generator=g)  # 7 images, global batch 4: batches of 4 and 3 (ranks 2+2, 2+1)
+    m = torch.rand(7, 3, 16, 16, generator=g) < torch.sigmoid(x[:, :1])  # 3 raters, correlated with the image
+    v = torch.ones(7, 3, dtype=torch.bool)
+    v[2, 1] = False  # one missing rater
+    return x, m.to(torch.uint8), v
+
+method, out = sys.argv[1], Path(sys.argv[2])
+torch.set_num_threads(1)
+d = distributed.init("cpu")
+cfg = LexuConfig(method=method, widths=[4, 8, 8], size=16, epochs=2, batch_size=4, lr=1e-2, seed=0, n_members=2,
+                 dropout=0.0)
+net, hist = train(cfg, *data(), out, progress=False, dist=d)
+if d.main:
+    w = {k: t.double().sum().item() for k, t in net.state_dict().items() if t.is_floating_point()}
+    (out / "result.json").write_text(json.dumps({"history": hist, "weights": w, "world": d.world}))
+d.barrier()
+d.close(net)
+'''
+
+
+def _run(tmp_path: Path, method: str, nproc: int) -> dict:
+    out = tmp_path / f"{method}-{nproc}"
+    out.mkdir()
+    script = tmp_path / "train_tiny.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, str(script), method, str(out)]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *cmd[1:]]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((out / "result.json").read_text())
+
+
+@pytest.mark.parametrize("method", ["lexu"])
+def test_two_gloo_processes_match_one(tmp_path, method):
+    one, two = _run(tmp_path, method, 1), _run(tmp_path, method, 2)
+    assert (one["world"], two["world"]) == (1, 2)
+    assert len(one["history"]) == len(two["history"]) == 2
+    for a, b in zip(one["history"], two["history"]):
+        assert set(a) == set(b)
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (k, a, b)
+    # training moved the weights, and both runs moved them to the same place
+    assert one["history"][0]["loss"] != one["history"][1]["loss"]
+    for k, w in one["weights"].items():
+        assert two["weights"][k] == pytest.approx(w, rel=1e-4, abs=1e-5), k
+
+
+def test_global_batchnorm_is_plain_batchnorm_in_one_process():
+    from clinloop.training.distributed import Dist, GlobalBatchNorm2d
+
+    torch.manual_seed(0)
+    bn, gbn = torch.nn.BatchNorm2d(3), GlobalBatchNorm2d(3)
+    x = torch.randn(4, 3, 5, 5) * 3 + 1
+    torch.testing.assert_close(gbn(x), bn(x))
+    idx = torch.arange(7)
+    assert [len(Dist(rank=r, world=2).share(idx)[0]) for r in (0, 1)] == [4, 3]
+    assert Dist(rank=1, world=2).share(idx)[0].tolist() == [4, 5, 6]
+
+
+def test_launch_command():
+    from clinloop.training.distributed import launch_command
+
+    cmd = launch_command(["train", "--method", "lexu"], 2)
+    assert "--nproc-per-node=2" in cmd and "--standalone" in cmd and cmd[-3:] == ["train", "--method", "lexu"]
+    cmd = launch_command(["train"], 4, nnodes=2, rdzv_endpoint="node0:29500", node_rank=1)
+    assert "--rdzv-endpoint=node0:29500" in cmd and "--nnodes=2" in cmd and "--standalone" not in cmd
+    with pytest.raises(ValueError, match="rdzv-endpoint"):
+        launch_command(["train"], 2, nnodes=2)
