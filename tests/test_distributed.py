@@ -1,7 +1,10 @@
 """Data-parallel training (issue 16): 2 gloo processes under torchrun train the
 same steps as one process with the same seed and global batch.
 
-Tolerance: the per-epoch losses and final weights agree to 1e-4 (relative) —
+LEXU (tiny CNN with BatchNorm, MRO rater sampling, 2 epochs of global batch 4
+on 7 images: uneven last batch) and MECCA (A2C rollouts with simulated clicks,
+labeled + unlabeled batches of 3, 3 iterations).
+Tolerance: the per-epoch (per-iteration) losses and final weights agree to 1e-4 (relative) —
 the two runs differ only in floating-point summation order (BatchNorm
 statistics and gradients summed across ranks instead of within one batch).
 """
@@ -33,40 +36,61 @@ def data():
     v[2, 1] = False  # one missing rater
     return x, m.to(torch.uint8), v
 
-method, out = sys.argv[1], Path(sys.argv[2])
+out = Path(sys.argv[1])
 torch.set_num_threads(1)
 d = distributed.init("cpu")
-cfg = LexuConfig(method=method, widths=[4, 8, 8], size=16, epochs=2, batch_size=4, lr=1e-2, seed=0, n_members=2,
+def run_mecca():  # A2C rollouts: 5 cases (3 labeled, 2 unlabeled), batch 3 (ranks 2+1), 3 iterations
+    from clinloop.models.mecca.config import MECCAConfig
+    from clinloop.training.mecca import train_networks
+    x, m, _ = data()
+    cfg = MECCAConfig(method="mecca", width=4, conf_width=4, trunk_dilations=(1,), head_dilations=(1,),
+                      conf_dilations=(1,), steps=2, lr=1e-2, unlabeled_warmup=1, hint_points=2)
+    nets, log = train_networks(cfg, x[:5, :1].numpy(), m[:5, 0].numpy().astype(bool), 3, iterations=3, batch=3,
+                               progress=False, dist=d)
+    if d.main:
+        w = {f"{n}.{k}": t.double().sum().item() for n, net in nets.items() for k, t in net.state_dict().items()}
+        (out / "mecca.json").write_text(json.dumps({"history": log, "weights": w, "world": d.world}))
+
+
+run_mecca()
+cfg = LexuConfig(method="lexu", widths=[4, 8, 8], size=16, epochs=2, batch_size=4, lr=1e-2, seed=0, n_members=2,
                  dropout=0.0)
 net, hist = train(cfg, *data(), out, progress=False, dist=d)
 if d.main:
     w = {k: t.double().sum().item() for k, t in net.state_dict().items() if t.is_floating_point()}
-    (out / "result.json").write_text(json.dumps({"history": hist, "weights": w, "world": d.world}))
+    (out / "lexu.json").write_text(json.dumps({"history": hist, "weights": w, "world": d.world}))
 d.barrier()
 d.close(net)
 '''
 
 
-def _run(tmp_path: Path, method: str, nproc: int) -> dict:
-    out = tmp_path / f"{method}-{nproc}"
+def _run(tmp_path: Path, nproc: int) -> dict:
+    """Train LEXU and MECCA (tiny) in ``nproc`` processes; their results by method."""
+    out = tmp_path / f"run-{nproc}"
     out.mkdir()
     script = tmp_path / "train_tiny.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, str(script), method, str(out)]
+    cmd = [sys.executable, str(script), str(out)]
     if nproc > 1:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *cmd[1:]]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads((out / "result.json").read_text())
+    return {m: json.loads((out / f"{m}.json").read_text()) for m in ("lexu", "mecca")}
 
 
-@pytest.mark.parametrize("method", ["lexu"])
-def test_two_gloo_processes_match_one(tmp_path, method):
-    one, two = _run(tmp_path, method, 1), _run(tmp_path, method, 2)
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    return _run(tmp, 1), _run(tmp, 2)
+
+
+@pytest.mark.parametrize("method", ["lexu", "mecca"])
+def test_two_gloo_processes_match_one(runs, method):
+    one, two = runs[0][method], runs[1][method]
     assert (one["world"], two["world"]) == (1, 2)
-    assert len(one["history"]) == len(two["history"]) == 2
+    assert len(one["history"]) == len(two["history"]) in (2, 3)
     for a, b in zip(one["history"], two["history"]):
         assert set(a) == set(b)
         for k in a:
@@ -98,3 +122,11 @@ def test_launch_command():
     assert "--rdzv-endpoint=node0:29500" in cmd and "--nnodes=2" in cmd and "--standalone" not in cmd
     with pytest.raises(ValueError, match="rdzv-endpoint"):
         launch_command(["train"], 2, nnodes=2)
+
+
+def test_cli_rejects_nested_launch(monkeypatch, capsys):
+    from clinloop.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "--method", "lexu", "--data", "x", "--out", "y", "--nproc", "2"]) == 2
+    assert "already running under torchrun" in capsys.readouterr().err

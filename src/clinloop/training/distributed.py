@@ -71,6 +71,44 @@ class Dist:
         parts[self.rank] = local
         return torch.cat(parts)
 
+    def run_rows(self, fn, *xs: torch.Tensor):
+        """``fn`` on this rank's contiguous share of the rows of the batch tensors ``xs``,
+        outputs (a tensor or a tuple of them) gathered as by :meth:`gather_rows`: the
+        network forward is split over the ranks, everything after it sees the global batch."""
+        if not self.active:
+            return fn(*xs)
+        mine, sizes = self.share(torch.arange(xs[0].shape[0]))
+        out = fn(*(x[mine] for x in xs))
+        if isinstance(out, tuple):
+            return tuple(self.gather_rows(o, sizes) for o in out)
+        return self.gather_rows(out, sizes)
+
+    def average_grads(self, params) -> None:
+        """DDP's gradient step by hand (one flat all-reduce): every rank's ``.grad``
+        becomes the mean over ranks (missing gradients count as zeros)."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        params = [p for p in params if p.requires_grad]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        dist.all_reduce(flat)
+        flat /= self.world
+        k = 0
+        for p in params:
+            p.grad = flat[k : k + p.numel()].view_as(p).clone()
+            k += p.numel()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when ``flag`` is True on one (e.g. a time limit)."""
+        if not self.active:
+            return bool(flag)
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0])
+        dist.all_reduce(t)
+        return bool(t.item() > 0)
+
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist
@@ -134,8 +172,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
+        all_reduce = _AllReduceSum.apply
         c = x.shape[1]
         n = all_reduce(x.new_tensor([x.numel() / c])).detach()
         mean = all_reduce(x.sum((0, 2, 3))) / n
@@ -151,6 +188,22 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
         return y
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks, differentiable (the gradient of a sum is summed too)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        import torch.distributed as dist
+
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, g):
+        return _AllReduceSum.forward(ctx, g)
 
 
 def init(device: str = "cpu") -> Dist:
