@@ -145,6 +145,10 @@ def predict(options: PredictOptions) -> dict[str, Any]:
     if len(set(names)) != len(names):
         dup = sorted({c for c, nm in zip(ds.case_ids, names) if names.count(nm) > 1})
         raise ValueError(f"{o.data}: case ids are not unique ({', '.join(map(str, dup[:5]))})")
+    unknown = sorted(set(prompts) - set(map(str, ds.case_ids)))
+    if unknown:
+        print(f"predict: {len(unknown)} prompt(s) name cases not in {o.data}: {', '.join(unknown[:5])}"
+              + (" ..." if len(unknown) > 5 else ""), file=sys.stderr)
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     mine = shard_indices(ds.case_ids, i, n)
@@ -173,8 +177,10 @@ def predict(options: PredictOptions) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     csv_path = _write_csv(ds, out)
     errors = {r["case_id"]: r["message"] for r in rows if r["status"] != "ok"}
-    for cid, msg in errors.items():
+    for cid, msg in list(errors.items())[:20]:
         print(f"predict: {cid}: {msg}", file=sys.stderr)
+    if len(errors) > 20:
+        print(f"predict: ... and {len(errors) - 20} more errors (see {csv_path})", file=sys.stderr)
     return {"cases": len(ds), "shard": f"{i}/{n}", "shard_cases": len(mine), "skipped": skipped,
             "ok": len(rows) - len(errors), "errors": errors, "seconds": round(seconds, 3),
             "cases_per_second": round(len(rows) / seconds, 3) if rows and seconds > 0 else None,
