@@ -137,7 +137,9 @@ class Dist:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         dev = next(net.parameters()).device
-        return DDP(step, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False)
+        # find_unused_parameters: some variants leave parameters out of a step's graph
+        return DDP(step, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False,
+                   find_unused_parameters=True)
 
     def close(self, net: nn.Module | None = None) -> None:
         """Undo :meth:`wrap`'s BatchNorm change and leave the process group."""

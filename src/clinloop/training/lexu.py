@@ -142,6 +142,8 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         for b in range(0, len(x), 4):  # fill the cache once, before the epochs (with progress)
             feats(x[b : b + 4])
     step = d.wrap(net, lambda n, xb, flips: n.train_logits(xb, flips))
+    if d.active:  # the global RNG only draws MC-dropout's masks from here on: independent per rank
+        torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
