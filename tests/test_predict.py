@@ -148,3 +148,12 @@ def test_cli_predict(tmp_path, capsys):
     assert main(["predict", "--data", str(data), "--out", str(tmp_path / "o"), "--shard", "3/2"]) == 2
     with pytest.raises(TypeError, match="unknown option"):
         clinloop.predict(data, tmp_path / "o", wokers=2)
+
+
+def test_bad_model_is_a_clear_error(tmp_path):
+    data = _photos(tmp_path / "photos", n=1)
+    with pytest.raises(ValueError, match="no model folder or shipped model"):
+        clinloop.predict(data, tmp_path / "o", model="no-such-model", workers=2)
+    (tmp_path / "p.csv").write_text("case_id,x\nc0,1\n")
+    with pytest.raises(ValueError, match="line 2"):
+        clinloop.predict(data, tmp_path / "o", prompts=tmp_path / "p.csv")

@@ -98,12 +98,17 @@ def _init_worker(options: dict, threads: int) -> None:
 
     torch.set_num_threads(threads)
     o = PredictOptions(**options)
-    _WORKER.update(options=o, model=_load_model(o.model), dataset=_dataset(o),
-                   prompts=read_prompts(o.prompts) if o.prompts else {})
+    try:
+        _WORKER.update(options=o, model=_load_model(o.model), dataset=_dataset(o),
+                       prompts=read_prompts(o.prompts) if o.prompts else {})
+    except Exception as e:  # noqa: BLE001 - a failing initializer would be restarted forever: fail the tasks
+        _WORKER["error"] = f"{type(e).__name__}: {e}"
 
 
 def _work(i: int) -> dict:
     w = _WORKER
+    if "error" in w:
+        raise ValueError(f"predict worker could not start: {w['error']}")
     return run_case(w["model"], w["dataset"], i, Path(w["options"].out), w["prompts"], w["options"].seed)
 
 
@@ -140,6 +145,9 @@ def predict(options: PredictOptions) -> dict[str, Any]:
     if o.prompts and not Path(o.prompts).is_file():
         raise FileNotFoundError(f"--prompts {o.prompts}: no such file")
     prompts = read_prompts(o.prompts) if o.prompts else {}
+    from clinloop.models.registry import read_config, resolve_model_dir
+
+    read_config(resolve_model_dir(o.model))  # a bad --model fails here, before any worker starts
     ds = _dataset(o)
     names = [case_folder_name(c) for c in ds.case_ids]
     if len(set(names)) != len(names):
