@@ -109,8 +109,17 @@ def test_volumes_keep_the_source_affine(tmp_path):
             assert r[key].endswith(".nii.gz")
             np.testing.assert_allclose(img.affine, src.affine, atol=1e-6)
             assert img.shape == src.shape
-        # the image-level score is the sum of the slices' Σ Ĥ, i.e. the uncertainty map's sum (at model size)
-        assert float(r["predicted_disagreement"]) > 0
+    # the image-level score of a volume is the sum over its axial slices of LEXU's Σ Ĥ
+    from clinloop.data import load_dataset
+
+    pred, ds = clinloop.load_model("lexu-lidc"), load_dataset(tmp_path / "brats")
+    for k, cid in enumerate(ds.case_ids):
+        img = ds[k].image
+        want = sum(pred.predict(img[:, z])[2] for z in range(img.shape[1]))
+        assert float(_rows(out)[cid]["predicted_disagreement"]) == pytest.approx(want, rel=1e-5)
+        prob = nib.load(str(out / _rows(out)[cid]["probability"])).get_fdata()
+        mask = nib.load(str(out / _rows(out)[cid]["mask"])).get_fdata()
+        np.testing.assert_array_equal(mask > 0, prob >= 0.5)
 
 
 def test_interactive_model_needs_prompts_and_workers_agree(tmp_path):
