@@ -226,6 +226,13 @@ def init(device: str = "cpu") -> Dist:
     return Dist(rank=rank, world=world, local_rank=local)
 
 
+def single_process_only(method: str, why: str) -> None:
+    """``ValueError`` under ``torchrun`` with more than one process (for trainers
+    that cannot be data-parallel; otherwise every rank would write the same folder)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--method {method} cannot train on several processes ({why}); run it without --nproc/torchrun")
+
+
 def device_for(d: Dist, device: str) -> str:
     """``--device cuda`` under torchrun -> this local rank's GPU; anything else unchanged."""
     return f"cuda:{d.local_rank}" if d.active and str(device) == "cuda" else str(device)
