@@ -31,7 +31,7 @@ LAYERS: dict[str, int] = {
     "interaction": 2,
     "models": 3, "visualize": 3,
     "training": 4,
-    "evaluation": 5,
+    "evaluation": 5, "inference": 5,
     "": 6, "api": 6,
     "server": 7,
     "cli": 8,

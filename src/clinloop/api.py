@@ -3,6 +3,7 @@
     import clinloop
     folder = clinloop.train("lexu", "data/riga", "models/my-lexu", epochs=20, structure="cup")
     res = clinloop.evaluate("lexu", "lexu", "data/riga", model=folder, structure="cup")
+    summary = clinloop.predict("data/riga", "preds/", model=folder, structure="cup", workers=2)
 
 Keyword options are the command line's flags with dashes as underscores
 (``--held-out-fraction`` -> ``held_out_fraction``; older spellings such as
@@ -102,3 +103,20 @@ def evaluate(method: str, protocol: str, data: str | Path, model: str | Path | N
     opts = make_options(mod.OPTIONS, f"clinloop.evaluate({method!r}, {protocol!r})", method=method,
                         protocol=protocol, data=str(data), model=None if model is None else str(model), **options)
     return mod.run_protocol(opts)
+
+
+def predict(data: str | Path, out: str | Path, model: str | Path | None = None, **options: Any) -> dict[str, Any]:
+    """Segment every case of ``data`` into ``out`` (``clinloop predict``): per case a
+    mask, probability and uncertainty map, plus ``out/predictions.csv``.
+
+    ``model``: a model folder or shipped name (default: the shipped LEXU model,
+    ``lexu-lidc``). ``options``: the fields of
+    :class:`clinloop.inference.predict.PredictOptions`, e.g. ``workers=2``,
+    ``shard="0/4"``, ``prompts="clicks.csv"``. Resumable: a rerun skips finished
+    cases. Returns the run's summary dict."""
+    from clinloop.config_options import make_options
+    from clinloop.inference.predict import PredictOptions, predict as run
+
+    if model is not None:
+        options["model"] = str(model)
+    return run(make_options(PredictOptions, "clinloop.predict", data=str(data), out=str(out), **options))

@@ -18,6 +18,7 @@ COMMANDS = {
     "data": "clinloop.cli.data",
     "train": "clinloop.cli.train",
     "evaluate": "clinloop.cli.evaluate",
+    "predict": "clinloop.cli.predict",
     "demo": "clinloop.cli.demo",
     "triage": "clinloop.cli.triage",
     "serve": "clinloop.cli.serve",

@@ -3,6 +3,10 @@
 The flags are the fields of the method's options dataclass
 (:func:`clinloop.api.train_options_class`); parsing fills it and hands it to the
 trainer, exactly like :func:`clinloop.train`.
+
+``--nproc N`` (with ``--nnodes K --rdzv-endpoint HOST:PORT [--node-rank I]`` for
+several machines) re-runs the same command under ``torchrun``: N data-parallel
+processes per node (:mod:`clinloop.training.distributed`).
 """
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--method", required=True, choices=sorted(TRAINERS))
     p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--nproc", type=int, default=None, help="data-parallel processes per node (launches torchrun)")
+    p.add_argument("--nnodes", type=int, default=1, help="machines (with --nproc and --rdzv-endpoint)")
+    p.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of the rendezvous, the same on every node")
+    p.add_argument("--node-rank", type=int, default=None, help="this machine's rank (optional with c10d rendezvous)")
     p.set_defaults(func=run, accepts_extra=True)
 
 
@@ -45,6 +53,15 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.help:
         method_parser(args.method).print_help()
         return 0
-    opts = parse_options(args.method, extra)
+    opts = parse_options(args.method, extra)  # checks the flags before launching anything
+    if args.nproc is not None or args.nnodes > 1:
+        import os
+
+        if "WORLD_SIZE" in os.environ:
+            raise ValueError("--nproc: already running under torchrun; drop --nproc")
+        from clinloop.training.distributed import launch
+
+        return launch(["train", "--method", args.method, *extra], args.nproc or 1, args.nnodes,
+                      args.rdzv_endpoint, args.node_rank)
     load(TRAINERS, args.method, "method").train_model(opts)
     return 0

@@ -147,13 +147,18 @@ def click_loss(logits: torch.Tensor, target: torch.Tensor, iou_pred: torch.Tenso
 
 # --- the interactive loop -------------------------------------------------------------
 
+def _plain(fn, *xs):
+    return fn(*xs)
+
+
 def run_clicks(net, emb: torch.Tensor, targets: np.ndarray, n_clicks: int, rng: np.random.Generator | None,
-               grad_last: bool = False):
+               grad_last: bool = False, run=_plain):
     """Play ``n_clicks`` rounds on a batch. ``emb (B, 256, 64, 64)``, ``targets
     (B, 256, 256)`` bool. Clicks come from :func:`sample_click` (``rng`` given)
     or :func:`center_click` (``rng=None``). Returns the last round's low-res
     logits ``(B, 256, 256)`` and IoU ``(B,)`` (with autograd when ``grad_last``)
-    and the per-round boolean predictions ``(n_clicks, B, 256, 256)``."""
+    and the per-round boolean predictions ``(n_clicks, B, 256, 256)``. ``run(fn, *batch)``
+    applies the decoder (:meth:`clinloop.training.distributed.Dist.run_rows` splits it over ranks)."""
     b = len(targets)
     pts: list[list[tuple[float, float]]] = [[] for _ in range(b)]
     labs: list[list[int]] = [[] for _ in range(b)]
@@ -169,7 +174,12 @@ def run_clicks(net, emb: torch.Tensor, targets: np.ndarray, n_clicks: int, rng: 
                   torch.tensor(labs, dtype=torch.int64, device=emb.device))
         last = r == n_clicks - 1
         with torch.set_grad_enabled(grad_last and last):
-            lo, iou = net.decode(emb, points=points, masks=logits_prev, multimask_output=False)
+            if logits_prev is None:
+                lo, iou = run(lambda e, c, lb: net.decode(e, points=(c, lb), masks=None, multimask_output=False),
+                              emb, *points)
+            else:
+                lo, iou = run(lambda e, c, lb, m: net.decode(e, points=(c, lb), masks=m, multimask_output=False),
+                              emb, *points, logits_prev)
         logits_prev = lo.detach()
         preds = list((lo[:, 0] > 0).detach().cpu().numpy())
         history.append(np.stack(preds))
@@ -238,10 +248,15 @@ def decoder_state(net) -> dict[str, torch.Tensor]:
 
 
 def train(cfg: ClickLiteMedSAMConfig, net, emb: torch.Tensor, targets: np.ndarray, out: Path | None = None,
-          resume: bool = False, progress: bool = True) -> list[dict]:
+          resume: bool = False, progress: bool = True, dist=None) -> list[dict]:
     """Fine-tune ``net``'s prompt encoder / mask decoder in place; returns the
     per-step history. Checkpoints to ``out/checkpoint.pt`` every ``save_every``
-    steps (and resumes from it)."""
+    steps (and resumes from it). ``dist`` (under ``torchrun``): all ranks draw the
+    same batches and clicks, each decodes its share of the batch, the gradients
+    are averaged: the steps equal one process's up to float order."""
+    from clinloop.training.distributed import Dist
+
+    d = dist or Dist()
     from tqdm.auto import tqdm
 
     from clinloop.atomic import atomic_path
@@ -263,20 +278,21 @@ def train(cfg: ClickLiteMedSAMConfig, net, emb: torch.Tensor, targets: np.ndarra
         start, history = st["step"], st["history"]
     net.train()
     net.image_encoder.eval()
-    bar = tqdm(range(start, cfg.steps), desc="click-litemedsam", disable=not progress, initial=start, total=cfg.steps)
+    bar = tqdm(range(start, cfg.steps), desc="click-litemedsam", disable=not (progress and d.main), initial=start, total=cfg.steps)
     for step in bar:
         idx = rng.choice(len(targets), size=min(cfg.batch_size, len(targets)), replace=False)
         n_clicks = 1 + int(rng.integers(0, cfg.max_iterations + 1))
-        lo, iou, _ = run_clicks(net, emb[idx], targets[idx], n_clicks, rng, grad_last=True)
+        lo, iou, _ = run_clicks(net, emb[idx], targets[idx], n_clicks, rng, grad_last=True, run=d.run_rows)
         loss, parts = click_loss(lo, torch.from_numpy(targets[idx]).float().to(lo.device), iou, cfg)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * d.world).backward()
+        d.average_grads(params)
         opt.step()
         loss_value = float(loss.detach())
         history.append({"step": step + 1, "clicks": n_clicks, "loss": round(loss_value, 5),
                         **{k: round(v, 5) for k, v in parts.items()}})
         bar.set_postfix(loss=f"{loss_value:.3f}", iou=f"{parts['iou']:.2f}")
-        if ckpt is not None and ((step + 1) % cfg.save_every == 0) and step + 1 < cfg.steps:
+        if ckpt is not None and d.main and ((step + 1) % cfg.save_every == 0) and step + 1 < cfg.steps:
             with atomic_path(ckpt) as tmp:
                 torch.save({"decoder": decoder_state(net), "optimizer": opt.state_dict(), "rng": rng.bit_generator.state,
                             "step": step + 1, "history": history}, tmp)
@@ -335,8 +351,12 @@ def train_model(args: ClickTrainOptions) -> Path:
     out = Path(args.out)
     if finished_model(out, args.resume):
         return out
+    from clinloop.training import distributed
+
+    d = distributed.init(args.device)
+    device = distributed.device_for(d, args.device)
     torch.manual_seed(args.seed)
-    net = build_litemedsam(True).to(args.device)
+    net = build_litemedsam(True).to(device)
     cfg = ClickLiteMedSAMConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_iterations=args.max_iterations,
                                 train_prompt_encoder=not args.freeze_prompt_encoder, max_cases=args.max_cases,
                                 val_cases=args.val_cases, val_clicks=args.val_clicks, test_fraction=args.held_out_fraction,
@@ -348,11 +368,16 @@ def train_model(args: ClickTrainOptions) -> Path:
     rng = np.random.default_rng(cfg.seed)
     emb, targets, train_ids = prepare_cases(ds, train_idx, cfg, net, cfg.max_cases, rng)
     val = prepare_cases(ds, test_idx, cfg, net, cfg.val_cases, rng) if cfg.val_cases > 0 else None
-    print(f"click-litemedsam: {len(train_ids)} training images, {0 if val is None else len(val[2])} validation images "
-          f"({time.time() - t0:.0f} s embedding)", file=sys.stderr)
+    if d.main:
+        print(f"click-litemedsam: {len(train_ids)} training images, {0 if val is None else len(val[2])} validation "
+              f"images ({time.time() - t0:.0f} s embedding)", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    before = evaluate_clicks(net, val[0], val[1], cfg.val_clicks) if val is not None else None
-    history = train(cfg, net, emb, targets, out, resume=args.resume)
+    before = evaluate_clicks(net, val[0], val[1], cfg.val_clicks) if val is not None and d.main else None
+    history = train(cfg, net, emb, targets, out, resume=args.resume, progress=d.main, dist=d)
+    if not d.main:  # rank 0 validates and writes the model folder
+        d.barrier()
+        d.close()
+        return out
     after = evaluate_clicks(net, val[0], val[1], cfg.val_clicks) if val is not None else None
     seconds = time.time() - t0
     cfg.save(out)
@@ -371,4 +396,6 @@ def train_model(args: ClickTrainOptions) -> Path:
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
     (out / "checkpoint.pt").unlink(missing_ok=True)
     print(f"wrote {out} ({seconds:.0f} s); val Dice per click before {before} after {after}", file=sys.stderr)
+    d.barrier()
+    d.close()
     return out

@@ -118,13 +118,19 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: bool = True, device: str = "cpu",
-          stop_after: int | None = None):
+          stop_after: int | None = None, dist=None):
     """Train ``cfg.method`` on prepared tensors ``x (N,C,S,S)``, ``m (N,R,S,S)``,
     ``v (N,R)``; returns (network, history). ``stop_after`` ends the loop after
-    that many epochs, leaving ``checkpoint.pt`` as an interruption would."""
+    that many epochs, leaving ``checkpoint.pt`` as an interruption would.
+    ``dist`` (:class:`clinloop.training.distributed.Dist`, under ``torchrun``): each
+    rank runs the network on its share of every global batch of ``cfg.batch_size``;
+    the loss is the global batch's (identical to one process up to float order)."""
     import torch
 
     from clinloop.models.lexu.config import build_network
+    from clinloop.training.distributed import Dist
+
+    d = dist or Dist()
 
     torch.manual_seed(cfg.seed)
     net = build_network(cfg).to(device)
@@ -135,6 +141,9 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         feats.reserve(len(x) + 8)  # every training image stays in memory
         for b in range(0, len(x), 4):  # fill the cache once, before the epochs (with progress)
             feats(x[b : b + 4])
+    step = d.wrap(net, lambda n, xb, flips: n.train_logits(xb, flips))
+    if d.active:  # the global RNG only draws MC-dropout's masks from here on: independent per rank
+        torch.manual_seed(cfg.seed + 7919 * (d.rank + 1))
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
@@ -151,14 +160,15 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         history, start = st["history"], st["epoch"]
     from tqdm import tqdm
 
-    bar = tqdm(range(start, cfg.epochs), desc=cfg.method, disable=not progress, initial=start, total=cfg.epochs)
+    bar = tqdm(range(start, cfg.epochs), desc=cfg.method, disable=not (progress and d.main), initial=start, total=cfg.epochs)
     for epoch in bar:
         net.train()
         perm = torch.randperm(len(x), generator=gen)
         tot, parts_sum, n = 0.0, {}, 0
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            xb, mb, vb = x[idx].to(device), m[idx].to(device), v[idx].to(device)
+            mine, sizes = d.share(idx)  # this rank's rows of the global batch (all of it in one process)
+            xb, mb, vb = x[mine].to(device), m[idx].to(device), v[idx].to(device)
             # random flips, the same for the image (or its cached features) and all its rater masks
             flips = []
             if torch.rand((), generator=gen) < 0.5:
@@ -167,10 +177,10 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
                 flips.append(-2)
             if flips:
                 mb = mb.flip(flips)
-            logits = net.train_logits(xb, tuple(flips))
+            logits = d.gather_rows(step(xb, tuple(flips)), sizes)  # (B, ...) the global batch's outputs
             loss, parts = net.loss(logits, mb, vb, generator=gen)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * d.world).backward()  # DDP averages over the W ranks
             opt.step()
             sched.step()
             tot += float(loss.detach()) * len(idx)
@@ -180,11 +190,12 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         rec = {"epoch": epoch + 1, "loss": tot / n, **{k: s / n for k, s in parts_sum.items()}}
         history.append(rec)
         bar.set_postfix(loss=f"{rec['loss']:.4f}")
-        _save_atomic(
-            {"model": net.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-             "gen": gen.get_state(), "history": history, "epoch": epoch + 1},
-            ckpt,
-        )
+        if d.main:
+            _save_atomic(
+                {"model": net.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
+                 "gen": gen.get_state(), "history": history, "epoch": epoch + 1},
+                ckpt,
+            )
         if stop_after is not None and epoch + 1 >= stop_after:
             break
     return net, history
@@ -195,7 +206,7 @@ def train_model(args: LexuTrainOptions) -> Path:
     ``weights.pt``, ``data.json`` with the held-out ``test_cases``, ``metrics.json``)."""
     import torch
 
-    from clinloop.training import finished_model
+    from clinloop.training import distributed, finished_model
 
     from clinloop.atomic import atomic_write_text
     from clinloop.data import load_dataset
@@ -207,6 +218,8 @@ def train_model(args: LexuTrainOptions) -> Path:
     out = Path(args.out)
     if finished_model(out, args.resume):
         return out
+    d = distributed.init(args.device)
+    device = distributed.device_for(d, args.device)
     widths = (DEFAULT_WIDTHS[args.encoder] if args.widths is None
               else [int(w) for w in str(args.widths).split(",") if w.strip()])
     size = args.size if args.size is not None else (TINYVIT_SIZE if args.encoder == "tinyvit" else 96)
@@ -233,11 +246,17 @@ def train_model(args: LexuTrainOptions) -> Path:
     t0 = time.time()
     samples = [ds[i] for i in train_idx]
     x, m, v, kept = stack_samples(samples, cfg.size, cfg.in_channels, cfg.normalisation, cfg.crop)
-    print(f"{args.method}: {len(kept)} training images at {cfg.size}² ({len(test_idx)} cases held out)", file=sys.stderr)
+    if d.main:
+        print(f"{args.method}: {len(kept)} training images at {cfg.size}² ({len(test_idx)} cases held out)"
+              + (f", {d.world} processes" if d.active else ""), file=sys.stderr)
     prev = {}
     if args.resume and (out / "data.json").is_file():
         prev = json.loads((out / "data.json").read_text())
-    net, history = train(cfg, x, m, v, out, resume=args.resume, device=args.device)
+    net, history = train(cfg, x, m, v, out, resume=args.resume, device=device, dist=d)
+    if not d.main:  # rank 0 writes the model folder
+        d.barrier()
+        d.close(net)
+        return out
     seconds = time.time() - t0 + float(prev.get("train_seconds", 0.0) if args.resume else 0.0)
     cfg.save(out)
     _save_atomic({k: t.cpu() for k, t in net.state_dict().items()}, out / "weights.pt")
@@ -253,9 +272,12 @@ def train_model(args: LexuTrainOptions) -> Path:
         "command": command_line("train", args, skip=("resume",)),
         "train_seconds": round(seconds, 1),
         "threads": torch.get_num_threads(),
+        "processes": d.world,
     }
     atomic_write_text(out / "data.json", json.dumps(data, indent=2) + "\n")
     atomic_write_text(out / "metrics.json", json.dumps({"history": history}, indent=1) + "\n")
     (out / "checkpoint.pt").unlink(missing_ok=True)
     print(f"wrote {out} ({seconds:.0f} s)", file=sys.stderr)
+    d.barrier()
+    d.close(net)
     return out

@@ -128,8 +128,13 @@ def _hints(p: torch.Tensor, y: np.ndarray, clicks: list, n: int, sigma: float, r
     return torch.from_numpy(np.stack(maps))[:, None]
 
 
-def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool):
-    """One A2C rollout of T steps on a batch; returns (loss, stats)."""
+def _plain(fn, *xs):
+    return fn(*xs)
+
+
+def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain):
+    """One A2C rollout of T steps on a batch; returns (loss, stats). ``run(fn, *batch)``
+    applies a network (:meth:`clinloop.training.distributed.Dist.run_rows` splits it over ranks)."""
     from clinloop.models.mecca.confidence import confidence_loss
     from clinloop.models.mecca.environment import action_values, initial_probability, make_state, transition
     from clinloop.models.mecca.label_generation import generate_labels
@@ -143,13 +148,13 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool):
     for _ in range(cfg.steps):
         h = _hints(p, y_np, clicks, cfg.hint_points, cfg.hint_sigma, rng)
         s = make_state(x, p, h)
-        logits, v = policy(s)
+        logits, v = run(policy, s)
         logp_all = F.log_softmax(logits, 1)
         with torch.no_grad():
             idx = torch.distributions.Categorical(logits=logits.movedim(1, -1)).sample().unsqueeze(1)
         a = action_values(idx)
         p_next = transition(p, idx)
-        conf_logits = confnet(s) if labeled else confnet(s).detach()
+        conf_logits = run(confnet, s) if labeled else run(confnet, s).detach()
         c = torch.sigmoid(conf_logits.gather(1, idx)).detach()
         if labeled:
             w = balanced_weights(y)
@@ -181,7 +186,7 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool):
                   "reward": float(sum(r.sum() for r in rewards)) / x.shape[0]}
 
 
-def cnn_loss(cfg, net, x, y_np, rng):
+def cnn_loss(cfg, net, x, y_np, rng, run=_plain):
     """InterCNN: T unrolled steps, BCE each step; non-interactive CNN: one BCE
     (both class-balanced with :func:`balanced_weights`, like the RL losses)."""
     from clinloop.models.mecca.environment import initial_probability
@@ -190,13 +195,13 @@ def cnn_loss(cfg, net, x, y_np, rng):
     y = torch.from_numpy(y_np.astype(np.float32))[:, None]
     w = balanced_weights(y)
     if cfg.method == "mecca-unet":
-        return F.binary_cross_entropy_with_logits(net(x), y, weight=w), {}
+        return F.binary_cross_entropy_with_logits(run(net, x), y, weight=w), {}
     p = initial_probability(x.shape)
     clicks = [[] for _ in range(x.shape[0])]
     loss = torch.zeros(())
     for _ in range(cfg.steps):
         h = _hints(p, y_np, clicks, cfg.hint_points, cfg.hint_sigma, rng)
-        logit = cnn_step(net, x, p, h)
+        logit = run(lambda *a: cnn_step(net, *a), x, p, h)
         loss = loss + F.binary_cross_entropy_with_logits(logit, y, weight=w)
         p = torch.sigmoid(logit).detach()
     return loss / cfg.steps, {}
@@ -204,14 +209,21 @@ def cnn_loss(cfg, net, x, y_np, rng):
 
 def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None = None, iterations: int = 100,
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
-                   resume: dict | None = None, progress: bool = True):
+                   resume: dict | None = None, progress: bool = True, dist=None):
     """The training loop on arrays: ``xtr`` ``(N, 1, *spatial)`` z-scored images,
     ``ytr`` ``(N, *spatial)`` bool labels; the first ``n_labeled`` cases are labeled
     (default all), the rest are used as unlabeled data (RL methods only).
-    Returns ``(nets, log)``; ``nets`` are the networks of :func:`build_networks`."""
+    Returns ``(nets, log)``; ``nets`` are the networks of :func:`build_networks`.
+    ``dist`` (under ``torchrun``): every rank draws the same batches, clicks and
+    actions; each network forward runs on the rank's share of the batch and the
+    gradients are averaged (the loss of ``backward`` is scaled by the world size),
+    so the steps equal one process's up to float order."""
     from tqdm import tqdm
 
     from clinloop.models.mecca.model import build_networks
+    from clinloop.training.distributed import Dist
+
+    d = dist or Dist()
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -232,31 +244,32 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         n.train()
     log: list[dict] = []
     t0 = time.time()
-    bar = tqdm(range(start_it, iterations), desc=f"train {cfg.method}", mininterval=10, disable=not progress)
+    bar = tqdm(range(start_it, iterations), desc=f"train {cfg.method}", mininterval=10, disable=not (progress and d.main))
     for it in bar:
         b = rng.choice(lab_ids, size=min(batch, len(lab_ids)), replace=False)
         x = torch.from_numpy(xtr[b])
         if cfg.is_rl:
-            loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, ytr[b], rng, labeled=True)
+            loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, ytr[b], rng, labeled=True, run=d.run_rows)
             if len(unl_ids) and it >= cfg.unlabeled_warmup:  # Algorithm 1, lines 7-10
                 bu = rng.choice(unl_ids, size=min(batch, len(unl_ids)), replace=False)
                 lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], torch.from_numpy(xtr[bu]), ytr[bu], rng,
-                                labeled=False)
+                                labeled=False, run=d.run_rows)
                 loss = loss + cfg.unlabeled_weight * lu
         else:
-            loss, st = cnn_loss(cfg, nets["net"], x, ytr[b], rng)
+            loss, st = cnn_loss(cfg, nets["net"], x, ytr[b], rng, run=d.run_rows)
         opt.zero_grad()
-        loss.backward()
+        (loss * d.world).backward()
+        d.average_grads(params)
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
         log.append({"iteration": it + 1, "loss": loss.item(), **st})
         if (it + 1) % 10 == 0:
             bar.set_postfix(loss=f"{np.mean([l['loss'] for l in log[-10:]]):.4f}")
-        if checkpoint is not None and (it + 1) % 50 == 0:
+        if checkpoint is not None and (it + 1) % 50 == 0 and d.main:
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"nets": {k: n.state_dict() for k, n in nets.items()}, "opt": opt.state_dict(),
                         "iteration": it + 1}, checkpoint)
-        if max_seconds is not None and time.time() - t0 > max_seconds:
+        if max_seconds is not None and d.any(time.time() - t0 > max_seconds):
             break
     for n in nets.values():
         n.eval()
@@ -288,6 +301,7 @@ def train_model(args: MECCATrainOptions) -> Path:
     """Train ``args.method`` into ``args.out``; returns the model folder."""
     from clinloop.models.mecca.config import MECCAConfig
     from clinloop.models.mecca.model import MECCAModel
+    from clinloop.training import distributed
 
     if args.method not in METHODS:
         raise ValueError(f"clinloop.training.mecca trains {', '.join(METHODS)}; got {args.method!r}")
@@ -312,9 +326,14 @@ def train_model(args: MECCATrainOptions) -> Path:
     n_lab = max(1, int(round(args.labeled_fraction * len(xtr))))
     ckpt = out / "checkpoint.pt"
     resume = torch.load(ckpt, map_location="cpu", weights_only=False) if args.resume and ckpt.is_file() else None
+    d = distributed.init("cpu")
     nets, log = train_networks(cfg, xtr, ytr, n_lab, args.iterations, args.batch, args.seed,
                                max_seconds=args.max_minutes * 60.0 - (time.time() - t_start),
-                               checkpoint=ckpt, resume=resume)
+                               checkpoint=ckpt, resume=resume, progress=d.main, dist=d)
+    if not d.main:  # rank 0 validates and writes the model folder
+        d.barrier()
+        d.close()
+        return out
     start_it = resume["iteration"] if resume else 0
     iterations = log[-1]["iteration"] if log else start_it
     model = MECCAModel(cfg, nets)
@@ -336,4 +355,6 @@ def train_model(args: MECCATrainOptions) -> Path:
     if ckpt.is_file():
         ckpt.unlink()
     print(json.dumps(metrics))
+    d.barrier()
+    d.close()
     return out

@@ -125,6 +125,9 @@ def train_model(o: SPATrainOptions) -> Path:
 
     The folder gets ``config.json``, ``weights.pt``, ``data.json`` (data as given,
     the patient split, options, the reproducing command) and ``train_log.csv``."""
+    from clinloop.training.distributed import single_process_only
+
+    single_process_only(o.method, "SPA trains case by case (global batch 1): there is no batch to split")
     from clinloop.data import load_dataset
     from clinloop.models.litemedsam import build_litemedsam
     from clinloop.models.spa.config import SPAConfig

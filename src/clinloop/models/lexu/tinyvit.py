@@ -13,6 +13,11 @@ safe to use from several threads (the server runs two workers):
 * ``enabled`` (kept for scripts that set it) is per thread as well;
 * training raises the memory capacity with :meth:`TinyViTFeatures.reserve`,
   which only ever grows it.
+
+and from several processes sharing the on-disk cache (``torchrun`` ranks,
+``clinloop predict --workers``): each entry is written to its own temporary file
+and renamed into place, an unreadable entry is recomputed and overwritten, and
+:meth:`TinyViTFeatures.shard_keys` splits the warming between processes.
 """
 from __future__ import annotations
 
@@ -120,6 +125,15 @@ class TinyViTFeatures:
         r = enc.embedding_size
         outs.append(enc.neck(y.transpose(1, 2).reshape(b, -1, r, r)))
         return outs
+
+    def shard_keys(self, x: torch.Tensor, shard: tuple[int, int]) -> list[int]:
+        """Indices of the images of ``x (B, 3, 256, 256)`` whose cache entries worker
+        ``shard = (i, n)`` fills (:func:`clinloop.models.litemedsam.cache.shard_of`):
+        n processes warming one on-disk cache compute disjoint shares."""
+        from clinloop.models.litemedsam.cache import input_key, shard_of
+
+        i, n = shard
+        return [b for b in range(x.shape[0]) if shard_of(input_key(x[b]), n) == i]
 
     def _load(self, key: str) -> list[torch.Tensor] | None:
         with self._guard():

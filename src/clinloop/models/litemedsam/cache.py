@@ -18,12 +18,21 @@ Embeddings are returned float32 but *always* rounded through float16, whether
 they came from the disk or were just computed, so results do not depend on
 the cache's state. (Rounding changes the decoder's logits by ~1e-2 at most;
 see tests/test_litemedsam.py.)
+
+Several processes (``clinloop predict --workers``, ``torchrun`` ranks, machines
+sharing a folder) may use one cache: each write goes to its own temporary file
+and is renamed into place (``os.replace``), so a reader sees a whole entry or
+none, and an unreadable entry is a miss that is recomputed and overwritten.
+Workers can split the filling between them with :func:`shard_of`, and
+:meth:`EmbeddingCache.locked` (an advisory file lock) keeps two processes from
+computing the same entry at once (tests/test_cache_concurrency.py).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -77,6 +86,14 @@ def input_key(x: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+def shard_of(key: str, n: int) -> int:
+    """The worker (of ``n``) that owns cache entry ``key`` (a hex digest): the same on
+    every process and machine, so n workers can fill one cache in disjoint shares."""
+    if n < 1:
+        raise ValueError(f"number of shards must be >= 1, got {n}")
+    return int(key[:15], 16) % n
+
+
 def encoder_id(encoder: nn.Module) -> str:
     """Name of an encoder's weights: its ``weights_id`` attribute, else a sha256
     fingerprint of its state dict (so fine-tuned or random encoders never share
@@ -125,6 +142,25 @@ class EmbeddingCache:
             raise ValueError(f"embedding must be {EMBED_SHAPE}; got {a.shape}")
         with atomic_path(self.path(key), suffix=".npy") as tmp:
             np.save(tmp, a)
+
+    @contextlib.contextmanager
+    def locked(self, key: str):
+        """Advisory lock of entry ``key`` across processes (``fcntl.flock`` on
+        ``<key>.lock``; a no-op where ``fcntl`` is missing). Optional: writes are
+        atomic without it; hold it around get-compute-put to avoid duplicate work."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def embed(images: torch.Tensor | Sequence[torch.Tensor], encoder: nn.Module, *, cache: bool | EmbeddingCache = True,
