@@ -175,3 +175,21 @@ def test_auto_falls_back_to_torch_without_onnxruntime(tiny, monkeypatch, caplog)
     assert caplog.text.count("onnxruntime is not installed") == 1  # logged once
     with torch.no_grad(), pytest.raises(ImportError):
         resolve(tiny, ONNX)
+
+
+def test_auto_falls_back_once_when_the_export_fails(tiny, tmp_path, monkeypatch, caplog):
+    calls = []
+
+    def broken(enc, path):
+        calls.append(path)
+        raise RuntimeError("Module onnx is not installed!")
+    monkeypatch.setattr(er, "export_onnx", broken)
+    monkeypatch.setattr(er, "_failed", set())
+    monkeypatch.setenv("CLINLOOP_CACHE", str(tmp_path))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad(), caplog.at_level(logging.WARNING, logger=er.__name__):
+        for _ in range(2):
+            assert torch.equal(encode(tiny, x, EncoderRuntime("auto")), tiny(x))
+        with pytest.raises(RuntimeError, match="onnx is not installed"):
+            encode(tiny, x, ONNX)  # explicit onnx: the error, not a silent fallback
+    assert len(calls) == 2 and caplog.text.count("running torch eager") == 1

@@ -111,6 +111,7 @@ def runtime_of(encoder: nn.Module) -> EncoderRuntime:
 
 
 _warned: set[str] = set()
+_failed: set[str] = set()  # export keys whose ONNX model could not be made (auto -> torch)
 
 
 def onnxruntime_available() -> bool:
@@ -152,7 +153,17 @@ def encode(encoder: nn.Module, images: torch.Tensor, runtime: EncoderRuntime | N
     s = net.config.img_size
     if images.ndim != 4 or tuple(images.shape[1:]) != (net.config.in_chans, s, s):
         raise ValueError(f"image encoder expects (B, {net.config.in_chans}, {s}, {s}); got {tuple(images.shape)}")
-    sess = session(net, rt.threads or torch.get_num_threads())
+    key = export_key(net)
+    if rt.kind == "auto" and key in _failed:
+        return net(images)
+    try:
+        sess = session(net, rt.threads or torch.get_num_threads())
+    except Exception as e:  # e.g. onnx (the exporter's dependency) missing, read-only cache
+        if rt.kind == "onnx":
+            raise
+        _failed.add(key)  # auto: do not retry the export in this process
+        log.warning("ONNX encoder unavailable (%s: %s); running torch eager", type(e).__name__, e)
+        return net(images)
     x = images.detach().to("cpu", torch.float32).contiguous().numpy()
     return torch.from_numpy(sess.run(None, {"image": x})[0])
 
