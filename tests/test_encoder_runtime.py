@@ -140,6 +140,11 @@ def test_resolve_auto_onnx_torch_and_errors(tiny, monkeypatch):
         assert resolve(tiny) == "torch"  # unnamed (random/fine-tuned) weights: no export
         assert resolve(tiny, ONNX) == "onnx"
         assert resolve(torch.nn.Conv2d(3, 3, 1), ONNX) == "torch"  # not a TinyViT
+        tiny.weights_id = "tiny-test"
+        tiny.train()
+        assert resolve(tiny) == "torch"  # training mode: eager (the export is of eval mode)
+        tiny.eval()
+        tiny.weights_id = None
     assert resolve(tiny) == "torch"  # autograd on: eager
     with pytest.raises(ValueError, match="no gradients"):
         resolve(tiny, ONNX)

@@ -22,8 +22,8 @@ sha256 sidecar when loaded, and re-exported when missing or corrupt.
 
 ``auto`` uses ONNX Runtime only for encoders with named weights
 (``weights_id``, e.g. the pretrained checkpoint), so random or fine-tuned
-encoders never pay an export, and only without autograd (the ONNX session
-returns no gradients); everything else runs torch eager. Modules other than
+encoders never pay an export, and only in eval mode without autograd (the
+ONNX session returns no gradients); everything else runs torch eager. Modules other than
 :class:`~.image_encoder.TinyViTEncoder` always run torch.
 """
 from __future__ import annotations
@@ -140,7 +140,8 @@ def resolve(encoder: nn.Module, runtime: EncoderRuntime | None = None) -> str:
         return "onnx"
     named = bool(getattr(net, "weights_id", None))
     on_cpu = all(p.device.type == "cpu" for p in net.parameters())
-    return "onnx" if named and on_cpu and not grad and onnxruntime_available() else "torch"
+    # the export is of eval mode (batch-norm running statistics): a training-mode encoder runs torch
+    return "onnx" if named and on_cpu and not grad and not net.training and onnxruntime_available() else "torch"
 
 
 def encode(encoder: nn.Module, images: torch.Tensor, runtime: EncoderRuntime | None = None) -> torch.Tensor:
@@ -165,7 +166,7 @@ def encode(encoder: nn.Module, images: torch.Tensor, runtime: EncoderRuntime | N
         log.warning("ONNX encoder unavailable (%s: %s); running torch eager", type(e).__name__, e)
         return net(images)
     x = images.detach().to("cpu", torch.float32).contiguous().numpy()
-    return torch.from_numpy(sess.run(None, {"image": x})[0])
+    return torch.from_numpy(sess.run(None, {"image": x})[0]).to(images.device)
 
 
 # ---------------------------------------------------------------- export cache
