@@ -3,7 +3,7 @@ option on 1 and 2 threads, with the relative error of the embedding and the
 box-prompt mask Dice against torch eager, in one run (options interleaved so
 that machine load hits them alike; ``uptime`` load is recorded per round).
 
-    PYTHONPATH=src python benchmarks/bench_encoder.py --repeats 5 --out /tmp/bench_encoder.json
+    PYTHONPATH=src python benchmarks/bench_encoder.py --repeats 5 --out bench_encoder.json
     PYTHONPATH=src python benchmarks/bench_encoder.py --options onnx-all,onnx-int8,torch-compile
 
 Options: ``torch`` (eager, today's encoder), ``torch-cl`` (channels_last),
