@@ -16,7 +16,9 @@ same file at the same time; across processes the atomic rename suffices.
 
 Embeddings are returned float32 but *always* rounded through float16, whether
 they came from the disk or were just computed, so results do not depend on
-the cache's state. (Rounding changes the decoder's logits by ~1e-2 at most;
+the cache's state. The encoder runs in torch eager or ONNX Runtime
+(:mod:`.encoder_runtime`); both share entries, their outputs agreeing far
+below the float16 rounding. (Rounding changes the decoder's logits by ~1e-2 at most;
 see tests/test_litemedsam.py.)
 
 Several processes (``clinloop predict --workers``, ``torchrun`` ranks, machines
@@ -43,6 +45,8 @@ from torch import nn
 
 from clinloop.atomic import atomic_path
 from clinloop.paths import cache_dir
+
+from .encoder_runtime import encode
 
 log = logging.getLogger(__name__)
 EMBED_SHAPE = (256, 64, 64)
@@ -207,7 +211,8 @@ def embed(images: torch.Tensor | Sequence[torch.Tensor], encoder: nn.Module, *, 
                                 out[i] = store.get(keys[i])
                         run = [i for i in idx if out[i] is None]
                         if run:
-                            e = net(torch.stack([items[i] for i in run]).to(dev, torch.float32))
+                            # torch eager or ONNX Runtime, see encoder_runtime (same outputs within ~1e-5)
+                            e = encode(net, torch.stack([items[i] for i in run]).to(dev, torch.float32))
                             e16 = e.to(torch.float16).cpu().numpy()
                             for j, i in enumerate(run):
                                 out[i] = e16[j]

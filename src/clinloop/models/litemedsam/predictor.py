@@ -2,7 +2,8 @@
 ``SamPredictor``). Not an ``nn.Module``: it holds a model, the current image's
 embedding and how the image maps to the model frame.
 
-``set_image`` preprocesses and embeds once (through the on-disk cache);
+``set_image`` preprocesses and embeds once (through the on-disk cache; the
+encoder runs in ONNX Runtime or torch eager, see :mod:`.encoder_runtime`);
 ``predict`` answers any number of prompts in *input-image pixels* and returns
 masks at the input size plus the low-resolution logits to feed back as the
 next ``mask_input``. Frames are documented in :mod:`.preprocess`.
