@@ -282,3 +282,104 @@ def test_volume_with_the_largest_seed_clicks(tmp_path):
     assert r.status_code == 200, r.text
     p = c.post(f"/api/sessions/{r.json()['session_id']}/click", json={"x": 44, "y": 50, "z": 1})
     assert p.status_code == 200 and p.json()["z"] == 1 and p.json()["area"] > 0
+
+
+def test_mask_versions_list_version_query_and_header(tmp_path):
+    """Every accept is a version (who, model, actions); GET /mask names the one it
+    sends, serves an explicit ?version= also while reopened, and 404s a missing one."""
+    from fastapi.testclient import TestClient
+
+    c = TestClient(_app(tmp_path))
+    sid = _open(c)
+    assert c.get(f"/api/sessions/{sid}/mask/versions").json() == {"session_id": sid, "latest": None,
+                                                                   "reopened": False, "versions": []}
+    c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 10})
+    a1 = c.post(f"/api/sessions/{sid}/accept").json()
+    assert a1["version"] == 1 and a1["area"] == 49  # Toy: radius 3 + 1 = 4, a disc of 9+14+14+10+2 = 49 pixels
+    v1 = c.get(f"/api/sessions/{sid}/mask", params={"format": "png"})
+    assert v1.headers["x-clinloop-mask-version"] == "1"
+    c.post(f"/api/sessions/{sid}/undo")
+    listing = c.get(f"/api/sessions/{sid}/mask/versions").json()
+    assert listing["latest"] == 1 and listing["reopened"] is True
+    r = c.get(f"/api/sessions/{sid}/mask", params={"format": "png"})
+    assert r.status_code == 409 and "reopened" in r.json()["detail"] and "?version=1" in r.json()["detail"]
+    old = c.get(f"/api/sessions/{sid}/mask", params={"format": "png", "version": 1})
+    assert old.status_code == 200 and old.content == v1.content  # the audit trail stays readable
+    c.post(f"/api/sessions/{sid}/click", json={"x": 20, "y": 20})  # radius 5: 11+18+18+18+14+2 = 81 pixels
+    a2 = c.post(f"/api/sessions/{sid}/accept").json()
+    assert (a2["version"], a2["area"]) == (2, 81)
+    vs = c.get(f"/api/sessions/{sid}/mask/versions").json()
+    assert vs["latest"] == 2 and vs["reopened"] is False
+    assert [(v["version"], v["user"], v["model"], v["area"], v["actions"]) for v in vs["versions"]] == [
+        (1, "local", "toy", 49, 2), (2, "local", "toy", 81, 3)]  # click, accept / click, click, accept
+    assert vs["versions"][0]["time"].endswith("+00:00")
+    assert c.get(f"/api/sessions/{sid}/mask").headers["x-clinloop-mask-version"] == "2"
+    assert c.get(f"/api/sessions/{sid}/mask", params={"version": 3}).status_code == 404
+    assert c.get(f"/api/sessions/{sid}/mask", params={"version": 0}).status_code == 422
+    assert c.get(f"/api/sessions/{sid}/mask/versions", headers={"X-Clinloop-User": "bo"}).status_code == 404
+    stored = c.app.state.store.accepted_versions(sid, "local")
+    assert [h["action"] for h in stored[1]["history"]] == ["click", "click", "accept"]  # the undo took one back
+
+
+@pytest.mark.parametrize("error,status", [("StoreReadOnlyError", 503), ("StoreBusyError", 503),
+                                          ("StoreFullError", 507), ("StaleSessionError", 409)])
+def test_failed_history_write_answers_its_status_and_drops_the_copy(tmp_path, monkeypatch, error, status):
+    """A store failure answers its http_status (not the ValueError 400), with no
+    server path in the message; the in-memory copy that holds the unstored action
+    is dropped, so the session goes on from what is stored."""
+    from fastapi.testclient import TestClient
+
+    from clinloop.server import store as storemod
+
+    c = TestClient(_app(tmp_path))
+    app, sid = c.app, _open(c)
+    assert c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 10}).json()["iteration"] == 1
+    st = app.state.store
+
+    def refuse(*a, **k):
+        raise getattr(storemod, error)(f"{st.db_path}: cannot save the session history (simulated)")
+
+    monkeypatch.setattr(st, "save_history", refuse)
+    r = c.post(f"/api/sessions/{sid}/click", json={"x": 20, "y": 20})
+    assert r.status_code == status, r.text
+    assert str(tmp_path) not in r.json()["detail"]
+    assert (r.headers.get("retry-after") is not None) == (error == "StoreBusyError")
+    assert app.state.ctx.live.cached(sid) is None  # the copy with the unstored click is gone
+    monkeypatch.undo()
+    again = c.get(f"/api/sessions/{sid}").json()  # rebuilt from the store: the refused click never happened
+    assert again["iteration"] == 1 and len(st.session(sid, "local")["history"]) == 1
+
+
+def test_failed_accept_write_drops_the_accepted_copy(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from clinloop.server.store import StoreReadOnlyError
+
+    c = TestClient(_app(tmp_path))
+    app, sid = c.app, _open(c)
+    c.post(f"/api/sessions/{sid}/click", json={"x": 10, "y": 10})
+
+    def refuse(*a, **k):
+        raise StoreReadOnlyError("read-only (simulated)")
+
+    monkeypatch.setattr(app.state.store, "accept", refuse)
+    assert c.post(f"/api/sessions/{sid}/accept").status_code == 503
+    monkeypatch.undo()
+    assert c.get(f"/api/sessions/{sid}").json()["status"] == "open"  # not accepted in memory either
+    assert c.post(f"/api/sessions/{sid}/accept").json()["version"] == 1
+
+
+def test_openapi_documents_store_statuses_and_mask_versions(tmp_path):
+    from fastapi.testclient import TestClient
+
+    doc = TestClient(_app(tmp_path)).get("/openapi.json").json()["paths"]
+    for path in ("/api/sessions", "/api/sessions/{sid}/click", "/api/sessions/{sid}/undo",
+                 "/api/sessions/{sid}/accept"):
+        codes = doc[path]["post"]["responses"]
+        assert {"503", "507"} <= set(codes), path
+        assert "Retry-After" in codes["503"]["headers"]
+    mask = doc["/api/sessions/{sid}/mask"]["get"]
+    assert "X-Clinloop-Mask-Version" in mask["responses"]["200"]["headers"]
+    assert any(p["name"] == "version" for p in mask["parameters"])
+    vs = doc["/api/sessions/{sid}/mask/versions"]["get"]["responses"]
+    assert {"200", "404"} <= set(vs)

@@ -384,3 +384,20 @@ def test_recover_accepted_after_losing_or_restoring_the_database(tmp_path, capsy
     (st / "clinloop.sqlite3").unlink()
     assert main(["state", "recover", "--state", str(st)]) == 1
     assert "differs from the record's 99" in capsys.readouterr().out
+
+
+def test_same_pixels_with_another_affine_keep_their_own_meta(tmp_path):
+    """Images are content-addressed by pixels *and* meta: a second upload of the
+    same pixels with another affine must not export the first one's geometry."""
+    img = np.arange(64, dtype=np.float32).reshape(1, 8, 8)
+    eye = np.eye(4).tolist()
+    scaled = [[0.8, 0, 0, -40], [0, 0.8, 0, 12], [0, 0, 2.5, 7], [0, 0, 0, 1]]
+    with Store(tmp_path) as s:
+        a, _ = s.put_image(img, {"format": "png", "affine": None})
+        b, _ = s.put_image(img, {"format": "nifti", "affine": scaled})
+        assert a != b and s.image_meta(b)["affine"] == scaled and s.image_meta(a)["affine"] is None
+        assert s.put_image(img, {"format": "nifti", "affine": scaled})[0] == b  # stored once
+        assert s.put_image(img, {"format": "nifti", "affine": eye})[0] not in (a, b)
+        np.testing.assert_array_equal(s.image(b)[0], img)
+        with pytest.raises(KeyError):
+            s.image_meta("0" * 64)

@@ -26,21 +26,27 @@ disagreement when a LEXU model is given); ``POST /api/sessions`` (multipart
 ``GET /api/sessions/{id}/proposal?z=``; ``POST .../click`` ``{x, y, [z],
 positive}``; ``POST .../choose`` ``{candidate}``; ``POST .../hint``
 ``{points: [{x, y, [z], positive}]}``; ``POST .../undo``; ``POST .../accept``;
-``GET .../mask?format=nii.gz|png|dcm`` (bytes: the latest accepted mask; 409
-before the first accept and while an undo after accept has reopened the
-session); ``GET /api/profile``; ``GET .../view?z=`` and ``GET .../raters?z=``
-(the viewer's intensity range, click markers and slice strip; the experts'
-masks and the Dice to each, :mod:`.viewing`).
+``GET .../mask?format=nii.gz|png|dcm[&version=N]`` (bytes: the latest accepted
+version, named by the ``X-Clinloop-Mask-Version`` header; 409 before the first
+accept and while an undo after accept has reopened the session);
+``GET .../mask/versions`` (every accepted version: who, when, model);
+``GET /api/profile``; ``GET .../view?z=`` and ``GET .../raters?z=`` (the viewer's
+intensity range, click markers and slice strip; the experts' masks and the Dice
+to each, :mod:`.viewing`).
 
 Numbers are checked at the boundary (422, plain message): seeds ``0 <= seed <
 2**31``, coordinates finite and inside the image, ``z`` an integer slice of
 the volume. Requests on one session run one at a time, also across cache
-evictions (:mod:`.live`); a history write that finds another history stored
-than the one its copy was built from answers 409 (:mod:`.history_store`).
+evictions (:mod:`.live`); a history write or an accept from a copy built from
+an older store revision than the stored one answers 409 and drops that copy
+(``Store.save_history`` / ``Store.accept`` with ``expected_rev``), as does any
+failed write (the next request rebuilds from what is stored).
 
 Errors: bad input of any kind answers 4xx ``{"detail": "..."}`` and is logged;
 unknown failures answer 500 with the same shape (also logged) — the server
-keeps running; a full model queue answers 503 with ``Retry-After``. Timing:
+keeps running; a full model queue answers 503 with ``Retry-After``; a store
+failure answers its ``http_status`` (503 busy/read-only/damaged database, 507
+disk full; :mod:`.errors`). Timing:
 every response carries ``Server-Timing: model;dur=.., queue;dur=..,
 total;dur=..`` (ms; queue = waiting for a model worker, see
 :class:`~clinloop.server.live.ModelGate`) and the ``clinloop.server`` logger
@@ -100,8 +106,8 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
     """
     from clinloop.server import errors, export
     from clinloop.server.guard import Guard
-    from clinloop.server.history_store import ServerStore
     from clinloop.server.routes import ROUTERS
+    from clinloop.server.store import Store
     from clinloop.server.volume import lift
 
     if isinstance(model, (str, Path)):
@@ -109,7 +115,7 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
 
         model = load_model(model)
     limits = limits or Limits()
-    store = ServerStore(state_dir)
+    store = Store(state_dir)
     tmp_root = store.dir / "tmp"
     tmp_root.mkdir(exist_ok=True)
     ctx = Context(model=model, driven=lift(model), store=store,

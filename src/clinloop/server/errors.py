@@ -1,5 +1,12 @@
 """Error answers: every failure is ``{"detail": "<plain message>"}`` with a
-4xx (bad input), 503 (busy, with ``Retry-After``) or 500 (logged)."""
+4xx (bad input), 503 (busy, with ``Retry-After``) or 500 (logged).
+
+A :class:`~clinloop.server.store.StoreError` answers its own ``http_status``
+(its handler is more specific than the ``ValueError`` -> 400 one, which it
+subclasses): 409 a stale session copy, 503 a busy (``Retry-After``), read-only
+or damaged database, 507 a full disk, 500 a missing array file. The client's
+message names "the state folder" instead of the server's path; the log keeps
+the full message for the operator."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clinloop.server.db import StoreBusyError, StoreError
 from clinloop.server.live import Busy
 
 log = logging.getLogger("clinloop.server")
@@ -39,6 +47,22 @@ def validation_message(e: RequestValidationError) -> str:
     return "; ".join(msgs) or "invalid request"
 
 
+STORE_RETRY_AFTER = 2  # seconds: a busy database is usually free again after one busy timeout
+
+
+def store_error_response(request: Request, e: StoreError) -> JSONResponse:
+    """``e.http_status`` with ``{"detail"}``; the server's paths are not sent."""
+    status = int(getattr(e, "http_status", 503))
+    msg = str(e)
+    if status >= 500:
+        log.error("%s %s -> %d: %s", request.method, request.url.path, status, msg)
+    store = getattr(getattr(request.app.state, "ctx", None), "store", None)
+    root = str(getattr(store, "dir", "") or "")
+    detail = msg.replace(root, "<state folder>") if root else msg
+    headers = {"Retry-After": str(STORE_RETRY_AFTER)} if isinstance(e, StoreBusyError) else None
+    return error_response(request, status, detail, headers)
+
+
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
     """Every HTTP method some route of ``app`` answers at ``path``."""
     methods: set[str] = set()
@@ -66,6 +90,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ValueError)
     async def _value(request: Request, e: ValueError):
         return error_response(request, 400, str(e))
+
+    @app.exception_handler(StoreError)  # before ValueError: the most specific class in the MRO wins
+    async def _store(request: Request, e: StoreError):
+        return store_error_response(request, e)
 
     @app.exception_handler(Busy)
     async def _busy(request: Request, e: Busy):

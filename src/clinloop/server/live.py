@@ -10,9 +10,11 @@ never evicted, so two requests on one session always share one lock and one
 in-memory copy — the lock cannot be dropped with an evicted copy while
 another request still holds it. When every cached session is pinned the cache
 grows past its capacity until requests finish (it is bounded by the number of
-requests in flight). A history write additionally checks the stored history
-(see :mod:`clinloop.server.history_store`), so even two processes on one state
-folder never overwrite each other's actions silently.
+requests in flight). A history write or an accept additionally names the
+store revision its copy was built from (``Live.rev``, the store's
+``expected_rev``), so even two processes on one state folder never overwrite
+each other's actions silently: the stale copy's write is refused (409) and the
+copy dropped.
 
 The model queue
 ---------------
@@ -128,13 +130,14 @@ class Live:
     """An in-memory session with its stored facts.
 
     ``row``: the store's session row; ``image``: channels-first float32;
-    ``saved``: the history as last written to (or read from) the store — the
-    version a history write must find there; ``z``: last slice acted on (3-D);
+    ``rev``: the store revision this copy was built from or last wrote — the
+    one a history write or an accept must find there
+    (:meth:`~clinloop.server.store.Store.save_history`'s ``expected_rev``); ``z``: last slice acted on (3-D);
     ``window``: the default display window (computed on first use)."""
 
     def __init__(self, session: Session, row: dict[str, Any], image: np.ndarray, meta: dict[str, Any]):
         self.session, self.row, self.image, self.meta = session, row, image, meta
-        self.saved: list[dict[str, Any]] = [dict(h) for h in row.get("history", [])]
+        self.rev: int = int(row.get("rev") or 0)
         self.z = 0
         self.window: tuple[float, float] | None = None
 

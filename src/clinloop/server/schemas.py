@@ -146,9 +146,13 @@ class ImageOut(_Open):
 
 
 class AcceptOut(_Open):
+    """``accepted``: the store's row number of this accept (over all sessions);
+    ``version``: this session's accepted-mask version (1, 2, ... one per accept)."""
+
     session_id: str
     status: str
     accepted: int
+    version: int
     area: int
     iteration: int
 
@@ -175,6 +179,32 @@ class RatersOut(_Open):
     z: int | None = None
 
 
+class MaskVersionOut(_Open):
+    """One accepted version of a session's mask (the audit trail): who accepted it,
+    when (``created``: seconds since the epoch; ``time``: ISO 8601, UTC), with which
+    model, its area in pixels/voxels and how many actions produced it (``null`` when
+    unknown: versions migrated from an older database)."""
+
+    version: int
+    user: str
+    created: float
+    time: str
+    model: str | None
+    area: int
+    actions: int | None
+
+
+class MaskVersionsOut(_Open):
+    """Every accepted version, oldest first; ``latest``: the version ``GET .../mask``
+    returns (``null`` before the first accept); ``reopened``: an undo after the latest
+    accept reopened the session, so ``GET .../mask`` answers 409 until it is accepted again."""
+
+    session_id: str
+    latest: int | None
+    reopened: bool
+    versions: list[MaskVersionOut]
+
+
 class ProfileOut(_Open):
     user: str
     model: str
@@ -187,12 +217,15 @@ _WHY = {
     403: "cross-origin request refused",
     404: "no such session or case (another user's session answers 404 too)",
     408: "the request body did not arrive in time",
-    409: "conflict: no accepted mask (or the session was reopened), another model, or a stale session copy",
+    409: "conflict: no accepted mask (or the session was reopened), another model, or a stale session copy "
+         "(changed elsewhere meanwhile: reload and repeat)",
     411: "chunked body without Content-Length",
     413: "body or image too large",
     415: "unsupported content or file type",
     422: "a field is missing, of the wrong type or out of range",
-    503: "the model queue is full: retry after the Retry-After header's seconds",
+    503: "the model queue is full (retry after the Retry-After header's seconds), or the database is busy "
+         "(Retry-After), read-only or damaged (the message says what the operator must do)",
+    507: "the server's disk is full: nothing was stored",
 }
 _RETRY = {"Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}}
 
@@ -208,3 +241,4 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 POST_ERRORS = (403, 408, 411, 413, 422)  # what the guard can answer for any POST
+WRITE_ERRORS = (503, 507)  # what a store write can answer (clinloop.server.store.StoreError.http_status)

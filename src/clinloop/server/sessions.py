@@ -1,6 +1,6 @@
 """Session logic shared by the routes: open a session, use one (pinned,
-locked, rebuilt by replay when evicted), act on it with a versioned history
-write, and describe it as JSON."""
+locked, rebuilt by replay when evicted), act on it with a history write that
+names the store revision its copy was built from, and describe it as JSON."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +13,7 @@ import numpy as np
 from clinloop.interaction.session import Session
 from clinloop.server import encoding
 from clinloop.server.context import Context
+from clinloop.server.db import StaleSessionError
 from clinloop.server.errors import fail
 from clinloop.server.live import Busy, Live, user_image
 from clinloop.server.uploads import check_image
@@ -105,10 +106,30 @@ def using(ctx: Context, request: Any, sid: str, user: str) -> Iterator[Live]:
         yield lv
 
 
+STALE = "this session was changed elsewhere since it was loaded; reload it and repeat the action"
+
+
+def store_write(ctx: Context, sid: str, write: Callable[[], Any], stale: str = STALE) -> Any:
+    """Run ``write()`` (a store write naming this copy's ``rev``) for the session in use.
+
+    Any failure drops the in-memory copy — it now holds an action the store does
+    not (a stale copy, a read-only or full disk, a damaged file), so the next
+    request rebuilds the session from what *is* stored. A stale copy answers 409
+    ``stale``; other store errors keep their own status (see :mod:`.errors`)."""
+    try:
+        return write()
+    except StaleSessionError:
+        ctx.live.drop(sid)
+        fail(409, stale)
+    except BaseException:
+        ctx.live.drop(sid)
+        raise
+
+
 def act(ctx: Context, request: Any, sid: str, user: str, fn: Callable[[Live], Any]) -> dict[str, Any]:
     """Run ``fn(live)`` (a model step) on the session and store its history —
-    only if the stored history is still the one this copy acted on (409 and a
-    fresh rebuild otherwise)."""
+    only if the stored revision is still the one this copy was built from
+    (409 and a fresh rebuild otherwise; a failed write drops the copy too)."""
     from fastapi import HTTPException
 
     with using(ctx, request, sid, user) as lv:
@@ -120,11 +141,12 @@ def act(ctx: Context, request: Any, sid: str, user: str, fn: Callable[[Live], An
         except Exception:
             ctx.live.drop(sid)  # the model failed mid-step: rebuild from the store next time
             raise
-        history = lv.session.history
-        if not ctx.store.save_history_if(sid, lv.saved, history, status_of(lv.session)):
+        s = lv.session
+        rev = store_write(ctx, sid, lambda: ctx.store.save_history(sid, s.history, status_of(s), expected_rev=lv.rev))
+        if rev is None:  # the row is gone (deleted from the database by hand)
             ctx.live.drop(sid)
-            fail(409, "this session was changed elsewhere since it was loaded; reload it and repeat the action")
-        lv.saved = [dict(h) for h in history]
+            fail(404, f"no session {sid!r}")
+        lv.rev = rev
         return answer(sid, lv, p)
 
 

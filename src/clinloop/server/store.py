@@ -197,11 +197,16 @@ class Store:
     # ---------------------------------------------------------------- images
     def put_image(self, image: np.ndarray, meta: dict[str, Any], source: bytes | None = None,
                   source_suffix: str | None = None) -> tuple[str, dict[str, Any]]:
-        """Store a channels-first float32 image once; returns its sha256 and the stored meta."""
+        """Store a channels-first float32 image once; returns its sha256 and the stored meta.
+
+        The digest covers the pixels, the meta (affine, spacing, modality: what an
+        export writes) and the source bytes, so the same pixels uploaded with another
+        affine get their own row instead of exporting the first upload's geometry."""
         image = np.ascontiguousarray(image, dtype=np.float32)
         h = hashlib.sha256()
         h.update(repr(image.shape).encode())
         h.update(image.tobytes())
+        h.update(json.dumps(meta, sort_keys=True, default=str).encode())
         if source is not None:
             h.update(source)
         sha = h.hexdigest()
@@ -227,6 +232,13 @@ class Store:
         if not rows:
             raise KeyError(sha)
         return self._load(self.dir / "images" / f"{sha}.npy", "image file"), json.loads(rows[0][0])
+
+    def image_meta(self, sha: str) -> dict[str, Any]:
+        """The stored meta of an image (without loading its array); ``KeyError`` when unknown."""
+        rows = self._q("SELECT meta FROM images WHERE sha=?", (sha,)) if _SHA.match(sha) else []
+        if not rows:
+            raise KeyError(sha)
+        return json.loads(rows[0][0])
 
     def source_path(self, sha: str, meta: dict[str, Any]) -> Path | None:
         suf = meta.get("source_suffix")

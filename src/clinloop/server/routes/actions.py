@@ -1,8 +1,10 @@
-"""Model steps (click, choose, hint, undo), accept, and the accepted mask's export."""
+"""Model steps (click, choose, hint, undo), accept, and the accepted masks
+(latest or any version, and the list of versions)."""
 from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timezone
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -12,13 +14,14 @@ from clinloop.server.auth import User
 from clinloop.server.context import Ctx
 from clinloop.server.errors import fail
 from clinloop.server.live import Live
-from clinloop.server.schemas import POST_ERRORS, AcceptOut, Choose, Click, Hint, ProposalOut, errors
-from clinloop.server.sessions import act, point_of, using
+from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, AcceptOut, Choose, Click, Hint,
+                                     MaskVersionsOut, ProposalOut, errors)
+from clinloop.server.sessions import act, point_of, store_write, using
 from clinloop.server.viewing import save_structure_profile
 
 log = logging.getLogger("clinloop.server")
 router = APIRouter()
-_STEP = {200: {"model": ProposalOut}, **errors(*POST_ERRORS, 404, 409, 503)}
+_STEP = {200: {"model": ProposalOut}, **errors(*POST_ERRORS, 404, 409, *WRITE_ERRORS)}
 
 
 @router.post("/api/sessions/{sid}/click", response_model=None, responses=_STEP)
@@ -52,54 +55,89 @@ def undo(sid: str, request: Request, ctx: Ctx, user: User):
 
 
 @router.post("/api/sessions/{sid}/accept", response_model=None,
-             responses={200: {"model": AcceptOut}, **errors(*POST_ERRORS, 404, 409, 503)})
+             responses={200: {"model": AcceptOut}, **errors(*POST_ERRORS, 404, 409, *WRITE_ERRORS)})
 def accept(sid: str, request: Request, ctx: Ctx, user: User):
-    """Accept the current proposal: its mask is stored (and exported by ``GET .../mask``)."""
+    """Accept the current proposal: a new accepted version of the session's mask is
+    stored (its file and its record: who, when, which model, the actions that
+    produced it; earlier versions stay) and exported by ``GET .../mask``."""
     with using(ctx, request, sid, user) as lv:
-        if not ctx.store.history_is(sid, lv.saved):
-            ctx.live.drop(sid)
-            fail(409, "this session was changed elsewhere since it was loaded; reload it and accept again")
         mask = lv.session.accept()
-        try:
-            n = ctx.store.accept(sid, user, mask, lv.session.history)
-        except BaseException:
-            ctx.live.drop(sid)  # the in-memory copy is accepted, the store is not: rebuild on next use
-            raise
-        lv.saved = [dict(h) for h in lv.session.history]
+        history = lv.session.history
+        n = store_write(ctx, sid, lambda: ctx.store.accept(sid, user, mask, history, expected_rev=lv.rev),
+                        "this session was changed elsewhere since it was loaded; reload it and accept again")
+        lv.rev += 1  # the accept checked the stored revision and advanced it by one, in one transaction
+        latest = ctx.store.latest_accepted(sid, user)
         try:  # the preference profile travels to this user's next image
             ctx.store.save_profile(user, ctx.model_name, lv.session.profile())
             save_structure_profile(ctx, user, lv, lv.session.profile())  # per (user, structure): viewing.profile_for
         except (ValueError, TypeError) as e:
             log.warning("profile of session %s not saved: %s", sid, e)
-        return {"session_id": sid, "status": "accepted", "accepted": n, "area": int(mask.sum()),
-                "iteration": lv.session.iteration}
+        return {"session_id": sid, "status": "accepted", "accepted": n, "version": latest["version"],
+                "area": int(mask.sum()), "iteration": lv.session.iteration}
 
 
+MASK_VERSION_HEADER = "X-Clinloop-Mask-Version"
 _MASK_OK = {"description": "the accepted mask as a file (attachment)", "content": {
-    t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(export.FORMATS.values()))}}
+    t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(export.FORMATS.values()))},
+    "headers": {MASK_VERSION_HEADER: {"description": "the accepted version this file is", "schema": {"type": "integer"}}}}
+
+
+def _stored_session(ctx, sid: str, user: str) -> dict:
+    row = ctx.store.session(sid, user)
+    if row is None:
+        fail(404, f"no session {sid!r}")
+    return row
 
 
 @router.get("/api/sessions/{sid}/mask", response_model=None, response_class=Response,
             responses={200: _MASK_OK, **errors(404, 409, 422, 503)})
-def get_mask(sid: str, request: Request, ctx: Ctx, user: User,
-             format: str = Query("nii.gz", description="one of " + ", ".join(export.FORMATS))):
-    """The latest accepted mask (409 before the first accept, and while the
-    session is reopened by an undo after accept)."""
-    with using(ctx, request, sid, user) as lv:
-        if format not in export.FORMATS:
-            fail(400, f"unknown mask format {format!r}; choose one of {', '.join(export.FORMATS)}")
-        mask = ctx.store.accepted_mask(sid, user)
-        if mask is None:
+def get_mask(sid: str, ctx: Ctx, user: User,
+             format: str = Query("nii.gz", description="one of " + ", ".join(export.FORMATS)),
+             version: int | None = Query(None, ge=1, lt=INT31, description="an earlier accepted version "
+                                         "(default: the latest; see GET .../mask/versions)")):
+    """The latest accepted mask, or accepted ``version`` N; the header
+    ``X-Clinloop-Mask-Version`` names the version sent. Without ``version``: 409
+    before the first accept, and while the session is reopened (an undo after its
+    accept: the latest accepted mask is kept but is no longer the session's
+    result). An explicit ``version`` is always served (the audit trail)."""
+    row = _stored_session(ctx, sid, user)  # read from the store: no replay, no wait for the session's lock
+    if format not in export.FORMATS:
+        fail(400, f"unknown mask format {format!r}; choose one of {', '.join(export.FORMATS)}")
+    if version is None:
+        latest = ctx.store.latest_accepted(sid, user)
+        if latest is None:
             fail(409, "this session has no accepted mask yet: POST .../accept first")
-        if lv.session.accepted is None:
-            fail(409, "this session was reopened (undo after accept): its earlier accepted mask is kept but no "
-                      "longer current; accept again to export")
-        src = ctx.store.source_path(lv.row["image_sha"], lv.meta)
-        meta, case_id = lv.meta, lv.row.get("case_id")
+        if latest["reopened"]:
+            fail(409, f"this session was reopened (undo after accept): its accepted version {latest['version']} "
+                      "is kept but no longer current; accept again to export, or ask for it with ?version="
+                      f"{latest['version']}")
+        version = int(latest["version"])
+    mask = ctx.store.accepted_mask(sid, user, version=version)
+    if mask is None:
+        fail(404, f"session {sid!r} has no accepted version {version} (GET .../mask/versions lists them)")
+    meta = ctx.store.image_meta(row["image_sha"])
     try:
-        data = export.mask_bytes(mask, format, meta, src)
+        data = export.mask_bytes(mask, format, meta, ctx.store.source_path(row["image_sha"], meta))
     except export.ExportError as e:
         fail(422, str(e))
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(case_id or sid))[:80]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", str(row.get("case_id") or sid))[:80]
     return Response(data, media_type=export.FORMATS[format],
-                    headers={"Content-Disposition": f'attachment; filename="{stem}_mask.{format}"'})
+                    headers={"Content-Disposition": f'attachment; filename="{stem}_mask.{format}"',
+                             MASK_VERSION_HEADER: str(version)})
+
+
+@router.get("/api/sessions/{sid}/mask/versions", response_model=None,
+            responses={200: {"model": MaskVersionsOut}, **errors(404, 422, 503)})
+def mask_versions(sid: str, ctx: Ctx, user: User):
+    """Every accepted version of the session's mask, oldest first (who, when, which
+    model, area, number of actions): the audit trail. ``GET .../mask?version=N``
+    downloads one."""
+    _stored_session(ctx, sid, user)
+    versions = ctx.store.accepted_versions(sid, user)
+    latest = ctx.store.latest_accepted(sid, user)
+    return {"session_id": sid, "latest": latest["version"] if latest else None,
+            "reopened": bool(latest and latest["reopened"]),
+            "versions": [{"version": v["version"], "user": v["owner"], "created": v["created"],
+                          "time": datetime.fromtimestamp(v["created"], timezone.utc).isoformat(timespec="seconds"),
+                          "model": v["model"], "area": v["area"],
+                          "actions": len(v["history"]) if v["history"] is not None else None} for v in versions]}

@@ -11,8 +11,8 @@ from clinloop.server import encoding
 from clinloop.server.auth import User
 from clinloop.server.context import Ctx
 from clinloop.server.errors import fail
-from clinloop.server.schemas import (INT31, POST_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut, SessionsOut,
-                                     errors)
+from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut,
+                                     SessionsOut, errors)
 from clinloop.server.sessions import answer, describe, open_session, status_of, using
 from clinloop.server.uploads import form_seed, read_upload
 
@@ -30,7 +30,7 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
 
 
 @router.post("/api/sessions", response_model=None, openapi_extra=_NEW_BODY,
-             responses={200: {"model": SessionOut}, **errors(*POST_ERRORS, 404, 415, 503)})
+             responses={200: {"model": SessionOut}, **errors(*POST_ERRORS, 404, 415, *WRITE_ERRORS)})
 async def new_session(request: Request, ctx: Ctx, user: User):
     """Open a session on an uploaded image (multipart ``file``) or a worklist case
     (form field or JSON ``case_id``); optional ``seed`` (0 <= seed < 2**31) and ``use_profile``."""
