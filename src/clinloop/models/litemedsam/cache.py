@@ -47,6 +47,7 @@ from clinloop.atomic import atomic_path
 from clinloop.paths import cache_dir
 
 from .encoder_runtime import encode
+from .fingerprint import encoder_id  # noqa: F401  (re-exported: cache folders are named by it)
 
 log = logging.getLogger(__name__)
 EMBED_SHAPE = (256, 64, 64)
@@ -96,22 +97,6 @@ def shard_of(key: str, n: int) -> int:
     if n < 1:
         raise ValueError(f"number of shards must be >= 1, got {n}")
     return int(key[:15], 16) % n
-
-
-def encoder_id(encoder: nn.Module) -> str:
-    """Name of an encoder's weights: its ``weights_id`` attribute, else a sha256
-    fingerprint of its state dict (so fine-tuned or random encoders never share
-    entries with the pretrained one)."""
-    if getattr(encoder, "image_encoder", None) is not None:  # a whole LiteMedSAM
-        encoder = encoder.image_encoder
-    wid = getattr(encoder, "weights_id", None)
-    if wid:
-        return str(wid)
-    h = hashlib.sha256(repr(getattr(encoder, "config", type(encoder).__name__)).encode())
-    for k, v in encoder.state_dict().items():
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(v.detach().cpu().numpy()).tobytes())
-    return "enc-" + h.hexdigest()[:16]
 
 
 class EmbeddingCache:

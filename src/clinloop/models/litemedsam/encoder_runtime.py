@@ -177,7 +177,7 @@ _key_memo: dict[int, tuple[str, str]] = {}  # id(encoder) -> (weights_id, key)
 def export_key(encoder: nn.Module) -> str:
     """sha256 naming the exported graph: weights, config, encoder source, torch, opset."""
     from . import image_encoder as src
-    from .cache import encoder_id
+    from .fingerprint import encoder_id
 
     wid = encoder_id(encoder)
     memo = _key_memo.get(id(encoder))
