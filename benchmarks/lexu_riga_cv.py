@@ -50,7 +50,6 @@ def kfold_cases(n: int, k: int, seed: int) -> list[list[int]]:
 
 
 def run_fold(args, method: str, fold: int, folds: list[list[int]], ds, out: Path) -> dict:
-    import torch
 
     from clinloop.evaluation.lexu_protocol import evaluate_cases
     from clinloop.models.lexu.model import LexuPredictor

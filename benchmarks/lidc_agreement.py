@@ -12,11 +12,10 @@ least two). Pairwise Dice: ``clinloop.metrics.pairwise_dice`` over the valid rat
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main(argv=None) -> int:
@@ -45,9 +44,7 @@ def main(argv=None) -> int:
         raise ValueError(f"{a.data}: no slice where every rater drew something")
     res = {"slices": n, "slices_all_raters_drew": len(full), "mean_pairwise_dice": round(float(np.mean(full)), 4)}
     print(f"{len(full)} of {n} slices have a mask from every rater; mean pairwise Dice there {np.mean(full):.3f}")
-    if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"wrote {a.out}")
+    write_json(a.out, res)
     return 0
 
 

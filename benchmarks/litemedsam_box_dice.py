@@ -16,11 +16,10 @@ digits may differ; the gap between the variants is the figure.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def main(argv=None) -> int:
@@ -66,9 +65,7 @@ def main(argv=None) -> int:
         res["dice"][name] = ds_
         print(f"{name}: mean tight-box Dice {np.mean(ds_):.3f} (median {np.median(ds_):.3f}) over {len(ds_)} slices",
               flush=True)
-    if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"wrote {a.out}")
+    write_json(a.out, res)
     return 0
 
 

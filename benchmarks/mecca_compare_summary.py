@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def per_case(runs: list[dict]) -> dict[str, dict[str, list]]:
@@ -105,9 +106,7 @@ def main(argv=None) -> int:
         groups = dict(zip(ds.case_ids, ds.patient_ids))
     s = summarise(res, groups, a.n_boot)
     print_summary(s)
-    if a.out:
-        Path(a.out).write_text(json.dumps(s, indent=2) + "\n")
-        print(f"wrote {a.out}")
+    write_json(a.out, s)
     return 0
 
 

@@ -22,12 +22,11 @@ picks each action; writes them as JSON with ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def tuning_cases(model, data: str, n: int, fusion: str = "majority"):
@@ -108,9 +107,7 @@ def main(argv=None) -> int:
         print(f"{act:+7.1f} | {r['c_nodule'][k]:8.3f} | {r['c_background'][k]:12.3f} | "
               f"{r['pick_nodule'][k]:16.3f} | {r['pick_background'][k]:.3f}")
     print(f"voxels: {r['voxels']}")
-    if a.out:
-        Path(a.out).write_text(json.dumps(r, indent=2) + "\n")
-        print(f"wrote {a.out}")
+    write_json(a.out, r)
     return 0
 
 

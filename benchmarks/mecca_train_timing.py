@@ -15,11 +15,10 @@ ones; the figure is their mean. Quote the machine and its load with the numbers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from pathlib import Path
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def volumes(n: int, size: int):
@@ -73,9 +72,7 @@ def main(argv=None) -> int:
     res = {"size": a.size, "threads": a.threads, "batch": a.batch, "width": a.width, "iterations": a.iterations,
            "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None, "rows": rows}
     print(f"load average {res['load_average']}")
-    if a.out:
-        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
-        print(f"wrote {a.out}")
+    write_json(a.out, res)
     return 0
 
 

@@ -4,7 +4,6 @@ mean-sample loss on synthetic raters with known styles (generous vs tight)."""
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from clinloop.training.spa import best_of_n_loss, mean_pairwise_dice, per_sample_loss
 

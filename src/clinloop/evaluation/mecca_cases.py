@@ -4,7 +4,6 @@ in its default ``--mode evaluate``). See :mod:`clinloop.evaluation.mecca_protoco
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np

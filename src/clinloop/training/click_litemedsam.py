@@ -333,7 +333,7 @@ OPTIONS = ClickTrainOptions
 def train_model(args: ClickTrainOptions) -> Path:
     """Fine-tune click-LiteMedSAM into ``args.out``; returns the model folder."""
     from clinloop.training import finished_model
-    from clinloop.atomic import atomic_path, atomic_write_text
+    from clinloop.atomic import atomic_write_text
     from clinloop.data import load_dataset
     from clinloop.config_options import command_line
     from clinloop.data.splits import split_patients

@@ -43,7 +43,6 @@ background agents equally, like the policy/value losses; the 3-D models need it
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
