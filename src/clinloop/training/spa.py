@@ -45,9 +45,22 @@ Readings and deviations (all also in the config / data.json):
 * CPU budget: fewer samples in training (``--train-samples 8``) than at
   inference (48), a few hundred LIDC slices.
 
+Training steps (``--episodes-per-step B``, default 1 = Alg. 1: one image per
+step): a step runs B episodes (images) in lockstep; each of the three updates of
+every user iteration (mean/variance, pi, segmentation) is one optimiser step on
+the gradient of the mean of the B episodes' losses, while the targets, clicks,
+latent draws, candidates and simulated choices stay per episode (see
+``SPATrainer.train_step``). ``--steps``, ``--step-size`` and ``--save-every``
+count training steps. Episode ``e = step * B + b`` takes case ``order[e]`` of a
+seeded permutation sequence and its own RNGs seeded from (seed, e), so under
+``torchrun`` / ``--nproc W`` (each rank runs B/W episodes of every step,
+gradients summed across ranks, rank 0 alone logs, checkpoints and writes the
+model folder) training equals the one-process run with the same B up to
+floating-point summation order (:mod:`clinloop.training.spa_loop`).
+
 Optimisers: Adam(lr 1e-4) per parameter group, StepLR(step_size, gamma).
-Checkpoints (``checkpoint.pt``) every ``--save-every`` images; ``--resume``
-continues. Library entry: :func:`train_model` with :class:`SPATrainOptions`
+Checkpoints (``checkpoint.pt``) every ``--save-every`` steps; ``--resume``
+continues (with the same ``--episodes-per-step``). Library entry: :func:`train_model` with :class:`SPATrainOptions`
 (``clinloop.train("spa", data, out, **options)``); the trainer object and the
 losses live in :mod:`clinloop.training.spa_trainer`. The model folder gets ``config.json``, ``weights.pt``,
 ``data.json`` (data, split, command, time) and ``train_log.csv``.
@@ -89,7 +102,7 @@ class SPATrainOptions(TrainOptions):
                                "--user-iterations user iterations)")
     episodes_per_step: int = opt(1, help="B: episodes (images) whose gradients are averaged in each optimiser "
                                          "update (the global batch; 1 = Alg. 1, one image per step); under "
-                                         "torchrun / --nproc W each process runs B/W of them"),
+                                         "torchrun / --nproc W each process runs B/W of them")
     train_samples: int = opt(8, help="N latents per GenMask in training")
     samples: int = opt(48, help="N at inference (saved in the config)")
     latent_dim: int | None = opt(None, help="D (default 8, or --init's)")
