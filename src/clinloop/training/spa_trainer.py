@@ -11,8 +11,9 @@ collapse and the K candidates are identical.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -270,7 +271,7 @@ class SPATrainer:
         return ["loss_mv"] + (["loss_pi"] if "pi" in self.opt else []) + [
             "loss_seg", "dice_first", "dice_last", "cand_dice_first"]
 
-    def _begin_episode(self, case: TrainCase, episode: int) -> "_Episode":
+    def _begin_episode(self, case: TrainCase, episode: int) -> _Episode:
         from clinloop.data.fusion import spa_weighted_fusion
         from clinloop.interaction.users import random_target_point
 
@@ -295,13 +296,13 @@ class SPATrainer:
         ep.points = (torch.tensor([[[px, py]]], dtype=torch.float32, device=dev), torch.tensor([[1]], device=dev))
         return ep
 
-    def _loss(self, ep: "_Episode", lg: torch.Tensor) -> torch.Tensor:
+    def _loss(self, ep: _Episode, lg: torch.Tensor) -> torch.Tensor:
         loss = soft_loss(lg, ep.y)
         if self.wta_weight > 0:
             loss = loss + self.wta_weight * best_of_n_loss(lg, ep.y_r, self.wta_relax)
         return loss
 
-    def _genmask_ori(self, ep: "_Episode", n_episodes: int) -> None:
+    def _genmask_ori(self, ep: _Episode, n_episodes: int) -> None:
         net = self.net
         if self.finetune_encoder:  # e_x = ViT(x) with the current encoder; gradient only via GenMask #2
             ep.e_x_grad = net.backbone.image_encoder(ep.x_img)
@@ -317,7 +318,7 @@ class SPATrainer:
         ep.logits1, ep.z1 = logits.detach(), z.detach()
         ep.logs["loss_mv"].append(float(loss_mv.detach()))
 
-    def _estep(self, ep: "_Episode", n_episodes: int) -> None:
+    def _estep(self, ep: _Episode, n_episodes: int) -> None:
         from clinloop.models.spa.preference_distribution import estep_target
 
         net = self.net
@@ -329,7 +330,7 @@ class SPATrainer:
             self._backward(loss_pi, n_episodes)
             ep.logs["loss_pi"].append(float(loss_pi.detach()))
 
-    def _genmask_gmm(self, ep: "_Episode", n_episodes: int) -> None:
+    def _genmask_gmm(self, ep: _Episode, n_episodes: int) -> None:
         net = self.net
         sparse, dense = net.encode_interaction(ep.points, ep.mp)
         with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
@@ -342,7 +343,7 @@ class SPATrainer:
         ep.e_x_grad = None
         ep.logs["loss_seg"].append(float(loss_seg.detach()))
 
-    def _genmask_fin(self, ep: "_Episode", j: int) -> None:
+    def _genmask_fin(self, ep: _Episode, j: int) -> None:
         from clinloop.models.spa import candidates as cand
         from clinloop.models.spa.model import mask_prompt
 
