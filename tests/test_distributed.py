@@ -154,11 +154,3 @@ def test_cli_rejects_nested_launch(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["train", "--method", "lexu", "--data", "x", "--out", "y", "--nproc", "2"]) == 2
     assert "already running under torchrun" in capsys.readouterr().err
-
-
-def test_spa_refuses_several_processes(monkeypatch, tmp_path):
-    import clinloop
-
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ValueError, match="case by case"):
-        clinloop.train("spa", tmp_path / "none", tmp_path / "out")

@@ -99,6 +99,28 @@ class Dist:
             p.grad = flat[k : k + p.numel()].view_as(p).clone()
             k += p.numel()
 
+    def sum_grads(self, params) -> None:
+        """Gradient accumulation across ranks (one flat all-reduce): every rank's ``.grad``
+        becomes the sum over ranks. A parameter with no gradient on any rank keeps ``None``
+        (an optimiser then skips it, as in one process; Adam would move a zero gradient's
+        parameter by its momentum); one missing on some ranks counts as zeros there."""
+        if not self.active:
+            return
+        import torch.distributed as dist
+
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+                         + [torch.tensor([float(p.grad is not None) for p in params], dtype=params[0].dtype,
+                                         device=params[0].device)])
+        dist.all_reduce(flat)
+        k = 0
+        for i, p in enumerate(params):
+            has = bool(flat[flat.numel() - len(params) + i] > 0)
+            p.grad = flat[k : k + p.numel()].view_as(p).clone() if has else None
+            k += p.numel()
+
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is True on one (e.g. a time limit)."""
         if not self.active:

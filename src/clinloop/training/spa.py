@@ -45,9 +45,22 @@ Readings and deviations (all also in the config / data.json):
 * CPU budget: fewer samples in training (``--train-samples 8``) than at
   inference (48), a few hundred LIDC slices.
 
+Training steps (``--episodes-per-step B``, default 1 = Alg. 1: one image per
+step): a step runs B episodes (images) in lockstep; each of the three updates of
+every user iteration (mean/variance, pi, segmentation) is one optimiser step on
+the gradient of the mean of the B episodes' losses, while the targets, clicks,
+latent draws, candidates and simulated choices stay per episode (see
+``SPATrainer.train_step``). ``--steps``, ``--step-size`` and ``--save-every``
+count training steps. Episode ``e = step * B + b`` takes case ``order[e]`` of a
+seeded permutation sequence and its own RNGs seeded from (seed, e), so under
+``torchrun`` / ``--nproc W`` (each rank runs B/W episodes of every step,
+gradients summed across ranks, rank 0 alone logs, checkpoints and writes the
+model folder) training equals the one-process run with the same B up to
+floating-point summation order (:mod:`clinloop.training.spa_loop`).
+
 Optimisers: Adam(lr 1e-4) per parameter group, StepLR(step_size, gamma).
-Checkpoints (``checkpoint.pt``) every ``--save-every`` images; ``--resume``
-continues. Library entry: :func:`train_model` with :class:`SPATrainOptions`
+Checkpoints (``checkpoint.pt``) every ``--save-every`` steps; ``--resume``
+continues (with the same ``--episodes-per-step``). Library entry: :func:`train_model` with :class:`SPATrainOptions`
 (``clinloop.train("spa", data, out, **options)``); the trainer object and the
 losses live in :mod:`clinloop.training.spa_trainer`. The model folder gets ``config.json``, ``weights.pt``,
 ``data.json`` (data, split, command, time) and ``train_log.csv``.
@@ -85,7 +98,11 @@ METHODS = ("spa", "meduhip", "spa-random-gmm", "spa-mean-variance", "spa-weights
 class SPATrainOptions(TrainOptions):
     """``clinloop train --method {spa,meduhip,spa-random-gmm,spa-mean-variance,spa-weights}``."""
 
-    steps: int = opt(300, help="training images (episodes of 6 user iterations)")
+    steps: int = opt(300, help="training steps, each of --episodes-per-step training images (episodes of "
+                               "--user-iterations user iterations)")
+    episodes_per_step: int = opt(1, help="B: episodes (images) whose gradients are averaged in each optimiser "
+                                         "update (the global batch; 1 = Alg. 1, one image per step); under "
+                                         "torchrun / --nproc W each process runs B/W of them")
     train_samples: int = opt(8, help="N latents per GenMask in training")
     samples: int = opt(48, help="N at inference (saved in the config)")
     latent_dim: int | None = opt(None, help="D (default 8, or --init's)")
@@ -105,7 +122,7 @@ class SPATrainOptions(TrainOptions):
     wta_weight: float = opt(1.0, help="weight of the relaxed winner-takes-all term (best_of_n_loss; 0 = paper loss only)")
     wta_relax: float = opt(0.05, help="relaxed-WTA weight on the non-best samples")
     time_budget: float | None = opt(None, help="stop after this many seconds of training")
-    step_size: int = opt(1000, help="StepLR step (images)")
+    step_size: int = opt(1000, help="StepLR step (training steps; = images with --episodes-per-step 1)")
     gamma: float = opt(0.5)
     max_cases: int = opt(300, help="training slices (per-nodule middle slices)")
     per_nodule: int = opt(2)
@@ -113,7 +130,7 @@ class SPATrainOptions(TrainOptions):
                                    help="share of the patients held back for validation (split by patient count)")
     split_seed: int | None = opt(None, help="seed of the patient split (default: --seed); fix it to compare "
                                             "training seeds on the same held-back patients (evaluate --split-seed)")
-    save_every: int = opt(25)
+    save_every: int = opt(25, help="checkpoint every this many training steps")
     threads: int | None = opt(None)
 
 
@@ -125,19 +142,19 @@ def train_model(o: SPATrainOptions) -> Path:
 
     The folder gets ``config.json``, ``weights.pt``, ``data.json`` (data as given,
     the patient split, options, the reproducing command) and ``train_log.csv``."""
-    from clinloop.training.distributed import single_process_only
-
-    single_process_only(o.method, "SPA trains case by case (global batch 1): there is no batch to split")
     from clinloop.data import load_dataset
     from clinloop.models.litemedsam import build_litemedsam
     from clinloop.models.spa.config import SPAConfig
     from clinloop.models.spa.model import SPANet, save_spa
-    from clinloop.training import resolve_device
+    from clinloop.training import distributed, resolve_device
     from clinloop.training.spa_data import select_cases
 
     if o.method not in METHODS:
         raise ValueError(f"clinloop.training.spa trains {', '.join(METHODS)}; got {o.method!r}")
-    device = resolve_device(o.device)
+    if o.episodes_per_step < 1:
+        raise ValueError(f"--episodes-per-step must be >= 1, got {o.episodes_per_step}")
+    d = distributed.init(o.device)
+    device = resolve_device(distributed.device_for(d, o.device))
     if o.threads:
         torch.set_num_threads(o.threads)
     torch.manual_seed(o.seed)
@@ -165,20 +182,26 @@ def train_model(o: SPATrainOptions) -> Path:
     split_seed = o.seed if o.split_seed is None else o.split_seed
     idx = select_cases(ds, "train", limit=o.max_cases, val_fraction=o.held_out_fraction, seed=split_seed,
                        per_group=o.per_nodule)
-    cases = prepare_cases(ds, idx, backbone, keep_images=o.finetune_encoder)  # embeddings on the CPU (cache)
+    cases = prepare_cases(ds, idx, backbone, progress=d.main, keep_images=o.finetune_encoder)  # embeddings on the CPU (cache)
     net.to(device)
     trainer = SPATrainer(net, lr=o.lr, step_size=o.step_size, gamma=o.gamma, n_samples=o.train_samples,
                          seed=o.seed, lr_new=o.lr_new, user_iterations=o.user_iterations,
                          wta_weight=o.wta_weight, wta_relax=o.wta_relax,
                          fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]),
-                         encoder_lr=o.encoder_lr)
+                         encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step)
     ck = out / "checkpoint.pt"
     if o.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
-        print(f"resumed from {ck} at step {trainer.step}", file=sys.stderr)
+        if d.main:
+            print(f"resumed from {ck} at step {trainer.step}", file=sys.stderr)
     t1 = time.time()
-    rows = train(trainer, cases, o.steps, out, save_every=o.save_every, seed=o.seed, time_budget=o.time_budget)
+    rows = train(trainer, cases, o.steps, out, save_every=o.save_every, seed=o.seed, time_budget=o.time_budget,
+                 dist=d)
     t2 = time.time()
+    if not d.main:  # rank 0 writes the model folder
+        d.barrier()
+        d.close()
+        return out
     info = {
         "method": o.method, "data": str(o.data), "format": ds.format if hasattr(ds, "format") else o.format,
         "split": {"kind": "patients", "val_fraction": o.held_out_fraction, "seed": split_seed,
@@ -187,6 +210,7 @@ def train_model(o: SPATrainOptions) -> Path:
         "init": init_info, "time_budget": o.time_budget,
         "finetune_encoder": o.finetune_encoder, "encoder_lr": o.encoder_lr if o.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": o.steps, "lr_new": o.lr_new,
+        "episodes_per_step": o.episodes_per_step, "processes": d.world,
         "user_iterations": o.user_iterations, "wta_weight": o.wta_weight, "wta_relax": o.wta_relax,
         "train_samples": o.train_samples, "lr": o.lr, "step_size": o.step_size,
         "gamma": o.gamma, "max_user_iterations": MAX_USER_ITERATIONS,
@@ -197,4 +221,6 @@ def train_model(o: SPATrainOptions) -> Path:
     }
     save_spa(net.to("cpu"), out, extra=info)
     print(json.dumps({k: info[k] for k in ("steps", "seconds_train")}))
+    d.barrier()
+    d.close()
     return out

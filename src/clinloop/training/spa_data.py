@@ -10,9 +10,7 @@ so a few hundred training slices cover many nodules instead of a few stacks.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
+from collections.abc import Sequence
 
 
 def patient_split(patient_ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0) -> dict[str, str]:

@@ -1,7 +1,9 @@
 """SPA's Algorithm 1 as a trainer object (see :mod:`clinloop.training.spa` for the
-algorithm, the readings and the deviations): the training cases, the losses, the
-``--init`` warm start, :class:`SPATrainer` (one image = one pass of Alg. 1's inner
-loop) and the checkpointing loop :func:`train`.
+algorithm, the readings and the deviations): the training cases, the losses and
+:class:`SPATrainer` (one training step = B episodes, each one pass of Alg. 1's inner
+loop over one image, their gradients averaged); the ``--init`` warm start
+(:mod:`.spa_warmstart`) and the checkpointing loop :func:`train` (:mod:`.spa_loop`)
+are importable from here as before.
 
 ``SPATrainer``'s defaults equal the command line's (:class:`~clinloop.training.spa.SPATrainOptions`):
 in particular ``wta_weight=1.0`` -- with 0 (the paper's loss alone) the latents
@@ -9,16 +11,16 @@ collapse and the K candidates are identical.
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from clinloop.training.spa_loop import train  # noqa: F401  (public here as before)
+from clinloop.training.spa_warmstart import WARM_START_SHARED, warm_start  # noqa: F401
 
 MAX_USER_ITERATIONS = 6
 
@@ -111,54 +113,31 @@ def mean_pairwise_dice(masks: torch.Tensor) -> float:
     return 1.0 if masks.shape[0] < 2 else pairwise_dice(masks.detach().cpu().numpy().astype(bool))
 
 
-WARM_START_SHARED = ("backbone.prompt_encoder.", "backbone.mask_decoder.", "conditioning.")
+@dataclass(eq=False)
+class _Episode:
+    """The state of one episode (one training image) during a training step."""
 
+    rs: int  # the episode's seed
+    g: Any = None
+    y: Any = None
+    y_r: Any = None
+    e_x: Any = None
+    x_img: Any = None
+    e_x_grad: Any = None
+    points: Any = None
+    mp: Any = None  # the mask prompt (the simulated user's last choice)
+    sparse0: Any = None
+    dense0: Any = None
+    logits1: Any = None
+    z1: Any = None
+    logs: dict = field(default_factory=lambda: {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": [],
+                                                "cand_dice": []})
 
-def warm_start(net, folder: str | Path) -> dict[str, Any]:
-    """Load the shared parts of an existing SPA model folder into ``net`` (``--init``).
-
-    Shared = the LiteMedSAM prompt encoder E_I and mask decoder and the
-    preference conditioning ``e_xn = ReLU(Conv(e_x ⊕ z_n))``; the variant's
-    preference-distribution module (p_theta) is loaded only when the folder's
-    method equals ``net``'s, otherwise it stays freshly initialised. The
-    architecture fields (M, D, conditioning width/path, PDG width) must match.
-    Returns what was loaded (recorded in ``data.json`` "init").
-    """
-    import hashlib
-
-    from clinloop.models import registry
-    from clinloop.models.spa.config import SPAConfig
-
-    d = registry.resolve_model_dir(folder)
-    src = SPAConfig.load(d / "config.json")
-    cfg = net.config
-    for f in ("n_components", "latent_dim", "cond_width", "path", "pdg_hidden"):
-        if getattr(src, f) != getattr(cfg, f):
-            raise ValueError(f"--init {d}: {f} is {getattr(src, f)!r} there but {getattr(cfg, f)!r} here")
-    raw = (d / "weights.pt").read_bytes()
-    from clinloop.models.litemedsam.compact import read_weights
-
-    sd = read_weights(d / "weights.pt")
-    same_variant = src.method == cfg.method
-    prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ())
-    take = {k: v for k, v in sd.items() if k.startswith(prefixes)}  # read_weights gives float32
-    own = net.state_dict()
-    want = [k for k in own if k.startswith(prefixes)]
-    missing = [k for k in want if k not in take]
-    bad = [k for k, v in take.items() if k not in own or own[k].shape != v.shape]
-    if missing or bad:
-        raise ValueError(f"--init {d}: weights do not match (missing {missing[:3]}, mismatched {bad[:3]})")
-    net.load_state_dict(take, strict=False)
-    steps = None
-    if (d / "data.json").is_file():
-        try:
-            steps = json.loads((d / "data.json").read_text()).get("steps")
-        except (OSError, json.JSONDecodeError):
-            steps = None
-    return {"model": str(folder), "method": src.method, "steps": steps,  # as given: no machine path
-            "weights_sha256": hashlib.sha256(raw).hexdigest(),
-            "loaded": [p.rstrip(".") for p in prefixes], "fresh": [] if same_variant else ["variant"],
-            "tensors_loaded": len(take)}
+    def summary(self) -> dict[str, float]:
+        out = {k: float(np.mean(v)) for k, v in self.logs.items() if v and k not in ("dice", "cand_dice")}
+        out["dice_first"], out["dice_last"] = self.logs["dice"][0], self.logs["dice"][-1]
+        out["cand_dice_first"] = self.logs["cand_dice"][0]  # candidates' pairwise Dice after the first click
+        return out
 
 
 class SPATrainer:
@@ -167,8 +146,12 @@ class SPATrainer:
     def __init__(self, net, lr: float = 1e-4, step_size: int = 1000, gamma: float = 0.5, n_samples: int = 8,
                  seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS,
                  wta_weight: float = 1.0, wta_relax: float = 0.05,
-                 fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5) -> None:
+                 fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5,
+                 episodes_per_step: int = 1) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
+        if int(episodes_per_step) < 1:
+            raise ValueError(f"episodes_per_step must be >= 1, got {episodes_per_step}")
+        self.episodes_per_step = int(episodes_per_step)  # B: episodes per training step (used by train())
         self.device = next(net.parameters()).device  # where the networks live (--device); data follow them
         if wta_weight < 0:
             raise ValueError(f"wta_weight must be >= 0, got {wta_weight}")
@@ -208,154 +191,192 @@ class SPATrainer:
         self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
         self.step = 0
 
-    def _update(self, key: str, loss: torch.Tensor) -> None:
-        if key not in self.opt:
-            return
+    def _zero(self) -> None:
         for o in self.opt.values():
             o.zero_grad(set_to_none=True)
-        loss.backward()
+
+    def _backward(self, loss: torch.Tensor, n_episodes: int) -> None:
+        (loss if n_episodes == 1 else loss / n_episodes).backward()  # the mean over the step's episodes
+
+    def _step(self, key: str, dist) -> None:
+        """The optimiser step of group ``key`` with this step's accumulated gradients (summed over ranks)."""
+        if dist is not None:
+            dist.sum_grads([p for g in self.opt[key].param_groups for p in g["params"]])
         self.opt[key].step()
 
     def train_case(self, case: TrainCase) -> dict[str, float]:
-        """One pass of Alg. 1's inner loop over MAX_USER_ITERATIONS; returns the mean losses and the
-        Dice of y_app^fin after the first and the last iteration."""
-        from clinloop.data.fusion import spa_weighted_fusion
-        from clinloop.interaction.users import random_target_point
-        from clinloop.models.spa import candidates as cand
-        from clinloop.models.spa.model import mask_prompt
-        from clinloop.models.spa.preference_distribution import estep_target
+        """One training step of a single episode (global batch 1: ``--episodes-per-step 1``) on ``case``;
+        the row of :meth:`train_step`."""
+        return self.train_step([case])
 
-        net, dev = self.net, self.device
+    def train_step(self, cases: Sequence[TrainCase], episodes: Sequence[int] | None = None,
+                   n_episodes: int | None = None, dist=None) -> dict[str, float]:
+        """One training step: B episodes of Alg. 1's inner loop run in lockstep.
+
+        ``cases``: this process's episodes' cases, ``episodes`` their global episode numbers
+        (default ``step * len(cases) + 0..``), ``n_episodes``: the step's B over all processes
+        (default ``len(cases)``); ``dist``: a :class:`~clinloop.training.distributed.Dist` whose
+        ranks run disjoint shares of the B episodes.
+
+        What is per episode: its RNGs (seeded ``seed * 1_000_003 + episode``), the fused target y,
+        the WTA rater y_r, the first click, the generator of the latent draws, the candidates and
+        the simulated choice (its mask prompt chain). What is per optimiser step, shared by the B
+        episodes: each of the three updates of every user iteration j (mean/variance, pi, then
+        segmentation) is ONE optimiser step of its group on the gradient of the mean of the B
+        episodes' losses (all-reduced over ranks), so the pi E-step target of iteration j uses the
+        (mu, sigma) after that iteration's mean/variance step, as in Alg. 1; the StepLR schedulers
+        and ``step`` advance once per training step. With B = 1 this is Alg. 1 exactly (one image
+        per step; bit-identical to the single-episode trainer). Returns the mean over the B
+        episodes of the per-episode losses (mean over iterations) and Dice values.
+        """
+        if episodes is None:
+            episodes = [self.step * len(cases) + b for b in range(len(cases))]
+        n_episodes = len(cases) if n_episodes is None else n_episodes
+        if len(episodes) != len(cases):
+            raise ValueError(f"{len(cases)} cases but {len(episodes)} episode numbers")
+        net = self.net
         net.train()
-        rs = self.seed * 1_000_003 + self.step
-        rng = np.random.default_rng(rs)
-        g = torch.Generator().manual_seed(rs)
-        y_np, _ = spa_weighted_fusion(case.masks, seed=rng.integers(2**31), rater_valid=case.valid)
-        if not y_np.any():  # weighted vote came out empty: fall back to the union (never train on nothing)
-            y_np = case.masks[case.valid].any(0)
-        y = torch.from_numpy(y_np).float().to(dev)
-        # one non-empty rater for the multi-hypothesis term (best_of_n_loss)
-        ok = [r for r in range(len(case.masks)) if case.valid[r] and case.masks[r].any()]
-        y_r = torch.from_numpy(case.masks[ok[int(rng.integers(len(ok)))]]).float().to(dev) if ok else y
-
-        def loss_fn(lg: torch.Tensor) -> torch.Tensor:
-            loss = soft_loss(lg, y)
-            if self.wta_weight > 0:
-                loss = loss + self.wta_weight * best_of_n_loss(lg, y_r, self.wta_relax)
-            return loss
-
-        if self.finetune_encoder:
-            if case.image is None:
-                raise ValueError("--finetune-encoder needs cases prepared with keep_images=True")
-            x_img = case.image.to(dev).float()[None]
-        else:
-            e_x = case.embedding.to(dev).float()[None]
-        px, py = random_target_point(y_np, rng)
-        points = (torch.tensor([[[px, py]]], dtype=torch.float32, device=dev), torch.tensor([[1]], device=dev))
-        mp = None
-        logs: dict[str, list[float]] = {"loss_mv": [], "loss_pi": [], "loss_seg": [], "dice": [], "cand_dice": []}
+        eps = [self._begin_episode(c, e) for c, e in zip(cases, episodes)]
         for j in range(self.user_iterations):
-            if self.finetune_encoder:  # e_x = ViT(x) with the current encoder; gradient only via GenMask #2
-                e_x_grad = net.backbone.image_encoder(x_img)
-                e_x = e_x_grad.detach()
-            # GenMask #1 (ori) -> mean/variance update
-            with torch.no_grad():
-                sparse0, dense0 = net.encode_interaction(points, mp)
-                base0 = net.decode_base(e_x, sparse0, dense0) if net.config.path == "tail" else None
-            gmm = net.distribution(e_x, sparse0, dense0)
-            logits, z, _ = net.gen_mask(e_x, sparse0, dense0, gmm, self.n_samples, g, base0)
-            loss_mv = loss_fn(logits)
-            if self.groups["mv"]:
-                self._update("mv", loss_mv)
-            # E-step target for pi (with the updated mean/variance)
-            with torch.no_grad():
-                gmm_new = net.distribution(e_x, sparse0, dense0)
-                pi_gt = estep_target(z.detach(), gmm_new, sample_dice(logits.detach(), y))
-            if self.groups["pi"]:
-                loss_pi = F.mse_loss(net.distribution(e_x, sparse0, dense0).pi, pi_gt)
-                self._update("pi", loss_pi)
-                logs["loss_pi"].append(float(loss_pi.detach()))
-            # GenMask #2 (gmm) -> segmentation + interaction encoder update
-            sparse, dense = net.encode_interaction(points, mp)
-            with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
-                gmm2 = net.distribution(e_x, sparse0, dense0)
-            logits2, _, _ = net.gen_mask(e_x_grad if self.finetune_encoder else e_x, sparse, dense, gmm2,
-                                         self.n_samples, g)
-            loss_seg = loss_fn(logits2)
-            self._update("seg", loss_seg)
-            # GenMask #3 (fin) -> candidates, simulated choice
-            with torch.no_grad():
-                sparse3, dense3 = net.encode_interaction(points, mp)
-                gmm3 = net.distribution(e_x, sparse3, dense3)
-                logits3, _, _ = net.gen_mask(e_x, sparse3, dense3, gmm3, self.n_samples, g)
-                ys = (logits3 > 0).cpu()  # candidates (K-means) on the CPU, as at inference
-                _, y_app = cand.aggregate(ys)
-                r = cand.representative_candidates(ys, 4, seed=rs + j)
-                y_cpu = y.cpu()
-                k = int(((r.float() - y_cpu[None]) ** 2).flatten(1).sum(1).argmin())
-                mp = mask_prompt(r[k]).to(dev)
-            logs["loss_mv"].append(float(loss_mv.detach()))
-            logs["loss_seg"].append(float(loss_seg.detach()))
-            logs["cand_dice"].append(mean_pairwise_dice(r))
-            inter = float((y_app & (y_cpu > 0.5)).sum())
-            logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y_cpu.sum())))
+            if "mv" in self.opt:
+                self._zero()
+            for ep in eps:  # GenMask #1 (ori) -> mean/variance update
+                self._genmask_ori(ep, n_episodes)
+            if "mv" in self.opt:
+                self._step("mv", dist)
+            if "pi" in self.opt:
+                self._zero()
+            for ep in eps:  # E-step target for pi (with the updated mean/variance)
+                self._estep(ep, n_episodes)
+            if "pi" in self.opt:
+                self._step("pi", dist)
+            self._zero()
+            for ep in eps:  # GenMask #2 (gmm) -> segmentation + interaction encoder update
+                self._genmask_gmm(ep, n_episodes)
+            if "seg" in self.opt:
+                self._step("seg", dist)
+            for ep in eps:  # GenMask #3 (fin) -> candidates, simulated choice
+                self._genmask_fin(ep, j)
         for s in self.sched.values():
             s.step()
         self.step += 1
-        out = {k: float(np.mean(v)) for k, v in logs.items() if v and k not in ("dice", "cand_dice")}
-        out["dice_first"], out["dice_last"] = logs["dice"][0], logs["dice"][-1]
-        out["cand_dice_first"] = logs["cand_dice"][0]  # candidates' pairwise Dice after the first click
-        return out
+        rows = [ep.summary() for ep in eps]
+        keys = list(rows[0]) if rows else self._row_keys()
+        vals = torch.tensor([[r[k] for k in keys] for r in rows], dtype=torch.float64).reshape(len(rows), len(keys))
+        if dist is not None and dist.active:
+            vals = dist.gather_rows(vals, dist.share(torch.arange(n_episodes))[1])
+        return {k: float(np.mean(vals[:, i].numpy())) for i, k in enumerate(keys)}
+
+    def _row_keys(self) -> list[str]:
+        return ["loss_mv"] + (["loss_pi"] if "pi" in self.opt else []) + [
+            "loss_seg", "dice_first", "dice_last", "cand_dice_first"]
+
+    def _begin_episode(self, case: TrainCase, episode: int) -> _Episode:
+        from clinloop.data.fusion import spa_weighted_fusion
+        from clinloop.interaction.users import random_target_point
+
+        dev = self.device
+        ep = _Episode(rs=self.seed * 1_000_003 + int(episode))
+        rng = np.random.default_rng(ep.rs)
+        ep.g = torch.Generator().manual_seed(ep.rs)
+        y_np, _ = spa_weighted_fusion(case.masks, seed=rng.integers(2**31), rater_valid=case.valid)
+        if not y_np.any():  # weighted vote came out empty: fall back to the union (never train on nothing)
+            y_np = case.masks[case.valid].any(0)
+        ep.y = torch.from_numpy(y_np).float().to(dev)
+        # one non-empty rater for the multi-hypothesis term (best_of_n_loss)
+        ok = [r for r in range(len(case.masks)) if case.valid[r] and case.masks[r].any()]
+        ep.y_r = torch.from_numpy(case.masks[ok[int(rng.integers(len(ok)))]]).float().to(dev) if ok else ep.y
+        if self.finetune_encoder:
+            if case.image is None:
+                raise ValueError("--finetune-encoder needs cases prepared with keep_images=True")
+            ep.x_img = case.image.to(dev).float()[None]
+        else:
+            ep.e_x = case.embedding.to(dev).float()[None]
+        px, py = random_target_point(y_np, rng)
+        ep.points = (torch.tensor([[[px, py]]], dtype=torch.float32, device=dev), torch.tensor([[1]], device=dev))
+        return ep
+
+    def _loss(self, ep: _Episode, lg: torch.Tensor) -> torch.Tensor:
+        loss = soft_loss(lg, ep.y)
+        if self.wta_weight > 0:
+            loss = loss + self.wta_weight * best_of_n_loss(lg, ep.y_r, self.wta_relax)
+        return loss
+
+    def _genmask_ori(self, ep: _Episode, n_episodes: int) -> None:
+        net = self.net
+        if self.finetune_encoder:  # e_x = ViT(x) with the current encoder; gradient only via GenMask #2
+            ep.e_x_grad = net.backbone.image_encoder(ep.x_img)
+            ep.e_x = ep.e_x_grad.detach()
+        with torch.no_grad():
+            ep.sparse0, ep.dense0 = net.encode_interaction(ep.points, ep.mp)
+            base0 = net.decode_base(ep.e_x, ep.sparse0, ep.dense0) if net.config.path == "tail" else None
+        gmm = net.distribution(ep.e_x, ep.sparse0, ep.dense0)
+        logits, z, _ = net.gen_mask(ep.e_x, ep.sparse0, ep.dense0, gmm, self.n_samples, ep.g, base0)
+        loss_mv = self._loss(ep, logits)
+        if "mv" in self.opt:
+            self._backward(loss_mv, n_episodes)
+        ep.logits1, ep.z1 = logits.detach(), z.detach()
+        ep.logs["loss_mv"].append(float(loss_mv.detach()))
+
+    def _estep(self, ep: _Episode, n_episodes: int) -> None:
+        from clinloop.models.spa.preference_distribution import estep_target
+
+        net = self.net
+        with torch.no_grad():
+            gmm_new = net.distribution(ep.e_x, ep.sparse0, ep.dense0)
+            pi_gt = estep_target(ep.z1, gmm_new, sample_dice(ep.logits1, ep.y))
+        if "pi" in self.opt:
+            loss_pi = F.mse_loss(net.distribution(ep.e_x, ep.sparse0, ep.dense0).pi, pi_gt)
+            self._backward(loss_pi, n_episodes)
+            ep.logs["loss_pi"].append(float(loss_pi.detach()))
+
+    def _genmask_gmm(self, ep: _Episode, n_episodes: int) -> None:
+        net = self.net
+        sparse, dense = net.encode_interaction(ep.points, ep.mp)
+        with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
+            gmm2 = net.distribution(ep.e_x, ep.sparse0, ep.dense0)
+        logits2, _, _ = net.gen_mask(ep.e_x_grad if self.finetune_encoder else ep.e_x, sparse, dense, gmm2,
+                                     self.n_samples, ep.g)
+        loss_seg = self._loss(ep, logits2)
+        if "seg" in self.opt:
+            self._backward(loss_seg, n_episodes)
+        ep.e_x_grad = None
+        ep.logs["loss_seg"].append(float(loss_seg.detach()))
+
+    def _genmask_fin(self, ep: _Episode, j: int) -> None:
+        from clinloop.models.spa import candidates as cand
+        from clinloop.models.spa.model import mask_prompt
+
+        net = self.net
+        with torch.no_grad():
+            sparse3, dense3 = net.encode_interaction(ep.points, ep.mp)
+            gmm3 = net.distribution(ep.e_x, sparse3, dense3)
+            logits3, _, _ = net.gen_mask(ep.e_x, sparse3, dense3, gmm3, self.n_samples, ep.g)
+            ys = (logits3 > 0).cpu()  # candidates (K-means) on the CPU, as at inference
+            _, y_app = cand.aggregate(ys)
+            r = cand.representative_candidates(ys, 4, seed=ep.rs + j)
+            y_cpu = ep.y.cpu()
+            k = int(((r.float() - y_cpu[None]) ** 2).flatten(1).sum(1).argmin())
+            ep.mp = mask_prompt(r[k]).to(self.device)
+        ep.logs["cand_dice"].append(mean_pairwise_dice(r))
+        inter = float((y_app & (y_cpu > 0.5)).sum())
+        ep.logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y_cpu.sum())))
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
-        return {"step": self.step, "net": self.net.trainable_state_dict(),
+        return {"step": self.step, "episodes_per_step": self.episodes_per_step,
+                "net": self.net.trainable_state_dict(),
                 "opt": {k: o.state_dict() for k, o in self.opt.items()},
                 "sched": {k: s.state_dict() for k, s in self.sched.items()}}
 
     def load_state(self, st: dict[str, Any]) -> None:
+        b = int(st.get("episodes_per_step", 1))  # checkpoints before the option: one episode per step
+        if b != self.episodes_per_step:
+            raise ValueError(f"the checkpoint was trained with --episodes-per-step {b}, not {self.episodes_per_step}: "
+                             "resume with the same value (the steps and the learning-rate schedule count B episodes)")
         self.net.load_state_dict(st["net"], strict=False)
         for k, o in self.opt.items():
             o.load_state_dict(st["opt"][k])
         for k, s in self.sched.items():
             s.load_state_dict(st["sched"][k])
         self.step = int(st["step"])
-
-
-def train(trainer: SPATrainer, cases: list[TrainCase], steps: int, out: Path, save_every: int = 50,
-          seed: int = 0, progress: bool = True, time_budget: float | None = None) -> list[dict[str, float]]:
-    """Run ``steps`` training images (cycling through a seeded permutation of ``cases``),
-    checkpointing into ``out/checkpoint.pt``; continues from ``trainer.step``."""
-    from tqdm.auto import tqdm
-
-    from clinloop.atomic import atomic_path
-
-    if not cases:
-        raise ValueError("no training cases")
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(len(cases)) for _ in range(steps // len(cases) + 2)])
-    rows = []
-    bar = tqdm(total=steps, initial=trainer.step, desc="SPA training", disable=not progress)
-    log_path = out / "train_log.csv"
-    t_start = time.time()
-    while trainer.step < steps:
-        if time_budget is not None and time.time() - t_start > time_budget:
-            print(f"time budget of {time_budget:.0f} s reached at step {trainer.step}", file=sys.stderr)
-            break
-        c = cases[int(order[trainer.step])]
-        row = {"step": trainer.step, **trainer.train_case(c)}
-        rows.append(row)
-        bar.update(1)
-        bar.set_postfix(seg=f"{row['loss_seg']:.3f}", d1=f"{row['dice_first']:.2f}", d6=f"{row['dice_last']:.2f}")
-        new = not log_path.exists()
-        with open(log_path, "a") as f:
-            if new:
-                f.write(",".join(row) + "\n")
-            f.write(",".join(f"{v:.5g}" if isinstance(v, float) else str(v) for v in row.values()) + "\n")
-        if trainer.step % save_every == 0 or trainer.step == steps or (
-                time_budget is not None and time.time() - t_start > time_budget):
-            with atomic_path(out / "checkpoint.pt") as tmp:
-                torch.save(trainer.state(), tmp)
-    bar.close()
-    return rows
