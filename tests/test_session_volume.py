@@ -158,6 +158,8 @@ def test_bad_input(model):
         Session(model, vol, volume_config=VolumeConfig(spacing=(0, 1, 1)))
     with pytest.raises(ValueError, match=r"axis must be .* got -1"):
         VolumeConfig(axis=-1)
+    with pytest.raises(ValueError, match=r"3-D volume of shape \(6, 20, 24\) is constant \(all 7.0\)"):
+        Session(model, np.full((6, 20, 24), 7.0))
     img = vol[0]
     s2 = Session(model, img, seed=0)
     with pytest.raises(ValueError, match=r"needs 2 coordinates \(x, y\), got 3"):
