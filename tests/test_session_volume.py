@@ -3,7 +3,7 @@
 The logic tests use the random-decoder SPA with the one-conv stub encoder
 (tests/test_spa_model.py: fast, deterministic, meaningless masks); one quality
 test runs the shipped spa-lidc on a synthetic ellipsoid (~11 slices encoded,
-~15 s on an idle 2-core machine)."""
+~15 s on an idle 2-core machine; 348 s measured at load average 12 from other jobs)."""
 import numpy as np
 import pytest
 
