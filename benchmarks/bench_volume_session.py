@@ -25,6 +25,9 @@ fully), stops by the "uncertain" rule on the first slice past the nodule; 91
 slices encoded in all, 116 s median click -> 3-D mask (~30 s per encoded slice
 under that load; the encoder alone is ~1.3 s per slice idle). The synthetic
 quality test (tests/test_session_volume.py, 8-slice ellipsoid): 3-D Dice 0.987.
+BraTS case_0 (155 x 240 x 240, FLAIR whole tumour): 3-D Dice 0.912, 77 % of
+the tumour's slices reached, 64 slices encoded, 634 s click -> 3-D mask (9.9 s
+per slice while the full test suite ran beside it).
 """
 from __future__ import annotations
 
