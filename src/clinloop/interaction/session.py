@@ -23,6 +23,13 @@ entries is an RGB(A) image (alpha dropped); any other 3-D array is a volume
 ``(D, H, W)`` (only for models that accept 3-D); a
 :class:`~clinloop.data.sample.MultiRaterSample` gives its own channels-first
 image. Everything returned is at the input's spatial size.
+
+Volumes with SPA/MedUHIP (models with ``start_volume``): ``Session(model,
+volume)`` follows the clicked structure through the slices
+(:mod:`clinloop.interaction.volume`); ``volume_config`` (a
+:class:`~clinloop.interaction.volume.VolumeConfig`: axis, spacing, max_voxels,
+stop rule) and ``progress`` (called with each finished slice) apply there, and
+``click((x, y, z), axis=0|1|2)`` propagates along another axis.
 """
 from __future__ import annotations
 
@@ -104,17 +111,33 @@ class Session:
         image: Any,
         seed: int = 0,
         profile: dict[str, Any] | None = None,
+        volume_config: Any = None,
+        progress: Any = None,
     ):
+        from clinloop.data.sample import MultiRaterSample
+
         self.model = model
         self.seed = int(seed)
         self.initial_profile = profile
-        self.image = as_channels_first(image, getattr(model, "spatial_ndims", (2,)))
+        volumes = hasattr(model, "start_volume")
+        ndims = tuple(getattr(model, "spatial_ndims", (2,)))
+        self.image = as_channels_first(image, tuple(sorted({*ndims, 3})) if volumes else ndims)
+        self.spacing = image.spacing if isinstance(image, MultiRaterSample) and self.image.ndim == 4 else None
+        self.volume_config, self.progress = volume_config, progress
+        self._slice_cache: dict = {}  # volumes: per-slice embeddings, kept across undo/replay
         self.history: list[dict[str, Any]] = []
         self.proposal: Proposal | None = None
         self.accepted: np.ndarray | None = None
         t0 = time.perf_counter()
-        self._state = model.start(self.image, seed=self.seed, profile=profile)
+        self._state = self._start()
         self.set_image_seconds = time.perf_counter() - t0
+
+    def _start(self) -> ModelState:
+        if self.image.ndim == 4 and hasattr(self.model, "start_volume"):
+            return self.model.start_volume(self.image, seed=self.seed, profile=self.initial_profile,
+                                           config=self.volume_config, spacing=self.spacing,
+                                           cache=self._slice_cache, progress=self.progress)
+        return self.model.start(self.image, seed=self.seed, profile=self.initial_profile)
 
     # ----------------------------------------------------------- properties
     @property
@@ -130,7 +153,8 @@ class Session:
         pt = tuple(float(v) for v in point)
         nd = len(self.spatial_shape)
         if len(pt) != nd:
-            raise ValueError(f"a point needs {nd} coordinates ({'x, y' if nd == 2 else 'x, y, z'}), got {len(pt)}")
+            raise ValueError(f"a point needs {nd} coordinates ({'x, y' if nd == 2 else 'x, y, z'}), got {len(pt)}: "
+                             f"{tuple(point)} for an image of shape {self.spatial_shape}")
         # (x, y[, z]) -> extent along (W, H[, D])
         extents = self.spatial_shape[::-1]
         for name, v, n in zip("xyz", pt, extents):
@@ -145,17 +169,27 @@ class Session:
             self.proposal = proposal
 
     def _timed(self, fn, *args) -> Proposal:
+        if hasattr(self._state, "progress"):  # volumes: the callback the session holds now
+            self._state.progress = self.progress
         t0 = time.perf_counter()
         p = fn(*args)
         p.seconds = time.perf_counter() - t0
         return p
 
-    def click(self, point: Point, positive: bool = True) -> Proposal:
-        """A click at ``point`` (``(x, y)`` or ``(x, y, z)``); positive = on the structure."""
+    def click(self, point: Point, positive: bool = True, axis: int | None = None) -> Proposal:
+        """A click at ``point`` (``(x, y)`` or ``(x, y, z)``); positive = on the structure.
+        ``axis`` (volumes only): propagate along 0 (axial), 1 (coronal) or 2 (sagittal)."""
         pt = self._check_point(point)
         self._ensure_open()
-        p = self._timed(self._state.click, pt, bool(positive))
-        self._record("click", p, point=list(pt), positive=bool(positive))
+        if axis is None:
+            p = self._timed(self._state.click, pt, bool(positive))
+            self._record("click", p, point=list(pt), positive=bool(positive))
+            return p
+        if len(self.spatial_shape) != 3 or not hasattr(self._state, "anchor"):
+            raise ValueError(f"axis={axis!r} applies to volumes with a volumetric model; this image has shape "
+                             f"{self.spatial_shape}")
+        p = self._timed(self._state.click, pt, bool(positive), axis)
+        self._record("click", p, point=list(pt), positive=bool(positive), axis=int(axis))
         return p
 
     def choose(self, k: int) -> Proposal:
@@ -197,7 +231,7 @@ class Session:
         if not self.history:
             raise ValueError("nothing to undo")
         keep = self.history[:-1]
-        self._state = self.model.start(self.image, seed=self.seed, profile=self.initial_profile)
+        self._state = self._start()
         self.history, self.proposal, self.accepted = [], None, None
         self._apply(keep)
         return self.proposal
@@ -216,7 +250,7 @@ class Session:
         for h in history:
             a = h["action"]
             if a == "click":
-                self.click(h["point"], h["positive"])
+                self.click(h["point"], h["positive"], h.get("axis"))
             elif a == "choose":
                 self.choose(h["candidate"])
             elif a == "hint":
@@ -228,8 +262,8 @@ class Session:
 
     @classmethod
     def replay(cls, model: InteractiveModel, image: Any, history: Sequence[dict[str, Any]], seed: int = 0,
-               profile: dict[str, Any] | None = None) -> "Session":
+               profile: dict[str, Any] | None = None, volume_config: Any = None) -> "Session":
         """Rebuild a session from its recorded history (same model, image, seed → same result)."""
-        s = cls(model, image, seed=seed, profile=profile)
+        s = cls(model, image, seed=seed, profile=profile, volume_config=volume_config)
         s._apply(history)
         return s

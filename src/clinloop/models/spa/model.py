@@ -291,6 +291,13 @@ class SPAModel:
     def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None) -> SPAState:
         return SPAState(self, np.asarray(image, dtype=np.float32), seed, profile)
 
+    def start_volume(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None, **options):
+        """A ``(C, D, H, W)`` volume: one click follows the structure through the slices
+        (:class:`clinloop.interaction.volume.VolumeState`; ``options``: config, spacing, cache, progress)."""
+        from clinloop.interaction.volume import VolumeState
+
+        return VolumeState(self, np.asarray(image, dtype=np.float32), seed, profile, **options)
+
 
 def build_spa(config: SPAConfig | None = None, checkpoint: bool | str | None = True) -> SPAModel:
     """A fresh SPA model on LiteMedSAM (``checkpoint`` as ``build_litemedsam``; ``None`` = random backbone)."""

@@ -1,0 +1,86 @@
+"""The propagation rules of a volumetric session (:mod:`clinloop.interaction.volume`):
+its options, the stop rule and the prompt point taken from a mask."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from clinloop.interaction import planes as pl
+
+
+@dataclass
+class VolumeConfig:
+    """Options of a volumetric session (rules: :mod:`clinloop.interaction.volume`)."""
+
+    axis: int = 0  # default propagation axis: 0 axial (slices along D), 1 coronal (H), 2 sagittal (W)
+    spacing: tuple[float, float, float] | None = None  # (s_z, s_y, s_x); None: the sample's, else 1
+    max_voxels: int = 32_000_000  # refuse larger volumes (crop them first)
+    min_area: int = 4  # stop below this many plane pixels
+    min_overlap: float = 0.2  # stop when |new & prev| / min(|new|, |prev|) is below this
+    max_centroid_shift: float = 1.0  # stop when the centroid moves more than this many radii of prev
+    max_uncertainty: float = 0.75  # stop when sum(4 p (1 - p)) / |y_app| exceeds this (the N samples disagree)
+    use_box: bool = True  # propagate with the previous mask's box (measured best, see the module docstring)
+    use_point: bool = False  # ... with a point at the previous mask's interior
+    use_mask: bool = False  # ... with the previous mask as the mask prompt (±4 logits)
+    anisotropy_tolerance: float = 0.05  # resample planes whose pixel spacings differ by more (relative)
+
+    def __post_init__(self) -> None:
+        pl.check_axis(self.axis)
+        if isinstance(self.max_voxels, bool) or not isinstance(self.max_voxels, int) or self.max_voxels < 1:
+            raise ValueError(f"max_voxels must be a positive integer, got {self.max_voxels!r}")
+        if self.min_area < 1:
+            raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
+        if not 0 <= self.min_overlap <= 1:
+            raise ValueError(f"min_overlap must be in 0 .. 1, got {self.min_overlap}")
+        if not self.max_uncertainty > 0:
+            raise ValueError(f"max_uncertainty must be > 0, got {self.max_uncertainty}")
+        if not self.max_centroid_shift > 0:
+            raise ValueError(f"max_centroid_shift must be > 0, got {self.max_centroid_shift}")
+        if not (self.use_point or self.use_mask or self.use_box):
+            raise ValueError("propagation needs at least one of use_point, use_mask, use_box")
+
+
+def check_spacing(spacing: Any) -> tuple[float, float, float]:
+    """Three finite positive voxel sizes ``(s_z, s_y, s_x)``; ValueError otherwise."""
+    try:
+        s = tuple(float(v) for v in spacing)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"spacing must be 3 numbers (s_z, s_y, s_x); got {spacing!r}") from e
+    if len(s) != 3 or not all(math.isfinite(v) and v > 0 for v in s):
+        raise ValueError(f"spacing must be 3 finite positive numbers (s_z, s_y, s_x) for a (D, H, W) volume; "
+                         f"got {spacing!r}")
+    return s
+
+
+def interior_point(mask: torch.Tensor) -> tuple[float, float]:
+    """``(x, y)`` of the pixel of a non-empty 2-D bool mask farthest from its boundary (first in
+    row-major order on ties)."""
+    from scipy.ndimage import distance_transform_edt
+
+    d = distance_transform_edt(np.pad(mask.numpy(), 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(d)), d.shape)
+    return float(c), float(r)
+
+
+def stop_reason(prev: np.ndarray, new: np.ndarray, cfg: VolumeConfig, prob: np.ndarray | None = None) -> str | None:
+    """The stop rule on two plane masks (module docstring, step 3): a reason or None.
+    ``prob``: the new slice's probability (mean of the N samples), for the "uncertain" rule."""
+    a_new, a_prev = int(new.sum()), int(prev.sum())
+    if a_new == 0:
+        return "vanished"
+    if a_new < cfg.min_area:
+        return "small"
+    if prob is not None and float((4 * prob * (1 - prob)).sum()) / a_new > cfg.max_uncertainty:
+        return "uncertain"
+    if a_prev == 0:
+        return None
+    if (new & prev).sum() / min(a_new, a_prev) < cfg.min_overlap:
+        return "jump"
+    c_new, c_prev = np.argwhere(new).mean(0), np.argwhere(prev).mean(0)
+    if np.hypot(*(c_new - c_prev)) > cfg.max_centroid_shift * math.sqrt(a_prev / math.pi):
+        return "jump"
+    return None

@@ -1,0 +1,341 @@
+"""Volumetric SPA/MedUHIP sessions: one click on one slice, a 3-D mask back.
+
+``Session(model, volume)`` with a ``(D, H, W)`` volume (or a 3-D
+``MultiRaterSample``, whose ``spacing`` is used) and an SPA-family model builds
+a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
+
+1. **Anchor slice.** The slice of the latest click along the session's axis
+   (:mod:`.planes`) is prompted exactly as 2-D SPA prompts an image: the user's
+   points on that slice, plus the chosen candidate's slice as the mask prompt
+   after a ``choose``. e_u of this prompt gives the preference distribution
+   p_theta (the PDG runs **once per action**, here), and the N latents
+   z_n ~ p_theta are drawn **once** with the same seed rule as 2-D
+   (``seed * 1_000_003 + iteration``). On a single-slice volume the anchor's
+   mask and probability therefore equal the 2-D session's.
+2. **Propagation.** From the anchor outwards, first to higher then to lower
+   slice indices, each next slice is prompted by the previous slice's y_app in
+   the 256² model frame (all planes along one axis share a frame): by default
+   its **box** (``VolumeConfig.use_box``); optionally also a positive point at
+   its interior (the pixel farthest from the boundary, ``use_point``) and the
+   mask itself as the mask prompt (±4 logits, as SPA feeds a chosen candidate,
+   ``use_mask``); plus any user points on that slice. After a ``choose`` the
+   chosen 3-D candidate's slice is the mask prompt. The decoder runs once per
+   slice and the *same* N latents give that slice's N samples (the tail path's
+   per-sample offsets), so sample n is one 3-D mask y_n under one latent.
+   Measured with spa-lidc on a 24x96x96 ellipsoid (13 slices) clicked at its
+   centre, 3-D Dice: box 0.78, point 0.55, box+point+mask 0.56, point+mask
+   0.50, mask alone 0.06 (the proposal vanishes on the next slice). spa-lidc's
+   decoder keeps LiteMedSAM's box training; SPA's own prompts (point, mask)
+   follow the previous slice too literally.
+3. **Stop rule** (slice t against the last kept slice, both in plane pixels):
+   stop when the new y_app is empty ("vanished"), has fewer than ``min_area``
+   pixels ("small"), when the N samples disagree -- sum of 4p(1-p) over the
+   plane divided by the mask's area above ``max_uncertainty`` ("uncertain":
+   a box past the structure's end still yields a blob, but an uncertain one;
+   on the ellipsoid above it was 0.98-1.0 on every slice past the ends and at
+   most 0.48 inside) -- when it overlaps the previous mask by less than
+   ``min_overlap`` of the smaller of the two, or its centroid moved more than
+   ``max_centroid_shift`` equivalent radii (sqrt(area/pi)) of the previous one
+   ("jump"). Slice t is then dropped (its mask stays zero) and the direction
+   ends, unless a slice further on carries a positive user click: propagation
+   resumes there (a clicked slice is always segmented, never stopped).
+4. **3-D candidates.** K-means (:func:`clinloop.models.spa.candidates.kmeans`,
+   seeded with the step seed) clusters the N *3-D* samples y_n (2x2-pooled,
+   each slice cropped to the box where any sample is foreground: exact, since
+   all-zero columns add nothing to distances); candidate k is, on every slice,
+   the 0.5-binarised mean of the same member latents, so the K candidates are K
+   consistent 3-D styles, ordered by cluster size. ``choose(k)`` feeds
+   candidate k back (its anchor slice to the PDG, every slice as mask prompt)
+   and recomputes the volume.
+
+Image encoding is lazy: only the slices the propagation visits are encoded
+(the anchor, the reached slices and the one slice where each direction
+stopped), each once per session (``SliceCache``, shared with ``undo``/replay).
+``progress`` (a callable) receives a :class:`SliceResult` after each slice so a
+UI can show the 3-D result as it grows; candidates exist once the volume is
+done. Later clicks may use another ``axis``: user points and the chosen
+candidate are kept in voxel coordinates, so they prompt whichever planes the
+new axis visits.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from clinloop.interaction import planes as pl
+from clinloop.interaction.propagation import VolumeConfig, check_spacing, interior_point, stop_reason
+from clinloop.interaction.proposal import Proposal
+
+__all__ = ["VolumeConfig", "VolumeState", "SliceResult", "check_spacing", "interior_point", "stop_reason"]
+
+
+@dataclass
+class SliceResult:
+    """One slice of a growing 3-D proposal (what ``progress`` receives)."""
+
+    axis: int
+    index: int
+    mask: np.ndarray  # (rows, cols) bool, the plane along ``axis`` (pl.plane_shape)
+    probability: np.ndarray  # (rows, cols) float
+    done: int  # slices finished so far in this action
+
+
+@dataclass
+class _Slice:
+    """Per-slice model inputs, cached for the session (``e_x`` stored float16: the values are
+    float16-rounded by the embedding cache, so this is exact)."""
+
+    e_x: torch.Tensor  # (1, 256, 64, 64) float16
+    info: Any  # litemedsam ResizeInfo of the square-pixel plane
+    grid: pl.PlaneGrid
+
+
+@dataclass
+class _Out:
+    y_model: torch.Tensor  # (256, 256) bool, y_app in the model frame
+    prob: torch.Tensor  # (rows, cols) float, input plane
+    ys: torch.Tensor  # (N, bh, bw) bool samples inside ``box`` (model frame)
+    box: tuple[int, int, int, int]  # r0, r1, c0, c1 (model frame, exclusive ends)
+    mask: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.mask = (self.prob > 0.5).numpy()
+
+
+SliceCache = dict  # (axis, index) -> _Slice
+
+
+class VolumeState:
+    """The ``ModelState`` of a volumetric SPA session (module docstring)."""
+
+    def __init__(self, model, image: np.ndarray, seed: int, profile: dict[str, Any] | None,
+                 config: VolumeConfig | None = None, spacing=None, cache: SliceCache | None = None,
+                 progress: Callable[[SliceResult], None] | None = None) -> None:
+        from clinloop.models.spa.preference_distribution import GMM
+
+        self.model, self.net, self.seed = model, model.net, int(seed)
+        self.vcfg = config or VolumeConfig()
+        if image.ndim != 4:
+            raise ValueError(f"a volume must be (D, H, W); got an image of shape {image.shape[1:]}")
+        if image.shape[0] not in (1, 3):
+            raise ValueError(f"a volume for SPA needs 1 or 3 channels; got {image.shape[0]} (shape {image.shape})")
+        n_vox = int(np.prod(image.shape[1:]))
+        if n_vox > self.vcfg.max_voxels:
+            raise ValueError(f"volume {image.shape[1:]} has {n_vox} voxels, more than max_voxels="
+                             f"{self.vcfg.max_voxels}; crop it or raise VolumeConfig.max_voxels")
+        if float(image.min()) == float(image.max()):  # a blank series (e.g. a failed read): nothing to follow
+            raise ValueError(f"the 3-D volume of shape {image.shape[1:]} is constant (all {float(image.min())}): "
+                             "nothing to segment")
+        self.image, self.shape = image, tuple(image.shape[1:])
+        self.spacing = check_spacing(self.vcfg.spacing if self.vcfg.spacing is not None else (spacing or (1, 1, 1)))
+        self.cache = cache if cache is not None else {}
+        self.progress = progress
+        self.axis, self.anchor = self.vcfg.axis, 0
+        self.clicks: list[tuple[tuple[float, float, float], int]] = []
+        self.chosen: np.ndarray | None = None  # (D, H, W) bool: the chosen 3-D candidate (input frame)
+        self.chosen_model: dict[tuple[int, int], torch.Tensor] = {}  # same, model frame per (axis, slice)
+        self.slice_cands: dict[int, torch.Tensor] = {}  # last proposal: slice -> (K, 256, 256) model frame
+        self.candidates: np.ndarray | None = None
+        self.iteration, self.encoded = 0, 0
+        self.gmm = None
+        if profile is not None:
+            g = profile.get("gmm") if isinstance(profile, dict) else None
+            if g is None:
+                raise ValueError("SPA profile must be a dict with a 'gmm' entry (from Session.profile())")
+            self.gmm = GMM.from_json(g, dim=model.config.latent_dim)
+        self.carried = self.gmm is not None
+
+    # ------------------------------------------------------------------ actions
+    def click(self, point, positive: bool, axis: int | None = None) -> Proposal:
+        if len(point) != 3:
+            raise ValueError(f"a volume takes 3-D points (x, y, z); got {tuple(point)}")
+        self.axis = pl.check_axis(self.axis if axis is None else axis)
+        pt = tuple(float(v) for v in point)
+        self.clicks.append((pt, 1 if positive else 0))
+        self.anchor = pl.split_point(pt, self.axis)[0]
+        return self._step()
+
+    def choose(self, k: int) -> Proposal:
+        if self.candidates is None:
+            raise ValueError("choose() before any proposal")
+        if not 0 <= k < len(self.candidates):
+            raise ValueError(f"candidate {k} out of range 0..{len(self.candidates) - 1}")
+        self.chosen = self.candidates[k].copy()
+        self.chosen_model = {(self.axis, t): c[k].clone() for t, c in self.slice_cands.items()}
+        return self._step()
+
+    def hint(self, points) -> Proposal:
+        raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
+
+    def profile(self) -> dict[str, Any]:
+        return {"method": self.model.name, "gmm": None if self.gmm is None else self.gmm.to_json(),
+                "iteration": self.iteration}
+
+    # ------------------------------------------------------------------ per slice
+    def _slice(self, t: int) -> _Slice:
+        key = (self.axis, t)
+        if key not in self.cache:
+            from clinloop.models.litemedsam.cache import embed
+            from clinloop.models.litemedsam.preprocess import preprocess
+
+            plane = pl.take(self.image, self.axis, t)
+            grid = pl.plane_grid(plane.shape[1:], pl.plane_spacing(self.spacing, self.axis),
+                                 self.vcfg.anisotropy_tolerance)
+            x, info = preprocess(grid.to_model(plane))
+            e = embed([x], self.net.backbone, cache=getattr(self.model, "disk_cache", False), progress=False)
+            self.cache[key] = _Slice(e.half(), info, grid)
+            self.encoded += 1
+        return self.cache[key]
+
+    def _user_points(self, t: int, s: _Slice, positive_only: bool = False) -> list[tuple[tuple[float, float], int]]:
+        from clinloop.models.litemedsam.preprocess import points_to_model
+
+        out = []
+        for pt, lab in self.clicks:
+            i, (c, r) = pl.split_point(pt, self.axis)
+            if i == t and (lab or not positive_only):
+                out.append((tuple(points_to_model([s.grid.point_to_model(c, r)], s.info)[0]), lab))
+        return out
+
+    def _chosen_prompt(self, t: int, s: _Slice) -> torch.Tensor | None:
+        if (self.axis, t) in self.chosen_model:
+            return self.chosen_model[(self.axis, t)]
+        if self.chosen is None:
+            return None
+        from clinloop.models.litemedsam.preprocess import mask_to_model
+
+        plane = pl.take(self.chosen, self.axis, t)[None].astype(np.float32)
+        m = mask_to_model(s.grid.to_model(plane)[0] > 0.5, s.info) > 0.5
+        self.chosen_model[(self.axis, t)] = m
+        return m
+
+    def _prompt(self, t: int, s: _Slice, guide: torch.Tensor | None):
+        """(points, box, mask logits) for slice t; ``guide`` = the previous slice's y_app (model frame)."""
+        from clinloop.models.spa.model import mask_prompt
+
+        pts = self._user_points(t, s)
+        box = mp = None
+        if guide is not None and guide.any():
+            if self.vcfg.use_point:
+                pts.append((interior_point(guide), 1))
+            if self.vcfg.use_box:
+                rr, cc = torch.nonzero(guide, as_tuple=True)
+                box = torch.tensor([[cc.min(), rr.min(), cc.max(), rr.max()]], dtype=torch.float32)
+            if self.vcfg.use_mask:
+                mp = mask_prompt(guide)
+        chosen = self._chosen_prompt(t, s)
+        if chosen is not None:
+            mp = mask_prompt(chosen)
+        p = None
+        if pts:
+            p = (torch.tensor([[list(q) for q, _ in pts]], dtype=torch.float32),
+                 torch.tensor([[lab for _, lab in pts]], dtype=torch.long))
+        return p, box, mp
+
+    def _run(self, t: int, s: _Slice, prompt, z: torch.Tensor, encoded=None) -> _Out:
+        from clinloop.models.litemedsam.preprocess import postprocess_logits
+
+        e_x = s.e_x.float()
+        sparse, dense = encoded if encoded is not None else self.net.encode_interaction(prompt[0], prompt[2], prompt[1])
+        base = self.net.decode_base(e_x, sparse, dense) if self.net.config.path == "tail" else None
+        ys = self.net.sample_logits(e_x, sparse, dense, z, base) > 0  # (N, 256, 256)
+        prob_m = ys.float().mean(0)
+        prob = s.grid.from_model(postprocess_logits(prob_m[None], s.info))[0].clamp(0, 1)
+        h, w = s.info.resized_size
+        anyf = ys[:, :h, :w].any(0)
+        if anyf.any():
+            rr, cc = torch.nonzero(anyf, as_tuple=True)
+            box = (int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1)
+        else:
+            box = (0, 0, 0, 0)
+        return _Out(prob_m > 0.5, prob, ys[:, box[0]:box[1], box[2]:box[3]].clone(), box)
+
+    # ------------------------------------------------------------------ the step
+    @torch.inference_mode()
+    def _step(self) -> Proposal:
+        from clinloop.models.spa.preference_distribution import sample
+
+        cfg, t_start, enc0 = self.model.config, time.perf_counter(), self.encoded
+        self.iteration += 1
+        n_sl = self.shape[self.axis]
+        a = self.anchor
+        s = self._slice(a)
+        prompt = self._prompt(a, s, None)
+        sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1])
+        if not (self.carried and self.iteration == 1):  # p^(0) from the click, or the carried profile
+            self.gmm = self.net.distribution(s.e_x.float(), sparse, dense).detach()
+        step_seed = self.seed * 1_000_003 + self.iteration
+        z, _ = sample(self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
+        outs = {a: self._run(a, s, prompt, z, (sparse, dense))}
+        self._notify(a, outs)
+        stops: dict[str, Any] = {}
+        positive = sorted({pl.split_point(p, self.axis)[0] for p, lab in self.clicks if lab})
+        for d in (1, -1):
+            prev, t = outs[a], a + d
+            while 0 <= t < n_sl:
+                if prev is None or not prev.mask.any():
+                    ahead = [i for i in positive if (i - t) * d >= 0]
+                    if not ahead:
+                        break
+                    t, prev = min(ahead, key=lambda i: abs(i - t)), None  # resume at the next clicked slice
+                s = self._slice(t)
+                out = self._run(t, s, self._prompt(t, s, None if prev is None else prev.y_model), z)
+                clicked = t in positive
+                why = None if clicked or prev is None else stop_reason(prev.mask, out.mask, self.vcfg, out.prob.numpy())
+                if why is None and not out.mask.any() and not clicked:
+                    why = "vanished"
+                if why is not None:
+                    stops[f"{'+' if d > 0 else '-'}{t}"] = why
+                    prev = None
+                else:
+                    outs[t] = prev = out
+                    self._notify(t, outs)
+                t += d
+        return self._assemble(outs, step_seed, stops, time.perf_counter() - t_start, self.encoded - enc0)
+
+    def _notify(self, t: int, outs: dict[int, _Out]) -> None:
+        if self.progress is not None:
+            o = outs[t]
+            self.progress(SliceResult(self.axis, t, o.mask, o.prob.numpy(), len(outs)))
+
+    def _assemble(self, outs: dict[int, _Out], step_seed: int, stops, seconds: float, encoded: int) -> Proposal:
+        from clinloop.models.litemedsam.preprocess import postprocess_logits
+        from clinloop.models.spa import candidates as cand
+
+        k_n, n = self.model.config.n_candidates, self.model.config.n_samples
+        order = sorted(outs)
+        feats = [cand.pooled_fraction(outs[t].ys, 2) for t in order if outs[t].ys.numel()]
+        x = torch.cat(feats, 1) if feats else torch.zeros(n, 1)
+        kk = min(k_n, len({row.numpy().tobytes() for row in x}))
+        _, labels = cand.kmeans(x, kk, seed=step_seed)
+        onehot = torch.nn.functional.one_hot(labels, kk).T.float()  # (kk, N)
+        sizes = onehot.sum(1)
+        rank = torch.argsort(sizes, descending=True, stable=True)
+        rank = torch.cat([rank, rank[torch.arange(k_n - kk) % kk]]) if kk < k_n else rank
+        prob = np.zeros(self.shape, np.float32)
+        cands = np.zeros((k_n, *self.shape), bool)
+        self.slice_cands = {}
+        for t in order:
+            o, s = outs[t], self.cache[(self.axis, t)]
+            pl.put(prob, self.axis, t, o.prob.numpy())
+            cm = torch.zeros(k_n, 256, 256, dtype=torch.bool)
+            if o.ys.numel():
+                mean = (onehot @ o.ys.reshape(n, -1).float()) / sizes[:, None]
+                r0, r1, c0, c1 = o.box
+                cm[:, r0:r1, c0:c1] = (mean[rank] > 0.5).view(k_n, r1 - r0, c1 - c0)
+            self.slice_cands[t] = cm
+            ci = s.grid.from_model(postprocess_logits(cm.float(), s.info)) > 0.5
+            pl.put(cands, self.axis, t, ci.numpy())
+        self.candidates = cands
+        mask = prob > 0.5
+        lo, hi = (order[0], order[-1]) if order else (None, None)
+        return Proposal(
+            mask=mask, probability=prob, uncertainty=(4 * prob * (1 - prob)).astype(np.float32), candidates=cands,
+            extra={"sample_seed": step_seed, "n_samples": n, "method": self.model.name, "axis": self.axis,
+                   "anchor": self.anchor, "slices": [lo, hi], "n_slices": len(order), "stops": stops,
+                   "encoded_slices": encoded, "seconds_total": seconds},
+        )
