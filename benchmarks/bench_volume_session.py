@@ -99,7 +99,7 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     import clinloop
-    from clinloop.interaction.volume import VolumeConfig
+    from clinloop.interaction.propagation import VolumeConfig
 
     parts = set(a.prompt.split("+"))
     cfg = VolumeConfig(use_box="box" in parts, use_point="point" in parts, use_mask="mask" in parts)

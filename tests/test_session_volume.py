@@ -1,4 +1,4 @@
-"""Volumetric SPA sessions (clinloop.interaction.volume): one click, a 3-D mask.
+"""Volumetric SPA sessions (clinloop.models.spa.volume): one click, a 3-D mask.
 
 The logic tests use the random-decoder SPA with the one-conv stub encoder
 (tests/test_spa_model.py: fast, deterministic, meaningless masks); one quality
@@ -9,7 +9,7 @@ import pytest
 
 from clinloop.interaction import planes as pl
 from clinloop.interaction.session import Session
-from clinloop.interaction.volume import VolumeConfig, stop_reason
+from clinloop.interaction.propagation import VolumeConfig, stop_reason
 from clinloop.models.spa.model import SPAModel
 from tests.test_spa_model import tiny_net
 

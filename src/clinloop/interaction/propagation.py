@@ -1,4 +1,4 @@
-"""The propagation rules of a volumetric session (:mod:`clinloop.interaction.volume`):
+"""The propagation rules of a volumetric session (:mod:`clinloop.models.spa.volume`):
 its options, the stop rule and the prompt point taken from a mask."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from clinloop.interaction import planes as pl
 
 @dataclass
 class VolumeConfig:
-    """Options of a volumetric session (rules: :mod:`clinloop.interaction.volume`)."""
+    """Options of a volumetric session (rules: :mod:`clinloop.models.spa.volume`)."""
 
     axis: int = 0  # default propagation axis: 0 axial (slices along D), 1 coronal (H), 2 sagittal (W)
     spacing: tuple[float, float, float] | None = None  # (s_z, s_y, s_x); None: the sample's, else 1

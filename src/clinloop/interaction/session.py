@@ -26,8 +26,8 @@ image. Everything returned is at the input's spatial size.
 
 Volumes with SPA/MedUHIP (models with ``start_volume``): ``Session(model,
 volume)`` follows the clicked structure through the slices
-(:mod:`clinloop.interaction.volume`); ``volume_config`` (a
-:class:`~clinloop.interaction.volume.VolumeConfig`: axis, spacing, max_voxels,
+(:mod:`clinloop.models.spa.volume`); ``volume_config`` (a
+:class:`~clinloop.interaction.propagation.VolumeConfig`: axis, spacing, max_voxels,
 stop rule) and ``progress`` (called with each finished slice) apply there, and
 ``click((x, y, z), axis=0|1|2)`` propagates along another axis.
 """

@@ -64,15 +64,7 @@ from .config import SPAConfig
 from .distribution_generator import interaction_vector
 from .preference_distribution import GMM, sample
 from .variants import build_variant
-
-MASK_PROMPT_SCALE = 4.0  # a binary candidate r_u enters the mask branch as logits ±4 (SAM feeds logits)
-
-
-def mask_prompt(mask: torch.Tensor) -> torch.Tensor:
-    """Binary ``(256, 256)`` (or ``(B, 256, 256)``) -> mask-prompt logits ``(B, 1, 256, 256)``."""
-    m = mask.float().reshape(-1, 1, *mask.shape[-2:])
-    return (2 * m - 1) * MASK_PROMPT_SCALE
-
+from .prompts import MASK_PROMPT_SCALE, mask_prompt  # noqa: F401  (re-exported)
 
 class SPANet(nn.Module):
     """The trainable networks on top of a LiteMedSAM backbone.
@@ -293,8 +285,8 @@ class SPAModel:
 
     def start_volume(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None, **options):
         """A ``(C, D, H, W)`` volume: one click follows the structure through the slices
-        (:class:`clinloop.interaction.volume.VolumeState`; ``options``: config, spacing, cache, progress)."""
-        from clinloop.interaction.volume import VolumeState
+        (:class:`clinloop.models.spa.volume.VolumeState`; ``options``: config, spacing, cache, progress)."""
+        from clinloop.models.spa.volume import VolumeState
 
         return VolumeState(self, np.asarray(image, dtype=np.float32), seed, profile, **options)
 

@@ -215,7 +215,7 @@ class VolumeState:
 
     def _prompt(self, t: int, s: _Slice, guide: torch.Tensor | None):
         """(points, box, mask logits) for slice t; ``guide`` = the previous slice's y_app (model frame)."""
-        from clinloop.models.spa.model import mask_prompt
+        from clinloop.models.spa.prompts import mask_prompt
 
         pts = self._user_points(t, s)
         box = mp = None
