@@ -10,6 +10,8 @@ is the same with ``offset + k - 1``; ``choose(k)`` keeps that offset. A
 negative click shrinks the radius by one everywhere."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from clinloop.interaction.proposal import Proposal
@@ -28,8 +30,8 @@ def discs(shape, x, y, z, r0) -> np.ndarray:
 
 
 class StubVolumeState:
-    def __init__(self, image, config, progress):
-        self.shape, self.config, self.progress = tuple(image.shape[1:]), config, progress
+    def __init__(self, image, config, progress, delay=0.0):
+        self.shape, self.config, self.progress, self.delay = tuple(image.shape[1:]), config, progress, delay
         self.at, self.offset = None, 0
 
     def _proposal(self) -> Proposal:
@@ -40,6 +42,7 @@ class StubVolumeState:
         done = 0
         for t in order:
             if mask[t].any() and self.progress is not None:
+                time.sleep(self.delay)  # the browser test's clicks last long enough to be polled
                 done += 1
                 self.progress(SliceResult(0, t, mask[t], mask[t].astype(np.float32), done))
         cands = np.stack([discs(self.shape, x, y, z, r0 + k - 1) for k in range(3)])
@@ -76,7 +79,8 @@ class StubVolumeModel:
     name = "stub3d"
     spatial_ndims = (2,)
 
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
+        self.delay = delay  # seconds per slice
         self.configs = []  # the VolumeConfig of every volume state started
 
     def start(self, image, *, seed=0, profile=None):
@@ -84,4 +88,4 @@ class StubVolumeModel:
 
     def start_volume(self, image, *, seed=0, profile=None, config=None, spacing=None, cache=None, progress=None):
         self.configs.append(config)
-        return StubVolumeState(image, config, progress)
+        return StubVolumeState(image, config, progress, self.delay)
