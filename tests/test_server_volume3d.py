@@ -135,3 +135,35 @@ def test_a_volume_over_max_voxels_is_a_clear_422(tmp_path):
         r = c.post("/api/sessions", json={"case_id": "ell"}, headers=U)
         assert r.status_code == 422
         assert "max-voxels" in r.json()["detail"] and "12x64x64" in r.json()["detail"]
+
+
+def test_spa_lidc_one_click_follows_the_ellipsoid_and_replays_exactly(tmp_path):
+    """The shipped SPA model through the server: one click at the ellipsoid's
+    centre slice gives a mask on several slices; after an eviction the replay
+    (same volume config: the case's spacing) gives the same 3-D mask."""
+    from clinloop.models.registry import shipped_models
+
+    if "spa-lidc" not in shipped_models():
+        pytest.skip("spa-lidc is not shipped in this checkout")
+    from fastapi.testclient import TestClient
+    from test_server import shared_model
+
+    from clinloop.server.app import create_app
+    from clinloop.server.context import Limits
+    from clinloop.server.worklist import worklist_from_dataset
+
+    app = create_app(shared_model(), state_dir=tmp_path / "state", limits=Limits(live_sessions=1),
+                     worklist=worklist_from_dataset(ListDataset([_ellipsoid()], name="vol3d")))
+    with TestClient(app) as c:
+        sid = _open(c)
+        r = c.post(f"/api/sessions/{sid}/click", json={"x": 34, "y": 30, "z": 6}, headers=U)
+        assert r.status_code == 200, r.text
+        m = _mask(app, sid)
+        slices = np.nonzero(m.any(axis=(1, 2)))[0].tolist()
+        assert len(slices) >= 3 and 6 in slices and (min(slices) < 6 < max(slices)), slices
+        pr = c.get(f"/api/sessions/{sid}/progress", headers=U).json()
+        assert pr["done"] == len(slices) and pr["slice_areas"] == m.sum(axis=(1, 2)).tolist()
+        _open(c)  # evicts the first session
+        assert app.state.ctx.live.cached(sid) is None
+        assert c.get(f"/api/sessions/{sid}/proposal?z=6", headers=U).status_code == 200
+        assert np.array_equal(_mask(app, sid), m)
