@@ -109,7 +109,7 @@ def test_choose_changes_the_3d_mask_and_replay_is_exact(tmp_path):
 
 def test_export_nifti_keeps_the_case_affine(tmp_path):
     nib = pytest.importorskip("nibabel")
-    c, app, _ = _client(tmp_path)
+    c, _, _ = _client(tmp_path)
     with c:
         sid = _open(c)
         c.post(f"/api/sessions/{sid}/click", json={"x": 34, "y": 30, "z": 6}, headers=U)
@@ -120,7 +120,7 @@ def test_export_nifti_keeps_the_case_affine(tmp_path):
 
         p = tmp_path / "m.nii.gz"
         p.write_bytes(r.content)
-        arr, spacing, affine, _ = read_image(p)
+        arr, _, affine, _ = read_image(p)
         assert np.allclose(affine, AFFINE)
         assert arr.reshape(D, H, W).astype(bool).sum() == discs((D, H, W), 34, 30, 6, 5).sum()
         assert np.array_equal(arr.reshape(D, H, W) > 0, discs((D, H, W), 34, 30, 6, 5))
@@ -167,3 +167,38 @@ def test_spa_lidc_one_click_follows_the_ellipsoid_and_replays_exactly(tmp_path):
         assert app.state.ctx.live.cached(sid) is None
         assert c.get(f"/api/sessions/{sid}/proposal?z=6", headers=U).status_code == 200
         assert np.array_equal(_mask(app, sid), m)
+
+
+def test_dicom_seg_of_a_multiframe_volume_places_each_slice(tmp_path):
+    """A legacy multi-frame CT (one ImagePositionPatient, 1 mm slices along z):
+    the DICOM-SEG of the 3-D mask has one frame per slice, each at its slice's
+    position, holding that slice's mask."""
+    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("highdicom")
+    from fastapi.testclient import TestClient
+    from test_server import dicom_bytes
+
+    from clinloop.server.app import create_app
+
+    zz, yy, xx = np.mgrid[:6, :32, :32]
+    vol = (100 + 400 * (((zz - 3) / 2.5) ** 2 + ((yy - 16) / 8) ** 2 + ((xx - 16) / 8) ** 2 <= 1)).astype(np.uint16)
+    ds = pydicom.dcmread(io.BytesIO(dicom_bytes(vol[0])))
+    ds.NumberOfFrames, ds.PixelData = 6, vol.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    app = create_app(StubVolumeModel(), state_dir=tmp_path / "state")
+    with TestClient(app) as c:
+        r = c.post("/api/sessions", files={"file": ("ct.dcm", buf.getvalue(), "application/dicom")}, headers=U)
+        assert r.status_code == 200 and r.json()["shape"] == [6, 32, 32] and "dcm" in r.json()["exports"]
+        sid = r.json()["session_id"]
+        c.post(f"/api/sessions/{sid}/click", json={"x": 16, "y": 16, "z": 3}, headers=U)
+        assert c.post(f"/api/sessions/{sid}/accept", headers=U).status_code == 200
+        r = c.get(f"/api/sessions/{sid}/mask?format=dcm", headers=U)
+        assert r.status_code == 200, r.text
+    want = discs((6, 32, 32), 16, 16, 3, 5)  # slice areas 13, 29, 49, 81, 49, 29
+    seg = pydicom.dcmread(io.BytesIO(r.content))
+    assert seg.Modality == "SEG" and int(seg.NumberOfFrames) == 6
+    frames = seg.pixel_array.astype(bool)
+    for i, f in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        z = int(round(float(f.PlanePositionSequence[0].ImagePositionPatient[2])))  # 1 mm slices from z = 0
+        assert np.array_equal(frames[i], want[z]), (i, z)
