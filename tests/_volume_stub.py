@@ -4,18 +4,29 @@ volume tests: fast, deterministic, countable by hand.
 A positive click at ``(x, y, z)`` gives, on slice ``t``, the disc of radius
 ``r_t = 5 + offset - |t - z|`` around ``(x, y)`` wherever ``r_t >= 2`` (so 7
 slices, z-3 .. z+3, before any choice), reported slice by slice to
-``progress`` (a :class:`~clinloop.interaction.volume.SliceResult`) in the
+``progress`` (a :class:`SliceResult`) in the
 order SPA visits them (the anchor, then up, then down). Candidate ``k`` of 3
 is the same with ``offset + k - 1``; ``choose(k)`` keeps that offset. A
 negative click shrinks the radius by one everywhere."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from clinloop.interaction.proposal import Proposal
-from clinloop.interaction.volume import SliceResult
+
+
+@dataclass
+class SliceResult:
+    """What a volumetric SPA session's ``progress`` receives (same fields as SPA's ``SliceResult``)."""
+
+    axis: int
+    index: int
+    mask: np.ndarray
+    probability: np.ndarray
+    done: int
 
 
 def discs(shape, x, y, z, r0) -> np.ndarray:

@@ -11,7 +11,7 @@ replaced by the 2-D candidate, so their +/− differences live on slice ``z``.
 
 Models that segment volumes natively (``3 in spatial_ndims``) are passed
 through unchanged; models with ``start_volume`` (SPA/MedUHIP: one click
-follows the structure through the slices, :mod:`clinloop.interaction.volume`)
+follows the structure through the slices, :mod:`clinloop.models.spa.volume`)
 run as :class:`VolumeModel`, whose volume sessions report each finished slice
 to a :class:`ProgressBoard` (``GET /api/sessions/{sid}/progress``). Everything is deterministic for a seed, so
 ``Session.replay``/``undo`` rebuild a volume session exactly.
@@ -110,7 +110,7 @@ class ProgressBoard:
         with self._lock:
             self._runs[sid] = run
 
-        def progress(r) -> None:  # a clinloop.interaction.volume.SliceResult
+        def progress(r) -> None:  # a SliceResult of clinloop.models.spa.volume (axis, index, mask, done)
             with self._lock:
                 if r.axis != run["axis"]:
                     run["axis"], run["total"] = int(r.axis), int(shape[r.axis])
