@@ -358,8 +358,9 @@ def test_restart_resumes_sessions_and_keeps_accepted(tmp_path):
 
 
 def test_worklist_from_data_and_volume_slices(tmp_path):
-    """``--data`` with a 3-D NIfTI case: the worklist lists it; a 2-D model runs
-    slice-wise with (x, y, z) clicks; slices come back one at a time."""
+    """``--data`` with a 3-D NIfTI case: the worklist lists it; an SPA model
+    (``start_volume``) follows the structure from one (x, y, z) click through
+    the slices (three identical slices: all three); slices come back one at a time."""
     from fastapi.testclient import TestClient
 
     from clinloop.server.app import create_app
@@ -382,7 +383,8 @@ def test_worklist_from_data_and_volume_slices(tmp_path):
         p = c.post(f"/api/sessions/{sid}/click", json={"x": 44, "y": 50, "z": 1}).json()
         assert p["z"] == 1 and len(p["candidates"]) == n_candidates()
         other = c.get(f"/api/sessions/{sid}/proposal?z=0").json()
-        assert int((decode_png(other["mask"])[..., 3] > 0).sum()) == 0  # only slice 1 was segmented
+        assert int((decode_png(other["mask"])[..., 3] > 0).sum()) > 0  # one click reached slice 0 too
+        assert c.get(f"/api/sessions/{sid}/progress").json()["done"] == 3
         assert c.post(f"/api/sessions/{sid}/choose", json={"candidate": 0}).json()["z"] == 1
         c.post(f"/api/sessions/{sid}/accept")
         f = tmp_path / "m.nii.gz"
@@ -390,7 +392,7 @@ def test_worklist_from_data_and_volume_slices(tmp_path):
         out = nib.load(f)
         np.testing.assert_allclose(out.affine, np.diag([0.7, 0.7, 2.0, 1.0]))
         m = np.asarray(out.dataobj).T.astype(bool)
-        assert m.shape == (3, 96, 96) and not m[0].any() and not m[2].any()
+        assert m.shape == (3, 96, 96) and m[0].any() and m[1].any() and m[2].any()
         assert c.get(f"/api/sessions/{sid}/mask?format=png").status_code == 422  # 3-D: no PNG
 
 

@@ -135,7 +135,9 @@ def encode_proposal(p: Proposal, z: int | None = None) -> dict[str, Any]:
     """A proposal (2-D, or slice ``z`` of a 3-D one) as JSON-ready overlays.
 
     ``candidates[k]`` holds the +/− overlay (``diff``) and the pixel counts
-    ``added``/``removed``/``area`` over the whole array (all slices)."""
+    ``added``/``removed``/``area`` over the whole array (all slices); for a 3-D
+    proposal also ``slice_area``, candidate ``k``'s pixels on slice ``z`` (the
+    candidates are 3-D: they can be compared on any slice)."""
     m = np.asarray(p.mask, dtype=bool)
     out: dict[str, Any] = {
         "iteration": int(p.iteration),
@@ -157,6 +159,8 @@ def encode_proposal(p: Proposal, z: int | None = None) -> dict[str, Any]:
                 "diff": difference_png(_slice(add, z), _slice(rem, z)),
                 "added": int(add.sum()), "removed": int(rem.sum()), "area": int(p.candidates[k].sum()),
             })
+            if m.ndim == 3:
+                out["candidates"][-1]["slice_area"] = int(np.count_nonzero(p.candidates[k][int(z or 0)]))
     for r in p.advice or []:
         r = np.asarray(r, dtype=bool)
         out["advice"].append({"mask": mask_png(_slice(r, z), rgb=ADVICE_RGB, fill_alpha=40),

@@ -49,6 +49,28 @@ def warm_up() -> None:
         mask_bytes(np.zeros((2, 2), dtype=bool), fmt, {})
 
 
+def _legacy_geometry(hd, ds, frames: int) -> dict[str, Any]:
+    """Plane geometry for a legacy multi-frame source (one ``ImagePositionPatient``
+    for all ``frames``, no per-frame functional groups): frame k lies at
+    ``IPP + k * step * normal`` (``step``: SpacingBetweenSlices, else
+    SliceThickness, else 1 mm; ``normal``: row x column direction). ``{}`` for
+    sources highdicom reads itself (single frames, enhanced multi-frame)."""
+    if frames < 2 or "PerFrameFunctionalGroupsSequence" in ds or "ImagePositionPatient" not in ds \
+            or "ImageOrientationPatient" not in ds or "PixelSpacing" not in ds:
+        return {}
+    iop = np.asarray(ds.ImageOrientationPatient, dtype=np.float64)
+    normal = np.cross(iop[:3], iop[3:])
+    step = float(getattr(ds, "SpacingBetweenSlices", None) or getattr(ds, "SliceThickness", None) or 1.0)
+    ipp = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
+    return {"pixel_measures": hd.PixelMeasuresSequence(pixel_spacing=[float(v) for v in ds.PixelSpacing],
+                                                       slice_thickness=step),
+            "plane_orientation": hd.PlaneOrientationSequence(hd.CoordinateSystemNames.PATIENT,
+                                                             [float(v) for v in iop]),
+            "plane_positions": [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT,
+                                                         [float(v) for v in ipp + k * step * normal])
+                                for k in range(frames)]}
+
+
 def dicom_seg_bytes(mask: np.ndarray, meta: dict[str, Any], source: Path | None) -> bytes:
     """A binary DICOM SEG (highdicom) referencing the uploaded DICOM ``source``."""
     if meta.get("format") not in ("dicom",) or source is None:
@@ -77,7 +99,7 @@ def dicom_seg_bytes(mask: np.ndarray, meta: dict[str, Any], source: Path | None)
         algorithm_identification=algo)
     try:
         seg = hd.seg.Segmentation(
-            source_images=[ds], pixel_array=pix.astype(np.uint8),
+            source_images=[ds], pixel_array=pix.astype(np.uint8), **_legacy_geometry(hd, ds, frames),
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[desc],
             series_instance_uid=hd.UID(), series_number=900, sop_instance_uid=hd.UID(), instance_number=1,
             manufacturer="clinloop", manufacturer_model_name="clinloop workstation",

@@ -49,21 +49,30 @@ def answer(sid: str, lv: Live, p, z: int | None = None) -> dict[str, Any]:
     return {"session_id": sid, "status": status_of(s), **encoding.encode_proposal(p, z)}
 
 
-def start_session(ctx: Context, img: np.ndarray, seed: int, profile: dict | None) -> tuple[Session, dict | None]:
+def _vcfg(ctx: Context, img: np.ndarray, meta: dict[str, Any]):
+    """The volume config of a native 3-D session (``None`` for 2-D images and slice-wise models)."""
+    from clinloop.server.volume import volume_config
+
+    return volume_config(ctx.model, meta, ctx.limits) if img.ndim == 4 else None
+
+
+def start_session(ctx: Context, img: np.ndarray, seed: int, profile: dict | None,
+                  meta: dict[str, Any] | None = None) -> tuple[Session, dict | None]:
     """A new ``Session``; a stored profile that does not fit the model is dropped (logged)."""
+    vc = _vcfg(ctx, img, meta or {})
     try:
-        return Session(ctx.driven, user_image(img), seed=seed, profile=profile), profile
+        return Session(ctx.driven, user_image(img), seed=seed, profile=profile, volume_config=vc), profile
     except ValueError:
         if profile is None:
             raise
         log.warning("stored profile does not fit model %s; starting without it", ctx.model_name)
-        return Session(ctx.driven, user_image(img), seed=seed, profile=None), None
+        return Session(ctx.driven, user_image(img), seed=seed, profile=None, volume_config=vc), None
 
 
 def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: dict[str, Any], case_id: str | None,
                  seed: int, use_profile: bool | str, source: bytes | None = None, suffix: str | None = None) -> dict[str, Any]:
     """Check the image, start the session (in the model queue), store and cache it."""
-    check_image(img, case_id or "upload", ctx.limits)
+    check_image(img, case_id or "upload", ctx.limits, too_large=413 if case_id is None else 422)
     if img.ndim == 4 and 3 not in ctx.driven.spatial_ndims:
         fail(422, f"model {ctx.model_name} cannot segment volumes")
     from clinloop.server.viewing import profile_for
@@ -71,7 +80,7 @@ def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: d
     profile = profile_for(ctx, user, meta, use_profile)
     with ctx.gate(request):
         t1 = time.perf_counter()
-        s, used = start_session(ctx, img, seed, profile)
+        s, used = start_session(ctx, img, seed, profile, meta)
     dt = time.perf_counter() - t1
     sha, meta = ctx.store.put_image(img, meta, source if meta.get("format") == "dicom" else None, suffix)
     sid = ctx.store.new_session(user, sha, case_id, ctx.model_name, seed, used)
@@ -91,7 +100,8 @@ def rebuild(ctx: Context, request: Any, sid: str, user: str) -> Live:
         fail(409, f"session {sid!r} was made with model {row['model']!r}; this server runs {ctx.model_name!r}")
     img, meta = ctx.store.image(row["image_sha"])
     with ctx.gate(request):
-        s = Session.replay(ctx.driven, user_image(img), row["history"], seed=row["seed"], profile=row["profile"])
+        s = Session.replay(ctx.driven, user_image(img), row["history"], seed=row["seed"], profile=row["profile"],
+                           volume_config=_vcfg(ctx, img, meta))
     log.info("session %s rebuilt from %d stored actions", sid, len(row["history"]))
     return Live(s, row, img, meta)
 
@@ -126,15 +136,42 @@ def store_write(ctx: Context, sid: str, write: Callable[[], Any], stale: str = S
         raise
 
 
+def progress_board(ctx: Context):
+    """The server's :class:`~clinloop.server.volume.ProgressBoard` (one per app)."""
+    from clinloop.server.volume import ProgressBoard
+
+    board = ctx.extra.get("progress")
+    if board is None:
+        board = ctx.extra.setdefault("progress", ProgressBoard())
+    return board
+
+
+@contextlib.contextmanager
+def tracking(ctx: Context, sid: str, lv: Live) -> Iterator[None]:
+    """Report the slices of a native 3-D step to the progress board while it runs."""
+    s = lv.session
+    if len(s.spatial_shape) != 3 or not hasattr(s.model, "start_volume"):
+        yield
+        return
+    board = progress_board(ctx)
+    s.progress = board.begin(sid, s.spatial_shape)
+    try:
+        yield
+    finally:
+        s.progress = None
+        board.end(sid)
+
+
 def act(ctx: Context, request: Any, sid: str, user: str, fn: Callable[[Live], Any]) -> dict[str, Any]:
     """Run ``fn(live)`` (a model step) on the session and store its history —
     only if the stored revision is still the one this copy was built from
-    (409 and a fresh rebuild otherwise; a failed write drops the copy too)."""
+    (409 and a fresh rebuild otherwise; a failed write drops the copy too).
+    A native 3-D step reports its slices to :func:`progress_board` as they finish."""
     from fastapi import HTTPException
 
     with using(ctx, request, sid, user) as lv:
         try:
-            with ctx.gate(request):
+            with ctx.gate(request), tracking(ctx, sid, lv):
                 p = fn(lv)
         except (ValueError, HTTPException, Busy):
             raise  # refused before the state changed

@@ -21,13 +21,15 @@ UPLOAD_SUFFIXES = (".png", ".jpg", ".jpeg", ".nii", ".nii.gz", ".dcm", ".npy")
 SEED_LIMIT = 2 ** 31  # seeds are 0 <= seed < 2**31 (numpy/torch generators take them all; volumes derive slice seeds)
 
 
-def check_image(img: np.ndarray, where: str, limits: Limits) -> None:
-    """Refuse a decoded channels-first image the server cannot segment (422/413)."""
+def check_image(img: np.ndarray, where: str, limits: Limits, too_large: int = 413) -> None:
+    """Refuse a decoded channels-first image the server cannot segment (422; ``too_large``
+    (413 for an upload, 422 for a worklist case) beyond ``limits.max_voxels``)."""
     sp = img.shape[1:]
     if img.ndim not in (3, 4):
         fail(422, f"{where}: image must be 2-D or 3-D, got spatial shape {sp}")
     if img.size > limits.max_voxels:
-        fail(413, f"{where}: image of {img.size} values exceeds the limit of {limits.max_voxels}")
+        fail(too_large, f"{where}: image of {img.size} values ({'x'.join(map(str, sp))}) exceeds the server's "
+             f"limit of {limits.max_voxels} (clinloop serve --max-voxels)")
     if min(sp[-2:]) < limits.min_side or max(sp) > limits.max_side:  # a volume may have few slices
         fail(422, f"{where}: image size {sp} is outside {limits.min_side}..{limits.max_side} pixels per axis")
     if img.ndim == 4 and img.shape[0] != 1:

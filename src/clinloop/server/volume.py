@@ -10,7 +10,10 @@ replaced by the 2-D candidate, so their +/− differences live on slice ``z``.
 ``choose`` and ``hint`` act on the last clicked slice (``Proposal.extra["z"]``).
 
 Models that segment volumes natively (``3 in spatial_ndims``) are passed
-through unchanged. Everything is deterministic for a seed, so
+through unchanged; models with ``start_volume`` (SPA/MedUHIP: one click
+follows the structure through the slices, :mod:`clinloop.models.spa.volume`)
+run as :class:`VolumeModel`, whose volume sessions report each finished slice
+to a :class:`ProgressBoard` (``GET /api/sessions/{sid}/progress``). Everything is deterministic for a seed, so
 ``Session.replay``/``undo`` rebuild a volume session exactly.
 """
 from __future__ import annotations
@@ -50,10 +53,86 @@ class SliceWiseModel:
         return SliceWiseState(self.inner, image, seed, profile)
 
 
+class VolumeModel(SerialStart):
+    """A model with ``start_volume`` (SPA/MedUHIP): 2-D images as before, volumes
+    as native 3-D sessions (``Session`` calls ``start_volume``; serialised like ``start``)."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.spatial_ndims = tuple(sorted({*self.spatial_ndims, 3}))
+
+    def start_volume(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None, **options):
+        with self._lock:
+            return self.inner.start_volume(image, seed=seed, profile=profile, **options)
+
+
 def lift(inner) -> Any:
     """The model the server drives: 3-D-capable, with a serialised ``start``."""
+    if hasattr(inner, "start_volume"):
+        return VolumeModel(inner)
     m = SerialStart(inner)
     return m if 3 in m.spatial_ndims else SliceWiseModel(m)
+
+
+def volume_config(inner, meta: dict[str, Any], limits) -> Any:
+    """The ``VolumeConfig`` of a volume session of model ``inner`` (``None`` for
+    models without ``start_volume``): the case's voxel spacing ``(s_z, s_y, s_x)``
+    from its stored meta and the server's ``max_voxels``. Everything in it comes
+    from the stored image and the server's flags, so a replay after a restart or
+    an eviction builds the same config (the history records the click's axis)."""
+    if not hasattr(inner, "start_volume"):
+        return None
+    from clinloop.interaction.propagation import VolumeConfig
+
+    sp = meta.get("spacing")
+    spacing = tuple(float(v) for v in sp) if sp is not None and len(sp) == 3 else None
+    return VolumeConfig(spacing=spacing, max_voxels=int(limits.max_voxels))
+
+
+class ProgressBoard:
+    """Slices finished by each session's running (or last) volume action.
+
+    The model step runs inside the session's lock and a model worker
+    (:class:`~clinloop.server.live.ModelGate`); the board is a plain dict
+    behind its own lock, so ``GET .../progress`` answers *while* the click
+    runs without waiting for either. Per session: ``running``, ``done``
+    (slices finished), ``total`` (slices along the propagation axis: an upper
+    bound, the structure usually ends sooner), ``axis`` and ``slice_areas``
+    (mask pixels per slice index finished so far, 0 elsewhere)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, dict[str, Any]] = {}
+
+    def begin(self, sid: str, shape: Sequence[int]) -> Any:
+        """Start counting an action on a ``(D, H, W)`` volume; returns the ``progress`` callback."""
+        run = {"running": True, "done": 0, "total": int(shape[0]), "axis": 0, "slice_areas": [0] * int(shape[0])}
+        with self._lock:
+            self._runs[sid] = run
+
+        def progress(r) -> None:  # a SliceResult of clinloop.models.spa.volume (axis, index, mask, done)
+            with self._lock:
+                if r.axis != run["axis"]:
+                    run["axis"], run["total"] = int(r.axis), int(shape[r.axis])
+                    run["slice_areas"] = [0] * int(shape[r.axis])
+                run["slice_areas"][int(r.index)] = int(np.count_nonzero(r.mask))
+                run["done"] = int(r.done)
+        return progress
+
+    def end(self, sid: str) -> None:
+        with self._lock:
+            if sid in self._runs:
+                self._runs[sid]["running"] = False
+
+    def get(self, sid: str) -> dict[str, Any]:
+        with self._lock:
+            run = self._runs.get(sid)
+            return {"running": False, "done": 0, "total": None, "axis": None, "slice_areas": []} if run is None \
+                else {**run, "slice_areas": list(run["slice_areas"])}
+
+    def forget(self, sid: str) -> None:
+        with self._lock:
+            self._runs.pop(sid, None)
 
 
 SLICE_SEED_MOD = 2 ** 43  # models derive per-step seeds (SPA: seed * 1_000_003 + step): keep those < 2**63

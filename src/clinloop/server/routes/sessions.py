@@ -13,7 +13,7 @@ from clinloop.server.context import Ctx
 from clinloop.server.errors import fail
 from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut,
                                      SessionsOut, errors)
-from clinloop.server.sessions import answer, describe, open_session, status_of, using
+from clinloop.server.sessions import answer, describe, open_session, progress_board, status_of, using
 from clinloop.server.uploads import form_seed, read_upload
 
 router = APIRouter()
@@ -128,3 +128,15 @@ def get_proposal(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery
                 fail(400, f"slice z={z} is outside the volume (0 .. {s.spatial_shape[0] - 1})")
             return {"session_id": sid, "status": status_of(s), **encoding.encode_proposal(s.proposal, z)}
         return answer(sid, lv, s.proposal)
+
+
+@router.get("/api/sessions/{sid}/progress", response_model=None, responses=errors(404, 503))
+def get_progress(sid: str, ctx: Ctx, user: User):
+    """The slices finished by the session's running (or last) volume step: ``running``,
+    ``done`` (slices finished), ``total`` (slices along the propagation axis, an upper
+    bound), ``axis`` and ``slice_areas`` (mask pixels per slice so far). Answered from
+    memory, without the session's lock, so a page polls it while its click runs
+    (one click on a volume follows the structure slice by slice)."""
+    if ctx.store.session(sid, user) is None:
+        fail(404, f"no session {sid!r}")
+    return {"session_id": sid, **progress_board(ctx).get(sid)}

@@ -212,7 +212,7 @@ function clickAt(ev, positive) {
   if (S.ndim === 3) body.z = S.z;
   return guarded(async () => {
     say(`${positive ? "Include" : "Exclude"} click at (${pt.x.toFixed(0)}, ${pt.y.toFixed(0)}${S.ndim === 3 ? ", slice " + S.z : ""})…`);
-    const p = await postJSON(`/api/sessions/${S.sid}/click`, body);
+    const p = await volumeStep(() => postJSON(`/api/sessions/${S.sid}/click`, body));
     await showProposal(p); setStatus(p.status); refreshSessions();
     say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click again, or accept.`, "ok");
   }, "Computing the proposal…");
@@ -221,7 +221,7 @@ function choose(k) {
   if (!S.sid) return;
   return guarded(async () => {  // checked when its turn comes: an earlier queued action may change the candidates
     if (!S.prop || !S.prop.candidates || k >= S.prop.candidates.length || S.prop.status === "accepted") return;
-    const p = await postJSON(`/api/sessions/${S.sid}/choose`, { candidate: k });
+    const p = await volumeStep(() => postJSON(`/api/sessions/${S.sid}/choose`, { candidate: k }));
     await showProposal(p); setStatus(p.status);
     say(`Candidate ${k + 1} chosen → proposal ${p.iteration}.`, "ok");
   }, `Applying candidate ${k + 1}…`);
@@ -273,6 +273,32 @@ function goSlice(z) {  // coalesced: a held key or a dragged slider queues one s
     await setSlice(S.wantZ);
     if (!S.sliceQueued) S.wantZ = undefined;
   }, "Loading the slice…");
+}
+
+// ------------------------------------------------------ volume progress
+// One click on a volume follows the structure through the slices (SPA): the
+// request answers when the 3-D mask is done; meanwhile GET .../progress (no
+// session lock) says which slices are finished, and the slice strip marks them.
+async function volumeStep(request) {
+  if (S.ndim !== 3) return request();
+  const sid = S.sid;
+  let running = true;
+  const poll = (async () => {
+    while (running) {
+      await new Promise((r) => setTimeout(r, 250));
+      if (!running || sid !== S.sid) break;
+      try {
+        const r = await fetch(`/api/sessions/${sid}/progress`, { headers: headers(false) });
+        if (!r.ok) break;
+        const pr = await r.json();
+        if (!running || !pr.running || pr.axis !== 0) continue;  // an earlier step's count, or another axis
+        S.vstate = { ...(S.vstate || {}), slice_areas: pr.slice_areas };
+        sliceStrip();
+        busy(`Following the structure: ${pr.done} slice(s) done (at most ${pr.total})…`);
+      } catch (e) { break; }
+    }
+  })();
+  try { return await request(); } finally { running = false; poll.catch(() => {}); }
 }
 
 // -------------------------------------------------------------- panels

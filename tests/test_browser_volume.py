@@ -1,0 +1,62 @@
+"""The workstation in headless Chromium on a volume with a model that has
+``start_volume`` (:mod:`_volume_stub`): one click on one slice marks several
+slices in the slice strip, the page polls ``GET .../progress`` while the click
+runs, and the candidates follow the shown slice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from _toy_server import live_server  # noqa: E402
+from _volume_stub import StubVolumeModel  # noqa: E402
+from test_browser import _ensure_chromium, _ensure_playwright  # noqa: E402
+from test_browser_viewer import _canvas_xy, _idle, _open  # noqa: E402
+
+from clinloop.data.registry import ListDataset  # noqa: E402
+from clinloop.data.sample import MultiRaterSample  # noqa: E402
+
+
+def _case() -> MultiRaterSample:
+    zz, yy, xx = np.mgrid[:12, :64, :64]
+    inside = ((zz - 6) / 4.0) ** 2 + ((yy - 30) / 12.0) ** 2 + ((xx - 34) / 12.0) ** 2 <= 1
+    img = (30 + 10 * np.random.default_rng(1).random((1, 12, 64, 64)) + 120 * inside[None]).astype(np.float32)
+    return MultiRaterSample(img, np.zeros((0, 12, 64, 64), bool), case_id="vol", structure="nodule")
+
+
+def test_one_click_on_a_volume_marks_several_slices(tmp_path):
+    from clinloop.server.app import create_app
+    from clinloop.server.worklist import worklist_from_dataset
+
+    app = create_app(StubVolumeModel(delay=0.2), state_dir=tmp_path / "state",
+                     worklist=worklist_from_dataset(ListDataset([_case()], name="vol3d-browser")))
+    exe, pw = _ensure_chromium(), _ensure_playwright()
+    with live_server(app) as (url, _port), pw.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        try:
+            ctx = b.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers={"X-Clinloop-User": "rad"})
+            page = ctx.new_page()
+            errors: list[str] = []
+            polls: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: polls.append(r.url) if r.url.endswith("/progress") else None)
+            page.goto(url + "/")
+            page.wait_for_selector(".case")
+            _open(page, "vol")
+            assert page.evaluate("S.z") == 6 and page.locator("#slice-strip i").count() == 12
+            assert page.locator("#slice-strip i.has").count() == 0
+            page.mouse.click(*_canvas_xy(page, 34, 30))
+            _idle(page)
+            # the stub's discs: radius 5 on slice 6 down to 2 on slices 3 and 9 (tests/_volume_stub.py)
+            has = [int(e.get_attribute("data-z")) for e in page.locator("#slice-strip i.has").all()]
+            assert has == [3, 4, 5, 6, 7, 8, 9]
+            assert polls, "the page did not poll GET .../progress while the click ran (7 slices x 0.2 s)"
+            assert page.locator(".cand").count() == 3
+            page.click("#slice-strip i:nth-child(4)")  # slice 3: the candidates follow the shown slice
+            _idle(page)
+            assert page.evaluate("S.z") == 3 and page.locator(".cand").count() == 3
+            assert page.locator("#slice-strip i.has").count() == 7
+            assert not errors, errors
+        finally:
+            b.close()
