@@ -6,6 +6,7 @@ delegates the actual work to the model's *state* object::
 
     s = Session(model, image, seed=0)       # model.start() computes and caches the embedding
     p = s.click((x, y), positive=True)      # -> Proposal
+    p = s.box((x0, y0, x1, y1))              # or a box as the first interaction (SPA; z appended on volumes)
     p = s.choose(k)                          # SPA: the user picks candidate k
     p = s.hint([((x, y), True), ...])        # MECCA: several clicks at once
     mask = s.accept()
@@ -146,7 +147,7 @@ class Session:
 
     @property
     def iteration(self) -> int:
-        return sum(1 for h in self.history if h["action"] in ("click", "choose", "hint"))
+        return sum(1 for h in self.history if h["action"] in ("click", "box", "choose", "hint"))
 
     # -------------------------------------------------------------- actions
     def _check_point(self, point: Point) -> tuple[float, ...]:
@@ -190,6 +191,35 @@ class Session:
                              f"{self.spatial_shape}")
         p = self._timed(self._state.click, pt, bool(positive), axis)
         self._record("click", p, point=list(pt), positive=bool(positive), axis=int(axis))
+        return p
+
+    def box(self, box: Sequence[float]) -> Proposal:
+        """A box as the **first** interaction: ``(x0, y0, x1, y1)`` in 2-D, ``(x0, y0, x1, y1, z)`` on
+        slice ``z`` of a volume (propagated along axis 0 as after a click). Corners are inclusive input
+        pixels, ``x0 < x1`` and ``y0 < y1``. The box replaces the first click's point prompt (SPA: the
+        preference candidates follow from it as from a click). After the first interaction a box is
+        refused (ValueError): correct with clicks, or undo back to the start."""
+        b = tuple(float(v) for v in box)
+        nd = len(self.spatial_shape)
+        if len(b) != 2 + nd:
+            raise ValueError(f"a box needs {2 + nd} numbers ({'x0, y0, x1, y1' + (', z' if nd == 3 else '')}), "
+                             f"got {len(b)}: {tuple(box)} for an image of shape {self.spatial_shape}")
+        self._ensure_open()
+        if self.proposal is not None:
+            raise ValueError("a box starts a segmentation: it must be the first interaction; click to correct "
+                             "the mask, or undo back to the start to draw a new box")
+        extents = self.spatial_shape[::-1]
+        for name, v, n in zip(("x0", "y0", "x1", "y1", "z"), b, extents[:2] * 2 + extents[2:]):
+            if not np.isfinite(v) or v < -0.5 or v > n - 0.5:
+                raise ValueError(f"box {name}={v} is outside the image (valid range -0.5 .. {n - 0.5})")
+        if not (b[0] < b[2] and b[1] < b[3]):
+            raise ValueError(f"box {b[:4]} is empty: need x0 < x1 and y0 < y1")
+        if nd == 3 and not b[4].is_integer():
+            raise ValueError(f"box z={b[4]} must be an integer slice index")
+        if not hasattr(self._state, "box"):
+            raise ValueError(f"model {self.model.name!r} takes no box prompt; click instead")
+        p = self._timed(self._state.box, b)
+        self._record("box", p, box=list(b))
         return p
 
     def choose(self, k: int) -> Proposal:
@@ -251,6 +281,8 @@ class Session:
             a = h["action"]
             if a == "click":
                 self.click(h["point"], h["positive"], h.get("axis"))
+            elif a == "box":
+                self.box(h["box"])
             elif a == "choose":
                 self.choose(h["candidate"])
             elif a == "hint":

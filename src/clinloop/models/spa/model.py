@@ -3,7 +3,7 @@ interactive model (:class:`SPAModel`, an ``InteractiveModel``) and its loader.
 
 Per iteration j (spa.txt §3.2-3.4, Alg. 1 GenMask):
 
-    e_u     = E_I(r_u)                 SAM prompt encoder: first a point, later the chosen candidate as a mask
+    e_u     = E_I(r_u)                 SAM prompt encoder: first a point (or a box), later the chosen candidate as a mask
     p_theta = E_theta(e_u)             Preference Distribution Generator (a named variant, .variants)
     z_n ~ p_theta,  n = 1..N           seeded, replayable
     y_n     = Decoder(e_{x_n}, e_u)    e_{x_n} = ReLU(Conv(e_x ⊕ z_n))
@@ -172,6 +172,7 @@ class SPAState:
         self.e_x = model.embedding(self.x)
         self.points: list[tuple[float, float]] = []
         self.labels: list[int] = []
+        self.box_model: list[float] | None = None  # a first-interaction box, model frame (x0, y0, x1, y1)
         self.mask: torch.Tensor | None = None  # chosen candidate r_u, model frame
         self.iteration = 0
         self.gmm: GMM | None = None
@@ -191,6 +192,18 @@ class SPAState:
             raise ValueError(f"SPA takes 2-D points (x, y); got {tuple(point)}")
         self.points.append(tuple(points_to_model([point], self.info)[0]))
         self.labels.append(1 if positive else 0)
+        return self._step()
+
+    def box(self, box) -> Proposal:
+        """A box ``(x0, y0, x1, y1)`` (inclusive input pixels) as the first prompt, in place of the
+        first click's point; kept in the prompt of every later step, as the points are."""
+        from clinloop.models.litemedsam.preprocess import box_to_model
+
+        if len(box) != 4:
+            raise ValueError(f"SPA takes 2-D boxes (x0, y0, x1, y1); got {tuple(box)}")
+        if self.iteration:
+            raise ValueError("a box must be the first interaction")
+        self.box_model = box_to_model(box, self.info).tolist()
         return self._step()
 
     def choose(self, k: int) -> Proposal:
@@ -219,7 +232,8 @@ class SPAState:
         if self.points:
             pts = (torch.tensor([self.points], dtype=torch.float32), torch.tensor([self.labels], dtype=torch.long))
         mp = None if self.mask is None else mask_prompt(self.mask)
-        sparse, dense = net.encode_interaction(pts, mp)
+        bx = None if self.box_model is None else torch.tensor([self.box_model], dtype=torch.float32)
+        sparse, dense = net.encode_interaction(pts, mp, bx)
         # p^(0) from the first click, or the user's carried profile (spa.txt §4: transfer across images)
         if not (self.carried and self.iteration == 1):
             self.gmm = net.distribution(self.e_x, sparse, dense).detach()

@@ -56,6 +56,12 @@ UI can show the 3-D result as it grows; candidates exist once the volume is
 done. Later clicks may use another ``axis``: user points and the chosen
 candidate are kept in voxel coordinates, so they prompt whichever planes the
 new axis visits.
+
+A **box** ``(x0, y0, x1, y1, z)`` as the first action (``Session.box``) is a
+box prompt on axial slice z (in place of the click's point; the PDG and the N
+latents follow from it as from a click); propagation then runs along axis 0
+exactly as after a click, and the user's box stays that slice's box prompt (and
+marks it as a clicked slice) in later steps.
 """
 from __future__ import annotations
 
@@ -136,6 +142,7 @@ class VolumeState:
         self.progress = progress
         self.axis, self.anchor = self.vcfg.axis, 0
         self.clicks: list[tuple[tuple[float, float, float], int]] = []
+        self.user_box: tuple[int, tuple[float, float, float, float]] | None = None  # (z, inclusive x0, y0, x1, y1)
         self.chosen: np.ndarray | None = None  # (D, H, W) bool: the chosen 3-D candidate (input frame)
         self.chosen_model: dict[tuple[int, int], torch.Tensor] = {}  # same, model frame per (axis, slice)
         self.slice_cands: dict[int, torch.Tensor] = {}  # last proposal: slice -> (K, 256, 256) model frame
@@ -158,6 +165,28 @@ class VolumeState:
         self.clicks.append((pt, 1 if positive else 0))
         self.anchor = pl.split_point(pt, self.axis)[0]
         return self._step()
+
+    def box(self, box) -> Proposal:
+        """A box ``(x0, y0, x1, y1, z)`` on axial slice z as the first action (module docstring)."""
+        if len(box) != 5:
+            raise ValueError(f"a volume takes a box (x0, y0, x1, y1, z); got {tuple(box)}")
+        if self.iteration:
+            raise ValueError("a box must be the first interaction")
+        self.axis, t = 0, int(round(box[4]))
+        self.user_box = (t, tuple(float(v) for v in box[:4]))
+        self.anchor = t
+        return self._step()
+
+    def _box_prompt(self, t: int, s: _Slice) -> torch.Tensor | None:
+        """The user's box on slice t in the model frame ``(1, 4)``, or None."""
+        if self.user_box is None or self.axis != 0 or self.user_box[0] != t:
+            return None
+        from clinloop.models.litemedsam.preprocess import box_to_model
+
+        x0, y0, x1, y1 = self.user_box[1]
+        fr, fc = s.grid.model_size[0] / s.grid.size[0], s.grid.model_size[1] / s.grid.size[1]
+        b = box_to_model([x0 * fc, y0 * fr, (x1 + 1) * fc - 1, (y1 + 1) * fr - 1], s.info)
+        return torch.tensor([b.tolist()], dtype=torch.float32)
 
     def choose(self, k: int) -> Proposal:
         if self.candidates is None:
@@ -227,6 +256,9 @@ class VolumeState:
                 box = torch.tensor([[cc.min(), rr.min(), cc.max(), rr.max()]], dtype=torch.float32)
             if self.vcfg.use_mask:
                 mp = mask_prompt(guide)
+        user_box = self._box_prompt(t, s)
+        if user_box is not None:
+            box = user_box
         chosen = self._chosen_prompt(t, s)
         if chosen is not None:
             mp = mask_prompt(chosen)
@@ -273,7 +305,8 @@ class VolumeState:
         outs = {a: self._run(a, s, prompt, z, (sparse, dense))}
         self._notify(a, outs)
         stops: dict[str, Any] = {}
-        positive = sorted({pl.split_point(p, self.axis)[0] for p, lab in self.clicks if lab})
+        positive = sorted({pl.split_point(p, self.axis)[0] for p, lab in self.clicks if lab}
+                          | ({self.user_box[0]} if self.user_box is not None and self.axis == 0 else set()))
         for d in (1, -1):
             prev, t = outs[a], a + d
             while 0 <= t < n_sl:
