@@ -43,6 +43,17 @@ class Click(BaseModel):
     positive: StrictBool = True
 
 
+class Box(BaseModel):
+    """A box as the first interaction, inclusive input-pixel corners: ``x0 < x1`` (columns),
+    ``y0 < y1`` (rows), inside the image; ``z`` = its slice (3-D only)."""
+
+    x0: Coordinate
+    y0: Coordinate
+    x1: Coordinate
+    y1: Coordinate
+    z: Slice | None = None
+
+
 class Choose(BaseModel):
     candidate: Annotated[Integer31, Field(description="0-based candidate index")]
 

@@ -14,7 +14,7 @@ from clinloop.server.auth import User
 from clinloop.server.context import Ctx
 from clinloop.server.errors import fail
 from clinloop.server.live import Live
-from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, AcceptOut, Choose, Click, Hint,
+from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, AcceptOut, Box, Choose, Click, Hint,
                                      MaskVersionsOut, ProposalOut, errors)
 from clinloop.server.sessions import act, point_of, store_write, using
 from clinloop.server.viewing import save_structure_profile
@@ -32,6 +32,28 @@ def click(sid: str, body: Click, request: Request, ctx: Ctx, user: User):
         if len(pt) == 3:  # answer on the clicked slice (native 3-D models set no extra["z"])
             lv.z = int(pt[2])
         return lv.session.click(pt, body.positive)
+
+    return act(ctx, request, sid, user, do)
+
+
+@router.post("/api/sessions/{sid}/box", response_model=None, responses=_STEP)
+def box(sid: str, body: Box, request: Request, ctx: Ctx, user: User):
+    """A box ``{x0, y0, x1, y1}`` (2-D) or ``{x0, y0, x1, y1, z}`` (on slice z of a volume) as the
+    **first** interaction (SPA/MedUHIP, LiteMedSAM): inclusive corners, ``x0 < x1``, ``y0 < y1``,
+    inside the image (422 otherwise). After the first interaction a box is refused (400: click to
+    correct, or undo)."""
+    def do(lv: Live):
+        z = point_of(lv, Click(x=body.x0, y=body.y0, z=body.z))[2:]  # 400/422 for z as for a click
+        shape = lv.session.spatial_shape
+        for name, v, n in zip(("x0", "y0", "x1", "y1"), (body.x0, body.y0, body.x1, body.y1), shape[::-1][:2] * 2):
+            if not -0.5 <= v <= n - 0.5:
+                fail(422, f"box {name}={v:g} is outside the image (valid range -0.5 .. {n - 0.5:g})")
+        if not (body.x0 < body.x1 and body.y0 < body.y1):
+            fail(422, f"the box is empty: need x0 < x1 and y0 < y1 (got x0={body.x0:g}, y0={body.y0:g}, "
+                      f"x1={body.x1:g}, y1={body.y1:g})")
+        if z:
+            lv.z = int(z[0])
+        return lv.session.box((body.x0, body.y0, body.x1, body.y1, *z))
 
     return act(ctx, request, sid, user, do)
 
