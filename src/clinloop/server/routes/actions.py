@@ -43,7 +43,6 @@ def box(sid: str, body: Box, request: Request, ctx: Ctx, user: User):
     inside the image (422 otherwise). After the first interaction a box is refused (400: click to
     correct, or undo)."""
     def do(lv: Live):
-        z = point_of(lv, Click(x=body.x0, y=body.y0, z=body.z))[2:]  # 400/422 for z as for a click
         shape = lv.session.spatial_shape
         for name, v, n in zip(("x0", "y0", "x1", "y1"), (body.x0, body.y0, body.x1, body.y1), shape[::-1][:2] * 2):
             if not -0.5 <= v <= n - 0.5:
@@ -51,6 +50,7 @@ def box(sid: str, body: Box, request: Request, ctx: Ctx, user: User):
         if not (body.x0 < body.x1 and body.y0 < body.y1):
             fail(422, f"the box is empty: need x0 < x1 and y0 < y1 (got x0={body.x0:g}, y0={body.y0:g}, "
                       f"x1={body.x1:g}, y1={body.y1:g})")
+        z = point_of(lv, Click(x=body.x0, y=body.y0, z=body.z))[2:]  # 400/422 for z as for a click
         if z:
             lv.z = int(z[0])
         return lv.session.box((body.x0, body.y0, body.x1, body.y1, *z))
