@@ -150,6 +150,7 @@ async function loadSlice() {
 async function openSession(desc) {
   S.sid = desc.session_id; S.shape = desc.shape; S.ndim = desc.ndim; S.wl = null; S.prop = null; S.raters = null;
   S.caseId = desc.case_id; S.layers = {}; S.clicks = []; S.vstate = null; S.showRater = {};
+  S.boxMark = boxOf(desc.history); S.boxDraft = null;
   S.view = { zoom: 1, px: 0, py: 0 }; S.wantZ = undefined;
   S.z = S.ndim === 3 ? Math.floor(desc.shape[0] / 2) : 0;
   for (const e of document.querySelectorAll(".case")) e.classList.toggle("active", e.dataset.id === desc.case_id);
@@ -217,6 +218,41 @@ function clickAt(ev, positive) {
     say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click again, or accept.`, "ok");
   }, "Computing the proposal…");
 }
+// ------------------------------------------------------------ box tool
+// A rectangle dragged with the "box" tool (or with B held) is the first interaction (POST .../box);
+// the box stays drawn as a marker (S.boxMark, on its slice) until it is undone.
+function boxOf(history) {
+  const h = (history || [])[0];
+  return h && h.action === "box" ? { x0: h.box[0], y0: h.box[1], x1: h.box[2], y1: h.box[3], z: h.box[4] } : null;
+}
+function boxFromDrag(a, b) {  // two image points -> inclusive pixel box inside the image, or null
+  const W = S.base.width, H = S.base.height, cl = (v, n) => Math.max(0, Math.min(n - 1, Math.round(v)));
+  const bx = { x0: cl(Math.min(a.x, b.x), W), y0: cl(Math.min(a.y, b.y), H), x1: cl(Math.max(a.x, b.x), W), y1: cl(Math.max(a.y, b.y), H) };
+  return bx.x0 < bx.x1 && bx.y0 < bx.y1 ? bx : null;
+}
+function drawBoxes(ctx, T) {  // called by viewer.js drawMarkers: the posted box and the one being dragged
+  const cv = $("view"), m = S.boxMark && (S.ndim !== 3 || S.boxMark.z === S.z) ? S.boxMark : null;
+  cv.dataset.box = m ? `${m.x0} ${m.y0} ${m.x1} ${m.y1}` : "";
+  for (const [b, colour] of [[m, "#28dc5a"], [S.boxDraft, "#ffd23c"]]) {
+    if (!b) continue;
+    ctx.setLineDash(b === m ? [] : [6, 4]); ctx.lineWidth = 2; ctx.strokeStyle = colour;
+    ctx.strokeRect(T.tx + b.x0 * T.k, T.ty + b.y0 * T.k, (b.x1 - b.x0 + 1) * T.k, (b.y1 - b.y0 + 1) * T.k);
+    ctx.setLineDash([]);
+  }
+}
+function setBoxTool(on) { S.boxTool = on; $("mode-box").classList.toggle("active", on); }
+function postBox(bx) {
+  if (!S.sid) return;
+  const body = { ...bx };
+  if (S.ndim === 3) body.z = S.z;
+  return guarded(async () => {
+    say(`Box (${bx.x0}, ${bx.y0})–(${bx.x1}, ${bx.y1})${S.ndim === 3 ? " on slice " + S.z : ""}…`);
+    const p = await postJSON(`/api/sessions/${S.sid}/box`, body);
+    S.boxMark = { ...body }; setBoxTool(false);
+    await showProposal(p); setStatus(p.status); refreshSessions();
+    say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click to correct, or accept.`, "ok");
+  }, "Computing the proposal from the box…");
+}
 function choose(k) {
   if (!S.sid) return;
   return guarded(async () => {  // checked when its turn comes: an earlier queued action may change the candidates
@@ -230,6 +266,7 @@ function undo() {
   if (!S.sid) return;
   return guarded(async () => {
     const p = await postJSON(`/api/sessions/${S.sid}/undo`);
+    if (!p.mask) S.boxMark = null;  // undone back to the start: the box is gone too
     await showProposal(p.mask ? p : null); setStatus(p.status);
     say("Undone.", "ok"); await refreshCases();
   }, "Undoing…");
@@ -356,22 +393,30 @@ async function init() {
 // -------------------------------------------------------------- wiring
 $("token").onchange = () => { localStorage.setItem("clinloop.token", $("token").value.trim()); init(); };
 $("file").onchange = (e) => { if (e.target.files[0]) upload(e.target.files[0]); e.target.value = ""; };
-let drag = null;  // {mode: "pan" | "wl", x, y, moved, ev}
+let drag = null;  // {mode: "pan" | "wl" | "box", x, y, moved, ev}
 $("view").addEventListener("mousedown", (ev) => {
   if (!S.base) return;
   ev.preventDefault();
   if (ev.button === 1 || (ev.button === 0 && S.space)) drag = { mode: "pan", x: ev.clientX, y: ev.clientY };
+  else if (ev.button === 0 && (S.boxTool || S.boxKey)) drag = { mode: "box", x: ev.clientX, y: ev.clientY, start: toImage(ev) };
   else if (ev.button === 2) drag = { mode: "wl", x: ev.clientX, y: ev.clientY, moved: false, ev };
   else if (ev.button === 0) clickAt(ev, !(ev.shiftKey || S.negative));
 });
 window.addEventListener("mousemove", (ev) => {
   if (!drag) return;
+  if (drag.mode === "box") { S.boxDraft = boxFromDrag(drag.start, toImage(ev)); draw(); return; }
   const dx = ev.clientX - drag.x, dy = ev.clientY - drag.y;
   if (drag.mode === "wl" && !drag.moved && Math.abs(dx) + Math.abs(dy) < 4) return;
   drag.x = ev.clientX; drag.y = ev.clientY; drag.moved = true;
   if (drag.mode === "pan") { S.view.px += dx; S.view.py += dy; draw(); } else dragWL(dx, dy);
 });
-window.addEventListener("mouseup", () => {
+window.addEventListener("mouseup", (ev) => {
+  if (drag && drag.mode === "box") {
+    const bx = S.base ? boxFromDrag(drag.start, toImage(ev)) : null;
+    S.boxDraft = null; drag = null; draw();
+    if (bx) postBox(bx); else say("Drag a rectangle around the structure (at least 2×2 pixels).");
+    return;
+  }
   if (drag && drag.mode === "wl" && !drag.moved) clickAt(drag.ev, false);  // a right click without a drag: exclude
   drag = null;
 });
@@ -390,6 +435,7 @@ $("zoom-in").onclick = () => zoomAt(1.25); $("zoom-out").onclick = () => zoomAt(
 $("details").onchange = () => document.body.classList.toggle("show-details", $("details").checked);
 $("mode-pos").onclick = () => { S.negative = false; $("mode-pos").classList.add("active"); $("mode-neg").classList.remove("active"); };
 $("mode-neg").onclick = () => { S.negative = true; $("mode-neg").classList.add("active"); $("mode-pos").classList.remove("active"); };
+$("mode-box").onclick = () => setBoxTool(!S.boxTool);
 $("undo").onclick = undo;
 $("accept").onclick = accept;
 for (const b of document.querySelectorAll(".exp")) b.onclick = () => exportMask(b.dataset.fmt);
@@ -400,6 +446,7 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "0") { resetView(); e.preventDefault(); }
   else if (e.key === "+" || e.key === "=") { zoomAt(1.25); e.preventDefault(); }
   else if (e.key === "-" || e.key === "_") { zoomAt(0.8); e.preventDefault(); }
+  else if (e.key === "b" || e.key === "B") { S.boxKey = true; e.preventDefault(); }
   else if (e.key === " ") { S.space = true; $("view").classList.add("panning"); e.preventDefault(); }
   else if (e.key === "Enter") { accept(); e.preventDefault(); }
   else if ((e.key === "z" && (e.ctrlKey || e.metaKey)) || e.key === "u" || e.key === "U") { undo(); e.preventDefault(); }
@@ -408,7 +455,7 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "ArrowUp" || e.key === "PageUp") { goSlice((S.wantZ ?? S.z) + 1); e.preventDefault(); }
   else if (e.key === "ArrowDown" || e.key === "PageDown") { goSlice((S.wantZ ?? S.z) - 1); e.preventDefault(); }
 });
-document.addEventListener("keyup", (e) => { if (e.key === " ") { S.space = false; $("view").classList.remove("panning"); } });
+document.addEventListener("keyup", (e) => { if (e.key === "b" || e.key === "B") S.boxKey = false; if (e.key === " ") { S.space = false; $("view").classList.remove("panning"); } });
 window.addEventListener("resize", draw);
 setStatus(null);
 init();

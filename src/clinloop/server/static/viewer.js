@@ -120,6 +120,7 @@ function drawMarkers(ctx, T) {
     ctx.fillStyle = "#000"; ctx.font = "bold 10px sans-serif"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
     ctx.fillText(String(c.n), x, y + 0.5);
   }
+  drawBoxes(ctx, T);  // app.js: the box tool's marker
 }
 function colourBars() {
   const unc = $("show-unc").checked && S.layers.unc && S.prop && S.prop.uncertainty_max !== undefined;
