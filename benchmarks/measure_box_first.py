@@ -5,9 +5,9 @@ non-empty target, seed = position as in ``run_protocol``); target: the protocol'
 preferred-rater target, and the raters' majority vote. Prints mean Dice@1 of
 ``Session.box(tight_box(target))`` and ``Session.click(largest_error_click(target))``.
 
-    PYTHONPATH=src python benchmarks/measure_box_first.py [data/lidc] [25]
+    PYTHONPATH=src python benchmarks/measure_box_first.py [--data DIR] [--n 25] [--method spa]
 """
-import sys
+import argparse
 
 import numpy as np
 
@@ -47,5 +47,9 @@ def main(data: str = "../shared/data/lidc", n: int = 25, method: str = "spa") ->
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "../shared/data/lidc", int(sys.argv[2]) if len(sys.argv) > 2 else 25,
-         sys.argv[3] if len(sys.argv) > 3 else "spa")
+    ap = argparse.ArgumentParser(description="tight box vs first click (Dice@1) on held-back LIDC slices")
+    ap.add_argument("--data", default="../shared/data/lidc")
+    ap.add_argument("--n", type=int, default=25, help="number of slices")
+    ap.add_argument("--method", default="spa", help="spa, meduhip or box-litemedsam")
+    a = ap.parse_args()
+    main(a.data, a.n, a.method)

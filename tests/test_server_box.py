@@ -31,6 +31,8 @@ def test_box_route_segments_the_disc_and_records_the_box(server):
     assert 2 * (mask & disc).sum() / (mask.sum() + disc.sum()) > 0.8
     h = c.get(f"/api/sessions/{sid}").json()["history"]
     assert h == [{"action": "box", "box": [30.0, 36.0, 58.0, 64.0]}]
+    listed = {r["session_id"]: r for r in c.get("/api/sessions").json()["sessions"]}
+    assert listed[sid]["iteration"] == 1  # the worklist counts the box as a step
     # a second box: refused in plain words, nothing recorded
     r = c.post(f"/api/sessions/{sid}/box", json={"x0": 1, "y0": 1, "x1": 20, "y1": 20})
     assert r.status_code == 400 and "first interaction" in r.json()["detail"]

@@ -276,7 +276,7 @@ class Store:
         rows = self._q("SELECT id, case_id, status, history, created, updated FROM sessions WHERE owner=?"
                        " ORDER BY updated DESC LIMIT ?", (owner, int(limit)))
         return [{"session_id": r[0], "case_id": r[1], "status": r[2],
-                 "iteration": sum(1 for h in json.loads(r[3]) if h.get("action") in ("click", "choose", "hint")),
+                 "iteration": sum(1 for h in json.loads(r[3]) if h.get("action") in ("click", "box", "choose", "hint")),
                  "created": r[4], "updated": r[5]} for r in rows]
 
     def case_sessions(self) -> list[dict[str, Any]]:
