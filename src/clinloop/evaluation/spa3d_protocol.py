@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from clinloop.config_options import ProtocolOptions, opt
-from clinloop.evaluation.spa_protocol import FAIL_VALUE, load_method
+from clinloop.evaluation.spa_protocol import FAIL_VALUE, SHIPPED, load_method
 
 METHODS = ("spa", "meduhip", "spa-random-gmm", "spa-mean-variance", "spa-weights")  # the SPA family
 THRESHOLDS = ("0.8", "0.9")
@@ -180,7 +180,6 @@ def run_baseline(model, image: np.ndarray, target: np.ndarray, spacing, seed: in
 
 def held_back(ds, model: str | None, method: str) -> tuple[list[int], int, str]:
     """Indices of the cases whose patient the model did not train on, the number skipped, and a note."""
-    from clinloop.evaluation.spa_protocol import SHIPPED
     from clinloop.models.registry import resolve_model_dir
 
     info = {}
@@ -270,7 +269,7 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         raise ValueError(f"{args.data}: no held-back case with a non-empty target")
     nocs = {t: [r[f"noc_{t}"] for r in rows] for t in THRESHOLDS}
     results = {
-        "method": args.method, "protocol": "spa-3d", "model": args.model or "spa-lidc", "format": fmt,
+        "method": args.method, "protocol": "spa-3d", "model": args.model or SHIPPED.get(args.method), "format": fmt,
         "n_cases": len(rows), "split": note, "n_excluded_trained": skipped, "iterations": args.iterations,
         "dice_per_iteration": [float(np.mean([c[k] for c in curves])) for k in range(n_steps)],
         "assd_click": _mean(r["assd_click"] for r in rows), "assd_final": _mean(r["assd_final"] for r in rows),
