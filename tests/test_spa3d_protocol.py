@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 import pytest
+from fixtures_datasets import _save_vol, make_riga_npz
 
 import clinloop
 from clinloop.evaluation import spa3d_protocol as p3
-from fixtures_datasets import _save_vol, make_riga_npz
 from tests.test_spa_model import tiny_net
 
 SHAPE = (6, 32, 32)  # (D, H, W)
@@ -67,7 +67,7 @@ def _assd(a, b, spacing):
 
 
 def test_keys_lengths_and_file(run):
-    res, labels, root = run
+    res, _labels, root = run
     assert {"method", "protocol", "n_cases", "split", "dice_per_iteration", "dice_click", "assd_click", "assd_final",
             "noc", "failure_rate", "seconds_click", "baseline", "cases", "target_dice_click", "target_met"} <= set(res)
     assert res["protocol"] == "spa-3d" and res["n_cases"] == 2 and res["format"] == "decathlon"
