@@ -43,35 +43,25 @@ import numpy as np
 import torch
 
 
-def click_point(target: np.ndarray) -> tuple[float, float, float]:
-    """(x, y, z) at the interior point of the largest slice of a (D, H, W) mask."""
-    from scipy.ndimage import distance_transform_edt
+def lidc_volumes(path: Path, model: str, n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Held-back LIDC nodule volumes with >= 2 target slices: (case, (D, H, W) image, majority target)."""
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.spa3d_protocol import held_back, target_of
 
-    z = int(np.argmax(target.sum((1, 2))))
-    d = distance_transform_edt(np.pad(target[z], 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(d)), d.shape)
-    return float(x), float(y), float(z)
-
-
-def lidc_volumes(path: Path, train_patients: set[str], n: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    d = np.load(path)
-    pat, nod, sl = d["patient"], d["nodule"], d["slice"]
+    ds = load_dataset(path, "lidc", volumes=True)
     out = []
-    for key in sorted({(p, int(k)) for p, k in zip(pat, nod)}):
-        if key[0] in train_patients:
-            continue
-        idx = np.nonzero((pat == key[0]) & (nod == key[1]))[0]
-        idx = idx[np.argsort(sl[idx])]
-        target = d["masks"][idx].sum(1) >= 2  # (D, H, W) majority of 4
-        if target.any((1, 2)).sum() < 2:
-            continue
-        out.append((f"{key[0]}/n{key[1]}", d["image"][idx].astype(np.float32), target))
+    for i in held_back(ds, model, "spa")[0]:
+        s = ds[i]
+        target = target_of(s.masks, s.rater_valid)  # (D, H, W) majority of 4
+        if target.any((1, 2)).sum() >= 2:
+            out.append((ds.case_ids[i], s.image[0], target))
         if len(out) == n:
             break
     return out
 
 
 def run_one(model, vol, target, config, seed=0) -> dict:
+    from clinloop.evaluation.spa3d_protocol import click_point
     from clinloop.interaction.session import Session
     from clinloop.metrics import dice
 
@@ -105,14 +95,9 @@ def main(argv=None) -> None:
     cfg = VolumeConfig(use_box="box" in parts, use_point="point" in parts, use_mask="mask" in parts)
     model = clinloop.load_model(a.model)
     model.disk_cache = False  # time the encoding too
-    from clinloop.models.registry import resolve_model_dir
-
-    data_json = resolve_model_dir(a.model) / "data.json"
-    info = json.loads(data_json.read_text()) if data_json.is_file() else {}
-    train_patients = {c.split("/")[0] for c in info.get("train_case_ids", [])}
     results: dict = {"model": a.model, "prompt": a.prompt, "threads": a.threads, "lidc": [], "brats": []}
     if a.n > 0:
-        for name, vol, target in lidc_volumes(Path(a.lidc), train_patients, a.n):
+        for name, vol, target in lidc_volumes(Path(a.lidc), a.model, a.n):
             r = {"case": name, **run_one(model, vol, target, cfg)}
             results["lidc"].append(r)
             print(f"LIDC {name}: D={r['depth']} Dice3D {r['dice3d']:.3f} covered {r['slices_covered']:.2f} "

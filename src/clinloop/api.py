@@ -40,6 +40,7 @@ TRAINERS = {
 # protocol -> module (exposing METHODS, OPTIONS, a ProtocolOptions dataclass, and run_protocol(options) -> dict)
 PROTOCOLS = {
     "spa": "clinloop.evaluation.spa_protocol",
+    "spa-3d": "clinloop.evaluation.spa3d_protocol",
     "lexu": "clinloop.evaluation.lexu_protocol",
     "mecca": "clinloop.evaluation.mecca_protocol",
 }
@@ -89,7 +90,7 @@ def train(method: str, data: str | Path, out: str | Path, **config: Any) -> Path
 
 def evaluate(method: str, protocol: str, data: str | Path, model: str | Path | None = None,
              **options: Any) -> dict[str, Any]:
-    """Run ``protocol`` ("spa", "lexu", "mecca") for ``method`` on ``data``.
+    """Run ``protocol`` ("spa", "spa-3d", "lexu", "mecca") for ``method`` on ``data``.
 
     ``model``: a model folder or shipped name (default: the method's shipped
     model). ``options``: the protocol's options (``clinloop evaluate --protocol P
