@@ -13,7 +13,7 @@ layout (the left atrium). Per case:
   ``data.json`` ``train_case_ids`` is skipped (``n_excluded_trained``). For a
   dataset the model never trained on (BraTS and the atrium for ``spa-lidc``)
   this keeps every case; ``split`` says which applied.
-* **SPA, volumetric** (:class:`clinloop.interaction.volume.VolumeState`):
+* **SPA, volumetric** (:class:`clinloop.models.spa.volume.VolumeState`):
   iteration 1 is one positive click at the target's interior point (farthest
   from its boundary, :func:`clinloop.interaction.propagation.interior_point`)
   on its largest axial slice; iterations 2 .. ``iterations`` + 1 are choices
