@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
