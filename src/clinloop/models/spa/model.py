@@ -63,7 +63,7 @@ from .config import SPAConfig
 from .distribution_generator import interaction_vector
 from .preference_distribution import GMM, sample
 from .variants import build_variant
-from .prompts import MASK_PROMPT_SCALE, mask_prompt  # noqa: F401  (re-exported)
+from .prompts import MASK_PROMPT_SCALE, SPAStateBase, mask_prompt  # noqa: F401  (MASK_PROMPT_SCALE re-exported)
 
 class SPANet(nn.Module):
     """The trainable networks on top of a LiteMedSAM backbone.
@@ -158,7 +158,7 @@ class SPANet(nn.Module):
 
 
 # ---------------------------------------------------------------------------- interactive model
-class SPAState:
+class SPAState(SPAStateBase):
     """One image's interaction (see :class:`SPAModel`)."""
 
     def __init__(self, model: "SPAModel", image: np.ndarray, seed: int, profile: dict[str, Any] | None) -> None:
@@ -206,19 +206,9 @@ class SPAState:
         return self._step()
 
     def choose(self, k: int) -> Proposal:
-        if self.candidates_model is None:
-            raise ValueError("choose() before any proposal")
-        if not 0 <= k < len(self.candidates_model):
-            raise ValueError(f"candidate {k} out of range 0..{len(self.candidates_model) - 1}")
+        self.check_choice(k, self.candidates_model)
         self.mask = self.candidates_model[k].clone()
         return self._step()
-
-    def hint(self, points) -> Proposal:
-        raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
-
-    def profile(self) -> dict[str, Any]:
-        return {"method": self.model.name, "gmm": None if self.gmm is None else self.gmm.to_json(),
-                "iteration": self.iteration}
 
     # ------------------------------------------------------------------ the step
     @torch.inference_mode()

@@ -1,7 +1,10 @@
-"""The mask prompt of SPA's later iterations: a chosen binary candidate fed back
-to LiteMedSAM's mask branch (used by the 2-D session, the volumetric session
-and the trainer alike)."""
+"""What SPA's 2-D and volumetric sessions share: the mask prompt of later
+iterations (a chosen binary candidate fed back to LiteMedSAM's mask branch; the
+trainer uses it too) and the session behaviour that does not depend on the
+image's dimension (:class:`SPAStateBase`)."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -12,3 +15,25 @@ def mask_prompt(mask: torch.Tensor) -> torch.Tensor:
     """Binary ``(256, 256)`` (or ``(B, 256, 256)``) -> mask-prompt logits ``(B, 1, 256, 256)``."""
     m = mask.float().reshape(-1, 1, *mask.shape[-2:])
     return (2 * m - 1) * MASK_PROMPT_SCALE
+
+
+class SPAStateBase:
+    """Shared by :class:`~clinloop.models.spa.model.SPAState` (one image) and
+    :class:`~clinloop.models.spa.volume.VolumeState` (one volume); subclasses set
+    ``model``, ``gmm`` (the preference mixture, or None before the first click)
+    and ``iteration``."""
+
+    @staticmethod
+    def check_choice(k: int, candidates) -> None:
+        """``k`` must index one of ``candidates`` (None before any proposal)."""
+        if candidates is None:
+            raise ValueError("choose() before any proposal")
+        if not 0 <= k < len(candidates):
+            raise ValueError(f"candidate {k} out of range 0..{len(candidates) - 1}")
+
+    def hint(self, points):
+        raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
+
+    def profile(self) -> dict[str, Any]:
+        return {"method": self.model.name, "gmm": None if self.gmm is None else self.gmm.to_json(),
+                "iteration": self.iteration}

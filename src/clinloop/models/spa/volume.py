@@ -75,6 +75,7 @@ import torch
 from clinloop.interaction import planes as pl
 from clinloop.interaction.propagation import VolumeConfig, check_spacing, interior_point, stop_reason
 from clinloop.interaction.proposal import Proposal
+from clinloop.models.spa.prompts import SPAStateBase
 
 __all__ = ["VolumeConfig", "VolumeState", "SliceResult", "check_spacing", "interior_point", "stop_reason"]
 
@@ -115,7 +116,7 @@ class _Out:
 SliceCache = dict  # (axis, index) -> _Slice
 
 
-class VolumeState:
+class VolumeState(SPAStateBase):
     """The ``ModelState`` of a volumetric SPA session (module docstring)."""
 
     def __init__(self, model, image: np.ndarray, seed: int, profile: dict[str, Any] | None,
@@ -189,20 +190,10 @@ class VolumeState:
         return torch.tensor([b.tolist()], dtype=torch.float32)
 
     def choose(self, k: int) -> Proposal:
-        if self.candidates is None:
-            raise ValueError("choose() before any proposal")
-        if not 0 <= k < len(self.candidates):
-            raise ValueError(f"candidate {k} out of range 0..{len(self.candidates) - 1}")
+        self.check_choice(k, self.candidates)
         self.chosen = self.candidates[k].copy()
         self.chosen_model = {(self.axis, t): c[k].clone() for t, c in self.slice_cands.items()}
         return self._step()
-
-    def hint(self, points) -> Proposal:
-        raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
-
-    def profile(self) -> dict[str, Any]:
-        return {"method": self.model.name, "gmm": None if self.gmm is None else self.gmm.to_json(),
-                "iteration": self.iteration}
 
     # ------------------------------------------------------------------ per slice
     def _slice(self, t: int) -> _Slice:
