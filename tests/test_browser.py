@@ -10,6 +10,8 @@ install``, which downloads its own browser); otherwise skips with the reason.
 """
 from __future__ import annotations
 
+import contextlib
+
 import importlib
 import os
 import shutil
@@ -81,6 +83,19 @@ def live_server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}", app, d
     server.should_exit = True
     t.join(timeout=10)
+
+
+@contextlib.contextmanager
+def chromium():
+    """Headless Debian Chromium through Playwright (installed on first use), closed afterwards."""
+    exe = _ensure_chromium()
+    pw = _ensure_playwright()
+    with pw.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def test_click_pick_accept_download(live_server, tmp_path):

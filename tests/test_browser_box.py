@@ -10,7 +10,7 @@ pytest.importorskip("fastapi")
 
 from _toy_server import Toy, ToyState, live_server  # noqa: E402
 from _viewer_fixtures import dataset  # noqa: E402
-from test_browser import _ensure_chromium, _ensure_playwright  # noqa: E402
+from test_browser import chromium  # noqa: E402
 from test_browser_viewer import _canvas_xy, _idle, _open, _page  # noqa: E402
 
 
@@ -43,12 +43,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(site):
-    exe = _ensure_chromium()
-    pw = _ensure_playwright()
-    with pw.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_drag_with_b_draws_a_box_and_yields_its_mask(site, browser):

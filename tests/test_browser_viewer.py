@@ -15,7 +15,7 @@ pytest.importorskip("fastapi")
 
 from _toy_server import Toy, live_server  # noqa: E402
 from _viewer_fixtures import dataset  # noqa: E402
-from test_browser import _ensure_chromium, _ensure_playwright  # noqa: E402
+from test_browser import chromium  # noqa: E402
 
 _LOCK = threading.Lock()
 
@@ -33,12 +33,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(site):
-    exe = _ensure_chromium()
-    pw = _ensure_playwright()
-    with pw.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _page(browser, site, user):

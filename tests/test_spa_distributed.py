@@ -22,9 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+
+from tests.test_spa_protocol import _write_lidc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,17 +58,6 @@ clinloop.train("spa", data, out, format="lidc", steps=steps, episodes_per_step=b
 '''
 
 
-def _write_lidc(path: Path, n: int = 5, size: int = 32) -> None:
-    from clinloop.data.synthetic import make_synthetic_sample
-
-    imgs, masks = [], []
-    for k in range(n):
-        s = make_synthetic_sample((size, size), seed=k)
-        imgs.append(np.clip(s.image[0], 0, 255).astype(np.uint8))
-        masks.append(s.masks[:4])
-    np.savez(path, image=np.stack(imgs), masks=np.stack(masks), patient=np.array([f"P{k}" for k in range(n)]),
-             nodule=np.zeros(n, int), slice=np.arange(n))
-
 
 def _launch(tmp: Path, out: Path, nproc: int, steps: int, resume: bool, b: int = 2) -> None:
     script = tmp / "spa_tiny.py"
@@ -92,7 +82,7 @@ def _result(out: Path) -> tuple[list[dict], dict]:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("spaddp")
-    _write_lidc(tmp / "lidc.npz")
+    _write_lidc(tmp / "lidc.npz", n=5)
     _launch(tmp, tmp / "one", 1, 2, False)
     _launch(tmp, tmp / "two", 2, 1, False)
     first, net_first = _result(tmp / "two")
