@@ -124,8 +124,10 @@ class _Episode:
     e_x: Any = None
     x_img: Any = None
     e_x_grad: Any = None
-    points: Any = None
-    mp: Any = None  # the mask prompt (the simulated user's last choice)
+    points: Any = None  # ((1, P, 2) model-frame xy, (1, P) labels) or None (a box and no click yet)
+    box: Any = None  # (1, 4) model-frame box of a box-first episode, else None
+    rng: Any = None  # the episode's numpy generator (the simulated user's draws)
+    mp: Any = None  # the mask prompt (the simulated user's last choice, or the current mask after a click)
     sparse0: Any = None
     dense0: Any = None
     logits1: Any = None
@@ -147,8 +149,16 @@ class SPATrainer:
                  seed: int = 0, lr_new: float | None = None, user_iterations: int = MAX_USER_ITERATIONS,
                  wta_weight: float = 1.0, wta_relax: float = 0.05,
                  fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5,
-                 episodes_per_step: int = 1) -> None:
+                 episodes_per_step: int = 1, click_prob: float = 0.0, box_prob: float = 0.0,
+                 click_weight: float = 0.0) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
+        for name, v in (("click_prob", click_prob), ("box_prob", box_prob)):
+            if not 0 <= v <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if click_weight < 0:
+            raise ValueError(f"click_weight must be >= 0, got {click_weight}")
+        # the simulated user (spa_corrective): corrective clicks, a box first, the click term's weight
+        self.click_prob, self.box_prob, self.click_weight = float(click_prob), float(box_prob), float(click_weight)
         if int(episodes_per_step) < 1:
             raise ValueError(f"episodes_per_step must be >= 1, got {episodes_per_step}")
         self.episodes_per_step = int(episodes_per_step)  # B: episodes per training step (used by train())
@@ -292,6 +302,12 @@ class SPATrainer:
             ep.x_img = case.image.to(dev).float()[None]
         else:
             ep.e_x = case.embedding.to(dev).float()[None]
+        ep.rng = rng
+        if self.box_prob > 0 and rng.random() < self.box_prob:  # the first interaction is a box (spa_corrective)
+            from clinloop.training.spa_corrective import jittered_box
+
+            ep.box = torch.tensor([jittered_box(y_np, rng)], dtype=torch.float32, device=dev)
+            return ep
         px, py = random_target_point(y_np, rng)
         ep.points = (torch.tensor([[[px, py]]], dtype=torch.float32, device=dev), torch.tensor([[1]], device=dev))
         return ep
@@ -300,7 +316,15 @@ class SPATrainer:
         loss = soft_loss(lg, ep.y)
         if self.wta_weight > 0:
             loss = loss + self.wta_weight * best_of_n_loss(lg, ep.y_r, self.wta_relax)
+        if self.click_weight > 0 and ep.points is not None:
+            from clinloop.training.spa_corrective import click_term
+
+            loss = loss + self.click_weight * click_term(lg, ep.points)
         return loss
+
+    def _prompt(self, ep: _Episode):
+        """e_u of the episode's current prompt: (sparse, dense)."""
+        return self.net.encode_interaction(ep.points, ep.mp, ep.box)
 
     def _genmask_ori(self, ep: _Episode, n_episodes: int) -> None:
         net = self.net
@@ -308,7 +332,7 @@ class SPATrainer:
             ep.e_x_grad = net.backbone.image_encoder(ep.x_img)
             ep.e_x = ep.e_x_grad.detach()
         with torch.no_grad():
-            ep.sparse0, ep.dense0 = net.encode_interaction(ep.points, ep.mp)
+            ep.sparse0, ep.dense0 = self._prompt(ep)
             base0 = net.decode_base(ep.e_x, ep.sparse0, ep.dense0) if net.config.path == "tail" else None
         gmm = net.distribution(ep.e_x, ep.sparse0, ep.dense0)
         logits, z, _ = net.gen_mask(ep.e_x, ep.sparse0, ep.dense0, gmm, self.n_samples, ep.g, base0)
@@ -332,7 +356,7 @@ class SPATrainer:
 
     def _genmask_gmm(self, ep: _Episode, n_episodes: int) -> None:
         net = self.net
-        sparse, dense = net.encode_interaction(ep.points, ep.mp)
+        sparse, dense = self._prompt(ep)
         with torch.no_grad():  # the updated p_theta; its heads are not trained by this loss
             gmm2 = net.distribution(ep.e_x, ep.sparse0, ep.dense0)
         logits2, _, _ = net.gen_mask(ep.e_x_grad if self.finetune_encoder else ep.e_x, sparse, dense, gmm2,
@@ -349,15 +373,24 @@ class SPATrainer:
 
         net = self.net
         with torch.no_grad():
-            sparse3, dense3 = net.encode_interaction(ep.points, ep.mp)
+            sparse3, dense3 = self._prompt(ep)
             gmm3 = net.distribution(ep.e_x, sparse3, dense3)
             logits3, _, _ = net.gen_mask(ep.e_x, sparse3, dense3, gmm3, self.n_samples, ep.g)
             ys = (logits3 > 0).cpu()  # candidates (K-means) on the CPU, as at inference
             _, y_app = cand.aggregate(ys)
             r = cand.representative_candidates(ys, 4, seed=ep.rs + j)
             y_cpu = ep.y.cpu()
-            k = int(((r.float() - y_cpu[None]) ** 2).flatten(1).sum(1).argmin())
-            ep.mp = mask_prompt(r[k]).to(self.device)
+            pts = None
+            if self.click_prob > 0 and ep.rng.random() < self.click_prob:
+                from clinloop.training.spa_corrective import add_corrective_click
+
+                # a corrective click on the current mask y_app (None when y_app has no error)
+                pts = add_corrective_click(ep.points, y_cpu.numpy() > 0.5, y_app.numpy(), ep.rng, self.device)
+            if pts is not None:  # ... and y_app becomes the mask prompt
+                ep.points, ep.mp = pts, mask_prompt(y_app).to(self.device)
+            else:  # the simulated choice: the candidate closest to y
+                k = int(((r.float() - y_cpu[None]) ** 2).flatten(1).sum(1).argmin())
+                ep.mp = mask_prompt(r[k]).to(self.device)
         ep.logs["cand_dice"].append(mean_pairwise_dice(r))
         inter = float((y_app & (y_cpu > 0.5)).sum())
         ep.logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y_cpu.sum())))

@@ -1,6 +1,11 @@
 """SPA on the LiteMedSAM backbone: the networks (:class:`SPANet`), the
 interactive model (:class:`SPAModel`, an ``InteractiveModel``) and its loader.
 
+Every click after the first is a corrective click: its point joins the point
+prompt and the current mask (the last proposal's y_app) becomes the mask prompt,
+as the trainer simulates it (:mod:`clinloop.training.spa_corrective`); a
+``choose(k)`` makes candidate k the mask prompt (Alg. 1).
+
 Per iteration j (spa.txt §3.2-3.4, Alg. 1 GenMask):
 
     e_u     = E_I(r_u)                 SAM prompt encoder: first a point (or a box), later the chosen candidate as a mask
@@ -172,7 +177,8 @@ class SPAState(SPAStateBase):
         self.points: list[tuple[float, float]] = []
         self.labels: list[int] = []
         self.box_model: list[float] | None = None  # a first-interaction box, model frame (x0, y0, x1, y1)
-        self.mask: torch.Tensor | None = None  # chosen candidate r_u, model frame
+        self.mask: torch.Tensor | None = None  # the mask prompt r_u (chosen candidate, or current mask), model frame
+        self.current: torch.Tensor | None = None  # the last proposal's y_app, model frame
         self.iteration = 0
         self.gmm: GMM | None = None
         if profile is not None:
@@ -191,6 +197,8 @@ class SPAState(SPAStateBase):
             raise ValueError(f"SPA takes 2-D points (x, y); got {tuple(point)}")
         self.points.append(tuple(points_to_model([point], self.info)[0]))
         self.labels.append(1 if positive else 0)
+        if self.current is not None:  # a corrective click: the mask it corrects is the mask prompt
+            self.mask = self.current
         return self._step()
 
     def box(self, box) -> Proposal:
@@ -231,7 +239,7 @@ class SPAState(SPAStateBase):
         logits, _, _ = net.gen_mask(self.e_x, sparse, dense, self.gmm, cfg.n_samples, g)
         h, w = self.info.resized_size
         ys = logits > 0  # (N, 256, 256)
-        prob_m, _ = cand.aggregate(ys)
+        prob_m, self.current = cand.aggregate(ys)
         crop = ys[:, :h, :w]  # cluster only the image part of the frame
         cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed, pool=2)
         cands = torch.zeros(cfg.n_candidates, *ys.shape[1:], dtype=torch.bool)
