@@ -130,6 +130,13 @@ class SPATrainOptions(TrainOptions):
                                    help="share of the patients held back for validation (split by patient count)")
     split_seed: int | None = opt(None, help="seed of the patient split (default: --seed); fix it to compare "
                                             "training seeds on the same held-back patients (evaluate --split-seed)")
+    mix: str | None = opt(None, choices=("general",),
+                          help="train on several datasets at once: --data is then the data root and the named "
+                               "recipe (clinloop.training.spa_mix) picks the datasets, slices and shares")
+    click_prob: float = opt(0.0, help="share of the user iterations after the first that are corrective clicks "
+                                      "on the current mask instead of candidate choices (spa_corrective)")
+    box_prob: float = opt(0.0, help="share of the episodes whose first interaction is a box instead of a click")
+    click_weight: float = opt(0.0, help="weight of the clicked-pixel BCE term (spa_corrective.click_term)")
     save_every: int = opt(25, help="checkpoint every this many training steps")
     threads: int | None = opt(None)
 
@@ -177,18 +184,35 @@ def train_model(o: SPATrainOptions) -> Path:
     backbone = build_litemedsam(True)
     net = SPANet(cfg, backbone)
     init_info = warm_start(net, o.init) if o.init else None
-    ds = load_dataset(o.data, o.format)
     t0 = time.time()
     split_seed = o.seed if o.split_seed is None else o.split_seed
-    idx = select_cases(ds, "train", limit=o.max_cases, val_fraction=o.held_out_fraction, seed=split_seed,
-                       per_group=o.per_nodule)
-    cases = prepare_cases(ds, idx, backbone, progress=d.main, keep_images=o.finetune_encoder)  # embeddings on the CPU (cache)
+    if o.mix:  # several datasets under the root --data (spa_mix)
+        from clinloop.training.spa_mix import mixed_cases
+
+        if o.finetune_encoder:
+            raise ValueError("--mix trains on cached embeddings; it cannot be combined with --finetune-encoder")
+        cases, sources = mixed_cases(o.data, o.mix, backbone, seed=split_seed, progress=d.main)
+        data_info = {"format": "mix", "mix": o.mix, "sources": sources,
+                     "split": {"kind": "patients per source", "seed": split_seed, "train_cases": len(
+                         {c.case_id for c in cases})},
+                     "train_case_ids": sorted({c.case_id for c in cases}),
+                     "train_patient_ids": sorted({p for r in sources.values() for p in r["train_patient_ids"]})}
+    else:
+        ds = load_dataset(o.data, o.format)
+        idx = select_cases(ds, "train", limit=o.max_cases, val_fraction=o.held_out_fraction, seed=split_seed,
+                           per_group=o.per_nodule)
+        cases = prepare_cases(ds, idx, backbone, progress=d.main, keep_images=o.finetune_encoder)  # embeddings (cache)
+        data_info = {"format": ds.format if hasattr(ds, "format") else o.format,
+                     "split": {"kind": "patients", "val_fraction": o.held_out_fraction, "seed": split_seed,
+                               "train_cases": len(idx), "per_nodule": o.per_nodule},
+                     "train_case_ids": [ds.case_ids[i] for i in idx]}
     net.to(device)
     trainer = SPATrainer(net, lr=o.lr, step_size=o.step_size, gamma=o.gamma, n_samples=o.train_samples,
                          seed=o.seed, lr_new=o.lr_new, user_iterations=o.user_iterations,
                          wta_weight=o.wta_weight, wta_relax=o.wta_relax,
                          fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]),
-                         encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step)
+                         encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step,
+                         click_prob=o.click_prob, box_prob=o.box_prob, click_weight=o.click_weight)
     ck = out / "checkpoint.pt"
     if o.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -203,10 +227,8 @@ def train_model(o: SPATrainOptions) -> Path:
         d.close()
         return out
     info = {
-        "method": o.method, "data": str(o.data), "format": ds.format if hasattr(ds, "format") else o.format,
-        "split": {"kind": "patients", "val_fraction": o.held_out_fraction, "seed": split_seed,
-                  "train_cases": len(idx), "per_nodule": o.per_nodule},
-        "train_case_ids": [ds.case_ids[i] for i in idx],
+        "method": o.method, "data": str(o.data), **data_info,
+        "click_prob": o.click_prob, "box_prob": o.box_prob, "click_weight": o.click_weight,
         "init": init_info, "time_budget": o.time_budget,
         "finetune_encoder": o.finetune_encoder, "encoder_lr": o.encoder_lr if o.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": o.steps, "lr_new": o.lr_new,
