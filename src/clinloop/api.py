@@ -43,6 +43,7 @@ PROTOCOLS = {
     "spa-3d": "clinloop.evaluation.spa3d_protocol",
     "lexu": "clinloop.evaluation.lexu_protocol",
     "mecca": "clinloop.evaluation.mecca_protocol",
+    "clicks": "clinloop.evaluation.clicks_protocol",
 }
 
 

@@ -56,6 +56,7 @@ class SPAProtocolOptions(ProtocolOptions):
     held_out_fraction: float = opt(0.2, flags=("--val-fraction",), help="held-out share of the patients (as trained)")
     split_seed: int = opt(0)
     per_nodule: int | None = opt(None, help="at most this many slices per nodule")
+    structure: str | None = opt(None, help="the structure, for readers that hold several (RIGA: disc or cup)")
     click_strategy: str = opt("center", choices=("center", "random", "clinician-disagreement", "last-wrong"))
     samples: int | None = opt(None, help="override SPA's N at inference")
     threads: int | None = opt(None)
@@ -152,7 +153,7 @@ def run_protocol(args: SPAProtocolOptions, verbose: bool = False) -> dict:
         raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = load_dataset(args.data, args.format)
+    ds = load_dataset(args.data, args.format, **({"structure": args.structure} if args.structure else {}))
     model = load_method(args.method, args.model)
     if args.samples is not None and hasattr(model, "config"):
         model.config.n_samples = args.samples

@@ -1,0 +1,70 @@
+"""``clinloop evaluate --protocol clicks``: the honoured share of corrective clicks and Dice per click,
+checked on scripted models with known behaviour and end to end through the CLI."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from clinloop.evaluation.clicks_protocol import run_clicks
+from clinloop.interaction.proposal import Proposal
+from tests.test_spa_protocol import _write_lidc, stub_backbone  # noqa: F401 - fixture
+
+
+class _Scripted:
+    """A model whose every click returns the next mask of a fixed list (ignores the click)."""
+
+    def __init__(self, masks):
+        self.masks = masks
+
+    def start(self, image, seed=0, profile=None):
+        masks = iter(self.masks)
+
+        class S:
+            def click(self, point, positive):
+                m = next(masks)
+                return Proposal(mask=m, probability=m.astype(np.float32), uncertainty=np.zeros(m.shape, np.float32))
+
+        return S()
+
+
+def _square(y0, y1, x0, x1, shape=(20, 20)):
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_honoured_and_dice_follow_the_masks():
+    target = _square(5, 15, 5, 15)
+    first = _square(5, 15, 5, 10)  # misses the right half: the corrective click is an include at its centre
+    grown = _square(5, 15, 5, 15)  # exactly the target: honoured, Dice 1, then nothing left to click
+    r = run_clicks(_Scripted([first, grown, grown]), np.zeros((20, 20), np.float32), target, 0, clicks=3)
+    assert r["honoured"] == [True]
+    assert r["dice"] == pytest.approx([2 * 50 / 150, 1.0])  # stopped: no error after click 2
+    ignored = run_clicks(_Scripted([first, first, first]), np.zeros((20, 20), np.float32), target, 0, clicks=3)
+    assert ignored["honoured"] == [False, False] and ignored["dice"] == pytest.approx([2 / 3] * 3)
+
+
+def test_cli_writes_results(tmp_path, stub_backbone):  # noqa: F811
+    from clinloop.cli import main
+    from clinloop.models.spa.model import save_spa
+    from tests.test_spa_model import tiny_net
+
+    _write_lidc(tmp_path / "lidc.npz")
+    save_spa(tiny_net(), tmp_path / "m")
+    out = tmp_path / "res" / "results.json"
+    assert main(["evaluate", "--protocol", "clicks", "--method", "spa", "--model", str(tmp_path / "m"),
+                 "--data", str(tmp_path / "lidc.npz"), "--format", "lidc", "--limit", "2", "--clicks", "3",
+                 "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    rows = list(csv.DictReader(open(tmp_path / "res" / "results_cases.csv")))
+    assert r["protocol"] == "clicks" and r["n_cases"] == 2 == len(rows) and len(r["dice_per_click"]) == 3
+    assert r["n_corrective"] == sum(int(x["corrective"]) for x in rows)
+    if r["n_corrective"]:
+        assert r["honoured_rate"] == pytest.approx(sum(int(x["honoured"]) for x in rows) / r["n_corrective"])
+    np.testing.assert_allclose(r["dice_per_click"], [np.mean([float(x[f"dice_{k}"]) for x in rows]) for k in (1, 2, 3)],
+                               atol=1e-4)
+    with pytest.raises(ValueError, match="clicks"):
+        import clinloop
+
+        clinloop.evaluate("spa", "clicks", str(tmp_path / "lidc.npz"), model=str(tmp_path / "m"), format="lidc", clicks=1)
