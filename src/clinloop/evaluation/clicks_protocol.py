@@ -16,7 +16,10 @@ mask has no error left (the remaining clicks are not counted; Dice carries).
 (corrective clicks made), ``honoured_rate`` (their share honoured),
 ``dice_per_click`` (mean Dice after each click, carried after an early stop),
 ``dice_gain_per_click`` (mean change of Dice per corrective click),
-``seconds_per_click`` (median); per-case rows go to ``<out stem>_cases.csv``.
+``seconds_per_click`` (median), ``model_only``; per-case rows go to ``<out stem>_cases.csv``.
+SPA honours corrective clicks as hard constraints by default
+(:mod:`clinloop.interaction.constraints`), which makes every corrective click honoured
+by construction; ``--model-only`` measures the network alone.
 """
 from __future__ import annotations
 
@@ -46,6 +49,8 @@ class ClicksProtocolOptions(ProtocolOptions):
     split_seed: int = opt(0)
     per_nodule: int | None = opt(None, help="at most this many slices per nodule")
     structure: str | None = opt(None, help="the structure, for readers that hold several (RIGA: disc or cup)")
+    model_only: bool = opt(False, help="switch SPA's click constraint off (config honour_clicks): the network's "
+                                       "own response to each click")
     threads: int | None = opt(None)
 
 
@@ -96,6 +101,8 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         torch.set_num_threads(args.threads)
     ds = load_dataset(args.data, args.format, **({"structure": args.structure} if args.structure else {}))
     model = load_method(args.method, args.model)
+    if args.model_only and hasattr(model, "config") and hasattr(model.config, "honour_clicks"):
+        model.config.honour_clicks = False
     idx = select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
                        per_group=args.per_nodule)
     rows, curves, honoured, secs = [], [], [], []
@@ -132,6 +139,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         "dice_per_click": [float(np.mean([c[k] for c in curves])) for k in range(args.clicks)],
         "dice_gain_per_click": float(np.mean(gains)) if gains else None,
         "seconds_per_click": float(statistics.median(secs)),
+        "model_only": bool(args.model_only),
     }
     if args.out is not None:
         out = Path(args.out)

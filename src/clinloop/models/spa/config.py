@@ -20,6 +20,7 @@ class SPAConfig:
     path: str = "tail"  # "tail" (optimised: condition the decoded tokens, logit offset) or "embedding" (paper: condition e_x, full decoder per sample)
     finetune_decoder: bool = True  # train the prompt encoder + mask decoder too (Alg. 1 "segmentation and interaction encoders")
     finetune_encoder: bool = False  # train the TinyViT image encoder too (no embedding cache; weights.pt then holds it)
+    honour_clicks: bool = True  # corrective clicks as hard constraints (clinloop.interaction.constraints)
     backbone: str = "litemedsam"
     seed: int = 0
 

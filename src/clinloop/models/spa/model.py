@@ -179,6 +179,7 @@ class SPAState(SPAStateBase):
         self.box_model: list[float] | None = None  # a first-interaction box, model frame (x0, y0, x1, y1)
         self.mask: torch.Tensor | None = None  # the mask prompt r_u (chosen candidate, or current mask), model frame
         self.current: torch.Tensor | None = None  # the last proposal's y_app, model frame
+        self.corrective: list[tuple[tuple[float, float], bool]] = []  # clicks after the first interaction
         self.iteration = 0
         self.gmm: GMM | None = None
         if profile is not None:
@@ -197,6 +198,8 @@ class SPAState(SPAStateBase):
             raise ValueError(f"SPA takes 2-D points (x, y); got {tuple(point)}")
         self.points.append(tuple(points_to_model([point], self.info)[0]))
         self.labels.append(1 if positive else 0)
+        if self.iteration:  # a corrective click (input pixels), honoured as a hard constraint
+            self.corrective.append(((float(point[0]), float(point[1])), bool(positive)))
         if self.current is not None:  # a corrective click: the mask it corrects is the mask prompt
             self.mask = self.current
         return self._step()
@@ -246,14 +249,30 @@ class SPAState(SPAStateBase):
         cands[:, :h, :w] = cands_crop
         self.candidates_model = cands
         prob = postprocess_logits(prob_m[None], self.info)[0].clamp(0, 1)
-        mask = prob > 0.5
-        cand_in = postprocess_logits(cands.float(), self.info) > 0.5
+        mask = (prob > 0.5).numpy()
+        cand_in = (postprocess_logits(cands.float(), self.info) > 0.5).numpy()
+        if cfg.honour_clicks and self.corrective:
+            mask, cand_in = self._honour(mask, cand_in, prob.numpy(), prob_m)
         return Proposal(
-            mask=mask.numpy(), probability=prob.numpy().astype(np.float32),
+            mask=mask, probability=prob.numpy().astype(np.float32),
             uncertainty=(4 * prob * (1 - prob)).numpy().astype(np.float32),
-            candidates=cand_in.numpy(),
+            candidates=cand_in,
             extra={"sample_seed": step_seed, "n_samples": cfg.n_samples, "method": self.model.name},
         )
+
+    def _honour(self, mask: np.ndarray, cands: np.ndarray, prob: np.ndarray, prob_m: torch.Tensor):
+        """The corrective clicks as hard constraints (:func:`clinloop.interaction.constraints.honour_clicks`)
+        on the mask and every candidate (input frame), and on the current mask of the next prompt
+        (model frame, the model-frame points; radius: one input pixel)."""
+        from clinloop.interaction.constraints import honour_clicks
+
+        mask = honour_clicks(mask, prob, self.corrective)
+        cands = np.stack([honour_clicks(c, prob, self.corrective) for c in cands])
+        first = len(self.points) - len(self.corrective)
+        model_clicks = [(p, bool(lab)) for p, lab in zip(self.points[first:], self.labels[first:])]
+        scale = max(1.0, self.info.resized_size[0] / max(1, self.info.original_size[0]))
+        self.current = torch.from_numpy(honour_clicks(self.current.numpy(), prob_m.numpy(), model_clicks, radius=scale))
+        return mask, cands
 
 
 class SPAModel:
