@@ -72,6 +72,9 @@ class SPA3DProtocolOptions(ProtocolOptions):
     no_baseline: bool = opt(False, help="skip the slice-by-slice baseline (one click per target slice)")
     save_masks: bool = opt(False, help="write the target and result masks beside --out")
     embedding_cache: bool = opt(False, help="use the on-disk embedding cache (off: the seconds include encoding)")
+    held_back_of: str | None = opt(None, metavar="MODEL",
+                                   help="keep the cases this model (folder or shipped name) did not train on, "
+                                        "instead of the evaluated model's: compare two models on the same volumes")
     threads: int | None = opt(None)
 
 
@@ -230,7 +233,7 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
     if not hasattr(model, "start_volume"):
         raise ValueError(f"model {args.model or args.method!r} has no volumetric sessions")
     model.disk_cache = bool(args.embedding_cache)
-    idx, skipped, note = held_back(ds, args.model, args.method)
+    idx, skipped, note = held_back(ds, args.held_back_of or args.model, args.method)
     out = None if args.out is None else Path(args.out)
     if out is not None and out.suffix != ".json":
         out = out / "results.json"
