@@ -148,3 +148,54 @@ def test_click_pick_accept_download(live_server, tmp_path):
     assert history[1]["candidate"] == 1  # key "2" -> candidate index 1
     x, y = history[0]["point"]
     assert abs(x - 44) <= 1 and abs(y - 50) <= 1  # the canvas maps clicks to image pixels
+
+
+def _proposal_mask(page) -> np.ndarray:
+    """The current proposal's mask, from the REST API the page uses (palette PNG: index > 0 = in the mask)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    p = page.evaluate("fetch(`/api/sessions/${S.sid}/proposal`).then(r => r.json())")
+    data = p["mask"].split(",", 1)[-1]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))) > 0
+
+
+def test_corrective_click_changes_the_mask_at_the_clicked_pixel(live_server):
+    """An include click outside the proposal and an exclude (shift) click inside it each put the
+    clicked pixel on the asked side (the shipped default model, its click constraint on)."""
+    url, _app, _d = live_server
+    with chromium() as b:
+        ctx = b.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers={"X-Clinloop-User": "corrective"})
+        page = ctx.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector(".case")
+        page.click(".case")
+        page.wait_for_function("document.querySelector('#status-badge').textContent !== '—' && S.sid", timeout=120_000)
+        box = page.locator("#view").bounding_box()
+
+        def at(x, y):
+            return box["x"] + ((x + 0.5) / 96) * box["width"], box["y"] + ((y + 0.5) / 96) * box["height"]
+
+        page.mouse.click(*at(44, 50))
+        page.wait_for_function("document.querySelector('#st-iter').textContent === '1'", timeout=60_000)
+        m1 = _proposal_mask(page)
+        assert m1.shape == (96, 96) and m1[50, 44]
+        x_out = next(x for x in range(45, 96) if not m1[50, x])  # first pixel right of the centre outside the mask
+        page.mouse.click(*at(x_out, 50))
+        page.wait_for_function("document.querySelector('#st-iter').textContent === '2'", timeout=60_000)
+        m2 = _proposal_mask(page)
+        assert m2[50, x_out]
+        ys = [y for y in range(96) if m2[y, 44]]
+        page.keyboard.down("Shift")
+        page.mouse.click(*at(44, ys[0]))  # exclude the top edge pixel of the mask's centre column
+        page.keyboard.up("Shift")
+        page.wait_for_function("document.querySelector('#st-iter').textContent === '3'", timeout=60_000)
+        m3 = _proposal_mask(page)
+        assert not m3[ys[0], 44]
+        assert page.get_attribute("#view", "data-markers") == "3"
+        ctx.close()
+    assert not errors, errors
