@@ -27,7 +27,7 @@ import numpy as np
 
 from clinloop.evaluation.benchmark.published import AMBIGUITY_PUBLISHED, AMBIGUITY_SOURCE
 from clinloop.evaluation.benchmark.runner import Context, Stage
-from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci
+from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci, n_label
 
 TITLE = "LIDC ambiguity: GED₁₆, GED₁₀₀, HM-IoU₃₂ against the 4 radiologists"
 N_SAMPLES = 100
@@ -134,7 +134,7 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         if r:
             c = r["ci"]
             rows.append([f"{m} (`{r['model']}`, ours)", "100 sampled masks y_n after 1 click", fmt_ci(c["ged16"]),
-                         fmt_ci(c["ged100"]), fmt_ci(c["hm_iou32"]), r["n_cases"]])
+                         fmt_ci(c["ged100"]), fmt_ci(c["hm_iou32"]), n_label(c["ged100"])])
     for name, g100, h32 in AMBIGUITY_PUBLISHED:
         rows.append([f"{name} (**published**, quoted from issue 15, unchecked)", "automatic, no click", "—",
                      g100, h32, "their test split"])
@@ -147,7 +147,7 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                     "with the 16/100/32-sample columns:\n\n")
         text.append(table(["method", "sample set", f"GED_{k} ↓", f"HM-IoU_{k} ↑", "cases"],
                           [[f"lexu (`{lx['model']}`, ours)", f"{k} heads", fmt_ci(lx["ci"]["ged_k"]),
-                            fmt_ci(lx["ci"]["hm_iou_k"]), lx["n_cases"]]]))
+                            fmt_ci(lx["ci"]["hm_iou_k"]), n_label(lx["ci"]["ged_k"])]]))
     text.append(f"\nWhat differs: {AMBIGUITY_SOURCE} Ours: `lidc_crops_dev.npz` (a 40 % patient subset of those "
                 "crops), SPA's held-out patients, slices with a non-empty rater majority only (the published test "
                 "sets also hold slices no radiologist marked), models trained on a CPU budget; SPA/MedUHIP get "

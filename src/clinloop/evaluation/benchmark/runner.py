@@ -38,7 +38,7 @@ class BenchmarkOptions:
     suite: str = opt("all", choices=SUITE_CHOICES, help="which tables to compute")
     data_root: str = opt("../shared/data", help="folder holding lidc/, qubiq_brain_growth/, ... (the shared data)")
     out: str = opt("report", help="report folder: README.md, one JSON per stage, PNG figures")
-    quick: bool = opt(False, help="a few cases per table (smoke run, ~1 min per suite)")
+    quick: bool = opt(False, help="a few cases per table (a smoke run; minutes, not hours)")
     full: bool = opt(False, help="larger sizes than the default (see each suite)")
     force: list = opt(default_factory=list, action="append", metavar="STAGE",
                       help="recompute this stage (or every stage of this suite) even if its JSON exists; repeatable")

@@ -69,3 +69,10 @@ def fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, float) and np.isnan(x):
         return "—"
     return f"{x:.{digits}f}"
+
+
+def n_label(ci: dict[str, Any] | None) -> str:
+    """``67 (41 patients)``: the cases and patients behind a bootstrap."""
+    if not ci:
+        return "—"
+    return f"{ci['n']} ({ci['n_groups']} patient{'s' if ci['n_groups'] != 1 else ''})"
