@@ -50,6 +50,38 @@ def bootstrap_ci(values: Sequence[float], groups: Sequence[Any] | None = None, *
     return out
 
 
+def bootstrap_statistic(columns: dict[str, Sequence[float]], statistic, groups: Sequence[Any] | None = None, *,
+                        n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """A statistic over cases that is not a mean (e.g. Spearman's ρ of two columns) and
+    its percentile bootstrap interval, resampling groups (patients) or cases as
+    :func:`bootstrap_ci`. ``statistic(**columns) -> float``; draws where it is NaN
+    (e.g. a constant resample) are dropped. Same keys as :func:`bootstrap_ci`."""
+    cols = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
+    n = len(next(iter(cols.values())))
+    g = np.arange(n) if groups is None else np.asarray([str(x) for x in groups])
+    out: dict[str, Any] = {"mean": None, "lo": None, "hi": None, "n": int(n), "n_groups": 0, "level": level,
+                           "n_boot": int(n_boot), "seed": int(seed)}
+    if n == 0:
+        return out
+    labels, inv = np.unique(g, return_inverse=True)
+    out["n_groups"] = int(labels.size)
+    out["mean"] = float(statistic(**cols))
+    if n < 3:
+        return out
+    members = [np.flatnonzero(inv == j) for j in range(labels.size)]
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(int(n_boot)):
+        idx = np.concatenate([members[j] for j in rng.integers(0, labels.size, labels.size)])
+        v = statistic(**{k: c[idx] for k, c in cols.items()})
+        if not np.isnan(v):
+            vals.append(v)
+    if vals:
+        a = (1 - level) / 2
+        out["lo"], out["hi"] = float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+    return out
+
+
 def fmt_ci(ci: dict[str, Any] | None, digits: int = 3) -> str:
     """``0.849 (0.821–0.874)``; ``—`` when there is no value."""
     if not ci or ci.get("mean") is None:
