@@ -25,8 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from clinloop.evaluation.benchmark.published import AMBIGUITY_PUBLISHED, AMBIGUITY_SOURCE
-from clinloop.evaluation.benchmark.runner import Context, Stage
+from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.published import (
+    AMBIGUITY_PUBLISHED,
+    AMBIGUITY_SOURCE,
+)
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci, n_label
 
 TITLE = "LIDC ambiguity: GED₁₆, GED₁₀₀, HM-IoU₃₂ against the 4 radiologists"
@@ -37,7 +40,11 @@ LEXU_MODEL = "lexu-lidc"
 
 def _cases(ctx: Context):
     from clinloop.data import load_dataset
-    from clinloop.evaluation.benchmark.cases import heldout_lidc, lexu_train_cases, lidc_dir
+    from clinloop.evaluation.benchmark.cases import (
+        heldout_lidc,
+        lexu_train_cases,
+        lidc_dir,
+    )
 
     ds = load_dataset(lidc_dir(ctx.data_root))
     idx = heldout_lidc(ds, per_nodule=ctx.size(1, 1, None), limit=ctx.size(3, None, None),

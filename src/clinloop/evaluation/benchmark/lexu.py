@@ -17,8 +17,14 @@ from __future__ import annotations
 
 import json
 
-from clinloop.evaluation.benchmark.runner import Context, Stage
-from clinloop.evaluation.benchmark.stats import bootstrap_ci, bootstrap_statistic, fmt, fmt_ci, n_label
+from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.stats import (
+    bootstrap_ci,
+    bootstrap_statistic,
+    fmt,
+    fmt_ci,
+    n_label,
+)
 
 TITLE = "LEXU: uncertainty–disagreement correlation and segmentation (lexu.txt Table 2)"
 # lexu.txt Table 2, RIGA, cup columns (SR, DC, NCC, Dice, NLL; NLL is one column for disc and cup)

@@ -13,7 +13,7 @@ BraTS/atrium model), the semi-supervised Table 2 and Table 3 (they train; run
 """
 from __future__ import annotations
 
-from clinloop.evaluation.benchmark.runner import Context, Stage
+from clinloop.evaluation.benchmark.base import Context, Stage
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt, fmt_ci, n_label
 
 TITLE = "MECCA: Dice and ASSD per interaction step (mecca.txt Table 1, Fig. 6), LIDC 2-D"
@@ -29,7 +29,10 @@ PUBLISHED = (("U-Net", "84.66±11.25", "6.17±4.69", "80.96±1.65", "3.72±0.39"
 def _stage(method: str):
     def compute(ctx: Context) -> dict:
         from clinloop.evaluation.benchmark.cases import lidc_dir
-        from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions, run_protocol
+        from clinloop.evaluation.mecca_protocol import (
+            MECCAProtocolOptions,
+            run_protocol,
+        )
 
         opts = MECCAProtocolOptions(method=method, data=str(lidc_dir(ctx.data_root)), model=METHODS[method],
                                     limit=ctx.size(3, 200, None), seed=ctx.seed, steps=STEPS, per_case=True, ndim=2)

@@ -8,7 +8,7 @@ ablation, models trained for them.
 """
 from __future__ import annotations
 
-from clinloop.evaluation.benchmark.runner import Context, NotImplementedSuite
+from clinloop.evaluation.benchmark.base import Context, NotImplementedSuite
 
 TITLE = "MedUHIP / SPA alignment tables"
 

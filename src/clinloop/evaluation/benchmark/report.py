@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HEADER = """# clinloop benchmark report
 
@@ -53,7 +54,7 @@ def machine() -> str:
 def write_report(ctx, missing: dict[str, str]) -> Path:
     """Rebuild ``ctx.out/README.md`` (atomically) from the stage files; figures beside it."""
     from clinloop.atomic import atomic_write_text
-    from clinloop.evaluation.benchmark.runner import SUITES, suite_module
+    from clinloop.evaluation.benchmark.base import SUITES, suite_module
 
     recs = stage_records(ctx.out)
     parts = [HEADER, f"Last run: `--suite {ctx.options.suite}` ({ctx.mode} sizes, seed {ctx.seed}) on {machine()}.\n"]

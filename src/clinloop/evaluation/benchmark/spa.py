@@ -14,13 +14,13 @@ methods on one core); ``--full`` every slice of those patients (512). Stages:
 """
 from __future__ import annotations
 
+from clinloop.evaluation.benchmark.base import Context, Stage
 from clinloop.evaluation.benchmark.published import (
     MEDUHIP_TABLE3_LIDC_NOC70,
     SPA_FIG4_LIDC_NOC75,
     SPA_TABLE1_LIDC,
     SPA_TABLE1_NOTE,
 )
-from clinloop.evaluation.benchmark.runner import Context, Stage
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt, fmt_ci, n_label
 
 TITLE = "SPA Table 1 (Dice after 1 and 3 iterations) and clicks to a Dice threshold, LIDC"
@@ -46,7 +46,12 @@ def _read_cases(csv_path) -> list[dict]:
 def _stage(method: str):
     def compute(ctx: Context) -> dict:
         from clinloop.evaluation.benchmark.cases import lidc_dir
-        from clinloop.evaluation.spa_protocol import FAIL_VALUE, THRESHOLDS, SPAProtocolOptions, run_protocol
+        from clinloop.evaluation.spa_protocol import (
+            FAIL_VALUE,
+            THRESHOLDS,
+            SPAProtocolOptions,
+            run_protocol,
+        )
 
         raw = ctx.raw_dir(f"spa-{method}")
         opts = SPAProtocolOptions(method=method, data=str(lidc_dir(ctx.data_root)), split="val",

@@ -27,8 +27,8 @@ import time
 
 import numpy as np
 
+from clinloop.evaluation.benchmark.base import Context, Stage
 from clinloop.evaluation.benchmark.published import SPA_SECONDS_PER_ITERATION
-from clinloop.evaluation.benchmark.runner import Context, Stage
 from clinloop.evaluation.benchmark.stats import fmt
 
 TITLE = "Speed: latency per interaction and per image"

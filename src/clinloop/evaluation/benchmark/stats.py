@@ -2,7 +2,8 @@
 resampling patients (cluster bootstrap) or cases."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
