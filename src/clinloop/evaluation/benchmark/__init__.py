@@ -15,5 +15,6 @@ from clinloop.evaluation.benchmark.runner import (  # noqa: F401
     SUITES,
     BenchmarkOptions,
     NotImplementedSuite,
+    Stage,
     run_benchmark,
 )
