@@ -117,12 +117,13 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
     assert "computed: -; reused: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("ambiguity-*.json")} == mtimes
 
-    # --force redoes one stage, with the same numbers (seeded); the others stay
-    assert main(argv + ["--force", "ambiguity-lexu"]) == 0
-    assert "computed: ambiguity-lexu; reused: ambiguity-spa, ambiguity-meduhip" in capsys.readouterr().out
-    again = json.loads((out / "ambiguity-lexu.json").read_text())
-    assert again["result"]["cases"] == lexu["cases"]
-    assert (out / "ambiguity-spa.json").stat().st_mtime_ns == mtimes["ambiguity-spa.json"]
+    # --force redoes the named stages, with the same numbers (seeded samples); the other stays
+    assert main(argv + ["--force", "ambiguity-lexu", "--force", "ambiguity-spa"]) == 0
+    assert "computed: ambiguity-spa, ambiguity-lexu; reused: ambiguity-meduhip" in capsys.readouterr().out
+    assert json.loads((out / "ambiguity-lexu.json").read_text())["result"]["cases"] == lexu["cases"]
+    assert json.loads((out / "ambiguity-spa.json").read_text())["result"]["cases"] == spa["cases"]
+    assert (out / "ambiguity-spa.json").stat().st_mtime_ns != mtimes["ambiguity-spa.json"]
+    assert (out / "ambiguity-meduhip.json").stat().st_mtime_ns == mtimes["ambiguity-meduhip.json"]
 
 
 def test_bootstrap_statistic_of_a_correlation():
