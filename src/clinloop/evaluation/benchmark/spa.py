@@ -10,7 +10,8 @@ model is LIDC-trained; QUBIQ, RIGA, BraTS and the atrium have no shipped model.
 Cases: SPA's held-out patients, non-empty majority. Sizes: ``--quick`` 3 slices;
 default one middle slice per nodule (97 slices, 6 iterations, ~25 min for the four
 methods on one core); ``--full`` every slice of those patients (512). Stages:
-``spa-<method>``.
+``spa-<method>``, and ``spa-lexu``: the shipped LEXU (non-interactive, one
+prediction) against the same users' targets, as the table's uncertainty-model row.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ TITLE = "SPA Table 1 (Dice after 1 and 3 iterations) and clicks to a Dice thresh
 METHODS = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "click-litemedsam-lidc",
            "box-litemedsam": "pretrained LiteMedSAM"}
 ITERATIONS = 6
+LEXU_MODEL = "lexu-lidc"  # the non-interactive row (5-head CNN, 64²)
 
 
 def _read_cases(csv_path) -> list[dict]:
@@ -70,10 +72,36 @@ def _stage(method: str):
     return compute
 
 
+def _lexu(ctx: Context) -> dict:
+    """``lexu-lidc`` (non-interactive: Dice@1 = Dice@3) against the same simulated users' targets
+    as the spa protocol (same cases and seeds), minus the slices it was trained on."""
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.benchmark.cases import heldout_lidc, lexu_train_cases, lidc_dir
+    from clinloop.interaction.users import PreferredRaterUser, dice
+    from clinloop.models.lexu.model import load_lexu
+    from clinloop.models.registry import resolve_model_dir
+
+    ds = load_dataset(lidc_dir(ctx.data_root))
+    pred = load_lexu(resolve_model_dir(LEXU_MODEL))
+    trained = lexu_train_cases(LEXU_MODEL)
+    cases = []
+    for pos, i in enumerate(heldout_lidc(ds, per_nodule=ctx.size(1, 1, None), limit=ctx.size(3, None, None))):
+        s = ds[i]
+        target = PreferredRaterUser.from_raters(s.masks, seed=ctx.seed + pos, rater_valid=s.rater_valid).target
+        if ds.case_ids[i] in trained or not target.any():
+            continue
+        prob = pred.predict(s.image)[0]
+        cases.append({"case_id": ds.case_ids[i], "patient_id": s.patient_id, "dice_1": float(dice(prob > 0.5, target))})
+    ci = bootstrap_ci([c["dice_1"] for c in cases], [c["patient_id"] for c in cases], seed=ctx.seed)
+    return {"method": "lexu", "model": LEXU_MODEL, "n_cases": len(cases), "ci": {"dice_1": ci, "dice_3": ci},
+            "cases": cases}
+
+
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"data": "lidc", "split": "val", "per_nodule": ctx.size(1, 1, None), "limit": ctx.size(3, None, None),
            "iterations": ITERATIONS}
-    return [Stage(f"spa-{m}", _stage(m), {**cfg, "model": METHODS[m]}) for m in METHODS]
+    return ([Stage(f"spa-{m}", _stage(m), {**cfg, "model": METHODS[m]}) for m in METHODS]
+            + [Stage("spa-lexu", _lexu, {**cfg, "model": LEXU_MODEL})])
 
 
 def _ours(recs: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -86,6 +114,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
     ours = _ours(recs)
     rows = [[f"{m} (`{r['model']}`, ours)", fmt_ci(r["ci"]["dice_1"]), fmt_ci(r["ci"]["dice_3"]), n_label(r["ci"]["dice_1"])]
             for m, r in ours]
+    lx = recs.get("spa-lexu", {}).get("result")
+    if lx:
+        rows.append([f"lexu (`{lx['model']}`, non-interactive: one prediction, ours)", fmt_ci(lx["ci"]["dice_1"]),
+                     "—", n_label(lx["ci"]["dice_1"])])
     rows += [[f"{name} [{cat}] (**published**)", f"{float(d1) / 100:.4f}", "—" if d3 is None else f"{float(d3) / 100:.4f}",
               "3,019"] for name, cat, d1, d3 in SPA_TABLE1_LIDC]
     text = [f"## {TITLE}\n", "### Dice after 1 and 3 iterations (spa.txt Table 1, LIDC column)\n",
@@ -93,7 +125,9 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             f"\nWhat differs: {SPA_TABLE1_NOTE} Ours: `lidc_crops_dev.npz` (40 % of the patients), SPA's held-out "
             "patients, one simulated user per case whose target fuses a seeded random subset of the raters; our "
             "backbone is LiteMedSAM (TinyViT, 256²) fine-tuned on a CPU budget, box-litemedsam is the pretrained "
-            "model with a tight box first. Published Dice is in % in the paper, shown here as a fraction.\n"]
+            "model with a tight box first; the LEXU row is the shipped 5-head CNN (64², its own 70/30 patient split: "
+            "the slices it was trained on are left out), scored against the same users' targets. Published Dice is "
+            "in % in the paper, shown here as a fraction.\n"]
     from clinloop.evaluation.spa_protocol import THRESHOLDS
 
     nrows = [[f"{m} (ours)"] + [fmt_ci(r["ci"][f"noc_{t}"], 2) for t in THRESHOLDS]
