@@ -17,7 +17,7 @@ Sample sets:
 
 Cases (``clinloop.evaluation.benchmark.cases``): SPA's held-out LIDC patients,
 non-empty rater majority, minus the slices ``lexu-lidc`` was trained on. Sizes:
-``--quick`` 3 slices; default one middle slice per nodule (67 slices, ~12 min on
+``--quick`` 3 slices; default one middle slice per nodule (67 slices, est. ~12 min on
 one core); ``--full`` every such slice (371). Stages: ``ambiguity-spa``,
 ``ambiguity-meduhip``, ``ambiguity-lexu``.
 """

@@ -9,7 +9,7 @@ shipped LEXU models, through the LEXU protocol (``clinloop.evaluation.lexu_proto
 Spearman (SR) and distance correlation (DC) are correlations over images: their
 intervals bootstrap the statistic over patients; soft Dice, NCC, NLL and GED are
 per-image means. Sizes: ``--quick`` 5 images, 2 for the difficulty test; default
-LIDC 300 images / RIGA all 14, difficulty 40 / 14 (~3 min); ``--full`` every held-out
+LIDC 300 images / RIGA all 14, difficulty 40 / 14 (est. ~3 min); ``--full`` every held-out
 LIDC slice (1,869). Not here yet (no model for them is shipped): the β sweep of
 Table 3, the deep / layer ensembles, QUBIQ and Drishti-GS1 (each needs training).
 """

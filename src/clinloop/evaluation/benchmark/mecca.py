@@ -6,7 +6,7 @@ simulated user clicks wrongly predicted boundary points before each of 5 steps.
 Methods: ``mecca`` (``mecca-lidc``), ``mecca-no-confidence``, ``interactive-cnn``
 (both ``*-lidc``) and the non-interactive ``unet`` (``mecca-unet-lidc``), on the
 patients none of them was trained on, majority-vote target. Sizes: ``--quick`` 3
-slices; default 200 slices (~25 min on one core); ``--full`` every held-back slice. Stages:
+slices; default 200 slices (est. ~25 min on one core); ``--full`` every held-back slice. Stages:
 ``mecca-<method>``. Not here yet: BraTS and the atrium (no shipped 3-D
 BraTS/atrium model), the semi-supervised Table 2 and Table 3 (they train; run
 ``clinloop evaluate --protocol mecca --mode semisup``).
@@ -60,10 +60,11 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             p = r["protocol"]
             rows.append([f"{m} (`{r['model']}`, ours)", fmt_ci(r["ci"]["dice_1"]), fmt_ci(r["ci"][f"dice_{STEPS}"]),
                          fmt(p["assd_per_step"][-1], 2), fmt(p["misunderstanding_per_step"][-1], 1),
+                         fmt(float(sum(p["seconds_per_step"]) / len(p["seconds_per_step"])), 3),
                          n_label(r["ci"]["dice_1"])])
     text = [f"## {TITLE}\n",
             table(["method", "Dice after step 1", f"Dice after step {STEPS}", f"ASSD after step {STEPS} (mm)",
-                   f"misunderstood agents, step {STEPS}", "slices"], rows),
+                   f"misunderstood agents, step {STEPS}", "s / step", "slices"], rows),
             "\nPublished (mecca.txt Table 1, 3-D volumes; Dice %, ASSD in pixels, mean ± sd; not our data):\n",
             table(["method", "BraTS2015 Dice", "BraTS2015 ASSD", "MM-WHS Dice", "MM-WHS ASSD"],
                   [[f"{n} (**published**)", *v] for n, *v in PUBLISHED]),

@@ -9,7 +9,7 @@ Per held-out LIDC slice and size k = 1…4 the target is
 (the majority of k raters who drew something; seeded); a slice with fewer than k
 such raters has no entry in column k. Every method sees the same targets. The paper
 reports REFUGE2 with 7 raters; LIDC has 4. Sizes: ``--quick`` 2 slices; default 40
-(one per held-out nodule, ~15 min on one core); ``--full`` 97. Stage:
+(one per held-out nodule, est. ~15 min on one core); ``--full`` 97. Stage:
 ``meduhip-table1``. Not here yet: spa.txt Table 2 (per-rater alignment),
 leave-one-rater-out, preference transfer and the Table 3 ablation at equal budget
 (they need models trained for them).

@@ -8,7 +8,7 @@ Methods: ``spa`` (``spa-lidc``), ``meduhip`` (``meduhip-lidc``),
 LiteMedSAM, tight box then clicks). Data: LIDC only — every shipped interactive
 model is LIDC-trained; QUBIQ, RIGA, BraTS and the atrium have no shipped model.
 Cases: SPA's held-out patients, non-empty majority. Sizes: ``--quick`` 3 slices;
-default one middle slice per nodule (97 slices, 6 iterations, ~25 min for the four
+default one middle slice per nodule (97 slices, 6 iterations, est. ~25 min for the four
 methods on one core); ``--full`` every slice of those patients (512). Stages:
 ``spa-<method>``, and ``spa-lexu``: the shipped LEXU (non-interactive, one
 prediction) against the same users' targets, as the table's uncertainty-model row.

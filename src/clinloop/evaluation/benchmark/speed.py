@@ -15,7 +15,7 @@ A4000), plus the SAM parts' timing with random weights.
   ViT-B (only LiteMedSAM's TinyViT), and building one is outside this suite.
 
 Sizes: ``--quick`` 2 images per method, 2 repeats of the parts; default 10 images,
-10 repeats (~5 min); ``--full`` 30 images, 30 repeats. MECCA's per-step time is in
+10 repeats (est. ~5 min); ``--full`` 30 images, 30 repeats. MECCA's per-step time is in
 its protocol's ``seconds_per_step`` (not repeated here). Timings vary with the load:
 the stage JSON records the load average.
 """
