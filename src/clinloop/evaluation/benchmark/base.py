@@ -22,7 +22,7 @@ class NotImplementedSuite(ValueError):
 
 @dataclass(kw_only=True)
 class BenchmarkOptions:
-    """``clinloop benchmark`` (and :func:`clinloop.benchmark`). Sizes per suite: the
+    """``clinloop benchmark`` (and :func:`clinloop.api.benchmark`). Sizes per suite: the
     suite module's docstring (``quick`` a few cases per table, ``full`` larger)."""
 
     suite: str = opt("all", choices=SUITE_CHOICES, help="which tables to compute")
