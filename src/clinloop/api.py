@@ -122,3 +122,19 @@ def predict(data: str | Path, out: str | Path, model: str | Path | None = None, 
     if model is not None:
         options["model"] = str(model)
     return run(make_options(PredictOptions, "clinloop.predict", data=str(data), out=str(out), **options))
+
+
+def benchmark(suite: str = "all", data_root: str | Path = "../shared/data", out: str | Path = "report",
+              **options: Any) -> dict[str, Any]:
+    """Compute benchmark suites into the report folder ``out`` (``clinloop benchmark``).
+
+    ``suite``: ``ambiguity``, ``spa``, ``speed``, ``lexu``, ``mecca``, ``meduhip`` or
+    ``all``; ``options``: the other fields of
+    :class:`clinloop.evaluation.benchmark.BenchmarkOptions` (``quick=True``,
+    ``full=True``, ``force=["ambiguity-lexu"]``, ``seed``, ``threads``). Finished
+    stages are reused. Returns the run summary (stages computed / reused)."""
+    from clinloop.config_options import make_options
+    from clinloop.evaluation.benchmark.runner import BenchmarkOptions, run_benchmark
+
+    return run_benchmark(make_options(BenchmarkOptions, "clinloop.benchmark", suite=suite, data_root=str(data_root),
+                                      out=str(out), **options))

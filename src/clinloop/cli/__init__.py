@@ -23,6 +23,7 @@ COMMANDS = {
     "triage": "clinloop.cli.triage",
     "serve": "clinloop.cli.serve",
     "state": "clinloop.cli.state",
+    "benchmark": "clinloop.cli.benchmark",
 }
 
 

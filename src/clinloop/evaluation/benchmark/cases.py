@@ -1,0 +1,40 @@
+"""The held-back LIDC cases the benchmark's LIDC tables share.
+
+SPA's patient split (``clinloop.training.spa_data.select_cases``: held-out share
+0.2, seed 0, as ``spa-lidc`` / ``meduhip-lidc`` / ``click-litemedsam-lidc`` were
+trained) gives the validation patients; of their slices those with a non-empty
+rater majority, one middle slice per nodule (``per_nodule=None``: all slices).
+``lexu-lidc`` used another split (70/30 by patient): cases it was trained on are
+dropped where a table also scores LEXU, so no model is scored on its training data.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+VAL_FRACTION = 0.2
+SPLIT_SEED = 0
+
+
+def lidc_dir(data_root: Path) -> Path:
+    d = Path(data_root) / "lidc"
+    if not d.exists():
+        raise FileNotFoundError(f"{d}: the LIDC crops (lidc_crops_dev.npz) are not under --data-root {data_root}")
+    return d
+
+
+def lexu_train_cases(model: str = "lexu-lidc") -> set[str]:
+    from clinloop.models.registry import resolve_model_dir
+
+    p = Path(resolve_model_dir(model)) / "data.json"
+    return set(json.loads(p.read_text()).get("train_cases", [])) if p.is_file() else set()
+
+
+def heldout_lidc(ds, per_nodule: int | None = 1, limit: int | None = None, exclude: set[str] = frozenset()) -> list[int]:
+    """Dataset indices: SPA's validation patients, non-empty majority, ``per_nodule`` slices
+    per nodule, minus the case ids in ``exclude``; the first ``limit`` in dataset order."""
+    from clinloop.training.spa_data import select_cases
+
+    idx = select_cases(ds, "val", limit=None, val_fraction=VAL_FRACTION, seed=SPLIT_SEED, per_group=per_nodule)
+    idx = [i for i in idx if ds.case_ids[i] not in exclude]
+    return idx if limit is None else idx[:limit]

@@ -1,0 +1,193 @@
+"""``clinloop benchmark``: the seeded patient bootstrap, the options, a suite that is not
+implemented failing clearly, and ``--suite ambiguity --quick`` end to end (real values
+in README and JSON, the second run reusing every stage, ``--force`` recomputing one
+with the same numbers)."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci
+
+
+# ---------------------------------------------------------------- bootstrap
+def test_bootstrap_constant_values_give_a_point_interval():
+    ci = bootstrap_ci([0.7] * 5, seed=1)
+    assert ci["mean"] == pytest.approx(0.7) and ci["lo"] == pytest.approx(0.7) and ci["hi"] == pytest.approx(0.7)
+    assert ci["n"] == 5 and ci["n_groups"] == 5
+
+
+def test_bootstrap_matches_the_normal_interval_on_large_samples():
+    x = np.random.default_rng(0).normal(0.5, 0.1, 400)
+    ci = bootstrap_ci(x, seed=0)
+    half = 1.96 * x.std(ddof=1) / np.sqrt(x.size)  # 0.0098
+    assert ci["mean"] == pytest.approx(x.mean())
+    assert ci["hi"] - ci["lo"] == pytest.approx(2 * half, rel=0.15)
+    assert ci["lo"] < x.mean() < ci["hi"]
+
+
+def test_bootstrap_resamples_patients_not_slices():
+    # three patients, each with 4 identical slices: the cluster bootstrap must equal the
+    # case bootstrap of the three patient values (same seed -> the same draws)
+    vals = np.array([0.2, 0.5, 0.9])
+    cluster = bootstrap_ci(np.repeat(vals, 4), groups=np.repeat(["a", "b", "c"], 4), seed=3)
+    plain = bootstrap_ci(vals, seed=3)
+    assert (cluster["lo"], cluster["hi"]) == pytest.approx((plain["lo"], plain["hi"]))
+    assert cluster["n"] == 12 and cluster["n_groups"] == 3
+    # treating the 12 slices as independent gives a narrower (wrong) interval
+    naive = bootstrap_ci(np.repeat(vals, 4), seed=3)
+    assert naive["hi"] - naive["lo"] < cluster["hi"] - cluster["lo"]
+
+
+def test_bootstrap_is_seeded_skips_nan_and_checks_input():
+    x = [0.1, 0.4, np.nan, 0.8, 0.3]
+    assert bootstrap_ci(x, seed=5) == bootstrap_ci(x, seed=5)
+    assert bootstrap_ci(x, seed=5)["n"] == 4
+    assert bootstrap_ci([0.3])["lo"] is None and bootstrap_ci([])["mean"] is None
+    assert fmt_ci(bootstrap_ci([0.5, 0.5])) == "0.500 (0.500–0.500)"
+    with pytest.raises(ValueError, match="length"):
+        bootstrap_ci([0.1, 0.2], groups=["a"])
+
+
+# ---------------------------------------------------------------- options and failures
+def test_api_and_cli_share_the_options_dataclass(tmp_path):
+    from clinloop.api import benchmark
+
+    with pytest.raises(TypeError, match="unknown option 'quik'"):
+        benchmark("ambiguity", tmp_path, tmp_path / "r", quik=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        benchmark("ambiguity", tmp_path, tmp_path / "r", quick=True, full=True)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        benchmark("ambiguity", tmp_path / "missing", tmp_path / "r")
+
+
+def test_unfinished_suite_fails_clearly_without_numbers(tmp_path, capsys, monkeypatch):
+    from clinloop.cli import main
+    from clinloop.evaluation.benchmark import NotImplementedSuite, meduhip
+
+    def missing(ctx):
+        raise NotImplementedSuite("not implemented yet: suite 'meduhip' (test)")
+
+    monkeypatch.setattr(meduhip, "stages", missing)
+    (tmp_path / "lidc").mkdir()
+    rc = main(["benchmark", "--suite", "meduhip", "--quick", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert "not implemented yet: suite 'meduhip'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() or not list((tmp_path / "r").glob("*.json"))
+
+
+# ---------------------------------------------------------------- end to end
+def _numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"\d+\.\d+", cell)]
+
+
+def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, capsys):
+    from clinloop.cli import main
+
+    out = tmp_path / "report"
+    argv = ["benchmark", "--suite", "ambiguity", "--quick", "--data-root", str(shared_data), "--out", str(out)]
+    assert main(argv) == 0
+    assert "computed: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu" in capsys.readouterr().out
+    recs = {n: json.loads((out / f"ambiguity-{n}.json").read_text()) for n in ("spa", "meduhip", "lexu")}
+    spa = recs["spa"]["result"]
+    assert spa["n_cases"] == 3 and len(spa["cases"]) == 3
+    for c in spa["cases"]:
+        # GED is a (squared) distance, HM-IoU a mean IoU; a clicked SPA is far from random
+        assert 0 <= c["ged16"] < 1 and 0 <= c["ged100"] < 1
+        assert 0.3 < c["hm_iou32"] <= 1 and 0 <= c["hm_iou16"] <= 1
+    assert spa["ci"]["ged100"]["mean"] == pytest.approx(np.mean([c["ged100"] for c in spa["cases"]]))
+    lexu = recs["lexu"]["result"]
+    assert lexu["resolution"] == 64 and all(c["k"] == 5 and 0 <= c["hm_iou_k"] <= 1 for c in lexu["cases"])
+    # the README's rows hold the JSON's means, beside the published rows
+    readme = (out / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| spa (`spa-lidc`"))
+    cells = row.split("|")
+    assert _numbers(cells[3])[0] == pytest.approx(spa["ci"]["ged16"]["mean"], abs=6e-4)
+    assert _numbers(cells[4])[0] == pytest.approx(spa["ci"]["ged100"]["mean"], abs=6e-4)
+    assert _numbers(cells[5])[0] == pytest.approx(spa["ci"]["hm_iou32"]["mean"], abs=6e-4)
+    assert "| CCDM (**published**, quoted from issue 15, unchecked) | automatic, no click | — | 0.183 | 0.631 |" in readme
+    assert "What differs:" in readme and (out / "ambiguity.png").stat().st_size > 1000
+
+    # second run: every stage reused, files untouched
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("ambiguity-*.json")}
+    assert main(argv) == 0
+    assert "computed: -; reused: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("ambiguity-*.json")} == mtimes
+
+    # --force redoes the named stages, with the same numbers (seeded samples); the other stays
+    assert main(argv + ["--force", "ambiguity-lexu", "--force", "ambiguity-spa"]) == 0
+    assert "computed: ambiguity-spa, ambiguity-lexu; reused: ambiguity-meduhip" in capsys.readouterr().out
+    assert json.loads((out / "ambiguity-lexu.json").read_text())["result"]["cases"] == lexu["cases"]
+    assert json.loads((out / "ambiguity-spa.json").read_text())["result"]["cases"] == spa["cases"]
+    assert (out / "ambiguity-spa.json").stat().st_mtime_ns != mtimes["ambiguity-spa.json"]
+    assert (out / "ambiguity-meduhip.json").stat().st_mtime_ns == mtimes["ambiguity-meduhip.json"]
+
+
+def test_bootstrap_statistic_of_a_correlation():
+    from clinloop.evaluation.benchmark.stats import bootstrap_statistic
+    from clinloop.metrics import spearman
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    y = x + rng.normal(scale=0.5, size=60)
+    ci = bootstrap_statistic({"x": x, "y": y}, spearman, seed=2, n_boot=400)
+    assert ci["mean"] == pytest.approx(spearman(x, y))
+    assert ci["lo"] < ci["mean"] < ci["hi"] and 0.6 < ci["lo"] and ci["hi"] < 1
+    assert ci == bootstrap_statistic({"x": x, "y": y}, spearman, seed=2, n_boot=400)
+
+
+def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
+    from clinloop.api import benchmark
+    from clinloop.metrics import spearman
+
+    out = tmp_path / "report"
+    res = benchmark("lexu", shared_data, out, quick=True)
+    assert res["computed"] == ["lexu-riga-cup", "lexu-lidc"]
+    rec = json.loads((out / "lexu-riga-cup.json").read_text())["result"]
+    proto = json.loads((out / "raw" / "lexu-riga-cup" / "results.json").read_text())
+    assert rec["n_cases"] == proto["n_cases"] == len(rec["cases"]) == 5
+    assert rec["ci"]["spearman"]["mean"] == pytest.approx(proto["spearman"])
+    assert rec["ci"]["spearman"]["mean"] == pytest.approx(
+        spearman([c["model_sum"] for c in rec["cases"]], [c["rater_sum"] for c in rec["cases"]]))
+    assert rec["ci"]["soft_dice"]["mean"] == pytest.approx(proto["soft_dice"])
+    assert 0 < proto["soft_dice"] <= 1
+    readme = (out / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| LEXU `lexu-riga-cup`"))
+    assert _numbers(row.split("|")[6])[0] == pytest.approx(proto["soft_dice"], abs=6e-4)
+    assert "| LEXU (**published**) | RIGA cup | 0.689 | 0.651 | 0.735 | 0.856 | 0.163 |" in readme
+
+
+def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys, monkeypatch):
+    """The runner on stand-in suites (no models): every implemented suite's stages run and
+    land in the README, the missing one is named there, and the exit status is 2."""
+    from clinloop.cli import main
+    from clinloop.evaluation.benchmark import SUITES, NotImplementedSuite, Stage
+    from clinloop.evaluation.benchmark.base import suite_module
+
+    calls = []
+    for name in SUITES:
+        mod = suite_module(name)
+        if name == "mecca":
+            monkeypatch.setattr(mod, "stages", lambda ctx: (_ for _ in ()).throw(NotImplementedSuite("not implemented yet: x")))
+            continue
+
+        def stages(ctx, name=name):
+            return [Stage(f"{name}-a", lambda c, name=name: calls.append(name) or {"value": len(name) / 10})]
+
+        monkeypatch.setattr(mod, "stages", stages)
+        monkeypatch.setattr(mod, "section", lambda ctx, recs, name=name: f"## {name}: {recs[name + '-a']['result']['value']}\n")
+        monkeypatch.setattr(mod, "figures", lambda ctx, recs: [], raising=False)
+    (tmp_path / "lidc").mkdir()
+    argv = ["benchmark", "--suite", "all", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    assert "not implemented yet: x" in capsys.readouterr().err
+    readme = (tmp_path / "r" / "README.md").read_text()
+    assert "## spa: 0.3" in readme and "## ambiguity: 0.9" in readme and "**not implemented yet: x**" in readme
+    assert sorted(calls) == sorted(set(SUITES) - {"mecca"})
+    assert main(argv + ["--force", "spa"]) == 2  # a suite name forces its stages; the rest are reused
+    assert calls.count("spa") == 2 and calls.count("lexu") == 1
+    assert main(argv + ["--full"]) == 2  # other sizes: every stage is stale and recomputed
+    assert calls.count("lexu") == 2
