@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model", "Session", "train", "evaluate", "predict"]
+__all__ = ["__version__", "load_model", "Session", "train", "evaluate", "predict", "benchmark"]
 
 
 def __getattr__(name):  # PEP 562 lazy attributes
@@ -15,7 +15,7 @@ def __getattr__(name):  # PEP 562 lazy attributes
         from clinloop.models.registry import load_model
 
         return load_model
-    if name in ("train", "evaluate", "predict"):  # the Python API (clinloop.api)
+    if name in ("train", "evaluate", "predict", "benchmark"):  # the Python API (clinloop.api)
         from clinloop import api
 
         return getattr(api, name)
