@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from clinloop.evaluation.mecca_cases import METHODS, _load, data_ndim, evaluate_cases, evaluate_model, iter_cases, open_dataset
+from clinloop.evaluation.mecca_cases import (METHODS, _load, data_ndim, evaluate_cases, evaluate_model, iter_cases,
+                                             open_dataset, task_of)
 
 
 # ---------------------------------------------------------------- semi-supervised table
@@ -102,13 +103,15 @@ def compare(data: str, methods, seeds, limit: int | None, steps: int = 5, ndim: 
     models = dict(models or {})
     if ndim is None:
         ndim = data_ndim(data, fmt, label)
-    loaded = {m: _load(m, models.get(m), ndim) for m in methods}
+    task = None if label else task_of(data, fmt)
+    loaded = {m: _load(m, models.get(m), ndim, task) for m in methods}
     ds = open_dataset(data, fmt, ndim, label)
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in seeds:
         for m in methods:
             model, d = loaded[m]
-            cases = iter_cases(ds, model, fusion, model.cfg.size, limit, seed, hold_back=not all_patients)
+            size = model.cfg.size if model.cfg.zoom == 1 and model.cfg.norm == "image" else 0  # volumes: whole
+            cases = iter_cases(ds, model, fusion, size, limit, seed, hold_back=not all_patients)
             r = evaluate_cases(model, cases, steps, seed, per_case=True)
             r.update({"seed": seed, "model": str(d)})
             runs[m].append(r)
