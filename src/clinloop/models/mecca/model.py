@@ -154,11 +154,22 @@ class MECCAState:
         self.clicks: list[tuple[tuple[float, ...], bool]] = []
         self.t = 0
         self._slic: dict[int, np.ndarray] = {}  # supervoxels cached per segment count
+        self._slic_full: dict[int, np.ndarray] = {}  # the same at the input size (zoom > 1)
 
     def _supervoxels(self, n: int) -> np.ndarray:
         if n not in self._slic:
             self._slic[n] = advice_mod.supervoxels(self.image, n, self.cfg.slic_compactness, self.cfg.slic_spacing)
         return self._slic[n]
+
+    def _supervoxels_full(self, n: int) -> np.ndarray:
+        """The supervoxels at the input size (nearest upsampling of the coarse ones; cached)."""
+        if self.cfg.zoom == 1:
+            return self._supervoxels(n)
+        if n not in self._slic_full:
+            lab = self._supervoxels(n)
+            small = lab.astype(np.int16) if lab.max() < 32767 else lab  # a quarter of the memory traffic
+            self._slic_full[n] = vol.upsample_labels(small, self.shape, self.cfg.zoom)
+        return self._slic_full[n]
 
     def hint(self, points: Sequence[tuple[Sequence[float], bool]]) -> Proposal:
         for pt, pos in points:
@@ -172,11 +183,11 @@ class MECCAState:
         cert_c = cert[0, 0].numpy()
         refine_s = time.perf_counter() - t0
         n_seg = advice_mod.n_segments_at(self.t, self.cfg.slic_segments, self.cfg.slic_decay, self.cfg.slic_min_segments)
-        labels = self._supervoxels(n_seg)
-        regions = advice_mod.rank_regions(cert_c, labels, self.cfg.advice_regions)
-        if self.cfg.zoom > 1:
-            regions = [vol.upsample_labels(r, self.shape, self.cfg.zoom) for r in regions]
-        cert_np = vol.upsample(cert, self.shape, self.cfg.zoom)[0, 0].numpy()
+        ids = advice_mod.rank_region_ids(cert_c, self._supervoxels(n_seg), self.cfg.advice_regions)
+        full = self._supervoxels_full(n_seg)
+        regions = [full == r for r in ids]
+        # the certainty is shown, not thresholded: nearest (block) upsampling is enough
+        cert_np = vol.upsample_labels(cert_c, self.shape, self.cfg.zoom) if self.cfg.zoom > 1 else cert_c
         self.t += 1
         return Proposal(
             mask=prob > 0.5, probability=prob, uncertainty=(1.0 - cert_np).astype(np.float32), advice=regions,

@@ -94,10 +94,11 @@ def upsample(p: torch.Tensor, size: Sequence[int], zoom: int | None = None) -> t
 
 
 def upsample_labels(labels: np.ndarray, size: Sequence[int], zoom: int) -> np.ndarray:
-    """Nearest upsampling of an int label map (e.g. supervoxels) by ``zoom``, cut to ``size``."""
+    """Nearest upsampling of a label map (e.g. supervoxels, or a confidence map) by ``zoom``
+    (each coarse voxel becomes a ``zoom``-block), cut to ``size``."""
     out = np.asarray(labels)
-    for ax in range(out.ndim):
-        out = np.repeat(out, zoom, axis=ax)
+    for ax in range(out.ndim):  # block repeats, one axis at a time (memory-bound, no fancy indexing)
+        out = np.repeat(out, int(zoom), axis=ax)
     return out[tuple(slice(0, int(n)) for n in size)]
 
 
