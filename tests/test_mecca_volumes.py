@@ -196,11 +196,12 @@ def test_protocol_reads_the_volume_layouts_and_holds_back(tmp_path, layout):
     # compare: pnet (no hints) and interactive-cnn on the same held-back cases
     oc = make_options(MECCAProtocolOptions, "test", method="pnet", mode="compare", data=str(data),
                       methods="interactive-cnn,pnet", seeds="0", steps=2,
-                      method_model=[f"interactive-cnn={icnn}", f"pnet={pnet}"])
+                      method_model=[f"interactive-cnn={icnn}", f"pnet={pnet}"], figure=str(tmp_path / "fig6.png"))
     cres = run_protocol(oc)
     assert cres["summary"]["pnet"]["n_cases"] == [len(held)]
     d = cres["summary"]["pnet"]["dice_per_step"]["mean"]
     assert d[0] == d[1]  # the P-Net ignores the hints
+    assert (tmp_path / "fig6.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_old_lidc_folders_keep_their_defaults(tmp_path):

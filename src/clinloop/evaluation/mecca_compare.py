@@ -157,6 +157,32 @@ def compare_table(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot_compare(res: dict[str, Any], path) -> None:
+    """mecca.txt Fig. 6 (left) for a :func:`compare` result: Dice and ASSD after each
+    interaction step per method (mean over seeds, error bars: sd over seeds) → PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = np.arange(1, res["steps"] + 1)
+    for m in res["methods"]:
+        s = res["summary"][m]
+        for ax, key in zip(axes, ("dice_per_step", "assd_per_step")):
+            ax.errorbar(steps, s[key]["mean"], yerr=s[key]["sd"], marker="o", capsize=3, label=m)
+    axes[0].set_ylabel("Dice")
+    axes[1].set_ylabel("ASSD")
+    for ax in axes:
+        ax.set_xlabel("interaction step")
+        ax.set_xticks(steps)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"MECCA protocol, held-back cases of {Path(str(res['data'])).name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_semisupervised(table: dict[str, Any], path) -> None:
     import matplotlib
 
