@@ -16,7 +16,11 @@ The returned :class:`~clinloop.interaction.proposal.Proposal` has arrays at the
 input size (the networks are fully convolutional); ``extra`` holds the step
 number and the supervoxel count used for the advice.
 
-Intensities: the channels are averaged and z-scored per image (``normalise``).
+Intensities: the channels are averaged and z-scored per image (``cfg.norm``:
+over all voxels, or over the non-zero ones). Volume models (``cfg.zoom`` > 1) work
+on a grid ``zoom`` times coarser and answer at the input size (:mod:`.volumes`);
+with ``cfg.init == "pnet"`` the agents start from the folder's P-Net (``init``)
+instead of 0.5.
 """
 from __future__ import annotations
 
