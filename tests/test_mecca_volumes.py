@@ -167,8 +167,8 @@ def test_protocol_reads_the_volume_layouts_and_holds_back(tmp_path, layout):
 
     data = make_brats_cases(tmp_path / "b") if layout == "brats" else make_atrium(tmp_path / "a")
     norm = "nonzero" if layout == "brats" else "image"
-    common = dict(data=str(data), ndim=3, zoom=2, norm=norm, crop="6,6,6", size=0, width=4, batch=2, iterations=2,
-                  max_minutes=5.0, held_out_fraction=0.4, val_cases=1, seed=0)
+    common = {"data": str(data), "ndim": 3, "zoom": 2, "norm": norm, "crop": "6,6,6", "size": 0, "width": 4,
+              "batch": 2, "iterations": 2, "max_minutes": 5.0, "held_out_fraction": 0.4, "val_cases": 1, "seed": 0}
     pnet = tmp_path / "pnet"
     train_model(make_options(MECCATrainOptions, "test", method="mecca-unet", out=str(pnet), seg_loss="bce-dice",
                              **common))

@@ -26,10 +26,11 @@ def task_of(data, fmt: str | None = None) -> str | None:
     """``"brats"`` for BraTS case folders, ``"atrium"`` for a Decathlon folder, else None
     (the task whose shipped ``<method>-<task>`` models :func:`shipped_name` picks)."""
     from clinloop.data import detect_format
+    from clinloop.errors import DataError
 
     try:
         name = fmt or detect_format(data)
-    except Exception:  # a single file or an unknown layout: no task models
+    except DataError:  # a missing path or an unknown layout: no task models
         return None
     return {"brats": "brats", "decathlon": "atrium"}.get(name)
 

@@ -25,7 +25,7 @@ def crop_around(arr: np.ndarray, centre, size, fill=0) -> np.ndarray:
         raise ValueError(f"crop size {tuple(sizes)} does not match {nd} spatial axes")
     out = np.full(arr.shape[:-nd] + sizes, fill, dtype=arr.dtype)
     src, dst = [], []
-    for c, n, size in zip(centre, spatial, sizes):
+    for c, n, size in zip(centre, spatial, sizes):  # noqa: PLR1704 (one size per axis)
         lo = int(round(c)) - size // 2
         lo = min(max(lo, 0), max(n - size, 0)) if n >= size else lo
         s0, s1 = max(lo, 0), min(lo + size, n)

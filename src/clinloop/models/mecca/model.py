@@ -34,13 +34,13 @@ import torch
 
 from clinloop.interaction.proposal import Proposal
 from clinloop.models.mecca import advice as advice_mod
+from clinloop.models.mecca import volumes as vol
 from clinloop.models.mecca.confidence import ConfidenceNet
 from clinloop.models.mecca.config import MECCAConfig
 from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, make_state, transition
 from clinloop.models.mecca.hints import hint_map, simulate_clicks
 from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
 from clinloop.models.mecca.pnet import PolicyValueNet, SegmentationNet
-from clinloop.models.mecca import volumes as vol
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
