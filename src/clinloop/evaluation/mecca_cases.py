@@ -8,19 +8,38 @@ from typing import Any
 
 import numpy as np
 
-METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "unet")
+METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "unet", "pnet")
 MODEL_METHOD = {"mecca": "mecca", "mecca-no-confidence": "mecca-no-confidence",
-                "interactive-cnn": "interactive-cnn", "unet": "mecca-unet"}
+                "interactive-cnn": "interactive-cnn", "unet": "mecca-unet", "pnet": "mecca-unet"}
 SHIPPED = {"mecca": "mecca-lidc", "mecca-no-confidence": "mecca-no-confidence-lidc",
            "interactive-cnn": "interactive-cnn-lidc", "unet": "mecca-unet-lidc"}
 SHIPPED_3D = {"mecca": "mecca-lidc3d", "mecca-no-confidence": "mecca-no-confidence-lidc3d",
               "interactive-cnn": "interactive-cnn-lidc3d"}
+# shipped volume models per task (folder names; trained by benchmarks/mecca_train_volumes.py)
+TASK_PREFIX = {"mecca": "mecca", "mecca-no-confidence": "mecca-no-confidence",
+               "interactive-cnn": "interactive-cnn", "unet": "pnet", "pnet": "pnet"}
 RESULT_KEYS = ("method", "protocol", "n_cases", "dice_per_step", "assd_per_step", "seconds_per_step",
                "misunderstanding_per_step", "flips_per_step")
 
 
-def shipped_name(method: str, ndim: int) -> str:
-    """The shipped model folder name of ``method`` for ``ndim``-D data."""
+def task_of(data, fmt: str | None = None) -> str | None:
+    """``"brats"`` for BraTS case folders, ``"atrium"`` for a Decathlon folder, else None
+    (the task whose shipped ``<method>-<task>`` models :func:`shipped_name` picks)."""
+    from clinloop.data import detect_format
+    from clinloop.errors import DataError
+
+    try:
+        name = fmt or detect_format(data)
+    except DataError:  # a missing path or an unknown layout: no task models
+        return None
+    return {"brats": "brats", "decathlon": "atrium"}.get(name)
+
+
+def shipped_name(method: str, ndim: int, task: str | None = None) -> str:
+    """The shipped model folder name of ``method`` for ``ndim``-D data (``task``:
+    ``"brats"`` / ``"atrium"`` → ``<method>-<task>``, e.g. ``pnet-brats``)."""
+    if task is not None:
+        return f"{TASK_PREFIX[method]}-{task}"
     table = SHIPPED if ndim == 2 else SHIPPED_3D
     if method not in table:
         raise ValueError(f"no shipped {ndim}-D model for {method!r} (shipped: {', '.join(sorted(table))}); "
@@ -29,12 +48,12 @@ def shipped_name(method: str, ndim: int) -> str:
     return table[method]
 
 
-def _load(method: str, model_dir: str | None, ndim: int = 2):
+def _load(method: str, model_dir: str | None, ndim: int = 2, task: str | None = None):
     from clinloop.models.mecca.model import load_mecca
     from clinloop.models.registry import resolve_model_dir
 
     if model_dir is None:
-        name = shipped_name(method, ndim)
+        name = shipped_name(method, ndim, task)
         try:
             d = resolve_model_dir(name)
         except ValueError as e:
@@ -48,6 +67,26 @@ def _load(method: str, model_dir: str | None, ndim: int = 2):
     if model_dir is not None and model.cfg.ndim != ndim:
         raise ValueError(f"{d}: holds a {model.cfg.ndim}-D model but the data are {ndim}-D (--ndim)")
     return model, d
+
+
+def _case_arrays(sample, model, fusion: str, size: int | None, seed: int):
+    """``(image, label)`` of one case for :func:`clinloop.models.mecca.model.simulate`:
+    LIDC-style models (``zoom == 1``, ``norm == "image"``) get the crop of
+    :func:`clinloop.training.mecca_data.prepare`; volume models the raw, whole image
+    (they normalise and zoom it themselves; ``size``, when given, crops
+    ``size · zoom`` input voxels around the label)."""
+    from clinloop.training.mecca_data import crop_around, fuse_label, prepare
+
+    if model.cfg.zoom == 1 and model.cfg.norm == "image":
+        return prepare(sample, fusion, size or None, seed)
+    label = fuse_label(sample, fusion, seed)
+    image = np.asarray(sample.image, np.float32)
+    if size:
+        pts = np.argwhere(label)
+        centre = pts.mean(0) if len(pts) else np.array(label.shape) / 2.0 - 0.5
+        n = int(size) * model.cfg.zoom
+        image, label = crop_around(image, centre, n), crop_around(label, centre, n)
+    return image, label
 
 
 def evaluate_cases(model, cases, steps: int, seed: int, hint_points: int | None = None,
@@ -87,8 +126,6 @@ def evaluate_cases(model, cases, steps: int, seed: int, hint_points: int | None 
 
 def iter_cases(dataset, model, fusion: str, size: int | None, limit: int | None, seed: int, hold_back: bool = True):
     """Held-back, non-empty cases of ``dataset`` prepared like training (crop + fusion)."""
-    from clinloop.training.mecca_data import prepare
-
     train_patients = set(model.data.get("train_patients", [])) if hold_back else set()
     order = np.random.default_rng(seed).permutation(len(dataset))
     n = 0
@@ -100,7 +137,7 @@ def iter_cases(dataset, model, fusion: str, size: int | None, limit: int | None,
         s = dataset[int(i)]
         if s.spatial_ndim != model.cfg.ndim or not s.rater_valid.any():
             continue
-        x, y = prepare(s, fusion, size or None, seed)
+        x, y = _case_arrays(s, model, fusion, size, seed)
         if not y.any():
             continue
         n += 1
@@ -151,9 +188,9 @@ def evaluate_model(method: str, data, model: str | None = None, *, fmt: str | No
             ndim = MECCAConfig.load(resolve_model_dir(model) / "config.json").ndim
         else:
             ndim = data_ndim(data, fmt, label)
-    net, _ = _load(method, model, ndim)
+    net, _ = _load(method, model, ndim, None if label else task_of(data, fmt))
     ds = open_dataset(data, fmt, ndim, label)
-    size = net.cfg.size if size is None else size
+    size = (net.cfg.size if net.cfg.zoom == 1 and net.cfg.norm == "image" else 0) if size is None else size
     cases = iter_cases(ds, net, fusion, size, limit, seed, hold_back=not all_patients)
     res = evaluate_cases(net, cases, steps, seed, hint_points, per_case)
     if res["n_cases"] == 0:

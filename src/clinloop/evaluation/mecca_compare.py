@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from clinloop.evaluation.mecca_cases import METHODS, _load, data_ndim, evaluate_cases, evaluate_model, iter_cases, open_dataset
+from clinloop.evaluation.mecca_cases import (METHODS, _load, data_ndim, evaluate_cases, evaluate_model, iter_cases,
+                                             open_dataset, task_of)
 
 
 # ---------------------------------------------------------------- semi-supervised table
@@ -102,13 +103,15 @@ def compare(data: str, methods, seeds, limit: int | None, steps: int = 5, ndim: 
     models = dict(models or {})
     if ndim is None:
         ndim = data_ndim(data, fmt, label)
-    loaded = {m: _load(m, models.get(m), ndim) for m in methods}
+    task = None if label else task_of(data, fmt)
+    loaded = {m: _load(m, models.get(m), ndim, task) for m in methods}
     ds = open_dataset(data, fmt, ndim, label)
     runs: dict[str, list[dict]] = {m: [] for m in methods}
     for seed in seeds:
         for m in methods:
             model, d = loaded[m]
-            cases = iter_cases(ds, model, fusion, model.cfg.size, limit, seed, hold_back=not all_patients)
+            size = model.cfg.size if model.cfg.zoom == 1 and model.cfg.norm == "image" else 0  # volumes: whole
+            cases = iter_cases(ds, model, fusion, size, limit, seed, hold_back=not all_patients)
             r = evaluate_cases(model, cases, steps, seed, per_case=True)
             r.update({"seed": seed, "model": str(d)})
             runs[m].append(r)
@@ -152,6 +155,32 @@ def compare_table(res: dict[str, Any]) -> str:
                      f"worse on {d['fraction_negative']:.0%}); misunderstanding@{res['steps']} difference "
                      f"{mu['mean']:+.1f} (95 % CI {mu['ci95'][0]:+.1f} .. {mu['ci95'][1]:+.1f})")
     return "\n".join(lines)
+
+
+def plot_compare(res: dict[str, Any], path) -> None:
+    """mecca.txt Fig. 6 (left) for a :func:`compare` result: Dice and ASSD after each
+    interaction step per method (mean over seeds, error bars: sd over seeds) → PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    steps = np.arange(1, res["steps"] + 1)
+    for m in res["methods"]:
+        s = res["summary"][m]
+        for ax, key in zip(axes, ("dice_per_step", "assd_per_step")):
+            ax.errorbar(steps, s[key]["mean"], yerr=s[key]["sd"], marker="o", capsize=3, label=m)
+    axes[0].set_ylabel("Dice")
+    axes[1].set_ylabel("ASSD")
+    for ax in axes:
+        ax.set_xlabel("interaction step")
+        ax.set_xticks(steps)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"MECCA protocol, held-back cases of {Path(str(res['data'])).name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot_semisupervised(table: dict[str, Any], path) -> None:

@@ -31,6 +31,15 @@ or, when not given, that of its first case (LIDC reads as 2-D slices unless
 adds ``per_case`` (case id, Dice and misunderstanding count per step) for
 paired comparisons.
 
+Volumes (BraTS case folders, the Decathlon atrium): models trained with a working
+grid (``zoom`` > 1, ``clinloop.models.mecca.volumes``) get each held-back case whole
+and raw; they normalise and pool it themselves, the simulated user clicks on the
+full-size mask, and Dice/ASSD are scored at full resolution (misunderstanding and
+flips count the coarse agents). Without ``--model`` the shipped ``<method>-brats`` /
+``<method>-atrium`` folder is used for those layouts (``pnet`` = ``unet``, the P-Net
+without hints: ``pnet-brats``). ``--figure PNG`` (compare): Dice and ASSD per step
+per method, mecca.txt Fig. 6 (left).
+
 Robustness comparison (:func:`compare`, ``clinloop evaluate --protocol mecca --mode compare
 --method mecca --data PATH --methods mecca,mecca-no-confidence,interactive-cnn --seeds 0,1,2
 --limit N [--ndim 3] --out compare.json``; formerly ``python -m clinloop.evaluation.mecca_protocol
@@ -72,6 +81,7 @@ from clinloop.evaluation.mecca_compare import (  # noqa: F401
     compare,
     compare_table,
     paired_bootstrap,
+    plot_compare,
     plot_semisupervised,
     semisupervised_table,
     summarise_runs,
@@ -108,6 +118,8 @@ class MECCAProtocolOptions(ProtocolOptions):
     method_model: list = opt(default_factory=list, action="append", metavar="METHOD=DIR",
                              help="compare: model folder for a method (default: the shipped one); repeatable")
     threads: int | None = opt(None, help="torch CPU threads (compare: default 1)")
+    figure: str | None = opt(None, help="compare: also write Dice and ASSD per step per method (Fig. 6) to this PNG",
+                             type=str)
     # --mode semisup
     fractions: str = opt("0.125,0.25,0.5,1", help="semisup: labeled fractions")
     iterations: int = opt(200, help="semisup: training iterations per fraction")
@@ -147,9 +159,11 @@ def run_protocol(o: MECCAProtocolOptions, verbose: bool = False) -> dict[str, An
         res = compare(o.data, str(o.methods).split(","), [int(x) for x in str(o.seeds).split(",")], o.limit,
                       o.steps, o.ndim, models, o.format, o.fusion, o.label, o.all_patients)
         res["command"] = command_line("evaluate", o, skip=("train_options", "fractions", "iterations", "max_minutes",
-                                                           "per_case", "hint_points", "size"))
+                                                           "per_case", "hint_points", "size", "figure"))
         if o.out is not None:
             atomic_write_text(o.out, json.dumps(res, indent=2) + "\n")
+        if o.figure:
+            plot_compare(res, o.figure)
         if verbose:
             print(compare_table(res))
         return res

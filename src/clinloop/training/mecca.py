@@ -84,6 +84,15 @@ class MECCATrainOptions(TrainOptions):
     balance_confidence: bool = opt(False, help="class-balanced confidence loss L_C (RL methods; see "
                                                "MECCAConfig.balance_confidence)")
     threads: int = opt(1)
+    # volumes (BraTS, the atrium): see clinloop.models.mecca.volumes
+    zoom: int = opt(1, help="work on a grid this many times coarser per axis (output upsampled)")
+    norm: str = opt("image", choices=("image", "nonzero"),
+                    help="intensity z-score over all voxels or over the non-zero (skull-stripped brain) ones")
+    crop: str = opt("", help="training crop D,H,W on the coarse grid around the label (default: --size, "
+                             "0 = whole image)")
+    seg_loss: str = opt("balanced-bce", choices=("balanced-bce", "bce-dice"), help="loss of the CNN methods")
+    init_model: str | None = opt(None, help="a trained mecca-unet (P-Net) folder whose prediction is p^(0) "
+                                            "(default: 0.5 everywhere, Algorithm 1)", type=str)
 
 
 OPTIONS = MECCATrainOptions
@@ -93,7 +102,9 @@ from clinloop.training.mecca_data import (  # noqa: E402,F401  (public names of 
     crop_around,
     fuse_label,
     load_training_data,
+    parse_crop,
     prepare,
+    prepare_volume,
     split_patients,
     split_training_patients,
 )
@@ -116,6 +127,14 @@ def balanced_weights(y: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return fg * w_fg + bg * w_bg
 
 
+def soft_dice_loss(prob: torch.Tensor, y: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """``1 - (2 Σ p y + eps) / (Σ p + Σ y + eps)`` per image, averaged over the batch;
+    ``prob``, ``y`` ``(B, 1, *spatial)``. Used with a plain BCE by ``seg_loss="bce-dice"``."""
+    dims = tuple(range(1, y.ndim))
+    inter = (prob * y).sum(dims)
+    return (1.0 - (2.0 * inter + eps) / (prob.sum(dims) + y.sum(dims) + eps)).mean()
+
+
 def _hints(p: torch.Tensor, y: np.ndarray, clicks: list, n: int, sigma: float, rng) -> torch.Tensor:
     from clinloop.models.mecca.hints import hint_map, simulate_clicks
 
@@ -131,16 +150,17 @@ def _plain(fn, *xs):
     return fn(*xs)
 
 
-def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain):
+def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain, p0: torch.Tensor | None = None):
     """One A2C rollout of T steps on a batch; returns (loss, stats). ``run(fn, *batch)``
-    applies a network (:meth:`clinloop.training.distributed.Dist.run_rows` splits it over ranks)."""
+    applies a network (:meth:`clinloop.training.distributed.Dist.run_rows` splits it over ranks).
+    ``p0`` ``(B, 1, *spatial)``: the initial probabilities (default 0.5, Algorithm 1 line 3)."""
     from clinloop.models.mecca.confidence import confidence_loss
     from clinloop.models.mecca.environment import action_values, initial_probability, make_state, transition
     from clinloop.models.mecca.label_generation import generate_labels
     from clinloop.models.mecca.reward import gain, plain_reward, shaped_reward
 
     y = torch.from_numpy(y_np.astype(np.float32))[:, None]
-    p = initial_probability(x.shape)
+    p = initial_probability(x.shape) if p0 is None else p0
     clicks = [[] for _ in range(x.shape[0])]
     logps, values, ents, rewards, weights = [], [], [], [], []
     lc = torch.zeros(())
@@ -185,30 +205,62 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain):
                   "reward": float(sum(r.sum() for r in rewards)) / x.shape[0]}
 
 
-def cnn_loss(cfg, net, x, y_np, rng, run=_plain):
-    """InterCNN: T unrolled steps, BCE each step; non-interactive CNN: one BCE
-    (both class-balanced with :func:`balanced_weights`, like the RL losses)."""
+def seg_loss(cfg, logit: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The CNNs' loss on logits ``(B, 1, *spatial)``: ``cfg.seg_loss`` = ``"balanced-bce"``
+    (BCE weighted by :func:`balanced_weights`, the LIDC models) or ``"bce-dice"`` (plain
+    BCE + :func:`soft_dice_loss`; the class-balanced weights over-segment small
+    structures, see docs/methods/mecca.md "Why Dice was low")."""
+    if cfg.seg_loss == "bce-dice":
+        return F.binary_cross_entropy_with_logits(logit, y) + soft_dice_loss(torch.sigmoid(logit), y)
+    return F.binary_cross_entropy_with_logits(logit, y, weight=balanced_weights(y))
+
+
+def cnn_loss(cfg, net, x, y_np, rng, run=_plain, p0: torch.Tensor | None = None):
+    """InterCNN: T unrolled steps, loss at each step; non-interactive CNN: one loss
+    (:func:`seg_loss`). ``p0``: the initial probabilities (default 0.5)."""
     from clinloop.models.mecca.environment import initial_probability
     from clinloop.models.mecca.interactive_cnn import cnn_step
 
     y = torch.from_numpy(y_np.astype(np.float32))[:, None]
-    w = balanced_weights(y)
     if cfg.method == "mecca-unet":
-        return F.binary_cross_entropy_with_logits(run(net, x), y, weight=w), {}
-    p = initial_probability(x.shape)
+        return seg_loss(cfg, run(net, x), y), {}
+    p = initial_probability(x.shape) if p0 is None else p0
     clicks = [[] for _ in range(x.shape[0])]
     loss = torch.zeros(())
     for _ in range(cfg.steps):
         h = _hints(p, y_np, clicks, cfg.hint_points, cfg.hint_sigma, rng)
         logit = run(lambda *a: cnn_step(net, *a), x, p, h)
-        loss = loss + F.binary_cross_entropy_with_logits(logit, y, weight=w)
+        loss = loss + seg_loss(cfg, logit, y)
         p = torch.sigmoid(logit).detach()
     return loss / cfg.steps, {}
 
 
+def _initial(init_net, x: torch.Tensor) -> torch.Tensor | None:
+    """p^(0) from the frozen P-Net ``init`` (``cfg.init == "pnet"``), else None (0.5)."""
+    if init_net is None:
+        return None
+    with torch.no_grad():
+        return torch.sigmoid(init_net(x))
+
+
+def init_from(folder: str, cfg) -> tuple[dict, int]:
+    """The P-Net of a ``mecca-unet`` model folder as the ``init`` network of ``cfg``:
+    ``(state_dict, width)``. Its grid (``zoom``, ``norm``, ``ndim``) must match ``cfg``'s."""
+    from clinloop.models.mecca.model import load_mecca
+
+    pnet = load_mecca(folder)
+    if pnet.cfg.method != "mecca-unet":
+        raise ValueError(f"{folder}: --init-model wants a mecca-unet (P-Net) folder, got {pnet.cfg.method!r}")
+    for k in ("ndim", "zoom", "norm", "downsample"):
+        if getattr(pnet.cfg, k) != getattr(cfg, k):
+            raise ValueError(f"{folder}: its {k} is {getattr(pnet.cfg, k)!r}, this model's {getattr(cfg, k)!r}")
+    return pnet.nets["net"].state_dict(), pnet.cfg.width
+
+
 def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None = None, iterations: int = 100,
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
-                   resume: dict | None = None, progress: bool = True, dist=None):
+                   resume: dict | None = None, progress: bool = True, dist=None, checkpoint_seconds: float = 300.0,
+                   init_state: dict | None = None):
     """The training loop on arrays: ``xtr`` ``(N, 1, *spatial)`` z-scored images,
     ``ytr`` ``(N, *spatial)`` bool labels; the first ``n_labeled`` cases are labeled
     (default all), the rest are used as unlabeled data (RL methods only).
@@ -231,7 +283,9 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         raise ValueError(f"n_labeled must lie in 1..{len(xtr)}, got {n_lab}")
     lab_ids, unl_ids = np.arange(n_lab), np.arange(n_lab, len(xtr))
     nets = build_networks(cfg)
-    params = [q for n in nets.values() for q in n.parameters()]
+    if init_state is not None:
+        nets["init"].load_state_dict(init_state)
+    params = [q for k, n in nets.items() if k != "init" for q in n.parameters()]  # `init` stays frozen
     opt = torch.optim.Adam(params, lr=cfg.lr)
     start_it = 0
     if resume is not None:
@@ -239,23 +293,41 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
             n.load_state_dict(resume["nets"][k])
         opt.load_state_dict(resume["opt"])
         start_it = int(resume["iteration"])
-    for n in nets.values():
-        n.train()
+        if "rng" in resume:  # checkpoints written since the resumable 3-D trainings
+            rng.bit_generator.state = resume["rng"]
+            torch.set_rng_state(resume["torch_rng"])
+    for k, n in nets.items():
+        n.train(k != "init")
+    init_net = nets.get("init")
     log: list[dict] = []
+
+    def save_checkpoint(iteration: int) -> None:
+        from clinloop.atomic import atomic_path
+
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"nets": {k: n.state_dict() for k, n in nets.items()}, "opt": opt.state_dict(),
+                        "iteration": iteration, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+                       tmp)
+
+    last_ckpt = time.time()
     t0 = time.time()
     bar = tqdm(range(start_it, iterations), desc=f"train {cfg.method}", mininterval=10, disable=not (progress and d.main))
     for it in bar:
         b = rng.choice(lab_ids, size=min(batch, len(lab_ids)), replace=False)
         x = torch.from_numpy(xtr[b])
+        p0 = _initial(init_net, x)
         if cfg.is_rl:
-            loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, ytr[b], rng, labeled=True, run=d.run_rows)
+            loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, ytr[b], rng, labeled=True, run=d.run_rows,
+                               p0=p0)
             if len(unl_ids) and it >= cfg.unlabeled_warmup:  # Algorithm 1, lines 7-10
                 bu = rng.choice(unl_ids, size=min(batch, len(unl_ids)), replace=False)
-                lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], torch.from_numpy(xtr[bu]), ytr[bu], rng,
-                                labeled=False, run=d.run_rows)
+                xu = torch.from_numpy(xtr[bu])
+                lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, ytr[bu], rng,
+                                labeled=False, run=d.run_rows, p0=_initial(init_net, xu))
                 loss = loss + cfg.unlabeled_weight * lu
         else:
-            loss, st = cnn_loss(cfg, nets["net"], x, ytr[b], rng, run=d.run_rows)
+            loss, st = cnn_loss(cfg, nets["net"], x, ytr[b], rng, run=d.run_rows, p0=p0)
         opt.zero_grad()
         (loss * d.world).backward()
         d.average_grads(params)
@@ -264,11 +336,12 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         log.append({"iteration": it + 1, "loss": loss.item(), **st})
         if (it + 1) % 10 == 0:
             bar.set_postfix(loss=f"{np.mean([l['loss'] for l in log[-10:]]):.4f}")
-        if checkpoint is not None and (it + 1) % 50 == 0 and d.main:
-            checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"nets": {k: n.state_dict() for k, n in nets.items()}, "opt": opt.state_dict(),
-                        "iteration": it + 1}, checkpoint)
-        if max_seconds is not None and d.any(time.time() - t0 > max_seconds):
+        out_of_time = max_seconds is not None and d.any(time.time() - t0 > max_seconds)
+        if checkpoint is not None and d.main and ((it + 1) % 50 == 0 or time.time() - last_ckpt > checkpoint_seconds
+                                                  or out_of_time):
+            save_checkpoint(it + 1)
+            last_ckpt = time.time()
+        if out_of_time:
             break
     for n in nets.values():
         n.eval()
@@ -281,7 +354,7 @@ def validate(model, imgs, labs, steps, seed) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     dice = np.zeros((len(imgs), steps))
     for i, (x, y) in enumerate(zip(imgs, labs)):
-        out = simulate(model, x, y, steps, rng)
+        out = simulate(model, x, y, steps, rng, prepared=True)
         for t, pr in enumerate(out["probabilities"]):
             m = pr > 0.5
             dice[i, t] = 2 * (m & y).sum() / max(m.sum() + y.sum(), 1)
@@ -313,10 +386,11 @@ def train_model(args: MECCATrainOptions) -> Path:
                       downsample=args.downsample or (2 if args.ndim == 3 else 1), steps=args.steps, lr=args.lr,
                       shaping=(method == "mecca"), balance_confidence=bool(args.balance_confidence),
                       delta=args.delta, hint_points=args.hint_points, size=args.size,
-                      fusion=args.fusion,
+                      fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
+                      seg_loss=args.seg_loss, init="pnet" if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              "algorithm": "A2C (synchronous, batched agents)"
-                             if method in ("mecca", "mecca-no-confidence") else "supervised (class-balanced BCE)"})
+                             if method in ("mecca", "mecca-no-confidence") else f"supervised ({args.seg_loss})"})
     out = Path(args.out)
     t_start = time.time()
     data = load_training_data(args)
@@ -325,10 +399,13 @@ def train_model(args: MECCATrainOptions) -> Path:
     n_lab = max(1, int(round(args.labeled_fraction * len(xtr))))
     ckpt = out / "checkpoint.pt"
     resume = torch.load(ckpt, map_location="cpu", weights_only=False) if args.resume and ckpt.is_file() else None
+    init_state = None
+    if args.init_model:  # (a resumed run's checkpoint holds the same weights)
+        init_state, cfg.init_width = init_from(args.init_model, cfg)
     d = distributed.init("cpu")
     nets, log = train_networks(cfg, xtr, ytr, n_lab, args.iterations, args.batch, args.seed,
                                max_seconds=args.max_minutes * 60.0 - (time.time() - t_start),
-                               checkpoint=ckpt, resume=resume, progress=d.main, dist=d)
+                               checkpoint=ckpt, resume=resume, progress=d.main, dist=d, init_state=init_state)
     if not d.main:  # rank 0 validates and writes the model folder
         d.barrier()
         d.close()
@@ -351,8 +428,8 @@ def train_model(args: MECCATrainOptions) -> Path:
             "threads": args.threads}
     model.save(out, data=info, metrics=metrics)
     (out / "train_log.json").write_text(json.dumps(log[-2000:]))
-    if ckpt.is_file():
-        ckpt.unlink()
+    if ckpt.is_file() and iterations >= args.iterations:
+        ckpt.unlink()  # finished; a run stopped by --max-minutes keeps it for --resume
     print(json.dumps(metrics))
     d.barrier()
     d.close()

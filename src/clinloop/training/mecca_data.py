@@ -15,13 +15,17 @@ def fuse_label(sample, fusion: str, seed: int = 0) -> np.ndarray:
     return np.asarray(fuse(fusion, sample.masks, rater_valid=sample.rater_valid, seed=seed)) > 0.5
 
 
-def crop_around(arr: np.ndarray, centre, size: int) -> np.ndarray:
-    """Crop ``(..., *spatial)`` to ``size`` per spatial axis around ``centre``, zero-padding."""
+def crop_around(arr: np.ndarray, centre, size, fill=0) -> np.ndarray:
+    """Crop ``(..., *spatial)`` to ``size`` per spatial axis (an int, or one per axis)
+    around ``centre``, padding with ``fill``."""
     nd = len(centre)
     spatial = arr.shape[-nd:]
-    out = np.zeros(arr.shape[:-nd] + (size,) * nd, dtype=arr.dtype)
+    sizes = (int(size),) * nd if np.ndim(size) == 0 else tuple(int(v) for v in size)
+    if len(sizes) != nd:
+        raise ValueError(f"crop size {tuple(sizes)} does not match {nd} spatial axes")
+    out = np.full(arr.shape[:-nd] + sizes, fill, dtype=arr.dtype)
     src, dst = [], []
-    for c, n in zip(centre, spatial):
+    for c, n, size in zip(centre, spatial, sizes):  # noqa: PLR1704 (one size per axis)
         lo = int(round(c)) - size // 2
         lo = min(max(lo, 0), max(n - size, 0)) if n >= size else lo
         s0, s1 = max(lo, 0), min(lo + size, n)
@@ -45,6 +49,34 @@ def prepare(sample, fusion: str, size: int | None, seed: int = 0):
         img = crop_around(img, centre, size)
         label = crop_around(label, centre, size)
     return normalise(img)[None], label
+
+
+def prepare_volume(sample, fusion: str, zoom: int = 1, norm: str = "image", crop=None, seed: int = 0):
+    """``(image (1, *coarse) float32, label (*coarse) bool)`` on the model's working grid:
+    normalised at full resolution (``norm``, :func:`clinloop.models.mecca.volumes.normalise`),
+    average-pooled by ``zoom`` (label: majority per block), then cropped to ``crop``
+    (one size per axis, around the label's centre, padded with the background value)
+    when given. :func:`prepare` is the older path of the LIDC models (crop, then z-score)."""
+    from clinloop.models.mecca.volumes import normalise, zoom_image, zoom_label
+
+    if not sample.rater_valid.any():
+        raise ValueError(f"case {sample.case_id}: no valid rater masks")
+    label = zoom_label(fuse_label(sample, fusion, seed), zoom)
+    img = zoom_image(normalise(sample.image, norm), zoom)
+    if crop:
+        pts = np.argwhere(label)
+        centre = pts.mean(0) if len(pts) else np.array(label.shape) / 2.0 - 0.5
+        img = crop_around(img, centre, crop, fill=float(img.min()))
+        label = crop_around(label, centre, crop)
+    return img[None], label
+
+
+def parse_crop(text: str) -> tuple[int, ...]:
+    """``"D,H,W"`` → ``(D, H, W)``; ``""`` → ``()``."""
+    try:
+        return tuple(int(v) for v in str(text).split(",")) if str(text).strip() else ()
+    except ValueError as e:
+        raise ValueError(f"--crop wants comma-separated integers like 40,64,64, got {text!r}") from e
 
 
 def split_patients(dataset, val_fraction: float, seed: int):
@@ -90,7 +122,11 @@ def load_training_data(args) -> dict[str, Any]:
             s = ds[int(i)]
             if s.spatial_ndim != args.ndim or not s.rater_valid.any():
                 continue
-            x, y = prepare(s, args.fusion, args.size, args.seed)
+            if getattr(args, "zoom", 1) > 1 or getattr(args, "norm", "image") != "image" or getattr(args, "crop", ""):
+                crop = parse_crop(args.crop) or ((args.size,) * args.ndim if args.size else None)
+                x, y = prepare_volume(s, args.fusion, args.zoom, args.norm, crop, args.seed)
+            else:
+                x, y = prepare(s, args.fusion, args.size, args.seed)
             if not y.any():  # nothing to segment: no boundary to click on
                 continue
             imgs.append(x)

@@ -47,6 +47,12 @@ def supervoxels(image: np.ndarray, n_segments: int = 100, compactness: float = 0
 def rank_regions(confidence: np.ndarray, labels: np.ndarray, k: int = 5) -> list[np.ndarray]:
     """The ``k`` supervoxels with the lowest mean confidence, least confident first
     (ties broken by label number), as bool masks."""
+    lab = np.asarray(labels)
+    return [lab == r for r in rank_region_ids(confidence, lab, k)]
+
+
+def rank_region_ids(confidence: np.ndarray, labels: np.ndarray, k: int = 5) -> list[int]:
+    """The labels of :func:`rank_regions`' supervoxels, least confident first."""
     c = np.asarray(confidence, dtype=np.float64)
     lab = np.asarray(labels)
     if c.shape != lab.shape:
@@ -58,8 +64,7 @@ def rank_regions(confidence: np.ndarray, labels: np.ndarray, k: int = 5) -> list
     sums = np.bincount(flat, weights=c.ravel(), minlength=counts.size)
     present = np.flatnonzero(counts)
     means = sums[present] / counts[present]
-    order = present[np.lexsort((present, means))][:k]
-    return [lab == r for r in order]
+    return [int(r) for r in present[np.lexsort((present, means))][:k]]
 
 
 def advice_regions(image: np.ndarray, confidence: np.ndarray, k: int = 5, n_segments: int = 100,

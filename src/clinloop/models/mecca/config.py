@@ -57,8 +57,17 @@ class MECCAConfig:
     slic_spacing: tuple[float, ...] = (2.0, 2.0, 2.0)
     advice_regions: int = 5
     # data
-    size: int = 64  # training crop size (pixels per axis)
+    size: int = 64  # training crop size (pixels per axis); 0: whole image
     fusion: str = "majority"
+    # volumes (clinloop.models.mecca.volumes); the defaults are the LIDC models' behaviour
+    zoom: int = 1  # agents, hints and networks work on a grid this much coarser; output upsampled
+    norm: str = "image"  # "image": z-score over all voxels; "nonzero": over the non-zero (brain) voxels
+    crop: tuple[int, ...] = ()  # training crop on the coarse grid, one size per axis (() = size, or whole)
+    seg_loss: str = "balanced-bce"  # CNN losses: "balanced-bce" (LIDC models) or "bce-dice"
+    # p^(0): "constant" (0.5 everywhere, mecca.txt Algorithm 1) or "pnet" (the folder's
+    # non-interactive P-Net `init`, trained first; deviation, see docs/methods/mecca.md)
+    init: str = "constant"
+    init_width: int = 16  # channels of the `init` P-Net
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -72,6 +81,19 @@ class MECCAConfig:
             raise ValueError(f"steps (T) must be >= 1, got {self.steps}")
         if not 0.0 <= self.delta <= 1.0:
             raise ValueError(f"delta must lie in [0, 1], got {self.delta}")
+        if self.zoom < 1:
+            raise ValueError(f"zoom must be >= 1, got {self.zoom}")
+        if self.norm not in ("image", "nonzero"):
+            raise ValueError(f"norm must be 'image' or 'nonzero', got {self.norm!r}")
+        if self.seg_loss not in ("balanced-bce", "bce-dice"):
+            raise ValueError(f"seg_loss must be 'balanced-bce' or 'bce-dice', got {self.seg_loss!r}")
+        if self.init not in ("constant", "pnet"):
+            raise ValueError(f"init must be 'constant' or 'pnet', got {self.init!r}")
+        if self.init == "pnet" and self.method == "mecca-unet":
+            raise ValueError("the non-interactive P-Net (mecca-unet) has no initial segmentation (init='pnet')")
+        self.crop = tuple(int(v) for v in self.crop)
+        if self.crop and len(self.crop) != self.ndim:
+            raise ValueError(f"crop {self.crop} needs {self.ndim} sizes")
         self.trunk_dilations = tuple(int(d) for d in self.trunk_dilations)
         self.head_dilations = tuple(int(d) for d in self.head_dilations)
         self.conf_dilations = tuple(int(d) for d in self.conf_dilations)

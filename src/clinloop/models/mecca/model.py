@@ -16,7 +16,11 @@ The returned :class:`~clinloop.interaction.proposal.Proposal` has arrays at the
 input size (the networks are fully convolutional); ``extra`` holds the step
 number and the supervoxel count used for the advice.
 
-Intensities: the channels are averaged and z-scored per image (``normalise``).
+Intensities: the channels are averaged and z-scored per image (``cfg.norm``:
+over all voxels, or over the non-zero ones). Volume models (``cfg.zoom`` > 1) work
+on a grid ``zoom`` times coarser and answer at the input size (:mod:`.volumes`);
+with ``cfg.init == "pnet"`` the agents start from the folder's P-Net (``init``)
+instead of 0.5.
 """
 from __future__ import annotations
 
@@ -30,20 +34,19 @@ import torch
 
 from clinloop.interaction.proposal import Proposal
 from clinloop.models.mecca import advice as advice_mod
+from clinloop.models.mecca import volumes as vol
 from clinloop.models.mecca.confidence import ConfidenceNet
 from clinloop.models.mecca.config import MECCAConfig
 from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, make_state, transition
 from clinloop.models.mecca.hints import hint_map, simulate_clicks
 from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
-from clinloop.models.mecca.pnet import PolicyValueNet
+from clinloop.models.mecca.pnet import PolicyValueNet, SegmentationNet
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
-    """``(C, *spatial)`` → ``(*spatial)`` float32: channel mean, then z-score per image."""
-    x = np.asarray(image, dtype=np.float32)
-    x = x.mean(axis=0)
-    sd = float(x.std())
-    return ((x - float(x.mean())) / (sd if sd > 1e-6 else 1.0)).astype(np.float32)
+    """``(C, *spatial)`` → ``(*spatial)`` float32: channel mean, then z-score per image
+    (:func:`clinloop.models.mecca.volumes.normalise` with ``mode="image"``)."""
+    return vol.normalise(image, "image")
 
 
 def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
@@ -53,10 +56,14 @@ def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
                                          cfg.head_dilations, cfg.downsample)}
         # the ablation keeps C for advice/uncertainty; only the reward ignores it
         nets["confidence"] = ConfidenceNet(cfg.ndim, 3, N_ACTIONS, cfg.conf_width, cfg.conf_dilations, cfg.downsample)
-        return nets
-    if cfg.method == "interactive-cnn":
-        return {"net": build_interactive_cnn(cfg)}
-    return {"net": build_unet(cfg)}
+    elif cfg.method == "interactive-cnn":
+        nets = {"net": build_interactive_cnn(cfg)}
+    else:
+        nets = {"net": build_unet(cfg)}
+    if cfg.init == "pnet":  # the frozen P-Net giving p^(0) (see MECCAModel.initial)
+        nets["init"] = SegmentationNet(cfg.ndim, 1, cfg.init_width, cfg.trunk_dilations, cfg.head_dilations,
+                                       cfg.downsample)
+    return nets
 
 
 class MECCAModel:
@@ -72,6 +79,20 @@ class MECCAModel:
         self.spatial_ndims = (cfg.ndim,)
         self.data = data or {}
         self.metrics = metrics or {}
+
+    # ------------------------------------------------------------ the working grid
+    def prepare_image(self, image: np.ndarray) -> np.ndarray:
+        """``(C, *spatial)`` → the normalised image on the working grid ``(*coarse)``
+        (``cfg.norm``, then average pooling by ``cfg.zoom``; :mod:`.volumes`)."""
+        return vol.zoom_image(vol.normalise(image, self.cfg.norm), self.cfg.zoom)
+
+    @torch.no_grad()
+    def initial(self, image: torch.Tensor) -> torch.Tensor:
+        """``p^(0)`` for ``image`` ``(B, 1, *coarse)``: 0.5 everywhere (Algorithm 1) or,
+        with ``cfg.init == "pnet"``, the probability of the frozen P-Net ``init``."""
+        if "init" in self.nets:
+            return torch.sigmoid(self.nets["init"](image))
+        return initial_probability(image.shape)
 
     # ------------------------------------------------------------ one step
     @torch.no_grad()
@@ -103,7 +124,7 @@ class MECCAModel:
         img = np.asarray(image)
         if img.ndim - 1 != self.cfg.ndim:
             raise ValueError(f"{self.name} model segments {self.cfg.ndim}-D images; got image of shape {img.shape}")
-        return MECCAState(self, normalise(img))
+        return MECCAState(self, img)
 
     # ------------------------------------------------------------ folders
     def save(self, folder: str | Path, data: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None) -> None:
@@ -124,36 +145,53 @@ class MECCAModel:
 
 
 class MECCAState:
-    """Per-image session state: normalised image, probability, clicks so far."""
+    """Per-image session state: the image and the agents' probabilities on the working
+    grid (``cfg.zoom``), clicks so far in input coordinates. Proposals are at the input size."""
 
     def __init__(self, model: MECCAModel, image: np.ndarray):
+        """``image`` ``(C, *spatial)`` as given to :meth:`MECCAModel.start`."""
         self.model, self.cfg = model, model.cfg
-        self.image = image
-        self.shape = image.shape
-        self.image_t = torch.from_numpy(image)[None, None]
-        self.p = initial_probability(self.image_t.shape)
+        self.shape = tuple(image.shape[1:])
+        self.image = model.prepare_image(image)
+        self.image_t = torch.from_numpy(self.image)[None, None]
+        self.p = model.initial(self.image_t)
         self.clicks: list[tuple[tuple[float, ...], bool]] = []
         self.t = 0
         self._slic: dict[int, np.ndarray] = {}  # supervoxels cached per segment count
+        self._slic_full: dict[int, np.ndarray] = {}  # the same at the input size (zoom > 1)
 
     def _supervoxels(self, n: int) -> np.ndarray:
         if n not in self._slic:
             self._slic[n] = advice_mod.supervoxels(self.image, n, self.cfg.slic_compactness, self.cfg.slic_spacing)
         return self._slic[n]
 
+    def _supervoxels_full(self, n: int) -> np.ndarray:
+        """The supervoxels at the input size (nearest upsampling of the coarse ones; cached)."""
+        if self.cfg.zoom == 1:
+            return self._supervoxels(n)
+        if n not in self._slic_full:
+            lab = self._supervoxels(n)
+            small = lab.astype(np.int16) if lab.max() < 32767 else lab  # a quarter of the memory traffic
+            self._slic_full[n] = vol.upsample_labels(small, self.shape, self.cfg.zoom)
+        return self._slic_full[n]
+
     def hint(self, points: Sequence[tuple[Sequence[float], bool]]) -> Proposal:
         for pt, pos in points:
             if len(pt) != len(self.shape):
                 raise ValueError(f"a point needs {len(self.shape)} coordinates, got {tuple(pt)}")
             self.clicks.append((tuple(float(v) for v in pt), bool(pos)))
-        h = torch.from_numpy(hint_map(self.clicks, self.shape, self.cfg.hint_sigma))[None, None]
         t0 = time.perf_counter()
+        h = torch.from_numpy(coarse_hint_map(self.clicks, self.image.shape, self.cfg))[None, None]
         self.p, cert = self.model.refine(self.image_t, self.p, h)
+        prob = vol.upsample(self.p, self.shape, self.cfg.zoom)[0, 0].numpy().copy()
+        cert_c = cert[0, 0].numpy()
         refine_s = time.perf_counter() - t0
-        prob = self.p[0, 0].numpy().copy()
-        cert_np = cert[0, 0].numpy()
         n_seg = advice_mod.n_segments_at(self.t, self.cfg.slic_segments, self.cfg.slic_decay, self.cfg.slic_min_segments)
-        regions = advice_mod.rank_regions(cert_np, self._supervoxels(n_seg), self.cfg.advice_regions)
+        ids = advice_mod.rank_region_ids(cert_c, self._supervoxels(n_seg), self.cfg.advice_regions)
+        full = self._supervoxels_full(n_seg)
+        regions = [full == r for r in ids]
+        # the certainty is shown, not thresholded: nearest (block) upsampling is enough
+        cert_np = vol.upsample_labels(cert_c, self.shape, self.cfg.zoom) if self.cfg.zoom > 1 else cert_c
         self.t += 1
         return Proposal(
             mask=prob > 0.5, probability=prob, uncertainty=(1.0 - cert_np).astype(np.float32), advice=regions,
@@ -171,11 +209,23 @@ class MECCAState:
 
 
 # ---------------------------------------------------------------- simulation
+def coarse_hint_map(clicks, coarse_shape, cfg: MECCAConfig) -> np.ndarray:
+    """The hint map ``h`` on the working grid for clicks in input coordinates
+    (:func:`clinloop.models.mecca.hints.hint_map`; points scaled by ``1 / cfg.zoom``)."""
+    if cfg.zoom > 1:
+        clicks = [(vol.to_coarse_point(pt, cfg.zoom), pos) for pt, pos in clicks]
+    return hint_map(clicks, coarse_shape, cfg.hint_sigma)
+
+
 def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int, rng: np.random.Generator,
-             n_points: int | None = None) -> dict[str, Any]:
+             n_points: int | None = None, prepared: bool = False) -> dict[str, Any]:
     """Simulated-user rollout on one case (no advice computed): before each step the
     user clicks up to ``n_points`` wrongly predicted boundary points of the current
     prediction. ``image`` ``(C, *spatial)``; ``label`` ``(*spatial)`` bool.
+
+    ``prepared``: ``image`` ``(1, *coarse)`` and ``label`` are already on the working
+    grid (normalised and zoomed, as in training); else ``image`` is raw ``(C, *spatial)``,
+    the user clicks on the full-size mask and ``probabilities`` are upsampled to it.
 
     Returns ``probabilities`` (list of ``steps`` arrays), ``misunderstanding``
     (per step: agents moving against their label, Definition 1), ``flips`` (per
@@ -184,25 +234,28 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
     from clinloop.models.mecca.environment import count_harmful_flips, count_misunderstanding
 
     n_points = model.cfg.hint_points if n_points is None else n_points
-    img = normalise(image)
     lab = np.asarray(label, bool)
-    if lab.shape != img.shape:
-        raise ValueError(f"label {lab.shape} and image {img.shape} differ in spatial shape")
+    if lab.shape != tuple(np.shape(image)[1:]):
+        raise ValueError(f"label {lab.shape} and image {tuple(np.shape(image)[1:])} differ in spatial shape")
+    img = np.asarray(image[0], np.float32) if prepared else model.prepare_image(image)
+    y = torch.from_numpy((lab if prepared else vol.zoom_label(lab, model.cfg.zoom)).astype(np.float32))[None, None]
     x = torch.from_numpy(img)[None, None]
-    y = torch.from_numpy(lab.astype(np.float32))[None, None]
-    p = initial_probability(x.shape)
+    p = model.initial(x)
+    full = vol.upsample(p, lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
     clicks: list = []
     probs, mis, flips, secs = [], [], [], []
     for _ in range(steps):
-        clicks += simulate_clicks(p[0, 0].numpy() > 0.5, lab, n_points, rng)
-        h = torch.from_numpy(hint_map(clicks, img.shape, model.cfg.hint_sigma))[None, None]
+        clicks += simulate_clicks(full > 0.5, lab, n_points, rng)  # the user sees the full-size mask
         t0 = time.perf_counter()
+        h = hint_map(clicks, img.shape, model.cfg.hint_sigma) if prepared else coarse_hint_map(clicks, img.shape, model.cfg)
+        h = torch.from_numpy(h)[None, None]
         p_next, _ = model.refine(x, p, h)
+        full = vol.upsample(p_next, lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
         secs.append(time.perf_counter() - t0)
-        mis.append(count_misunderstanding(p, p_next, y))
+        mis.append(count_misunderstanding(p, p_next, y))  # agents = working-grid voxels
         flips.append(count_harmful_flips(p, p_next, y))
         p = p_next
-        probs.append(p[0, 0].numpy().copy())
+        probs.append(full.copy())
     return {"probabilities": probs, "misunderstanding": mis, "flips": flips, "seconds": secs, "n_clicks": len(clicks)}
 
 

@@ -1,0 +1,108 @@
+"""Resumable trainings of the MECCA volume models: ``pnet-``, ``interactive-cnn-``,
+``mecca-no-confidence-`` and ``mecca-`` ``brats`` / ``atrium`` (issue 14).
+
+    OMP_NUM_THREADS=2 python benchmarks/mecca_train_volumes.py --task brats --model pnet --out-root models
+    OMP_NUM_THREADS=2 python benchmarks/mecca_train_volumes.py --task brats --model all --out-root models
+    python benchmarks/mecca_train_volumes.py --task atrium --model mecca --print    # the command only
+
+Each model is one ``clinloop train`` command (printed with ``--print``); this script
+runs it in chunks of ``--chunk-minutes`` (``--max-minutes`` of each call) and re-runs it
+with ``--resume`` until the model has done all its iterations (the trainer keeps
+``checkpoint.pt`` while iterations remain and writes the model folder after every
+chunk, so an interrupted run continues where its last checkpoint was: checkpoints
+are written every 50 iterations, every 5 minutes and when a chunk ends). The
+interactive models start from the P-Net's prediction (``--init-model``), so
+``pnet`` is trained first (``--model all`` does the order).
+
+Budgets (2 CPU threads): the iteration counts below are sized for about two hours
+per model on an idle 2-core machine from the per-iteration times of the tiny run
+(``--tiny``: 4 iterations in chunks of 3 seconds, to check that a run starts,
+checkpoints and resumes). Evaluate afterwards with
+``clinloop evaluate --protocol mecca --mode compare --data DATA --method mecca
+--methods mecca,mecca-no-confidence,interactive-cnn,pnet --method-model mecca=DIR ...``.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TASKS = {
+    # zoom 4 = 4 mm voxels (resolution ceiling: Dice 0.94); crop covers the largest tumour
+    "brats": {"data": "../shared/data/brats2018_flair", "zoom": 4, "norm": "nonzero", "crop": "32,40,40",
+              "held_out_fraction": 0.25, "val_cases": 2},
+    # zoom 3 = 1.9 mm voxels (resolution ceiling: Dice 0.99)
+    "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
+               "held_out_fraction": 0.2, "val_cases": 6},
+}
+MODELS = {
+    "pnet": {"method": "mecca-unet", "lr": 1e-3, "batch": 4, "iterations": 3000, "extra": ["--seg-loss", "bce-dice"]},
+    "interactive-cnn": {"method": "interactive-cnn", "lr": 1e-3, "batch": 4, "iterations": 1500, "init": True,
+                        "extra": ["--seg-loss", "bce-dice"]},
+    "mecca-no-confidence": {"method": "mecca-no-confidence", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
+                            "extra": ["--balance-confidence"]},
+    "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
+              "extra": ["--balance-confidence"]},
+}
+ORDER = ("pnet", "interactive-cnn", "mecca-no-confidence", "mecca")
+
+
+def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: float, tiny: bool) -> list[str]:
+    """The ``clinloop train`` command of ``<model>-<task>`` (one chunk; add ``--resume`` to continue)."""
+    t, m = TASKS[task], MODELS[model]
+    cmd = ["clinloop", "train", "--method", m["method"], "--data", t["data"], "--ndim", "3",
+           "--zoom", str(t["zoom"]), "--norm", t["norm"], "--crop", t["crop"], "--size", "0",
+           "--held-out-fraction", str(t["held_out_fraction"]), "--val-cases", "1" if tiny else str(t["val_cases"]),
+           "--width", "16", "--downsample", "1", "--lr", str(m["lr"]), "--batch", str(m["batch"]),
+           "--iterations", "4" if tiny else str(m["iterations"]), "--max-minutes", str(chunk_minutes),
+           "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), *m["extra"]]
+    if m.get("init"):
+        cmd += ["--init-model", str(out_root / f"pnet-{task}")]
+    return cmd
+
+
+def run_resumable(cmd: list[str], folder: Path, max_chunks: int) -> int:
+    """Run ``cmd`` and re-run it with ``--resume`` while ``folder/checkpoint.pt`` exists."""
+    exe = [sys.executable, "-c", "import sys; from clinloop.cli import main; sys.exit(main())"] + cmd[1:]
+    for k in range(max_chunks):
+        t0 = time.time()
+        rc = subprocess.call(exe + (["--resume"] if k else []))
+        print(f"chunk {k + 1}: rc {rc}, {time.time() - t0:.0f} s, checkpoint "
+              f"{'kept' if (folder / 'checkpoint.pt').is_file() else 'gone (finished)'}", flush=True)
+        if rc != 0:
+            return rc
+        if not (folder / "checkpoint.pt").is_file():
+            return 0
+    print(f"stopped after {max_chunks} chunks; continue with the same command", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--task", choices=sorted(TASKS), required=True)
+    p.add_argument("--model", choices=(*ORDER, "all"), required=True)
+    p.add_argument("--out-root", default="models")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--chunk-minutes", type=float, default=30.0)
+    p.add_argument("--max-chunks", type=int, default=8)
+    p.add_argument("--tiny", action="store_true", help="4 iterations in 3-second chunks: checks start/checkpoint/resume")
+    p.add_argument("--print", action="store_true", help="print the command(s) only")
+    a = p.parse_args(argv)
+    out_root = Path(a.out_root)
+    chunk = 0.05 if a.tiny else a.chunk_minutes
+    for model in ORDER if a.model == "all" else (a.model,):
+        cmd = command(a.task, model, out_root, a.threads, chunk, a.tiny)
+        print(shlex.join(cmd) + "   # then again with --resume while checkpoint.pt exists", flush=True)
+        if a.print:
+            continue
+        rc = run_resumable(cmd, out_root / f"{model}-{a.task}", 20 if a.tiny else a.max_chunks)
+        if rc:
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""MECCA on volumes: normalisation, the coarse working grid, the P-Net initial segmentation,
+resumable training, and the protocol on BraTS case folders and a Decathlon folder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clinloop.interaction.session import Session
+from clinloop.models.mecca import volumes as vol
+from clinloop.models.mecca.config import MECCAConfig
+from clinloop.models.mecca.model import MECCAModel, build_networks, load_mecca, simulate
+
+
+def test_normalise_hand_computed():
+    img = np.array([[[0.0, 0.0], [2.0, 4.0]]])  # (C=1, 2, 2)
+    np.testing.assert_allclose(vol.normalise(img, "nonzero"), [[-3.0, -3.0], [-1.0, 1.0]])
+    sd = np.sqrt(11 / 4)  # values 0, 0, 2, 4: mean 1.5
+    np.testing.assert_allclose(vol.normalise(img, "image"), (img[0] - 1.5) / sd, rtol=1e-6)
+    with pytest.raises(ValueError, match="normalisation"):
+        vol.normalise(img, "brain")
+
+
+def test_zoom_image_and_label_blocks():
+    x = np.arange(5, dtype=np.float32)[None, None, :].repeat(2, 0).repeat(2, 1)  # (2, 2, 5)
+    z = vol.zoom_image(x, 2)
+    assert z.shape == (1, 1, 3) == vol.coarse_shape(x.shape, 2)
+    np.testing.assert_allclose(z[0, 0], [0.5, 2.5, 4.0])  # the last, partial block: its own mean
+    lab = np.zeros((4, 4), bool)
+    lab[:2, :2] = True
+    lab[2, 2] = True  # 1 of 4 voxels: below the majority
+    lab[:2, 2:3] = True  # 2 of 4: the block is foreground (>= 0.5)
+    np.testing.assert_array_equal(vol.zoom_label(lab, 2), [[True, True], [False, False]])
+
+
+def test_upsample_with_zoom_keeps_partial_blocks_aligned():
+    lab = np.array([0, 0, 0, 0, 1], np.float32)[None, :]  # (1, 5): only the last, partial block
+    coarse = torch.from_numpy(vol.zoom_image(lab, 2))[None, None]  # [[0, 0, 1]]
+    up = vol.upsample(coarse, (1, 5), zoom=2)[0, 0].numpy()
+    np.testing.assert_array_equal(up > 0.5, lab > 0.5)
+    stretched = vol.upsample(coarse, (1, 5))[0, 0].numpy()  # no zoom: the grid is stretched 3 -> 5
+    assert (stretched > 0.5).sum() == 2
+
+
+def test_coarse_point_and_label_upsampling():
+    assert vol.to_coarse_point((0.0, 1.0, 3.0), 2) == (-0.25, 0.25, 1.25)
+    lab = np.array([[0, 1], [2, 3]])
+    up = vol.upsample_labels(lab, (3, 4), 2)
+    np.testing.assert_array_equal(up, [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3]])
+
+
+def _tiny(method="mecca", ndim=3, **kw):
+    torch.manual_seed(0)
+    cfg = MECCAConfig(method=method, ndim=ndim, width=4, conf_width=4, head_dilations=(2, 4),
+                      conf_dilations=(1, 2), slic_segments=20, **kw)
+    return MECCAModel(cfg, build_networks(cfg))
+
+
+def _ball(shape, r, centre=None):
+    centre = [n / 2 for n in shape] if centre is None else centre
+    g = np.meshgrid(*[np.arange(n) - c for n, c in zip(shape, centre)], indexing="ij")
+    return sum(a**2 for a in g) < r**2
+
+
+def test_zoomed_session_works_on_the_coarse_grid_and_answers_at_full_size():
+    model = _tiny("mecca", zoom=2, norm="nonzero")
+    shape = (9, 10, 11)
+    img = (np.where(_ball(shape, 3), 5.0, 1.0) * (np.arange(11) > 0))[None].astype(np.float32)  # x = 0: zero bg
+    s = Session(model, img[0], seed=0)
+    assert s._state.image.shape == (5, 5, 6)
+    p = s.hint([((5.0, 5.0, 4.0), True)])
+    assert p.mask.shape == p.probability.shape == p.uncertainty.shape == shape
+    assert len(p.advice) == 5 and all(a.shape == shape for a in p.advice)
+    assert int(np.sum(p.advice, axis=0).max()) == 1
+    # the proposal is the coarse probability upsampled: recompute it from the networks
+    x = torch.from_numpy(model.prepare_image(img))[None, None]
+    from clinloop.models.mecca.model import coarse_hint_map
+
+    h = torch.from_numpy(coarse_hint_map([((5.0, 5.0, 4.0), True)], (5, 5, 6), model.cfg))[None, None]
+    p1, _ = model.refine(x, torch.full_like(x, 0.5), h)
+    np.testing.assert_allclose(p.probability, vol.upsample(p1, shape, 2)[0, 0].numpy(), atol=1e-6)
+
+
+def test_pnet_initial_segmentation_is_p0_and_frozen_in_training():
+    model = _tiny("interactive-cnn", ndim=2, init="pnet", init_width=3)
+    assert set(model.nets) == {"net", "init"}
+    x = torch.randn(1, 1, 12, 12)
+    np.testing.assert_allclose(model.initial(x), torch.sigmoid(model.nets["init"](x)).detach(), atol=1e-6)
+    with pytest.raises(ValueError, match="init"):
+        MECCAConfig(method="mecca-unet", init="pnet")
+    from clinloop.training.mecca import train_networks
+
+    cfg = model.cfg
+    xs = np.random.default_rng(0).normal(size=(4, 1, 12, 12)).astype(np.float32)
+    ys = np.stack([_ball((12, 12), 4)] * 4)
+    torch.manual_seed(1)
+    nets, _ = train_networks(cfg, xs, ys, iterations=2, batch=2, progress=False,
+                             init_state=model.nets["init"].state_dict())
+    for k, v in model.nets["init"].state_dict().items():  # the P-Net did not move
+        torch.testing.assert_close(nets["init"].state_dict()[k], v)
+
+
+def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
+    from clinloop.training.mecca import train_networks
+
+    cfg = _tiny("mecca", ndim=2).cfg
+    xs = np.random.default_rng(0).normal(size=(4, 1, 12, 12)).astype(np.float32)
+    ys = np.stack([_ball((12, 12), 3 + k % 2) for k in range(4)])
+    straight, _ = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=5, progress=False)
+    ck = tmp_path / "checkpoint.pt"
+    _, log1 = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=5, progress=False, checkpoint=ck,
+                             max_seconds=0.0)  # out of time after the first iteration: checkpoint written
+    assert [r["iteration"] for r in log1] == [1] and ck.is_file()
+    resumed, log2 = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=5, progress=False,
+                                   resume=torch.load(ck, weights_only=False))
+    assert [r["iteration"] for r in log2] == [2, 3]
+    for k in straight:
+        for name, v in straight[k].state_dict().items():
+            torch.testing.assert_close(resumed[k].state_dict()[name], v)
+
+
+# ---------------------------------------------------------------- the protocol on the new layouts
+def _save(path, a, zoom=1.0):
+    import nibabel as nib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(a, np.diag([zoom, zoom, zoom, 1.0])), str(path))
+
+
+def _case(k, shape=(16, 16, 12)):
+    lab = _ball(shape, 3 + k % 2, centre=(7 + k % 3, 8, 6))
+    img = np.where(lab, 3.0, 1.0).astype(np.float32) + 0.1 * k
+    img[:, :, 0] = 0.0  # some background, as in a skull-stripped volume
+    return img, lab
+
+
+def make_brats_cases(root, n=4):
+    for k in range(n):
+        img, lab = _case(k)
+        _save(root / f"case_{k}" / "FLAIR.nii.gz", img)
+        _save(root / f"case_{k}" / "GT_W.nii.gz", lab.astype(np.float32))
+        (root / f"case_{k}" / "subject_id.txt").write_text(f"Subject_id: Brats18_T_{k}_1")
+    return root
+
+
+def make_atrium(root, n=5):
+    doc = {"name": "LA", "modality": {"0": "MRI"}, "labels": {"0": "background", "1": "left atrium"},
+           "numTraining": n, "training": []}
+    for k in range(n):
+        img, lab = _case(k)
+        _save(root / "imagesTr" / f"la_{k:03d}.nii.gz", img, 0.625)
+        _save(root / "labelsTr" / f"la_{k:03d}.nii.gz", lab.astype(np.uint8), 0.625)
+        doc["training"].append({"image": f"./imagesTr/la_{k:03d}.nii.gz", "label": f"./labelsTr/la_{k:03d}.nii.gz"})
+    (root / "dataset.json").write_text(json.dumps(doc))
+    return root
+
+
+@pytest.mark.parametrize("layout", ["brats", "atrium"])
+def test_protocol_reads_the_volume_layouts_and_holds_back(tmp_path, layout):
+    from clinloop.config_options import make_options
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions, run_protocol
+    from clinloop.metrics import dice
+    from clinloop.training.mecca import MECCATrainOptions, train_model
+
+    data = make_brats_cases(tmp_path / "b") if layout == "brats" else make_atrium(tmp_path / "a")
+    norm = "nonzero" if layout == "brats" else "image"
+    common = {"data": str(data), "ndim": 3, "zoom": 2, "norm": norm, "crop": "6,6,6", "size": 0, "width": 4,
+              "batch": 2, "iterations": 2, "max_minutes": 5.0, "held_out_fraction": 0.4, "val_cases": 1, "seed": 0}
+    pnet = tmp_path / "pnet"
+    train_model(make_options(MECCATrainOptions, "test", method="mecca-unet", out=str(pnet), seg_loss="bce-dice",
+                             **common))
+    icnn = tmp_path / "icnn"
+    train_model(make_options(MECCATrainOptions, "test", method="interactive-cnn", out=str(icnn),
+                             init_model=str(pnet), **common))
+    m = load_mecca(icnn)
+    assert m.cfg.zoom == 2 and m.cfg.norm == norm and m.cfg.init == "pnet" and "init" in m.nets
+    held = sorted(set(load_dataset(data).patient_ids) - set(m.data["train_patients"]))
+    assert held  # some patients are held back
+    o = make_options(MECCAProtocolOptions, "test", method="interactive-cnn", data=str(data), model=str(icnn),
+                     steps=3, per_case=True)
+    res = run_protocol(o)
+    assert res["n_cases"] == len(held) and len(res["dice_per_step"]) == 3 == len(res["assd_per_step"])
+    assert len(res["misunderstanding_per_step"]) == 3
+    # the protocol's Dice = an independent rollout on the raw, full-size case
+    ds = load_dataset(data)
+    case = next(c for c in res["per_case"])
+    s = ds[ds.case_ids.index(case["case_id"])]
+    lab = s.masks[0] > 0.5
+    # the same rng draws: the protocol's rollout of its first case uses default_rng(seed) afresh
+    out = simulate(m, s.image, lab, 3, np.random.default_rng(0))
+    assert [round(dice(p > 0.5, lab), 4) for p in out["probabilities"]] == case["dice"]
+    assert out["probabilities"][0].shape == lab.shape  # answered at the input size
+    # compare: pnet (no hints) and interactive-cnn on the same held-back cases
+    oc = make_options(MECCAProtocolOptions, "test", method="pnet", mode="compare", data=str(data),
+                      methods="interactive-cnn,pnet", seeds="0", steps=2,
+                      method_model=[f"interactive-cnn={icnn}", f"pnet={pnet}"], figure=str(tmp_path / "fig6.png"))
+    cres = run_protocol(oc)
+    assert cres["summary"]["pnet"]["n_cases"] == [len(held)]
+    d = cres["summary"]["pnet"]["dice_per_step"]["mean"]
+    assert d[0] == d[1]  # the P-Net ignores the hints
+    assert (tmp_path / "fig6.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_old_lidc_folders_keep_their_defaults(tmp_path):
+    model = _tiny("mecca", ndim=2)
+    model.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    for k in ("zoom", "norm", "crop", "seg_loss", "init", "init_width"):  # an old folder lacks these keys
+        cfg.pop(k)
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    m = load_mecca(tmp_path / "m")
+    assert (m.cfg.zoom, m.cfg.norm, m.cfg.init, m.cfg.seg_loss) == (1, "image", "constant", "balanced-bce")
