@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 
 from clinloop.cli import main
-from clinloop.models.registry import shipped_models
+from clinloop.models.registry import DEFAULT_MODEL, shipped_models
 
 
-@pytest.mark.skipif("spa-lidc" not in shipped_models(), reason="the shipped SPA model is missing")
+@pytest.mark.skipif(DEFAULT_MODEL not in shipped_models(), reason="the shipped default model is missing")
 def test_demo_runs_offline_and_writes_its_results(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--iterations", "3"]) == 0

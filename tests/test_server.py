@@ -24,10 +24,10 @@ def shared_model():
     import torch
 
     torch.set_num_threads(2)
-    from clinloop.models.registry import load_model, shipped_models
+    from clinloop.models.registry import DEFAULT_MODEL, load_model, shipped_models
 
-    if "spa-lidc" in shipped_models():
-        return load_model("spa-lidc")
+    if DEFAULT_MODEL in shipped_models():  # the workstation's default model (spa-general)
+        return load_model(DEFAULT_MODEL)
     from clinloop.models.litemedsam.weights import WeightsNotFoundError, locate_checkpoint
 
     try:

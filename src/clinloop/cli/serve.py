@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None, help="dataset for the worklist (any supported layout or one image file); "
                    "default: the embedded synthetic example")
     p.add_argument("--format", default=None, help="override dataset layout auto-detection")
-    p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-lidc)")
+    p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-general)")
     p.add_argument("--lexu", default=None, help="LEXU model folder/name: rank the worklist by predicted disagreement")
     p.add_argument("--limit", type=int, default=None, help="at most this many worklist cases")
     p.add_argument("--structure", default=None, help="RIGA structure (disc/cup) for the worklist")

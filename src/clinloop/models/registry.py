@@ -19,7 +19,7 @@ from typing import Any
 from clinloop.paths import ASSETS_DIR
 
 SHIPPED_DIR = ASSETS_DIR / "models"
-DEFAULT_MODEL = "spa-lidc"
+DEFAULT_MODEL = "spa-general"
 
 # method name (config.json "method") -> "module:callable" taking the folder Path
 LOADERS: dict[str, str] = {
@@ -77,7 +77,7 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
 
 
 def load_model(name_or_dir: str | Path | None = None, **kwargs):
-    """Rebuild a model from a folder or a shipped model's name (default: ``spa-lidc``)."""
+    """Rebuild a model from a folder or a shipped model's name (default: ``spa-general``)."""
     d = resolve_model_dir(name_or_dir)
     method = read_config(d)["method"]
     if method not in LOADERS:

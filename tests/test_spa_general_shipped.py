@@ -1,0 +1,67 @@
+"""The shipped general SPA model (spa-general): the default of load_model() and of the
+workstation, trained on every mask dataset of ../shared/data with corrective clicks
+(clinloop.training.spa_mix, spa_corrective). Its record says what it saw, it never saw the
+patients the protocols hold back, and it loads as the default."""
+import json
+
+import pytest
+
+from clinloop.models.registry import DEFAULT_MODEL, SHIPPED_DIR
+from clinloop.training.spa_mix import GENERAL
+
+FOLDER = SHIPPED_DIR / "spa-general"
+
+
+def test_record_names_every_source_and_its_held_back_patients(shared_data):
+    from clinloop.data import load_dataset
+    from clinloop.training.spa_data import patient_split
+
+    data = json.loads((FOLDER / "data.json").read_text())
+    assert data["mix"] == "general" and set(data["sources"]) == {s.name for s in GENERAL}
+    assert data["click_prob"] > 0 and data["box_prob"] > 0 and data["init"]["model"] == "spa-lidc"
+    assert "clinloop train --method spa" in data["command"] and "--mix general" in data["command"]
+    assert (FOLDER / "weights.pt").stat().st_size < 7e6
+    assert DEFAULT_MODEL == "spa-general"
+    for src in GENERAL:  # the same seeded split as the protocols: no held-back patient was trained on
+        rec = data["sources"][src.name]
+        assert rec["held_out"] == src.held_out and rec["cases"] > 0
+        ds = load_dataset(shared_data / src.folder, **src.options)
+        sp = patient_split(ds.patient_ids, src.held_out, data["split"]["seed"])
+        assert all(sp[p] == "train" for p in rec["train_patient_ids"]), src.name
+
+
+@pytest.mark.slow
+def test_default_model_is_spa_general_with_the_click_constraint():
+    from clinloop.models.litemedsam import weights_available
+
+    if not weights_available():
+        pytest.skip("LiteMedSAM weights not installed")
+    from clinloop import load_model
+
+    m = load_model()
+    assert m.name == "spa" and m.config.n_samples == 48 and m.config.honour_clicks
+
+
+def test_reproduces_its_first_lidc_validation_case(shared_data):
+    import csv
+
+    import numpy as np
+
+    from clinloop.models.litemedsam import weights_available
+
+    if not weights_available():
+        pytest.skip("LiteMedSAM weights not installed")
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.spa_protocol import load_method, run_case
+    from clinloop.training.spa_data import select_cases
+
+    with open(FOLDER / "results_cases.csv") as f:
+        first = next(csv.DictReader(f))
+    ds = load_dataset(shared_data / "lidc")
+    i = select_cases(ds, "val", limit=1, per_group=1)[0]
+    assert ds.case_ids[i] == first["case_id"]
+    s = ds[i]
+    d, _, _, raters, _ = run_case(load_method("spa", "spa-general"), "spa", s.image[0], s.masks, s.rater_valid,
+                                  int(first["seed"]), 2)
+    assert " ".join(map(str, raters)) == first["raters"]
+    np.testing.assert_allclose(d, [float(first["dice_1"]), float(first["dice_2"])], atol=2e-3)
