@@ -23,32 +23,29 @@ by construction; ``--model-only`` measures the network alone.
 """
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from clinloop.config_options import ProtocolOptions, opt
+from clinloop.config_options import opt
+from clinloop.evaluation.spa_protocol import (
+    SliceCasesOptions,
+    slice_cases,
+    write_results,
+)
 
 METHODS = ("spa", "meduhip", "click-litemedsam", "spa-random-gmm", "spa-mean-variance", "spa-weights")
 
 
 @dataclass(kw_only=True)
-class ClicksProtocolOptions(ProtocolOptions):
+class ClicksProtocolOptions(SliceCasesOptions):
     """``clinloop evaluate --protocol clicks`` (and ``clinloop.evaluate(method, "clicks", data, ...)``)."""
 
     protocol: str = "clicks"
     clicks: int = opt(5, help="clicks per case: the first plus clicks-1 corrective ones")
-    split: str = opt("all", choices=("all", "train", "val"),
-                     help="patients: all, or the train/val part of the seeded patient split used in training")
-    held_out_fraction: float = opt(0.2, flags=("--val-fraction",), help="held-out share of the patients (as trained)")
-    split_seed: int = opt(0)
-    per_nodule: int | None = opt(None, help="at most this many slices per nodule")
-    structure: str | None = opt(None, help="the structure, for readers that hold several (RIGA: disc or cup)")
     model_only: bool = opt(False, help="switch SPA's click constraint off (config honour_clicks): the network's "
                                        "own response to each click")
     threads: int | None = opt(None)
@@ -87,11 +84,8 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from clinloop.atomic import atomic_write_text
-    from clinloop.data import load_dataset
     from clinloop.evaluation.spa_protocol import load_method
     from clinloop.interaction.users import PreferredRaterUser
-    from clinloop.training.spa_data import select_cases
 
     if args.method not in METHODS:
         raise ValueError(f"the clicks protocol evaluates {', '.join(METHODS)}; got {args.method!r}")
@@ -99,12 +93,10 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         raise ValueError(f"--clicks must be >= 2 (the first click and at least one corrective click), got {args.clicks}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = load_dataset(args.data, args.format, **({"structure": args.structure} if args.structure else {}))
+    ds, idx = slice_cases(args)
     model = load_method(args.method, args.model)
     if args.model_only and hasattr(model, "config") and hasattr(model.config, "honour_clicks"):
         model.config.honour_clicks = False
-    idx = select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
-                       per_group=args.per_nodule)
     rows, curves, honoured, secs = [], [], [], []
     bar = tqdm(total=args.limit or len(idx), desc=f"clicks protocol ({args.method})", disable=not verbose)
     for pos, i in enumerate(idx):
@@ -141,16 +133,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         "seconds_per_click": float(statistics.median(secs)),
         "model_only": bool(args.model_only),
     }
-    if args.out is not None:
-        out = Path(args.out)
-        if out.suffix != ".json":
-            out = out / "results.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
-        with open(out.with_name(out.stem + "_cases.csv"), "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-            w.writeheader()
-            w.writerows(rows)
+    write_results(args.out, results, rows)
     if verbose:
         print(json.dumps(results, indent=2))
     return results

@@ -46,17 +46,52 @@ SHIPPED = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "cl
 
 
 @dataclass(kw_only=True)
-class SPAProtocolOptions(ProtocolOptions):
-    """``clinloop evaluate --protocol spa`` (and ``clinloop.evaluate(method, "spa", data, ...)``)."""
+class SliceCasesOptions(ProtocolOptions):
+    """Which 2-D cases a slice protocol (spa, clicks) evaluates: :func:`slice_cases`."""
 
-    protocol: str = "spa"
-    iterations: int = opt(6, help="interaction iterations per case (max for NoC)")
     split: str = opt("all", choices=("all", "train", "val"),
                      help="patients: all, or the train/val part of the seeded patient split used in training")
     held_out_fraction: float = opt(0.2, flags=("--val-fraction",), help="held-out share of the patients (as trained)")
     split_seed: int = opt(0)
     per_nodule: int | None = opt(None, help="at most this many slices per nodule")
     structure: str | None = opt(None, help="the structure, for readers that hold several (RIGA: disc or cup)")
+
+
+def slice_cases(args: SliceCasesOptions):
+    """``(dataset, indices)``: the cases of ``args.split`` with a non-empty majority target
+    (:func:`clinloop.training.spa_data.select_cases`), in dataset order."""
+    from clinloop.data import load_dataset
+    from clinloop.training.spa_data import select_cases
+
+    ds = load_dataset(args.data, args.format, **({"structure": args.structure} if args.structure else {}))
+    return ds, select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
+                            per_group=args.per_nodule)
+
+
+def write_results(out: str | Path | None, results: dict, rows: list[dict]) -> None:
+    """``results`` to ``out`` (a ``.json`` file, or ``results.json`` in the folder ``out``) and the
+    per-case ``rows`` to ``<stem>_cases.csv`` beside it; nothing when ``out`` is None."""
+    from clinloop.atomic import atomic_write_text
+
+    if out is None:
+        return
+    out = Path(out)
+    if out.suffix != ".json":
+        out = out / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(results, indent=2) + "\n")
+    with open(out.with_name(out.stem + "_cases.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        w.writeheader()
+        w.writerows(rows)
+
+
+@dataclass(kw_only=True)
+class SPAProtocolOptions(SliceCasesOptions):
+    """``clinloop evaluate --protocol spa`` (and ``clinloop.evaluate(method, "spa", data, ...)``)."""
+
+    protocol: str = "spa"
+    iterations: int = opt(6, help="interaction iterations per case (max for NoC)")
     click_strategy: str = opt("center", choices=("center", "random", "clinician-disagreement", "last-wrong"))
     samples: int | None = opt(None, help="override SPA's N at inference")
     threads: int | None = opt(None)
@@ -74,7 +109,9 @@ def load_method(method: str, model: str | None):
 
         return load_box_litemedsam(None)
     if method == "click-litemedsam":
-        from clinloop.models.baselines.litemedsam_interactive import load_click_litemedsam
+        from clinloop.models.baselines.litemedsam_interactive import (
+            load_click_litemedsam,
+        )
 
         # default: the shipped LIDC fine-tune (the pretrained decoder was trained on boxes only)
         return load_click_litemedsam(registry.resolve_model_dir(model or SHIPPED[method]))
@@ -92,7 +129,13 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
     """One case. Returns (dice per iteration, seconds per step, set-image seconds, user's raters,
     info: ``candidate_pairwise_dice`` after the first step (None without candidates), ``accepted_at``)."""
     from clinloop.interaction.session import as_channels_first
-    from clinloop.interaction.users import CLICK_STRATEGIES, PreferredRaterUser, dice, largest_error_click, tight_box
+    from clinloop.interaction.users import (
+        CLICK_STRATEGIES,
+        PreferredRaterUser,
+        dice,
+        largest_error_click,
+        tight_box,
+    )
     from clinloop.metrics import pairwise_dice
 
     user = PreferredRaterUser.from_raters(masks, seed=seed, rater_valid=valid)
@@ -141,11 +184,8 @@ def run_protocol(args: SPAProtocolOptions, verbose: bool = False) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from clinloop.atomic import atomic_write_text
-    from clinloop.data import load_dataset
     from clinloop.interaction.users import PreferredRaterUser
     from clinloop.metrics import noc
-    from clinloop.training.spa_data import select_cases
 
     if args.method not in METHODS:
         raise ValueError(f"the spa protocol evaluates {', '.join(METHODS)}; got {args.method!r}")
@@ -153,12 +193,10 @@ def run_protocol(args: SPAProtocolOptions, verbose: bool = False) -> dict:
         raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    ds = load_dataset(args.data, args.format, **({"structure": args.structure} if args.structure else {}))
+    ds, idx = slice_cases(args)
     model = load_method(args.method, args.model)
     if args.samples is not None and hasattr(model, "config"):
         model.config.n_samples = args.samples
-    idx = select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
-                       per_group=args.per_nodule)
     rows, all_secs, set_secs, curves = [], [], [], []
     bar = tqdm(total=args.limit or len(idx), desc=f"spa protocol ({args.method})", disable=not verbose)
     for pos, i in enumerate(idx):
@@ -201,18 +239,7 @@ def run_protocol(args: SPAProtocolOptions, verbose: bool = False) -> dict:
     cpd = [r["candidate_pairwise_dice"] for r in rows if "candidate_pairwise_dice" in r]
     if cpd:
         results["candidate_pairwise_dice"] = float(np.mean(cpd))
-    if args.out is not None:
-        out = Path(args.out)
-        if out.suffix != ".json":
-            out = out / "results.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps(results, indent=2) + "\n")
-        keys = list(dict.fromkeys(k for r in rows for k in r))
-        csv_path = out.with_name(out.stem + "_cases.csv")
-        with open(csv_path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
+    write_results(args.out, results, rows)
     if verbose:
         print(json.dumps(results, indent=2))
     return results
