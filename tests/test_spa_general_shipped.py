@@ -43,25 +43,11 @@ def test_default_model_is_spa_general_with_the_click_constraint():
 
 
 def test_reproduces_its_first_lidc_validation_case(shared_data):
-    import csv
-
-    import numpy as np
-
     from clinloop.models.litemedsam import weights_available
 
     if not weights_available():
         pytest.skip("LiteMedSAM weights not installed")
-    from clinloop.data import load_dataset
-    from clinloop.evaluation.spa_protocol import load_method, run_case
-    from clinloop.training.spa_data import select_cases
+    from clinloop.evaluation.spa_protocol import load_method
+    from tests.test_spa_shipped import reproduce_first_validation_case
 
-    with open(FOLDER / "results_cases.csv") as f:
-        first = next(csv.DictReader(f))
-    ds = load_dataset(shared_data / "lidc")
-    i = select_cases(ds, "val", limit=1, per_group=1)[0]
-    assert ds.case_ids[i] == first["case_id"]
-    s = ds[i]
-    d, _, _, raters, _ = run_case(load_method("spa", "spa-general"), "spa", s.image[0], s.masks, s.rater_valid,
-                                  int(first["seed"]), 2)
-    assert " ".join(map(str, raters)) == first["raters"]
-    np.testing.assert_allclose(d, [float(first["dice_1"]), float(first["dice_2"])], atol=2e-3)
+    reproduce_first_validation_case(load_method("spa", "spa-general"), "spa", FOLDER, shared_data)

@@ -25,20 +25,28 @@ def test_protocol_default_models_per_method():
     assert (FOLDER / "weights.pt").stat().st_size < 7e6  # int8 deltas against the pretrained checkpoint
 
 
-@pytest.mark.skipif(not weights_available(), reason="LiteMedSAM weights not installed")
-def test_meduhip_lidc_reproduces_its_first_validation_case(shared_data):
+def reproduce_first_validation_case(model, method: str, folder, shared_data) -> None:
+    """The model reproduces the first row of ``folder/results_cases.csv`` (the first held-back
+    LIDC slice of the spa protocol): its user's raters and Dice after 2 iterations."""
     from clinloop.data import load_dataset
-    from clinloop.evaluation.spa_protocol import load_method, run_case
+    from clinloop.evaluation.spa_protocol import run_case
     from clinloop.training.spa_data import select_cases
 
-    model = load_method("meduhip", None)
-    assert model.name == "meduhip" and model.net.config.n_samples == 48
-    with open(FOLDER / "results_cases.csv") as f:
+    with open(folder / "results_cases.csv") as f:
         first = next(csv.DictReader(f))
     ds = load_dataset(shared_data / "lidc")
     i = select_cases(ds, "val", limit=1, per_group=1)[0]
     assert ds.case_ids[i] == first["case_id"]
     s = ds[i]
-    d, _, _, raters, _ = run_case(model, "meduhip", s.image[0], s.masks, s.rater_valid, int(first["seed"]), 2)
+    d, _, _, raters, _ = run_case(model, method, s.image[0], s.masks, s.rater_valid, int(first["seed"]), 2)
     assert " ".join(map(str, raters)) == first["raters"]
     np.testing.assert_allclose(d, [float(first["dice_1"]), float(first["dice_2"])], atol=2e-3)
+
+
+@pytest.mark.skipif(not weights_available(), reason="LiteMedSAM weights not installed")
+def test_meduhip_lidc_reproduces_its_first_validation_case(shared_data):
+    from clinloop.evaluation.spa_protocol import load_method
+
+    model = load_method("meduhip", None)
+    assert model.name == "meduhip" and model.net.config.n_samples == 48
+    reproduce_first_validation_case(model, "meduhip", FOLDER, shared_data)
