@@ -7,7 +7,13 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
 1. **Anchor slice.** The slice of the latest click along the session's axis
    (:mod:`.planes`) is prompted exactly as 2-D SPA prompts an image: the user's
    points on that slice, plus the chosen candidate's slice as the mask prompt
-   after a ``choose``. e_u of this prompt gives the preference distribution
+   after a ``choose``. A **corrective click** (any click after the first
+   proposal, issue 17) prompts with the *current* mask instead: the last
+   proposal's y_app on that slice, in the model frame (zero outside the
+   resized image; resampled from the 3-D mask when the click changes the axis)
+   -- except right after a ``choose``, when the chosen candidate's slice stays
+   the mask prompt; where the current mask is empty on that slice, the prompt
+   is as before (the chosen candidate's slice, if any). e_u of this prompt gives the preference distribution
    p_theta (the PDG runs **once per action**, here), and the N latents
    z_n ~ p_theta are drawn **once** with the same seed rule as 2-D
    (``seed * 1_000_003 + iteration``). On a single-slice volume the anchor's
@@ -51,6 +57,12 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
 Image encoding is lazy: only the slices the propagation visits are encoded
 (the anchor, the reached slices and the one slice where each direction
 stopped), each once per session (``SliceCache``, shared with ``undo``/replay).
+With ``VolumeConfig.encode_ahead = k`` a background thread
+(:class:`clinloop.models.spa.ahead.EncodeAhead`) encodes up to k slices beyond
+each frontier while the step decodes; a per-slice lock shares each encoding
+between the two threads, so the masks are bit-identical with and without it
+(``extra["encoded_ahead"]``: slices the worker encoded; ``encoded_slices``
+counts the slices the step used that were not cached when it began).
 ``progress`` (a callable) receives a :class:`SliceResult` after each slice so a
 UI can show the 3-D result as it grows; candidates exist once the volume is
 done. Later clicks may use another ``axis``: user points and the chosen

@@ -130,7 +130,7 @@ def get_proposal(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery
         return answer(sid, lv, s.proposal)
 
 
-@router.get("/api/sessions/{sid}/progress", response_model=None, responses=errors(404, 503))
+@router.get("/api/sessions/{sid}/progress", response_model=None, responses=errors(404, 422, 503))
 def get_progress(sid: str, ctx: Ctx, user: User,
                  since: Annotated[int | None, Query(ge=0, lt=INT31, description="also send the masks of the slices "
                                                     "finished from the since-th on (0: all)")] = None):
