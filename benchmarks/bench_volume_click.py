@@ -118,12 +118,14 @@ def click_once(model, vol, point, cache: dict, ahead: int) -> tuple[object, floa
     return p, sec
 
 
-def bench_clicks(model, lengths: list[int], ahead: int, repeats: int, ahead_lengths: set[int]) -> list[dict]:
+def bench_clicks(model, lengths: list[int], ahead: int, repeats: int, ahead_lengths: set[int],
+                 rows: list[dict] | None = None, save=lambda: None) -> list[dict]:
     """Per length: ``cold`` (fresh cache), ``warm`` (again on that cache) and, for lengths in
-    ``ahead_lengths``, ``cold+ahead`` (fresh cache, encode-ahead on); medians of ``repeats``."""
+    ``ahead_lengths``, ``cold+ahead`` (fresh cache, encode-ahead on); medians of ``repeats``.
+    Appends to ``rows`` and calls ``save()`` after each length (a long run keeps what it measured)."""
     from clinloop.metrics import dice
 
-    rows = []
+    rows = [] if rows is None else rows
     for length in lengths:
         vol, inside = tube(length)
         mid = 4 + length // 2
@@ -154,6 +156,7 @@ def bench_clicks(model, lengths: list[int], ahead: int, repeats: int, ahead_leng
             print(f"  L={length:3d} {mode:<10} {row['s_median']:7.1f} s  mask on {row['slices_mask']:3d} slices, "
                   f"{row['encoded']} encoded (worker {row['encoded_ahead']}), Dice {row['dice3d']:.3f}, "
                   f"same mask {row['same_mask_as_cold']}, load {row['load_before']} -> {row['load_after']}", flush=True)
+        save()
     return rows
 
 
@@ -184,11 +187,13 @@ def main(argv=None) -> dict:
     runtime = er.resolve(enc)
     print(f"(b) click -> full 3-D mask, {a.model}, encoder runtime {runtime}, {a.threads} threads", flush=True)
     ahead_lengths = {v for v in lengths if v <= 40} if a.quick else set(lengths)
-    click_rows = bench_clicks(model, lengths, a.ahead, 1 if a.quick else 3, ahead_lengths)
     out = {"model": a.model, "threads": a.threads, "runtime": runtime, "quick": a.quick, "ahead": a.ahead,
-           "torch": torch.__version__, "encoders": enc_rows, "clicks": click_rows,
-           "uptime_end": os.popen("uptime").read().strip(),
+           "torch": torch.__version__, "encoders": enc_rows, "clicks": [], "complete": False,
            "note": "seconds on the machine as it was (load averages recorded per row)"}
+    write_json(a.out, out)
+    bench_clicks(model, lengths, a.ahead, 1 if a.quick else 3, ahead_lengths, out["clicks"],
+                 lambda: write_json(a.out, out))
+    out["complete"], out["uptime_end"] = True, os.popen("uptime").read().strip()
     print(out["uptime_end"])
     write_json(a.out, out)
     return out
