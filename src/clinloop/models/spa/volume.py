@@ -13,9 +13,10 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    resized image; resampled from the 3-D mask when the click changes the axis)
    -- except right after a ``choose``, when the chosen candidate's slice stays
    the mask prompt; where the current mask is empty on that slice, the prompt
-   is as before (the chosen candidate's slice, if any). e_u of this prompt gives the preference distribution
-   p_theta (the PDG runs **once per action**, here), and the N latents
-   z_n ~ p_theta are drawn **once** with the same seed rule as 2-D
+   is as before (the chosen candidate's slice, if any). e_u of this prompt
+   gives the preference distribution p_theta (the PDG runs **once per
+   action**, here), and the N latents z_n ~ p_theta are drawn **once** with
+   the same seed rule as 2-D
    (``seed * 1_000_003 + iteration``). On a single-slice volume the anchor's
    mask and probability therefore equal the 2-D session's.
 2. **Propagation.** From the anchor outwards, first to higher then to lower
