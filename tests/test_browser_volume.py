@@ -40,7 +40,7 @@ def test_one_click_on_a_volume_marks_several_slices(tmp_path):
             errors: list[str] = []
             polls: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: polls.append(r.url) if r.url.endswith("/progress") else None)
+            page.on("request", lambda r: polls.append(r.url) if r.url.split("?")[0].endswith("/progress") else None)
             page.goto(url + "/")
             page.wait_for_selector(".case")
             _open(page, "vol")
@@ -60,3 +60,42 @@ def test_one_click_on_a_volume_marks_several_slices(tmp_path):
             assert not errors, errors
         finally:
             b.close()
+
+
+def test_one_click_draws_slice_masks_before_the_3d_result(tmp_path):
+    """Progressive display: the masks of finished slices stream in (GET .../progress?since=N)
+    and the shown slice's mask is drawn while the 3-D step still runs (S.prop is still empty)."""
+    from test_browser import chromium
+
+    from clinloop.server.app import create_app
+    from clinloop.server.worklist import worklist_from_dataset
+
+    app = create_app(StubVolumeModel(delay=0.4), state_dir=tmp_path / "state",
+                     worklist=worklist_from_dataset(ListDataset([_case()], name="vol3d-stream")))
+    with live_server(app) as (url, _port), chromium() as b:
+        page = b.new_context(viewport={"width": 1440, "height": 900},
+                             extra_http_headers={"X-Clinloop-User": "rad"}).new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector(".case")
+        _open(page, "vol")
+        before = page.evaluate("document.getElementById('view').toDataURL()")
+        page.mouse.click(*_canvas_xy(page, 34, 30))
+        # the clicked slice 6 is SPA's anchor (finished first): its mask is drawn, the 3-D result not yet there
+        page.wait_for_function("document.getElementById('view').dataset.maskFrom === 'partial'", timeout=20000)
+        state = page.evaluate("({prop: S.prop, pending: S.pending, streamed: document.getElementById('view')"
+                              ".dataset.streamed, has: document.querySelectorAll('#slice-strip i.has').length})")
+        assert state["prop"] is None and state["pending"] > 0, state
+        assert "6" in state["streamed"].split() and state["has"] >= 1
+        assert page.evaluate("document.getElementById('view').toDataURL()") != before  # the mask is on the canvas
+        # more slices arrive one by one before the request answers
+        page.wait_for_function("document.getElementById('view').dataset.streamed.split(' ').length >= 3 || S.prop",
+                               timeout=20000)
+        early = page.evaluate("({prop: S.prop, streamed: document.getElementById('view').dataset.streamed})")
+        assert early["prop"] is None and len(early["streamed"].split()) >= 3, early
+        _idle(page)
+        assert page.evaluate("document.getElementById('view').dataset.maskFrom") == "proposal"
+        has = [int(e.get_attribute("data-z")) for e in page.locator("#slice-strip i.has").all()]
+        assert has == [3, 4, 5, 6, 7, 8, 9]
+        assert not errors, errors

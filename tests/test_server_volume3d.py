@@ -84,6 +84,37 @@ def test_one_click_segments_several_slices_with_progress(tmp_path):
         assert c.get(f"/api/sessions/{sid}/progress", headers={"X-Clinloop-User": "bo"}).status_code == 404
 
 
+def test_progress_streams_each_slice_mask_in_order(tmp_path):
+    """GET .../progress?since=N sends the masks of the slices finished from the N-th on, as overlay
+    PNGs, in the order SPA visits them (the anchor, then up, then down)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    c, app, _ = _client(tmp_path)
+    with c:
+        sid = _open(c)
+        empty = c.get(f"/api/sessions/{sid}/progress?since=0", headers=U).json()
+        assert empty["slices"] == [] and empty["run"] == 0
+        c.post(f"/api/sessions/{sid}/click", json={"x": 34, "y": 30, "z": 6}, headers=U)
+        pr = c.get(f"/api/sessions/{sid}/progress?since=0", headers=U).json()
+        assert [s["index"] for s in pr["slices"]] == [6, 7, 8, 9, 5, 4, 3]
+        assert [s["area"] for s in pr["slices"]] == [81, 49, 29, 13, 49, 29, 13]
+        want = discs((D, H, W), 34, 30, 6, 5)
+        for s in pr["slices"]:
+            rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(s["mask"]))).convert("RGBA"))
+            assert rgba.shape == (H, W, 4) and s["axis"] == 0
+            assert np.array_equal(rgba[..., 3] > 0, want[s["index"]])  # painted exactly on the disc
+        tail = c.get(f"/api/sessions/{sid}/progress?since=5", headers=U).json()
+        assert [s["index"] for s in tail["slices"]] == [4, 3] and tail["run"] == pr["run"]
+        assert "slices" not in c.get(f"/api/sessions/{sid}/progress", headers=U).json()
+        c.post(f"/api/sessions/{sid}/choose", json={"candidate": 0}, headers=U)  # a new run: its own slices
+        nxt = c.get(f"/api/sessions/{sid}/progress?since=0", headers=U).json()
+        assert nxt["run"] != pr["run"] and [s["index"] for s in nxt["slices"]] == [6, 7, 8, 5, 4]
+        assert c.get(f"/api/sessions/{sid}/progress?since=-1", headers=U).status_code == 422
+
+
 def test_choose_changes_the_3d_mask_and_replay_is_exact(tmp_path):
     c, app, _ = _client(tmp_path, live_sessions=1)
     with c:

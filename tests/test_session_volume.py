@@ -136,6 +136,151 @@ def test_other_axis_and_sample_spacing(model):
     assert q.extra["axis"] == 1 and q.extra["anchor"] == 4
 
 
+# ------------------------------------------------------------------ corrective clicks (issue 17)
+def _spy_model():
+    """A fresh tiny SPA whose ``encode_interaction`` records (points, labels, mask prompt) per call."""
+    m = SPAModel(tiny_net())
+    calls = []
+    orig = m.net.encode_interaction
+
+    def spy(points, mask, box=None):
+        calls.append((None if points is None else points[0].clone(), None if points is None else points[1].clone(),
+                      None if mask is None else mask.clone()))
+        return orig(points, mask, box)
+
+    m.net.encode_interaction = spy
+    return m, calls
+
+
+def _anchor_call(calls, action):
+    """The anchor slice's prompt of one action: the step's first ``encode_interaction`` call."""
+    calls.clear()
+    p = action()
+    return p, calls[0]
+
+
+def _dice(a, b):
+    return 2 * float((a & b).sum()) / max(1, int(a.sum() + b.sum()))
+
+
+def test_corrective_click_prompts_the_current_mask_and_undo_restores():
+    from clinloop.models.litemedsam.preprocess import postprocess_logits
+
+    m, calls = _spy_model()
+    vol, _ = _ellipsoid(shape=(7, 48, 48), centre=(3, 24, 24), radii=(3, 10, 12))
+    s = Session(m, vol, seed=2)
+    p1, (pts, labs, mp) = _anchor_call(calls, lambda: s.click((24, 24, 3)))
+    assert mp is None and labs.tolist() == [[1]]  # the first click: a point, no mask prompt
+    info = s._state.cache[(0, 3)].info
+
+    def shown(mp):  # the mask prompt back in the input frame (as the proposal's mask is made)
+        assert set(torch_unique(mp)) <= {-4.0, 4.0}
+        return (postprocess_logits((mp[0, 0] > 0).float()[None], info)[0] > 0.5).numpy()
+
+    assert p1.mask[3].any()
+    # a corrective exclude click on the same slice: both points, the current mask (p1's slice 3) as mask prompt
+    p2, (pts, labs, mp) = _anchor_call(calls, lambda: s.click((30, 20, 3), positive=False))
+    assert labs.tolist() == [[1, 0]] and mp is not None
+    assert _dice(shown(mp), p1.mask[3]) > 0.95
+    # right after a choice, a click prompts with the chosen candidate's slice (as the choice did)
+    p3, (_, _, mp_choose) = _anchor_call(calls, lambda: s.choose(1))
+    assert _dice(shown(mp_choose), p2.candidates[1][3]) > 0.95
+    p4, (_, labs, mp) = _anchor_call(calls, lambda: s.click((20, 26, 3)))
+    assert labs.tolist() == [[1, 0, 1]]
+    assert np.array_equal(mp.numpy(), mp_choose.numpy())
+    # ... and the click after that the current mask again (p4's y_app on slice 3)
+    p5, (_, _, mp5) = _anchor_call(calls, lambda: s.click((26, 28, 3)))
+    assert p4.mask[3].any() and _dice(shown(mp5), p4.mask[3]) > 0.95
+    # a click on a slice where the current mask is empty: no mask prompt (as a first click there)
+    empty = [t for t in range(7) if not p5.mask[t].any()]
+    if empty:
+        _, (_, _, mp_e) = _anchor_call(calls, lambda: s.click((24, 24, empty[0])))
+        assert not (mp_e > 0).any()
+        s.undo()
+    # undo restores p4 exactly, redoing the click gives p5 exactly (same prompt), replay too
+    back = s.undo()
+    for k in ("mask", "probability", "candidates"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(p4, k))
+    again, (_, _, mp_again) = _anchor_call(calls, lambda: s.click((26, 28, 3)))
+    np.testing.assert_array_equal(mp_again.numpy(), mp5.numpy())
+    np.testing.assert_array_equal(again.mask, p5.mask)
+    np.testing.assert_array_equal(again.candidates, p5.candidates)
+    r = Session.replay(m, vol, s.history, seed=2)
+    np.testing.assert_array_equal(r.proposal.mask, p5.mask)
+    np.testing.assert_array_equal(r.proposal.probability, p5.probability)
+    # another axis: the current 3-D mask's coronal plane, resampled into that plane's model frame
+    plane = p5.mask[:, 24, :]
+    if plane.any():
+        _, (_, _, mp_c) = _anchor_call(calls, lambda: s.click((24, 24, 3), axis=1))
+        info_c = s._state.cache[(1, 24)].info
+        back_c = (postprocess_logits((mp_c[0, 0] > 0).float()[None], info_c)[0] > 0.5).numpy()
+        assert _dice(back_c, plane) > 0.9
+
+
+def torch_unique(t):
+    return [float(v) for v in t.unique()]
+
+
+def test_encode_ahead_is_bit_identical_and_bounded():
+    """The background encoder changes nothing but when slices are encoded."""
+    vol, _ = _ellipsoid(shape=(9, 48, 48), centre=(4, 24, 24), radii=(3, 10, 12))
+    m = SPAModel(tiny_net())
+    runs = []
+    for ahead in (0, 2):
+        s = Session(m, vol, seed=4, volume_config=VolumeConfig(encode_ahead=ahead))
+        ps = [s.click((24, 24, 4)), s.choose(2), s.click((20, 24, 5), positive=False)]
+        runs.append((ps, s))
+    (plain, s0), (fast, s2) = runs
+    for a, b in zip(plain, fast):
+        for k in ("mask", "probability", "uncertainty", "candidates"):
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        assert a.extra["slices"] == b.extra["slices"] and a.extra["stops"] == b.extra["stops"]
+    assert plain[0].extra["encoded_slices"] == fast[0].extra["encoded_slices"]
+    assert "encoded_ahead" not in plain[0].extra and fast[0].extra["encoded_ahead"] >= 0
+    s2._state._ahead.cancel(wait=True)
+    # bounded: at most 2 slices past each end of what the steps visited
+    lo = min(p.extra["slices"][0] for p in fast if p.extra["slices"][0] is not None)
+    hi = max(p.extra["slices"][1] for p in fast if p.extra["slices"][1] is not None)
+    extra = [t for t in range(9) if (0, t) in s2._state.cache and not lo - 3 <= t <= hi + 3]
+    assert extra == []
+
+
+def test_encode_ahead_order_hand_case():
+    """anchor 5 of 10, ahead 2: 6, 7 (walking up), then 4, 3; the frontier moving to 6 adds 8;
+    stopping the upward walk and moving down to 4 adds 2; nothing else."""
+    import threading
+
+    from clinloop.models.spa.ahead import EncodeAhead
+
+    seen, cv = [], threading.Condition()
+
+    def enc(t):
+        with cv:
+            seen.append(t)
+            cv.notify_all()
+
+    def wait_for(n):
+        with cv:
+            assert cv.wait_for(lambda: len(seen) >= n, timeout=30), seen
+
+    a = EncodeAhead(enc, 10, 5, 2)
+    wait_for(4)
+    assert seen == [6, 7, 4, 3]
+    a.at(1, 6)
+    wait_for(5)
+    assert seen[4] == 8
+    a.stop(1)
+    a.at(-1, 4)
+    wait_for(6)
+    assert seen[5] == 2
+    a.cancel(wait=True)
+    assert seen == [6, 7, 4, 3, 8, 2] and not a.alive
+    with pytest.raises(ValueError, match="ahead >= 1"):
+        EncodeAhead(enc, 10, 5, 0)
+    with pytest.raises(ValueError, match="encode_ahead must be a non-negative integer"):
+        VolumeConfig(encode_ahead=-1)
+
+
 # ------------------------------------------------------------------ bad input
 def test_bad_input(model):
     vol, _ = _ellipsoid(shape=(6, 20, 24), centre=(3, 10, 12), radii=(2, 5, 5))

@@ -27,6 +27,7 @@ class VolumeConfig:
     use_point: bool = False  # ... with a point at the previous mask's interior
     use_mask: bool = False  # ... with the previous mask as the mask prompt (±4 logits)
     anisotropy_tolerance: float = 0.05  # resample planes whose pixel spacings differ by more (relative)
+    encode_ahead: int = 0  # encode up to this many slices beyond each frontier in a background thread (0: off)
 
     def __post_init__(self) -> None:
         pl.check_axis(self.axis)
@@ -40,6 +41,8 @@ class VolumeConfig:
             raise ValueError(f"max_uncertainty must be > 0, got {self.max_uncertainty}")
         if not self.max_centroid_shift > 0:
             raise ValueError(f"max_centroid_shift must be > 0, got {self.max_centroid_shift}")
+        if isinstance(self.encode_ahead, bool) or not isinstance(self.encode_ahead, int) or self.encode_ahead < 0:
+            raise ValueError(f"encode_ahead must be a non-negative integer (slices), got {self.encode_ahead!r}")
         if not (self.use_point or self.use_mask or self.use_box):
             raise ValueError("propagation needs at least one of use_point, use_mask, use_box")
 

@@ -97,26 +97,41 @@ class ProgressBoard:
     behind its own lock, so ``GET .../progress`` answers *while* the click
     runs without waiting for either. Per session: ``running``, ``done``
     (slices finished), ``total`` (slices along the propagation axis: an upper
-    bound, the structure usually ends sooner), ``axis`` and ``slice_areas``
-    (mask pixels per slice index finished so far, 0 elsewhere)."""
+    bound, the structure usually ends sooner), ``axis``, ``slice_areas``
+    (mask pixels per slice index finished so far, 0 elsewhere), ``run`` (a
+    number that changes with every action) and, in the order they finished,
+    the slices' masks themselves (:meth:`slices`: the page draws them as they
+    arrive, before the 3-D result is complete)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, dict[str, Any]] = {}
+        # sid -> [(axis, index, packed bits of the (rows, cols) mask)] of the last action (bit-packed: 1/8 the memory)
+        self._masks: dict[str, list[tuple[int, int, np.ndarray]]] = {}
+        self._shapes: dict[str, tuple] = {}
+        self._count = 0
 
     def begin(self, sid: str, shape: Sequence[int]) -> Any:
         """Start counting an action on a ``(D, H, W)`` volume; returns the ``progress`` callback."""
-        run = {"running": True, "done": 0, "total": int(shape[0]), "axis": 0, "slice_areas": [0] * int(shape[0])}
         with self._lock:
+            self._count += 1
+            run = {"running": True, "done": 0, "total": int(shape[0]), "axis": 0, "slice_areas": [0] * int(shape[0]),
+                   "run": self._count}
             self._runs[sid] = run
+            masks = self._masks[sid] = []
+            d, h, w = (int(v) for v in shape)
+            self._shapes[sid] = ((h, w), (d, w), (d, h))  # plane (rows, cols) per axis
 
         def progress(r) -> None:  # a SliceResult of clinloop.models.spa.volume (axis, index, mask, done)
+            m = np.asarray(r.mask, dtype=bool)
+            packed = np.packbits(m)  # a copy: the step may reuse its arrays
             with self._lock:
                 if r.axis != run["axis"]:
                     run["axis"], run["total"] = int(r.axis), int(shape[r.axis])
                     run["slice_areas"] = [0] * int(shape[r.axis])
-                run["slice_areas"][int(r.index)] = int(np.count_nonzero(r.mask))
+                run["slice_areas"][int(r.index)] = int(np.count_nonzero(m))
                 run["done"] = int(r.done)
+                masks.append((int(r.axis), int(r.index), packed))
         return progress
 
     def end(self, sid: str) -> None:
@@ -124,15 +139,28 @@ class ProgressBoard:
             if sid in self._runs:
                 self._runs[sid]["running"] = False
 
-    def get(self, sid: str) -> dict[str, Any]:
+    def get(self, sid: str, since: int | None = None) -> dict[str, Any]:
+        """The run's counts; with ``since``, also ``slices``: the ``(axis, index, (rows, cols) bool
+        mask)`` of the slices it finished, from the ``since``-th on, in the order they finished
+        (read under the same lock as the counts, so both belong to one ``run``)."""
         with self._lock:
             run = self._runs.get(sid)
-            return {"running": False, "done": 0, "total": None, "axis": None, "slice_areas": []} if run is None \
-                else {**run, "slice_areas": list(run["slice_areas"])}
+            if run is None:
+                out = {"running": False, "done": 0, "total": None, "axis": None, "slice_areas": [], "run": 0}
+            else:
+                out = {**run, "slice_areas": list(run["slice_areas"])}
+            got = list(self._masks.get(sid, [])[max(0, int(since or 0)):]) if run is not None else []
+            planes = self._shapes.get(sid)
+        if since is not None:
+            out["slices"] = [(a, i, np.unpackbits(b, count=planes[a][0] * planes[a][1]).astype(bool).reshape(planes[a]))
+                             for a, i, b in got]
+        return out
 
     def forget(self, sid: str) -> None:
         with self._lock:
             self._runs.pop(sid, None)
+            self._masks.pop(sid, None)
+            self._shapes.pop(sid, None)
 
 
 SLICE_SEED_MOD = 2 ** 43  # models derive per-step seeds (SPA: seed * 1_000_003 + step): keep those < 2**63

@@ -7,9 +7,16 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
 1. **Anchor slice.** The slice of the latest click along the session's axis
    (:mod:`.planes`) is prompted exactly as 2-D SPA prompts an image: the user's
    points on that slice, plus the chosen candidate's slice as the mask prompt
-   after a ``choose``. e_u of this prompt gives the preference distribution
-   p_theta (the PDG runs **once per action**, here), and the N latents
-   z_n ~ p_theta are drawn **once** with the same seed rule as 2-D
+   after a ``choose``. A **corrective click** (any click after the first
+   proposal, issue 17) prompts with the *current* mask instead: the last
+   proposal's y_app on that slice, in the model frame (zero outside the
+   resized image; resampled from the 3-D mask when the click changes the axis)
+   -- except right after a ``choose``, when the chosen candidate's slice stays
+   the mask prompt; where the current mask is empty on that slice, the prompt
+   is as before (the chosen candidate's slice, if any). e_u of this prompt
+   gives the preference distribution p_theta (the PDG runs **once per
+   action**, here), and the N latents z_n ~ p_theta are drawn **once** with
+   the same seed rule as 2-D
    (``seed * 1_000_003 + iteration``). On a single-slice volume the anchor's
    mask and probability therefore equal the 2-D session's.
 2. **Propagation.** From the anchor outwards, first to higher then to lower
@@ -51,6 +58,12 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
 Image encoding is lazy: only the slices the propagation visits are encoded
 (the anchor, the reached slices and the one slice where each direction
 stopped), each once per session (``SliceCache``, shared with ``undo``/replay).
+With ``VolumeConfig.encode_ahead = k`` a background thread
+(:class:`clinloop.models.spa.ahead.EncodeAhead`) encodes up to k slices beyond
+each frontier while the step decodes; a per-slice lock shares each encoding
+between the two threads, so the masks are bit-identical with and without it
+(``extra["encoded_ahead"]``: slices the worker encoded; ``encoded_slices``
+counts the slices the step used that were not cached when it began).
 ``progress`` (a callable) receives a :class:`SliceResult` after each slice so a
 UI can show the 3-D result as it grows; candidates exist once the volume is
 done. Later clicks may use another ``axis``: user points and the chosen
@@ -65,6 +78,7 @@ marks it as a clicked slice) in later steps.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -148,7 +162,14 @@ class VolumeState(SPAStateBase):
         self.chosen_model: dict[tuple[int, int], torch.Tensor] = {}  # same, model frame per (axis, slice)
         self.slice_cands: dict[int, torch.Tensor] = {}  # last proposal: slice -> (K, 256, 256) model frame
         self.candidates: np.ndarray | None = None
-        self.iteration, self.encoded = 0, 0
+        # the current mask (last proposal's y_app): model frame per (axis, slice), and (D, H, W) input frame
+        self.current: dict[tuple[int, int], torch.Tensor] = {}
+        self.current_mask: np.ndarray | None = None
+        self.last_action: str | None = None
+        self.iteration = 0
+        self._fresh: set[tuple[int, int]] = set()  # slices encoded since the step began (any thread)
+        self._fresh_lock = threading.Lock()
+        self._ahead = None  # the running step's EncodeAhead worker
         self.gmm = None
         if profile is not None:
             g = profile.get("gmm") if isinstance(profile, dict) else None
@@ -165,7 +186,7 @@ class VolumeState(SPAStateBase):
         pt = tuple(float(v) for v in point)
         self.clicks.append((pt, 1 if positive else 0))
         self.anchor = pl.split_point(pt, self.axis)[0]
-        return self._step()
+        return self._step("click")
 
     def box(self, box) -> Proposal:
         """A box ``(x0, y0, x1, y1, z)`` on axial slice z as the first action (module docstring)."""
@@ -176,7 +197,7 @@ class VolumeState(SPAStateBase):
         self.axis, t = 0, int(round(box[4]))
         self.user_box = (t, tuple(float(v) for v in box[:4]))
         self.anchor = t
-        return self._step()
+        return self._step("box")
 
     def _box_prompt(self, t: int, s: _Slice) -> torch.Tensor | None:
         """The user's box on slice t in the model frame ``(1, 4)``, or None."""
@@ -193,22 +214,27 @@ class VolumeState(SPAStateBase):
         self.check_choice(k, self.candidates)
         self.chosen = self.candidates[k].copy()
         self.chosen_model = {(self.axis, t): c[k].clone() for t, c in self.slice_cands.items()}
-        return self._step()
+        return self._step("choose")
 
     # ------------------------------------------------------------------ per slice
-    def _slice(self, t: int) -> _Slice:
-        key = (self.axis, t)
+    def _slice(self, t: int, axis: int | None = None) -> _Slice:
+        """Slice t's embedding, encoded once per session (by the step or the encode-ahead worker:
+        a per-slice lock makes the two share one encoding)."""
+        key = (self.axis if axis is None else axis, t)
         if key not in self.cache:
-            from clinloop.models.litemedsam.cache import embed
+            from clinloop.models.litemedsam.cache import embed, key_locks
             from clinloop.models.litemedsam.preprocess import preprocess
 
-            plane = pl.take(self.image, self.axis, t)
-            grid = pl.plane_grid(plane.shape[1:], pl.plane_spacing(self.spacing, self.axis),
-                                 self.vcfg.anisotropy_tolerance)
-            x, info = preprocess(grid.to_model(plane))
-            e = embed([x], self.net.backbone, cache=getattr(self.model, "disk_cache", False), progress=False)
-            self.cache[key] = _Slice(e.half(), info, grid)
-            self.encoded += 1
+            with key_locks([f"spa-volume-slice:{id(self.cache)}:{key[0]}:{key[1]}"]):
+                if key not in self.cache:
+                    plane = pl.take(self.image, key[0], t)
+                    grid = pl.plane_grid(plane.shape[1:], pl.plane_spacing(self.spacing, key[0]),
+                                         self.vcfg.anisotropy_tolerance)
+                    x, info = preprocess(grid.to_model(plane))
+                    e = embed([x], self.net.backbone, cache=getattr(self.model, "disk_cache", False), progress=False)
+                    self.cache[key] = _Slice(e.half(), info, grid)
+                    with self._fresh_lock:
+                        self._fresh.add(key)
         return self.cache[key]
 
     def _user_points(self, t: int, s: _Slice, positive_only: bool = False) -> list[tuple[tuple[float, float], int]]:
@@ -278,48 +304,118 @@ class VolumeState(SPAStateBase):
         return _Out(prob_m > 0.5, prob, ys[:, box[0]:box[1], box[2]:box[3]].clone(), box)
 
     # ------------------------------------------------------------------ the step
+    def _current_prompt(self, t: int, s: _Slice) -> torch.Tensor | None:
+        """The current 3-D mask's slice t in the model frame ``(256, 256)`` bool, or None when it is
+        empty there (or before any proposal): the last step's y_app when it ran along this axis,
+        else the 3-D mask's plane resampled as :meth:`_chosen_prompt` resamples a choice."""
+        m = self.current.get((self.axis, t))
+        if m is None and self.current_mask is not None and (self.axis, t) not in self.current:
+            from clinloop.models.litemedsam.preprocess import mask_to_model
+
+            plane = pl.take(self.current_mask, self.axis, t)
+            if plane.any():
+                m = mask_to_model(s.grid.to_model(plane[None].astype(np.float32))[0] > 0.5, s.info) > 0.5
+        return m if m is not None and bool(m.any()) else None
+
+    def _anchor_prompt(self, a: int, s: _Slice, action: str):
+        """Slice a of an action: :meth:`_prompt` without a guide; for a click after a proposal (not
+        right after a ``choose``) the current mask's slice a is the mask prompt (a corrective click)."""
+        from clinloop.models.spa.prompts import mask_prompt
+
+        points, box, mp = self._prompt(a, s, None)
+        if action == "click" and self.last_action not in (None, "choose"):
+            cur = self._current_prompt(a, s)
+            if cur is not None:
+                mp = mask_prompt(cur)
+        return points, box, mp
+
+    def _start_ahead(self, a: int, n_sl: int):
+        if self._ahead is not None:  # the previous step's worker: stopped, let it finish its slice
+            self._ahead.cancel(wait=True)
+            self._ahead = None
+        if self.vcfg.encode_ahead < 1 or n_sl < 2:
+            return None
+        from clinloop.models.spa.ahead import EncodeAhead
+
+        axis = self.axis
+        self._ahead = EncodeAhead(lambda t: self._slice(t, axis), n_sl, a, self.vcfg.encode_ahead)
+        return self._ahead
+
     @torch.inference_mode()
-    def _step(self) -> Proposal:
+    def _step(self, action: str) -> Proposal:
         from clinloop.models.spa.preference_distribution import sample
 
-        cfg, t_start, enc0 = self.model.config, time.perf_counter(), self.encoded
+        cfg, t_start = self.model.config, time.perf_counter()
         self.iteration += 1
         n_sl = self.shape[self.axis]
         a = self.anchor
-        s = self._slice(a)
-        prompt = self._prompt(a, s, None)
-        sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1])
-        if not (self.carried and self.iteration == 1):  # p^(0) from the click, or the carried profile
-            self.gmm = self.net.distribution(s.e_x.float(), sparse, dense).detach()
-        step_seed = self.seed * 1_000_003 + self.iteration
-        z, _ = sample(self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
-        outs = {a: self._run(a, s, prompt, z, (sparse, dense))}
-        self._notify(a, outs)
-        stops: dict[str, Any] = {}
-        positive = sorted({pl.split_point(p, self.axis)[0] for p, lab in self.clicks if lab}
-                          | ({self.user_box[0]} if self.user_box is not None and self.axis == 0 else set()))
-        for d in (1, -1):
-            prev, t = outs[a], a + d
-            while 0 <= t < n_sl:
-                if prev is None or not prev.mask.any():
-                    ahead = [i for i in positive if (i - t) * d >= 0]
-                    if not ahead:
-                        break
-                    t, prev = min(ahead, key=lambda i: abs(i - t)), None  # resume at the next clicked slice
-                s = self._slice(t)
-                out = self._run(t, s, self._prompt(t, s, None if prev is None else prev.y_model), z)
-                clicked = t in positive
-                why = None if clicked or prev is None else stop_reason(prev.mask, out.mask, self.vcfg, out.prob.numpy())
-                if why is None and not out.mask.any() and not clicked:
-                    why = "vanished"
-                if why is not None:
-                    stops[f"{'+' if d > 0 else '-'}{t}"] = why
-                    prev = None
-                else:
-                    outs[t] = prev = out
-                    self._notify(t, outs)
-                t += d
-        return self._assemble(outs, step_seed, stops, time.perf_counter() - t_start, self.encoded - enc0)
+        ahead = self._start_ahead(a, n_sl)
+        with self._fresh_lock:
+            self._fresh = set()
+        used = {a}
+        try:
+            s = self._slice(a)
+            prompt = self._anchor_prompt(a, s, action)
+            sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1])
+            if not (self.carried and self.iteration == 1):  # p^(0) from the click, or the carried profile
+                self.gmm = self.net.distribution(s.e_x.float(), sparse, dense).detach()
+            step_seed = self.seed * 1_000_003 + self.iteration
+            z, _ = sample(self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
+            outs = {a: self._run(a, s, prompt, z, (sparse, dense))}
+            self._notify(a, outs)
+            stops: dict[str, Any] = {}
+            positive = sorted({pl.split_point(p, self.axis)[0] for p, lab in self.clicks if lab}
+                              | ({self.user_box[0]} if self.user_box is not None and self.axis == 0 else set()))
+            for d in (1, -1):
+                prev, t = outs[a], a + d
+                while 0 <= t < n_sl:
+                    if prev is None or not prev.mask.any():
+                        ahead_clicks = [i for i in positive if (i - t) * d >= 0]
+                        if not ahead_clicks:
+                            break
+                        t, prev = min(ahead_clicks, key=lambda i: abs(i - t)), None  # resume at the next clicked slice
+                    if ahead is not None:
+                        ahead.at(d, t)
+                    used.add(t)
+                    s = self._slice(t)
+                    out = self._run(t, s, self._prompt(t, s, None if prev is None else prev.y_model), z)
+                    clicked = t in positive
+                    why = None if clicked or prev is None else stop_reason(prev.mask, out.mask, self.vcfg,
+                                                                           out.prob.numpy())
+                    if why is None and not out.mask.any() and not clicked:
+                        why = "vanished"
+                    if why is not None:
+                        stops[f"{'+' if d > 0 else '-'}{t}"] = why
+                        prev = None
+                    else:
+                        outs[t] = prev = out
+                        self._notify(t, outs)
+                    t += d
+                if ahead is not None:
+                    ahead.stop(d)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+        with self._fresh_lock:
+            encoded = len(self._fresh & {(self.axis, t) for t in used})
+        p = self._assemble(outs, step_seed, stops, time.perf_counter() - t_start, encoded)
+        if ahead is not None:
+            p.extra["encoded_ahead"] = len(ahead.encoded)
+        self._remember(outs, p.mask, action)
+        return p
+
+    def _remember(self, outs: dict[int, _Out], mask: np.ndarray, action: str) -> None:
+        """Keep the proposal as the current mask (the next click's mask prompt on its slice):
+        y_app in the model frame, zero outside the resized image as the candidates are."""
+        self.current = {}
+        for t, o in outs.items():
+            h, w = self.cache[(self.axis, t)].info.resized_size
+            m = torch.zeros_like(o.y_model)
+            m[:h, :w] = o.y_model[:h, :w]
+            self.current[(self.axis, t)] = m
+        for t in range(self.shape[self.axis]):
+            self.current.setdefault((self.axis, t), None)  # empty along this axis: no mask prompt
+        self.current_mask, self.last_action = mask, action
 
     def _notify(self, t: int, outs: dict[int, _Out]) -> None:
         if self.progress is not None:

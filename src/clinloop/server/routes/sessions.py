@@ -130,13 +130,22 @@ def get_proposal(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery
         return answer(sid, lv, s.proposal)
 
 
-@router.get("/api/sessions/{sid}/progress", response_model=None, responses=errors(404, 503))
-def get_progress(sid: str, ctx: Ctx, user: User):
+@router.get("/api/sessions/{sid}/progress", response_model=None, responses=errors(404, 422, 503))
+def get_progress(sid: str, ctx: Ctx, user: User,
+                 since: Annotated[int | None, Query(ge=0, lt=INT31, description="also send the masks of the slices "
+                                                    "finished from the since-th on (0: all)")] = None):
     """The slices finished by the session's running (or last) volume step: ``running``,
     ``done`` (slices finished), ``total`` (slices along the propagation axis, an upper
-    bound), ``axis`` and ``slice_areas`` (mask pixels per slice so far). Answered from
-    memory, without the session's lock, so a page polls it while its click runs
-    (one click on a volume follows the structure slice by slice)."""
+    bound), ``axis``, ``slice_areas`` (mask pixels per slice so far) and ``run`` (changes
+    with every step). With ``since=N``: ``slices``, the masks of the slices finished from
+    the N-th on, in the order they finished (``axis``, ``index``, ``area``, ``mask``: an
+    overlay PNG as the proposal's), so a page draws the 3-D result slice by slice while it
+    grows. Answered from memory, without the session's lock, so a page polls it while its
+    click runs (one click on a volume follows the structure slice by slice)."""
     if ctx.store.session(sid, user) is None:
         fail(404, f"no session {sid!r}")
-    return {"session_id": sid, **progress_board(ctx).get(sid)}
+    out = {"session_id": sid, **progress_board(ctx).get(sid, since)}
+    if since is not None:
+        out["slices"] = [{"axis": a, "index": i, "area": int(np.count_nonzero(m)), "mask": encoding.mask_png(m)}
+                         for a, i, m in out["slices"]]
+    return out
