@@ -217,6 +217,25 @@ def test_corrective_click_prompts_the_current_mask_and_undo_restores():
         assert _dice(back_c, plane) > 0.9
 
 
+def test_corrective_clicks_are_honoured_on_their_voxels():
+    m, _ = _spy_model()
+    vol, _ = _ellipsoid(shape=(7, 48, 48), centre=(3, 24, 24), radii=(3, 10, 12))
+    s = Session(m, vol, seed=2)
+    p1 = s.click((24, 24, 3))
+    inside = np.argwhere(p1.mask[3])
+    y0, x0 = (int(v) for v in inside[len(inside) // 3])
+    p2 = s.click((x0, y0, 3), positive=False)  # exclude a voxel of the proposal
+    assert not p2.mask[3, y0, x0] and not p2.candidates[:, 3, y0, x0].any()
+    outside = [(x, y) for y, x in np.argwhere(~p2.mask[3]) if abs(x - x0) + abs(y - y0) > 3]
+    if outside:
+        x1, y1 = (int(v) for v in outside[len(outside) // 2])
+        p3 = s.click((x1, y1, 3))  # include a voxel the proposal misses
+        assert p3.mask[3, y1, x1] and p3.candidates[:, 3, y1, x1].all()
+        assert not p3.mask[3, y0, x0]  # the earlier exclude still holds
+    r = Session.replay(m, vol, s.history, seed=2)
+    np.testing.assert_array_equal(r.proposal.mask, s.proposal.mask)
+
+
 def torch_unique(t):
     return [float(v) for v in t.unique()]
 

@@ -157,6 +157,7 @@ class VolumeState(SPAStateBase):
         self.progress = progress
         self.axis, self.anchor = self.vcfg.axis, 0
         self.clicks: list[tuple[tuple[float, float, float], int]] = []
+        self.corrective: list[tuple[tuple[float, float, float], bool]] = []  # clicks after the first action
         self.user_box: tuple[int, tuple[float, float, float, float]] | None = None  # (z, inclusive x0, y0, x1, y1)
         self.chosen: np.ndarray | None = None  # (D, H, W) bool: the chosen 3-D candidate (input frame)
         self.chosen_model: dict[tuple[int, int], torch.Tensor] = {}  # same, model frame per (axis, slice)
@@ -185,6 +186,8 @@ class VolumeState(SPAStateBase):
         self.axis = pl.check_axis(self.axis if axis is None else axis)
         pt = tuple(float(v) for v in point)
         self.clicks.append((pt, 1 if positive else 0))
+        if self.iteration:  # a corrective click, honoured as a hard constraint on its voxel's axial slice
+            self.corrective.append((pt, bool(positive)))
         self.anchor = pl.split_point(pt, self.axis)[0]
         return self._step("click")
 
@@ -401,8 +404,30 @@ class VolumeState(SPAStateBase):
         p = self._assemble(outs, step_seed, stops, time.perf_counter() - t_start, encoded)
         if ahead is not None:
             p.extra["encoded_ahead"] = len(ahead.encoded)
+        changed = self._honour(p) if self.model.config.honour_clicks and self.corrective else set()
         self._remember(outs, p.mask, action)
+        for z in changed:  # the next prompt there: the constrained mask, resampled (_current_prompt)
+            for key in [k for k in self.current if self.axis != 0 or k == (0, z)]:
+                del self.current[key]
         return p
+
+    def _honour(self, p: Proposal) -> set[int]:
+        """The corrective clicks as hard constraints (:func:`clinloop.interaction.constraints.honour_clicks`)
+        on their voxels' axial slices of the mask and of every candidate; returns the changed slices."""
+        from clinloop.interaction.constraints import honour_clicks
+
+        changed = set()
+        for (x, y, z), positive in self.corrective:
+            zi = int(round(z))
+            if not 0 <= zi < self.shape[0]:
+                continue
+            new = honour_clicks(p.mask[zi], p.probability[zi], [((x, y), positive)])
+            if not np.array_equal(new, p.mask[zi]):
+                changed.add(zi)
+            p.mask[zi] = new
+            for c in p.candidates:
+                c[zi] = honour_clicks(c[zi], p.probability[zi], [((x, y), positive)])
+        return changed
 
     def _remember(self, outs: dict[int, _Out], mask: np.ndarray, action: str) -> None:
         """Keep the proposal as the current mask (the next click's mask prompt on its slice):
