@@ -1,6 +1,6 @@
 """Take the user guide's screenshots of the workstation (docs/img/).
 
-Starts the workstation in-process with the shipped ``spa-lidc`` model and
+Starts the workstation in-process with the shipped default model (``spa-general``) and
 drives it in headless Chromium (Playwright):
 
 * ``workstation.png``: the embedded example (the 8 synthetic multi-rater cases
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "img" / "workstation.png"),
                     help="the main picture; the others go beside it")
-    ap.add_argument("--model", default=None, help="model folder or shipped name (default: spa-lidc)")
+    ap.add_argument("--model", default=None, help="model folder or shipped name (default: spa-general)")
     ap.add_argument("--volume-data", default=None,
                     help="a 3-D dataset for workstation-volume.png (default: a synthetic 24-slice volume)")
     ap.add_argument("--chromium", default=CHROMIUM)
