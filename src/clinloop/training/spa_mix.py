@@ -81,7 +81,7 @@ def _train_indices(ds, src: Source, seed: int) -> list[int]:
 
 
 def _is_volume(ds) -> bool:
-    return len(ds) > 0 and ds.header(0).spatial_shape.__len__() == 3
+    return len(ds) > 0 and len(ds.header(0).spatial_shape) == 3
 
 
 def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progress: bool = True):

@@ -181,12 +181,7 @@ class SPAState(SPAStateBase):
         self.current: torch.Tensor | None = None  # the last proposal's y_app, model frame
         self.corrective: list[tuple[tuple[float, float], bool]] = []  # clicks after the first interaction
         self.iteration = 0
-        self.gmm: GMM | None = None
-        if profile is not None:
-            g = profile.get("gmm") if isinstance(profile, dict) else None
-            if g is None:
-                raise ValueError("SPA profile must be a dict with a 'gmm' entry (from Session.profile())")
-            self.gmm = GMM.from_json(g, dim=model.config.latent_dim)
+        self.gmm: GMM | None = self.carried_gmm(profile, model.config.latent_dim)
         self.carried = self.gmm is not None
         self.candidates_model: torch.Tensor | None = None
 

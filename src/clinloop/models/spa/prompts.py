@@ -31,6 +31,18 @@ class SPAStateBase:
         if not 0 <= k < len(candidates):
             raise ValueError(f"candidate {k} out of range 0..{len(candidates) - 1}")
 
+    @staticmethod
+    def carried_gmm(profile: dict[str, Any] | None, latent_dim: int):
+        """The preference mixture a user's ``profile`` (from ``Session.profile()``) carries over, or None."""
+        if profile is None:
+            return None
+        g = profile.get("gmm") if isinstance(profile, dict) else None
+        if g is None:
+            raise ValueError("SPA profile must be a dict with a 'gmm' entry (from Session.profile())")
+        from clinloop.models.spa.preference_distribution import GMM
+
+        return GMM.from_json(g, dim=latent_dim)
+
     def hint(self, points):
         raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
 

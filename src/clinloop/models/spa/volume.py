@@ -136,8 +136,6 @@ class VolumeState(SPAStateBase):
     def __init__(self, model, image: np.ndarray, seed: int, profile: dict[str, Any] | None,
                  config: VolumeConfig | None = None, spacing=None, cache: SliceCache | None = None,
                  progress: Callable[[SliceResult], None] | None = None) -> None:
-        from clinloop.models.spa.preference_distribution import GMM
-
         self.model, self.net, self.seed = model, model.net, int(seed)
         self.vcfg = config or VolumeConfig()
         if image.ndim != 4:
@@ -171,12 +169,7 @@ class VolumeState(SPAStateBase):
         self._fresh: set[tuple[int, int]] = set()  # slices encoded since the step began (any thread)
         self._fresh_lock = threading.Lock()
         self._ahead = None  # the running step's EncodeAhead worker
-        self.gmm = None
-        if profile is not None:
-            g = profile.get("gmm") if isinstance(profile, dict) else None
-            if g is None:
-                raise ValueError("SPA profile must be a dict with a 'gmm' entry (from Session.profile())")
-            self.gmm = GMM.from_json(g, dim=model.config.latent_dim)
+        self.gmm = self.carried_gmm(profile, model.config.latent_dim)
         self.carried = self.gmm is not None
 
     # ------------------------------------------------------------------ actions
