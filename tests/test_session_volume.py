@@ -50,6 +50,31 @@ def test_stop_rule_hand_cases():
     assert stop_reason(prev, same, cfg, np.where(same, 0.99, 0.0)) is None
 
 
+def test_stop_rule_anchor_relative_uncertainty_and_area_fraction():
+    from clinloop.interaction.propagation import slice_uncertainty
+
+    prev = np.zeros((20, 20), bool)
+    prev[5:11, 5:11] = True  # 36 px
+    prob = np.where(prev, 0.5, 0.0)
+    prob[4, 5:11] = 0.5  # a 6 px half-sure rim outside: sum 4pq = 42 -> u = 42 / 36
+    assert slice_uncertainty(prev, prob) == pytest.approx(42 / 36)
+    assert slice_uncertainty(np.zeros_like(prev), prob) == float("inf")
+    cfg = VolumeConfig(max_uncertainty=0.75, anchor_uncertainty=1.0)
+    assert stop_reason(prev, prev, cfg, prob) == "uncertain"  # no anchor: the fixed bound 0.75
+    assert stop_reason(prev, prev, cfg, prob, anchor_u=1.2) is None  # bound raised to 1.2 > 1.167
+    assert stop_reason(prev, prev, cfg, prob, anchor_u=1.1) == "uncertain"
+    assert stop_reason(prev, prev, cfg, prob, anchor_u=0.3) == "uncertain"  # never below 0.75
+    assert stop_reason(prev, prev, VolumeConfig(anchor_uncertainty=0.0), prob, anchor_u=5.0) == "uncertain"
+    # area fraction: 36 px is 5.6 % of a 640 px peak (kept) but 4.5 % of an 800 px peak (stopped)
+    assert stop_reason(prev, prev, VolumeConfig(min_area_fraction=0.05), peak=640) is None
+    assert stop_reason(prev, prev, VolumeConfig(min_area_fraction=0.05), peak=800) == "small"
+    assert stop_reason(prev, prev, VolumeConfig(min_area_fraction=0.0), peak=10_000) is None
+    with pytest.raises(ValueError, match="min_area_fraction"):
+        VolumeConfig(min_area_fraction=1.0)
+    with pytest.raises(ValueError, match="anchor_uncertainty"):
+        VolumeConfig(anchor_uncertainty=-1.0)
+
+
 def test_planes_axes_and_anisotropic_resampling():
     vol = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 2, 3, 4)  # (C, D, H, W)
     assert pl.take(vol, 0, 1).shape == (1, 3, 4) and pl.take(vol, 1, 2).shape == (1, 2, 4)

@@ -20,9 +20,16 @@ class VolumeConfig:
     spacing: tuple[float, float, float] | None = None  # (s_z, s_y, s_x); None: the sample's, else 1
     max_voxels: int = 32_000_000  # refuse larger volumes (crop them first)
     min_area: int = 4  # stop below this many plane pixels
+    min_area_fraction: float = 0.05  # ... or below this share of the largest slice kept so far in this direction
     min_overlap: float = 0.2  # stop when |new & prev| / min(|new|, |prev|) is below this
     max_centroid_shift: float = 1.0  # stop when the centroid moves more than this many radii of prev
-    max_uncertainty: float = 0.75  # stop when sum(4 p (1 - p)) / |y_app| exceeds this (the N samples disagree)
+    # stop when u = sum(4 p (1 - p)) / |y_app| (the N samples disagree) exceeds this bound, raised to
+    # anchor_uncertainty x u of the anchor (the clicked slice) when that is higher: a structure whose
+    # clicked slice is itself that uncertain (BraTS tumours under spa-general: u 0.6-1.1 inside) is
+    # followed while its slices stay as certain as the click's (docs/methods/spa.md "Volumes",
+    # benchmarks/volume_stop_rule.py)
+    max_uncertainty: float = 0.75
+    anchor_uncertainty: float = 1.0  # 0: the fixed bound only (the rule before 2026-12)
     use_box: bool = True  # propagate with the previous mask's box (measured best, see the module docstring)
     use_point: bool = False  # ... with a point at the previous mask's interior
     use_mask: bool = False  # ... with the previous mask as the mask prompt (±4 logits)
@@ -35,8 +42,12 @@ class VolumeConfig:
             raise ValueError(f"max_voxels must be a positive integer, got {self.max_voxels!r}")
         if self.min_area < 1:
             raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
+        if not 0 <= self.min_area_fraction < 1:
+            raise ValueError(f"min_area_fraction must be in 0 .. 1 (exclusive), got {self.min_area_fraction}")
         if not 0 <= self.min_overlap <= 1:
             raise ValueError(f"min_overlap must be in 0 .. 1, got {self.min_overlap}")
+        if not self.anchor_uncertainty >= 0:
+            raise ValueError(f"anchor_uncertainty must be >= 0, got {self.anchor_uncertainty}")
         if not self.max_uncertainty > 0:
             raise ValueError(f"max_uncertainty must be > 0, got {self.max_uncertainty}")
         if not self.max_centroid_shift > 0:
@@ -69,15 +80,29 @@ def interior_point(mask: torch.Tensor) -> tuple[float, float]:
     return float(c), float(r)
 
 
-def stop_reason(prev: np.ndarray, new: np.ndarray, cfg: VolumeConfig, prob: np.ndarray | None = None) -> str | None:
+def slice_uncertainty(mask: np.ndarray, prob: np.ndarray) -> float:
+    """u = sum(4 p (1 - p)) / |mask| of one plane (inf for an empty mask): how much the N samples
+    disagree, relative to the mask's size (1: the disagreement covers as much as the mask)."""
+    a = int(mask.sum())
+    return float((4 * prob * (1 - prob)).sum()) / a if a else math.inf
+
+
+def stop_reason(prev: np.ndarray, new: np.ndarray, cfg: VolumeConfig, prob: np.ndarray | None = None,
+                peak: int | None = None, anchor_u: float | None = None) -> str | None:
     """The stop rule on two plane masks (module docstring, step 3): a reason or None.
-    ``prob``: the new slice's probability (mean of the N samples), for the "uncertain" rule."""
+    ``prob``: the new slice's probability (mean of the N samples), for the "uncertain" rule, whose
+    bound is ``max(cfg.max_uncertainty, cfg.anchor_uncertainty * anchor_u)`` (``anchor_u``: the
+    anchor slice's :func:`slice_uncertainty`); ``peak``: the largest area (pixels) kept so far in
+    this direction, for ``min_area_fraction``."""
     a_new, a_prev = int(new.sum()), int(prev.sum())
     if a_new == 0:
         return "vanished"
-    if a_new < cfg.min_area:
+    if a_new < cfg.min_area or (peak is not None and a_new < cfg.min_area_fraction * peak):
         return "small"
-    if prob is not None and float((4 * prob * (1 - prob)).sum()) / a_new > cfg.max_uncertainty:
+    bound = cfg.max_uncertainty
+    if anchor_u is not None and math.isfinite(anchor_u):
+        bound = max(bound, cfg.anchor_uncertainty * anchor_u)
+    if prob is not None and slice_uncertainty(new, prob) > bound:
         return "uncertain"
     if a_prev == 0:
         return None

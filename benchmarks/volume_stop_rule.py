@@ -1,0 +1,114 @@
+"""The stop rule of volumetric SPA sessions, measured: 3-D Dice after one click for
+several ``VolumeConfig.max_uncertainty`` thresholds (and ``min_overlap``), on the
+held-back volumes of a model.
+
+Per volume (the spa-3d protocol's cases, seeds and click: the interior point of
+the target's largest axial slice) the click is propagated once **without** a stop
+rule (``min_overlap`` 0, no centroid or uncertainty limit), keeping each slice's
+mask and probability; every rule is then applied offline by walking outwards from
+the anchor with :func:`clinloop.interaction.propagation.stop_reason`. This is
+exact, not an approximation: up to the slice where a rule stops, propagation with
+that rule visits the same slices with the same prompts (each slice is prompted by
+the previous kept slice's mask), so one run serves every threshold.
+
+    python benchmarks/volume_stop_rule.py --data ../shared/data/brats2018_flair --model spa-general
+    python benchmarks/volume_stop_rule.py --data ../shared/data/left_atrium --model spa-general
+    python benchmarks/volume_stop_rule.py --data ../shared/data/lidc/lidc_crops_dev.npz --model spa-lidc --limit 20
+
+Per-volume runs are kept under ``--out`` (resumable). Prints one line per rule:
+the mean 3-D Dice and the per-volume figures.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+NO_STOP = {"min_overlap": 0.0, "max_centroid_shift": 1e9, "max_uncertainty": 1e9}
+
+
+def unstopped_run(model, sample, target: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The click's 3-D mask and probability with the stop rule switched off."""
+    from clinloop.evaluation.spa3d_protocol import click_point
+    from clinloop.interaction.propagation import VolumeConfig
+
+    state = model.start_volume(sample.image, seed=seed, profile=None, config=VolumeConfig(**NO_STOP),
+                               spacing=sample.spacing, cache={})
+    p = state.click(click_point(target), True)
+    return p.mask.astype(bool), p.probability.astype(np.float32)
+
+
+def apply_rule(mask: np.ndarray, prob: np.ndarray, anchor: int, cfg) -> np.ndarray:
+    """The 3-D mask an unstopped run would have had under ``cfg``'s stop rule (module docstring)."""
+    from clinloop.interaction.propagation import slice_uncertainty, stop_reason
+
+    u_a = slice_uncertainty(mask[anchor], prob[anchor])
+    keep = np.zeros_like(mask)
+    keep[anchor] = mask[anchor]
+    for d in (1, -1):
+        prev, t, peak = mask[anchor], anchor + d, int(mask[anchor].sum())
+        while 0 <= t < len(mask) and mask[t].any() and stop_reason(prev, mask[t], cfg, prob[t], peak, u_a) is None:
+            keep[t] = prev = mask[t]
+            peak, t = max(peak, int(prev.sum())), t + d
+    return keep
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default="spa-general")
+    ap.add_argument("--limit", type=int, default=None, help="held-back volumes (default: all)")
+    ap.add_argument("--seed", type=int, default=0, help="the spa-3d protocol's --seed")
+    ap.add_argument("--max-uncertainty", default="0.75,0.9,1.0,1.25")
+    ap.add_argument("--min-overlap", default="0.2")
+    ap.add_argument("--min-area-fraction", default="0,0.05")
+    ap.add_argument("--anchor-uncertainty", default="0,1")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--embedding-cache", action="store_true", help="use the on-disk slice-embedding cache")
+    ap.add_argument("--out", default="runs/volume_stop_rule")
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from clinloop import load_model
+    from clinloop.data.registry import detect_format, load_dataset
+    from clinloop.evaluation.spa3d_protocol import held_back, target_of
+    from clinloop.interaction.propagation import VolumeConfig
+    from clinloop.metrics import dice
+
+    torch.set_num_threads(a.threads)
+    fmt = detect_format(a.data)
+    ds = load_dataset(a.data, fmt, volumes=True) if fmt == "lidc" else load_dataset(a.data, fmt)
+    model = load_model(a.model)
+    model.disk_cache = a.embedding_cache
+    idx, _, note = held_back(ds, a.model, "spa")
+    out = Path(a.out) / a.model / Path(a.data).name
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for pos, i in enumerate(idx):  # the protocol's order and seeds (seed + position among held-back cases)
+        if a.limit is not None and len(runs) >= a.limit:
+            break
+        s = ds[i]
+        target = target_of(s.masks, s.rater_valid)
+        if not target.any():
+            continue
+        f = out / (ds.case_ids[i].replace("/", "_") + ".npz")
+        if not f.is_file():
+            mask, prob = unstopped_run(model, s, target, a.seed + pos)
+            np.savez_compressed(f, mask=mask, prob=prob.astype(np.float16))
+        d = np.load(f)
+        runs.append((ds.case_ids[i], d["mask"], d["prob"].astype(np.float32), target))
+        print(f"{ds.case_ids[i]}: unstopped {dice(d['mask'], target):.3f}", flush=True)
+    print(f"{a.model} on {a.data}: {len(runs)} {note}")
+    for u, r, o, f in itertools.product(*([float(v) for v in x.split(",")] for x in (
+            a.max_uncertainty, a.anchor_uncertainty, a.min_overlap, a.min_area_fraction))):
+        cfg = VolumeConfig(max_uncertainty=u, anchor_uncertainty=r, min_overlap=o, min_area_fraction=f)
+        ds_ = [dice(apply_rule(m, p, int(np.argmax(t.sum((1, 2)))), cfg), t) for _, m, p, t in runs]
+        print(f"max_uncertainty {u:g} anchor_uncertainty {r:g} min_overlap {o:g} min_area_fraction {f:g}: mean 3-D Dice {np.mean(ds_):.3f} "
+              f"({' '.join(f'{x:.3f}' for x in ds_)})")
+
+
+if __name__ == "__main__":
+    main()
