@@ -16,8 +16,8 @@ included and to the excluded raters, with 95 % bootstrap intervals over patients
 
 Models: ``spa-lidc`` and ``spa-general`` (the served default; its LIDC patients are
 disjoint from SPA's held-out ones, checked per case). Sizes: ``--quick`` 2 slices;
-default 30 (est. ~4 min per model on one core); ``--full`` all 66 held-out slices with
-four drawn masks. Stages ``alignment-<model>`` (suite ``meduhip``).
+default 30 (measured 4–5 min per model on a shared, loaded 2-core machine); ``--full``
+all 66 held-out slices with four drawn masks. Stages ``alignment-<model>`` (suite ``meduhip``).
 """
 from __future__ import annotations
 
@@ -189,7 +189,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         rows.append(["included − excluded change"] + [x for k in sizes for x in (fmt_ci(ci[f"gap|{k}"]), "")])
         text += [f"### `{m}` (ours): mean Dice to the included / excluded raters, change vs. iteration 1\n",
                  table(["iteration"] + heads, rows),
-                 f"\n{r['n_cases']} slices × {r['n_rows'] // max(1, r['n_cases'])} subsets = {r['n_rows']} users.\n"]
+                 f"\n{r['n_rows']} users (slice, subset) on {r['n_cases']} slices; a subset whose majority is empty "
+                 "on a slice has no user there.\n"]
         prow = [[f"{{{key}}}"] + [_arrow(means, q, q + 1 not in {int(x) for x in key.split(",")}) for q in range(n)]
                 for key, means in r["per_subset"].items()]
         text += [f"Per rater, `{m}`: Dice@1 → Dice@{r['iterations']} (change), by target subset:\n",
@@ -202,6 +203,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
              "(4 raters, the majority of every subset of 3 and of 2 raters, slices on which all four drew) here. "
              "LIDC's rater index is not one reader across nodules, so a rater column is a position, not a "
              "person: the included / excluded table is the one to compare; the paper's \"(+2.10%)\" is our "
-             "change relative to iteration 1 of the mean. The first interaction is one click at the target's centre, later ones "
+             "change relative to iteration 1 of the mean. Pooled over all subsets of one size every rater is "
+             "included equally often, so after the first click (before any choice) the two columns are nearly "
+             "equal: what to read is how far they separate. The first interaction is one click at the target's centre, later ones "
              "candidate choices (accepting stops the changes).\n"]
     return "\n".join(text)
