@@ -5,7 +5,9 @@ SPA's patient split (``clinloop.training.spa_data.select_cases``: held-out share
 trained) gives the validation patients; of their slices those with a non-empty
 rater majority, one middle slice per nodule (``per_nodule=None``: all slices).
 ``lexu-lidc`` used another split (70/30 by patient): cases it was trained on are
-dropped where a table also scores LEXU, so no model is scored on its training data.
+dropped where a table also scores LEXU, so no model is scored on its training data;
+:func:`trained_ids` does the same for any model folder (``spa-general`` trained on several
+datasets with its own patient split).
 """
 from __future__ import annotations
 
@@ -28,6 +30,16 @@ def lexu_train_cases(model: str = "lexu-lidc") -> set[str]:
 
     p = Path(resolve_model_dir(model)) / "data.json"
     return set(json.loads(p.read_text()).get("train_cases", [])) if p.is_file() else set()
+
+
+def trained_ids(model: str) -> set[str]:
+    """The case and patient ids a model folder's ``data.json`` says it trained on
+    (``train_case_ids`` and, for models trained on a mix, ``train_patient_ids``)."""
+    from clinloop.models.registry import resolve_model_dir
+
+    p = Path(resolve_model_dir(model)) / "data.json"
+    info = json.loads(p.read_text()) if p.is_file() else {}
+    return {str(c) for c in info.get("train_case_ids", [])} | {str(c) for c in info.get("train_patient_ids", [])}
 
 
 def heldout_lidc(ds, per_nodule: int | None = 1, limit: int | None = None, exclude: set[str] = frozenset()) -> list[int]:

@@ -10,9 +10,14 @@ Per held-out LIDC slice and size k = 1…4 the target is
 such raters has no entry in column k. Every method sees the same targets. The paper
 reports REFUGE2 with 7 raters; LIDC has 4. Sizes: ``--quick`` 2 slices; default 40
 (one per held-out nodule, est. ~15 min on one core); ``--full`` 97. Stage:
-``meduhip-table1``. Not here yet: spa.txt Table 2 (per-rater alignment),
-leave-one-rater-out, preference transfer and the Table 3 ablation at equal budget
-(they need models trained for them).
+``meduhip-table1``.
+
+The suite also holds the other multi-rater preference tables of the SPA line of work:
+spa.txt Table 2, per-rater alignment (:mod:`~clinloop.evaluation.benchmark.spa_alignment`,
+stages ``alignment-<model>``), and preference transfer across images
+(:mod:`~clinloop.evaluation.benchmark.spa_transfer`, stages ``transfer-<model>``), each
+module's docstring with its protocol and sizes. Not here yet: leave-one-rater-out and
+the Table 3 ablation at equal budget (they need models trained for them).
 """
 from __future__ import annotations
 
@@ -33,8 +38,7 @@ PUBLISHED = (("Random Select", "67.59 71.46 77.29 78.80 82.59 80.41 84.57 79.17"
              ("Clinician Disagreement", "66.48 71.26 77.76 81.18 84.44 83.21 85.34 80.96"),
              ("Last Wrong", "66.96 73.30 78.84 83.31 86.05 85.72 88.70 82.96"),
              ("MedUHIP", "74.50 79.00 83.52 85.13 87.08 88.10 87.70 85.29"))
-NOT_YET = ("not implemented yet: spa.txt Table 2 (per-rater alignment), leave-one-rater-out, preference transfer, "
-           "spa.txt Table 3 ablation at equal budget")
+NOT_YET = "not implemented yet: leave-one-rater-out, spa.txt Table 3 ablation at equal budget"
 
 
 def dice_after(model, strategy: str | None, image: np.ndarray, masks: np.ndarray, target: np.ndarray,
@@ -106,12 +110,24 @@ def _compute(ctx: Context) -> dict:
 
 
 def stages(ctx: Context) -> list[Stage]:
-    return [Stage("meduhip-table1", _compute, {"limit": ctx.size(2, 40, None), "iterations": ITERATIONS,
-                                                "models": ["click-litemedsam-lidc", "meduhip-lidc", "spa-lidc"]})]
+    from clinloop.evaluation.benchmark import spa_alignment, spa_transfer
+
+    return ([Stage("meduhip-table1", _compute, {"limit": ctx.size(2, 40, None), "iterations": ITERATIONS,
+                                                 "models": ["click-litemedsam-lidc", "meduhip-lidc", "spa-lidc"]})]
+            + spa_alignment.stages(ctx) + spa_transfer.stages(ctx))
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
-    from clinloop.evaluation.benchmark.report import sizes_line, table
+    """MedUHIP Table 1, then spa.txt Table 2 (alignment) and preference transfer, then the stage sizes."""
+    from clinloop.evaluation.benchmark import spa_alignment, spa_transfer
+    from clinloop.evaluation.benchmark.report import sizes_line
+
+    return "\n".join([_table1(recs), spa_alignment.section(ctx, recs), spa_transfer.section(ctx, recs),
+                       sizes_line(recs)])
+
+
+def _table1(recs: dict[str, dict]) -> str:
+    from clinloop.evaluation.benchmark.report import table
 
     r = recs.get("meduhip-table1", {}).get("result")
     text = [f"## {TITLE}\n"]
@@ -129,5 +145,5 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
              "Table 1 does not name the click-prompted model the three strategies drive; ours drive "
              "`click-litemedsam-lidc` (LiteMedSAM fine-tuned for clicks on a CPU budget); every method's first "
              "interaction is one click at the target's centre. Means are over the slices that have k raters who "
-             f"drew something; — marks an empty column. {NOT_YET[0].upper() + NOT_YET[1:]}.\n", sizes_line(recs)]
+             f"drew something; — marks an empty column. {NOT_YET[0].upper() + NOT_YET[1:]}.\n"]
     return "\n".join(text)
