@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most this many worklist cases")
     p.add_argument("--structure", default=None, help="RIGA structure (disc/cup) for the worklist")
     p.add_argument("--task", type=int, default=None, help="QUBIQ task number for the worklist")
+    p.add_argument("--volumes", action="store_true",
+                   help="LIDC crops: one volume case per nodule (its slices stacked) instead of one case per slice")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", default=None, help="shared bearer token required on every /api request")
@@ -100,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no --data: worklist = the embedded example ({EXAMPLE_CASES} synthetic cases, 4 raters) in {data}",
               flush=True)
     opts = {k: v for k, v in (("structure", args.structure), ("task", args.task)) if v is not None}
+    if args.volumes:
+        opts["volumes"] = True
     from clinloop.server.guard import bound_hosts
 
     app = create_app(model, state_dir=state_dir, data=data, data_format=data_format,

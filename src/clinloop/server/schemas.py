@@ -142,6 +142,12 @@ class ProposalOut(_Open):
     uncertainty_max: float | None = None
     candidates: list[CandidateOut] | None = None
     advice: list[dict[str, Any]] | None = None
+    confidence: str | None = Field(None, description="MECCA's action-confidence map C(s, a) on slice z: a palette "
+                                   "PNG, index 0 = no agent acted, index i >= 1 = confidence (i - 1) / 31; only "
+                                   "when the model has one")
+    confidence_range: list[float] | None = Field(None, description="min and max confidence on slice z")
+    roi: list[list[int]] | None = Field(None, description="the region of interest a MECCA session runs on: "
+                                        "[first, stop] per array axis ((z,) y, x)")
 
 
 class ImageOut(_Open):

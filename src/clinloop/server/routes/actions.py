@@ -66,8 +66,15 @@ def choose(sid: str, body: Choose, request: Request, ctx: Ctx, user: User):
 
 @router.post("/api/sessions/{sid}/hint", response_model=None, responses=_STEP)
 def hint(sid: str, body: Hint, request: Request, ctx: Ctx, user: User):
-    """Several clicks at once (MECCA's hint map; on one slice for volumes)."""
-    return act(ctx, request, sid, user, lambda lv: lv.session.hint([(point_of(lv, c), c.positive) for c in body.points]))
+    """Several clicks at once (MECCA's hint map). A native 3-D model takes points on any
+    slices and answers on the last point's slice; a slice-wise model needs them on one slice."""
+    def do(lv: Live):
+        pts = [(point_of(lv, c), c.positive) for c in body.points]
+        if pts and len(pts[-1][0]) == 3:  # answer on the last hinted slice (native 3-D models set no extra["z"])
+            lv.z = int(pts[-1][0][2])
+        return lv.session.hint(pts)
+
+    return act(ctx, request, sid, user, do)
 
 
 @router.post("/api/sessions/{sid}/undo", response_model=None, responses=_STEP)

@@ -104,16 +104,16 @@ async function showProposal(p) {
   $("st-area-k").textContent = S.ndim === 3 ? "Area slice / all (px)" : "Area (px)";
   $("st-unc").textContent = p && p.uncertainty_max !== undefined ? p.uncertainty_max.toFixed(2) : "–";
   const box = $("cands"); box.innerHTML = "";
-  $("advice").textContent = "";
+  await meccaLayers(null);  // mecca.js: confidence layer, advice list
   if (S.raters && S.raters.n_raters) await refreshRaters();
   if (!p || !p.mask) { box.innerHTML = '<div class="hint">Click on the structure to see candidates.</div>'; draw(); return; }
   L.mask = splitMask(await loadPNG(p.mask), [0, 200, 255]);
   L.unc = await loadPNG(p.uncertainty);
   L.advice = await Promise.all((p.advice || []).map((a) => loadPNG(a.mask)));
   L.diffs = await Promise.all((p.candidates || []).map((c) => loadPNG(c.diff)));
-  if (p.advice && p.advice.length) $("advice").textContent = `${p.advice.length} advice region(s) outlined in amber: check these first.`;
+  await meccaLayers(p);
   const crop = cropBox();
-  if (!p.candidates || !p.candidates.length) box.innerHTML = '<div class="hint">This model offers no candidates; click again to refine.</div>';
+  if (!p.candidates || !p.candidates.length) box.innerHTML = '<div class="hint">This model offers no candidates: each click refines the mask (Shift+click excludes).</div>';
   else if (!crop) {
     const has = (vs.slice_areas || []).map((a, z) => (a > 0 ? z : -1)).filter((z) => z >= 0);
     box.innerHTML = `<div class="hint">No mask on slice ${S.z}. Slices with a mask: ${has.join(", ") || "none"} (strip below the image).</div>`;
@@ -216,7 +216,9 @@ function clickAt(ev, positive) {
     say(`${positive ? "Include" : "Exclude"} click at (${pt.x.toFixed(0)}, ${pt.y.toFixed(0)}${S.ndim === 3 ? ", slice " + S.z : ""})…`);
     const p = await volumeStep(() => postJSON(`/api/sessions/${S.sid}/click`, body));
     await showProposal(p); setStatus(p.status); refreshSessions();
-    say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click again, or accept.`, "ok");
+    const n = (p.candidates || []).length;
+    say(n ? `Proposal ${p.iteration}: pick a candidate (1–${n}), click again, or accept.`
+      : `Proposal ${p.iteration}: click again to refine (Shift+click excludes), or accept.`, "ok");
   }, "Computing the proposal…");
 }
 // ------------------------------------------------------------ box tool
@@ -452,7 +454,7 @@ $("slice").oninput = (e) => goSlice(+e.target.value);
 $("ww").oninput = (e) => { S.wl.window = +e.target.value; syncWL(); renderBase(); draw(); };
 $("wl").oninput = (e) => { S.wl.level = +e.target.value; syncWL(); renderBase(); draw(); };
 $("preset").onchange = (e) => applyPreset(e.target.value);
-for (const id of ["show-mask", "show-unc", "show-adv", "show-agree", "mask-mode", "opacity"]) $(id).addEventListener("input", draw);
+for (const id of ["show-mask", "show-unc", "show-conf", "show-adv", "show-agree", "mask-mode", "opacity"]) $(id).addEventListener("input", draw);
 $("zoom-in").onclick = () => zoomAt(1.25); $("zoom-out").onclick = () => zoomAt(0.8); $("zoom-reset").onclick = resetView;
 $("details").onchange = () => document.body.classList.toggle("show-details", $("details").checked);
 $("mode-pos").onclick = () => { S.negative = false; $("mode-pos").classList.add("active"); $("mode-neg").classList.remove("active"); };
@@ -473,6 +475,7 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "Enter") { accept(); e.preventDefault(); }
   else if ((e.key === "z" && (e.ctrlKey || e.metaKey)) || e.key === "u" || e.key === "U") { undo(); e.preventDefault(); }
   else if (e.key === "h" || e.key === "H") { $("show-unc").checked = !$("show-unc").checked; draw(); }
+  else if ((e.key === "k" || e.key === "K") && S.layers.conf) { $("show-conf").checked = !$("show-conf").checked; draw(); }
   else if (e.key === "c" || e.key === "C") { const m = $("mask-mode"); m.selectedIndex = (m.selectedIndex + 1) % m.options.length; draw(); }
   else if (e.key === "ArrowUp" || e.key === "PageUp") { goSlice((S.wantZ ?? S.z) + 1); e.preventDefault(); }
   else if (e.key === "ArrowDown" || e.key === "PageDown") { goSlice((S.wantZ ?? S.z) - 1); e.preventDefault(); }
