@@ -219,7 +219,7 @@ class SliceWiseState:
             advice.append(a)
         return Proposal(mask=self.mask.copy(), probability=self.prob.copy(), uncertainty=self.unc.copy(),
                         candidates=cands, advice=advice, confidence=None if self.conf is None else self.conf.copy(),
-                        extra={**p.extra, "z": z})
+                        extra={**p.extra, "z": z, **({"roi": [[z, z + 1], *p.extra["roi"]]} if "roi" in p.extra else {})})
 
     def click(self, point, positive: bool) -> Proposal:
         z = self._z(point)
