@@ -1,5 +1,6 @@
 """The workstation in headless Chromium with the shipped 3-D MECCA model on a small
-volume (:func:`test_server_mecca.nodule_case`): a click segments several slices,
+volume (:func:`test_server_mecca.nodule_case`), chosen in the model picker of a server
+that runs two models: a click segments several slices,
 an exclude click (Shift) on another slice refines the 3-D mask, the advice regions
 are drawn and listed with their slices, the action-confidence toggle shows the
 layer and its colour bar, and undo restores the mask."""
@@ -22,7 +23,8 @@ def test_mecca_volume_hint_advice_confidence(tmp_path):
     from clinloop.server.app import create_app
     from clinloop.server.worklist import worklist_from_dataset
 
-    app = create_app(load_model("mecca-lidc3d"), state_dir=tmp_path / "state",
+    app = create_app(load_model("interactive-cnn-lidc3d"), models=[load_model("mecca-lidc3d")],
+                     state_dir=tmp_path / "state",
                      worklist=worklist_from_dataset(ListDataset([nodule_case()], name="mecca3d-browser")))
     with live_server(app) as (url, _port), chromium() as b:
         page = b.new_context(viewport={"width": 1440, "height": 900},
@@ -31,8 +33,12 @@ def test_mecca_volume_hint_advice_confidence(tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + "/")
         page.wait_for_selector(".case")
-        assert page.inner_text("#model-name") == "model: mecca"
+        # two models served: the picker replaces the model pill; choose MECCA, then open the case
+        assert page.locator("#model-name").is_hidden() and page.locator("#model-pick option").count() == 2
+        assert page.input_value("#model-pick") == "interactive-cnn"
+        page.select_option("#model-pick", "mecca")
         _open(page, "nod")
+        assert page.evaluate("S.pick") == "mecca" and page.input_value("#model-pick") == "mecca"
         assert page.evaluate("S.z") == 6 and page.locator("#conf-toggle").is_hidden()
         page.mouse.click(*_canvas_xy(page, FIRST[0], FIRST[1]))  # include click on the nodule, slice 6
         _idle(page)
@@ -67,4 +73,6 @@ def test_mecca_volume_hint_advice_confidence(tmp_path):
         page.keyboard.press("u")  # undo: back to the first proposal
         _idle(page)
         assert page.evaluate("S.prop.area") == first and page.evaluate("S.prop.iteration") == 1
+        # the session was made with MECCA (the server's default is interactive-cnn)
+        assert page.evaluate("(async () => (await getJSON(`/api/sessions/${S.sid}`)).model)()") == "mecca"
         assert not errors, errors

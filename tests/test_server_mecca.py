@@ -2,7 +2,8 @@
 synthetic volume: the session runs on a 32³ region around the first click, hint
 clicks on any slice refine the 3-D mask (an include and an exclude at the same
 voxel end on its two sides), undo is exact, the advice regions carry the slices
-they span, and the optional ``confidence`` layer decodes to MECCA's C(s, a)."""
+they span, and the optional ``confidence`` layer decodes to MECCA's C(s, a). A server
+with several models lets each new session choose one (``model``)."""
 from __future__ import annotations
 
 import base64
@@ -37,14 +38,21 @@ def mecca3d():
     return load_model("mecca-lidc3d")
 
 
-def _client(tmp_path, model):
+def flat_case() -> MultiRaterSample:
+    """A 2-D image (for the volumes-only check)."""
+    img = np.random.default_rng(2).random((1, 40, 40)).astype(np.float32)
+    return MultiRaterSample(img, np.zeros((1, 40, 40), bool), case_id="flat", structure="nodule")
+
+
+def _client(tmp_path, model, models=()):
     from fastapi.testclient import TestClient
 
     from clinloop.server.app import create_app
     from clinloop.server.worklist import worklist_from_dataset
 
-    return TestClient(create_app(model, state_dir=tmp_path / "state",
-                                 worklist=worklist_from_dataset(ListDataset([nodule_case()], name="mecca3d"))))
+    return TestClient(create_app(model, state_dir=tmp_path / "state", models=models,
+                                 worklist=worklist_from_dataset(ListDataset([nodule_case(), flat_case()],
+                                                                            name="mecca3d"))))
 
 
 def _png(b64: str) -> np.ndarray:
@@ -129,3 +137,40 @@ def test_confidence_only_when_the_model_has_one(tmp_path):
     p = _post(c, f"/api/sessions/{sid}/click", {"x": x, "y": y, "z": z, "positive": True})
     assert "confidence" not in p and "confidence_range" not in p
     assert {"mask", "uncertainty", "uncertainty_max", "advice", "candidates", "area", "z", "roi"} <= set(p)
+
+
+def test_a_session_chooses_among_the_served_models(tmp_path, mecca3d):
+    """``create_app(model, models=[...])`` (``clinloop serve --model A --model B``): ``GET /api/info``
+    lists them, ``POST /api/sessions`` takes ``model``, a session keeps its model across an eviction
+    (rebuilt by replay with it), and its profile is stored under it."""
+    from clinloop.models.registry import load_model
+    from clinloop.server.app import create_app
+
+    cnn = load_model("interactive-cnn-lidc3d")
+    c = _client(tmp_path, cnn, models=[mecca3d])
+    info = c.get("/api/info", headers=U).json()
+    assert info["model"] == "interactive-cnn"
+    assert info["models"] == [{"name": "interactive-cnn", "spatial_ndims": [3]}, {"name": "mecca", "spatial_ndims": [3]}]
+    x, y, z = FIRST
+    click = {"x": x, "y": y, "z": z, "positive": True}
+    sid_m = _post(c, "/api/sessions", {"case_id": "nod", "model": "mecca"})
+    sid_d = _post(c, "/api/sessions", {"case_id": "nod"})
+    assert (sid_m["model"], sid_d["model"]) == ("mecca", "interactive-cnn")
+    pm = _post(c, f"/api/sessions/{sid_m['session_id']}/click", click)
+    pd = _post(c, f"/api/sessions/{sid_d['session_id']}/click", click)
+    assert "confidence" in pm and "confidence" not in pd and pm["mask"] != pd["mask"]
+    # evicted from memory: rebuilt by replay with its own model, the same proposal
+    app = c.app
+    app.state.ctx.live.drop(sid_m["session_id"])
+    again = c.get(f"/api/sessions/{sid_m['session_id']}/proposal?z=6", headers=U).json()
+    assert again["mask"] == pm["mask"] and again["confidence"] == pm["confidence"]
+    assert c.get(f"/api/sessions/{sid_m['session_id']}", headers=U).json()["model"] == "mecca"
+    _post(c, f"/api/sessions/{sid_m['session_id']}/accept")
+    assert app.state.store.profile("ana", "mecca") == {}
+    # an unknown model is a 400 naming the served ones; a volumes-only model refuses a 2-D image
+    r = c.post("/api/sessions", json={"case_id": "nod", "model": "spa"}, headers=U)
+    assert r.status_code == 400 and "interactive-cnn, mecca" in r.json()["detail"]
+    r = c.post("/api/sessions", json={"case_id": "flat", "model": "mecca"}, headers=U)
+    assert r.status_code == 422 and "volumes only" in r.json()["detail"]
+    with pytest.raises(ValueError, match="two served models are named 'mecca'"):
+        create_app(mecca3d, state_dir=tmp_path / "s2", models=[load_model("mecca-lidc3d")])

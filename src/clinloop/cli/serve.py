@@ -17,7 +17,10 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None, help="dataset for the worklist (any supported layout or one image file); "
                    "default: the embedded synthetic example")
     p.add_argument("--format", default=None, help="override dataset layout auto-detection")
-    p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-general)")
+    p.add_argument("--model", action="append", default=None, metavar="M",
+                   help="interactive model folder or shipped name (default: spa-general); repeat to serve several: "
+                        "the first is the default, the page offers the others for new sessions (e.g. --model "
+                        "spa-general --model mecca-lidc3d)")
     p.add_argument("--lexu", default=None, help="LEXU model folder/name: rank the worklist by predicted disagreement")
     p.add_argument("--limit", type=int, default=None, help="at most this many worklist cases")
     p.add_argument("--structure", default=None, help="RIGA structure (disc/cup) for the worklist")
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             "binding to %s without --token: anyone who can reach this address can read the data", args.host)
     from clinloop.models.registry import load_model
 
-    model = load_model(args.model)
+    model, *more = [load_model(m) for m in (args.model or [None])]
     data, data_format = args.data, args.format
     if data is None:
         from clinloop.data.synthetic import write_example
@@ -112,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
                      limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
                                    model_workers=args.workers, live_sessions=cache, queue_limit=args.queue_limit,
                                    queue_timeout=args.queue_timeout, body_timeout=args.body_timeout),
-                     allowed_hosts=bound_hosts(args.host, args.allowed_host),
+                     allowed_hosts=bound_hosts(args.host, args.allowed_host), models=more,
                      trusted_origins=[h for h in args.allowed_host if h != "*"])
-    print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {model.name}, "
+    print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {', '.join(app.state.ctx.served)}, "
           f"{len(app.state.worklist.rows)} cases; state in {state_dir}; Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

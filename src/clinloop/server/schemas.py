@@ -67,6 +67,8 @@ class CaseRequest(BaseModel):
     seed: Seed = 0
     use_profile: StrictBool = True
     profile_any_structure: StrictBool = Field(False, description="also apply a profile learnt on another structure")
+    model: str | None = Field(None, min_length=1, max_length=128,
+                              description="a served model's name (GET /api/info: models); default: the server's")
 
 
 class ErrorBody(BaseModel):
@@ -82,6 +84,8 @@ class _Open(BaseModel):
 class InfoOut(_Open):
     user: str
     model: str
+    models: list[dict[str, Any]] | None = Field(None, description="every served model: name, spatial_ndims "
+                                                "(POST /api/sessions takes one as model)")
     spatial_ndims: list[int]
     cases: int
     ranked_by: str | None

@@ -16,7 +16,7 @@ from clinloop.server.errors import fail
 from clinloop.server.live import Live
 from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, AcceptOut, Box, Choose, Click, Hint,
                                      MaskVersionsOut, ProposalOut, errors)
-from clinloop.server.sessions import act, point_of, store_write, using
+from clinloop.server.sessions import act, model_of, point_of, store_write, using
 from clinloop.server.viewing import save_structure_profile
 
 log = logging.getLogger("clinloop.server")
@@ -97,7 +97,7 @@ def accept(sid: str, request: Request, ctx: Ctx, user: User):
         lv.rev += 1  # the accept checked the stored revision and advanced it by one, in one transaction
         latest = ctx.store.latest_accepted(sid, user)
         try:  # the preference profile travels to this user's next image
-            ctx.store.save_profile(user, ctx.model_name, lv.session.profile())
+            ctx.store.save_profile(user, model_of(ctx, lv), lv.session.profile())
             save_structure_profile(ctx, user, lv, lv.session.profile())  # per (user, structure): viewing.profile_for
         except (ValueError, TypeError) as e:
             log.warning("profile of session %s not saved: %s", sid, e)

@@ -156,7 +156,7 @@ async function openSession(desc) {
   S.z = S.ndim === 3 ? Math.floor(desc.shape[0] / 2) : 0;
   for (const e of document.querySelectorAll(".case")) e.classList.toggle("active", e.dataset.id === desc.case_id);
   $("empty").classList.add("hidden");
-  caseTitle(desc);
+  caseTitle(desc); showModel(desc.model);  // picker.js
   $("slice-ctl").classList.toggle("hidden", S.ndim !== 3);
   $("slice-strip").classList.toggle("hidden", S.ndim !== 3);
   const p = desc.has_proposal ? await getJSON(`/api/sessions/${S.sid}/proposal`) : null;
@@ -190,7 +190,8 @@ function openCase(caseId, fresh) {
   return guarded(async () => {
     say(`Opening ${row ? row.name : caseId}…`);
     const d = await postJSON("/api/sessions", { case_id: caseId, use_profile: $("use-profile").checked,
-                                                profile_any_structure: $("profile-any").checked });
+                                                profile_any_structure: $("profile-any").checked,
+                                                ...(S.pick ? { model: S.pick } : {}) });
     await openSession(d);
   }, "Opening the case: computing the image embedding…");
 }
@@ -199,6 +200,7 @@ function upload(file) {
     say(`Uploading ${file.name}…`);
     const fd = new FormData(); fd.append("file", file, file.name);
     fd.append("use_profile", $("use-profile").checked ? "true" : "false");
+    if (S.pick) fd.append("model", S.pick);
     const d = await (await api("POST", "/api/sessions", fd)).json();
     await openSession(d);
   }, `Opening ${file.name}: computing the image embedding…`);
@@ -407,6 +409,7 @@ async function init() {
   try {
     S.info = await getJSON("/api/info");
     $("model-name").textContent = "model: " + S.info.model;
+    fillModels(S.info);  // picker.js
     $("user-name").textContent = "user: " + S.info.user;
     $("profile-state").textContent = S.info.has_profile ? "(saved profile)" : "(none yet)";
     await refreshCases(); await refreshSessions();
