@@ -48,7 +48,7 @@ def run(model, image: np.ndarray, label: np.ndarray, steps: int, seed: int) -> l
     from clinloop.models.mecca.hints import simulate_clicks
 
     rng = np.random.default_rng(seed)
-    state = model.start(image, seed=seed)
+    state = model.start(image, seed=seed, roi=False)  # the whole volume (no region around the first click)
     rows = []
     for t in range(steps):
         clicks = simulate_clicks(state.p[0, 0].numpy() > 0.5, label, model.cfg.hint_points, rng)

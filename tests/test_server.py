@@ -446,7 +446,10 @@ def test_cli_serve_parser():
     from clinloop.cli import build_parser
 
     a = build_parser().parse_args(["serve", "--data", "d", "--model", "m", "--token", "T"])
-    assert (a.host, a.port, a.token, a.data, a.model) == ("127.0.0.1", 8000, "T", "d", "m")
+    assert (a.host, a.port, a.token, a.data, a.model) == ("127.0.0.1", 8000, "T", "d", ["m"])
+    a = build_parser().parse_args(["serve", "--model", "spa-general", "--model", "mecca-lidc3d", "--volumes"])
+    assert a.model == ["spa-general", "mecca-lidc3d"] and a.volumes
+    assert build_parser().parse_args(["serve"]).model is None  # the default model (spa-general)
 
 
 def test_worklist_ranked_by_lexu(tmp_path):

@@ -17,11 +17,16 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None, help="dataset for the worklist (any supported layout or one image file); "
                    "default: the embedded synthetic example")
     p.add_argument("--format", default=None, help="override dataset layout auto-detection")
-    p.add_argument("--model", default=None, help="interactive model folder or shipped name (default: spa-general)")
+    p.add_argument("--model", action="append", default=None, metavar="M",
+                   help="interactive model folder or shipped name (default: spa-general); repeat to serve several: "
+                        "the first is the default, the page offers the others for new sessions (e.g. --model "
+                        "spa-general --model mecca-lidc3d)")
     p.add_argument("--lexu", default=None, help="LEXU model folder/name: rank the worklist by predicted disagreement")
     p.add_argument("--limit", type=int, default=None, help="at most this many worklist cases")
     p.add_argument("--structure", default=None, help="RIGA structure (disc/cup) for the worklist")
     p.add_argument("--task", type=int, default=None, help="QUBIQ task number for the worklist")
+    p.add_argument("--volumes", action="store_true",
+                   help="LIDC crops: one volume case per nodule (its slices stacked) instead of one case per slice")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--token", default=None, help="shared bearer token required on every /api request")
@@ -91,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             "binding to %s without --token: anyone who can reach this address can read the data", args.host)
     from clinloop.models.registry import load_model
 
-    model = load_model(args.model)
+    model, *more = [load_model(m) for m in (args.model or [None])]
     data, data_format = args.data, args.format
     if data is None:
         from clinloop.data.synthetic import write_example
@@ -100,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"no --data: worklist = the embedded example ({EXAMPLE_CASES} synthetic cases, 4 raters) in {data}",
               flush=True)
     opts = {k: v for k, v in (("structure", args.structure), ("task", args.task)) if v is not None}
+    if args.volumes:
+        opts["volumes"] = True
     from clinloop.server.guard import bound_hosts
 
     app = create_app(model, state_dir=state_dir, data=data, data_format=data_format,
@@ -108,9 +115,9 @@ def run(args: argparse.Namespace) -> int:
                      limits=Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_voxels=args.max_voxels,
                                    model_workers=args.workers, live_sessions=cache, queue_limit=args.queue_limit,
                                    queue_timeout=args.queue_timeout, body_timeout=args.body_timeout),
-                     allowed_hosts=bound_hosts(args.host, args.allowed_host),
+                     allowed_hosts=bound_hosts(args.host, args.allowed_host), models=more,
                      trusted_origins=[h for h in args.allowed_host if h != "*"])
-    print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {model.name}, "
+    print(f"clinloop workstation: open http://{args.host}:{args.port}/ in a browser  (model {', '.join(app.state.ctx.served)}, "
           f"{len(app.state.worklist.rows)} cases; state in {state_dir}; Ctrl+C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

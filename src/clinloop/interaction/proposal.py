@@ -1,7 +1,7 @@
 """What an interactive method returns after each user action.
 
-SPA fills ``candidates``; MECCA fills ``advice``; both fill ``mask``,
-``probability`` and ``uncertainty``. All arrays are at the *input image's*
+SPA fills ``candidates``; MECCA fills ``advice`` and ``confidence``; both fill
+``mask``, ``probability`` and ``uncertainty``. All arrays are at the *input image's*
 spatial size: ``(H, W)`` in 2-D, ``(D, H, W)`` in 3-D.
 """
 from __future__ import annotations
@@ -19,6 +19,9 @@ class Proposal:
     uncertainty: np.ndarray  # (*spatial) float >= 0
     candidates: np.ndarray | None = None  # (K, *spatial) bool: SPA's representative candidates
     advice: list[np.ndarray] = field(default_factory=list)  # MECCA: region masks (*spatial) bool, least confident first
+    # MECCA (RL methods): the action confidence C(s, a) of each agent's chosen action, in [0, 1];
+    # NaN where no agent acted (outside a session's region of interest). None: the model has none.
+    confidence: np.ndarray | None = None
     iteration: int = 0  # 1-based count of user interactions so far
     seconds: float = 0.0  # model time for this step
     extra: dict[str, Any] = field(default_factory=dict)

@@ -21,7 +21,7 @@ Endpoints (all JSON unless noted)
 ``GET /api/info``; ``GET /api/cases`` (the worklist; ranked by LEXU's predicted
 disagreement when a LEXU model is given); ``POST /api/sessions`` (multipart
 ``file`` and/or form field ``case_id``, or JSON ``{"case_id"}``; optional
-``seed``, ``use_profile``) -> ``{session_id, shape, ...}``; ``GET
+``seed``, ``use_profile``, ``model``: one of the served models) -> ``{session_id, shape, ...}``; ``GET
 /api/sessions``; ``GET /api/sessions/{id}``; ``GET /api/sessions/{id}/image?z=``;
 ``GET /api/sessions/{id}/proposal?z=``; ``POST .../click`` ``{x, y, [z],
 positive}``; ``POST .../choose`` ``{candidate}``; ``POST .../hint``
@@ -87,7 +87,8 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
                data_options: dict[str, Any] | None = None, token: str | None = None,
                tokens: dict[str, str] | None = None, lexu: Any = None, case_limit: int | None = None,
                limits: Limits | None = None, worklist: Worklist | None = None,
-               allowed_hosts: Iterable[str] | None = None, trusted_origins: Iterable[str] = ()) -> FastAPI:
+               allowed_hosts: Iterable[str] | None = None, trusted_origins: Iterable[str] = (),
+               models: Iterable[Any] = ()) -> FastAPI:
     """Build the FastAPI app.
 
     Args:
@@ -103,22 +104,30 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
             address and its ``--allowed-host`` names).
         trusted_origins: host names of other origins allowed to POST (a
             reverse proxy's public name).
+        models: more models (instances or folders / shipped names) a new
+            session may choose by name (``POST /api/sessions`` ``model``);
+            ``model`` is the default. Names must differ.
     """
+    from clinloop.models.registry import load_model
     from clinloop.server import errors, export
     from clinloop.server.guard import Guard
     from clinloop.server.routes import ROUTERS
     from clinloop.server.store import Store
     from clinloop.server.volume import lift
 
-    if isinstance(model, (str, Path)):
-        from clinloop.models.registry import load_model
-
-        model = load_model(model)
+    loaded = [load_model(m) if isinstance(m, (str, Path)) else m for m in (model, *models)]
+    model = loaded[0]
+    served: dict[str, tuple[Any, Any]] = {}
+    for m in loaded:
+        if str(m.name) in served:
+            raise ValueError(f"two served models are named {m.name!r}: serve one of them (session rows name "
+                             "their model by this name)")
+        served[str(m.name)] = (m, lift(m))
     limits = limits or Limits()
     store = Store(state_dir)
     tmp_root = store.dir / "tmp"
     tmp_root.mkdir(exist_ok=True)
-    ctx = Context(model=model, driven=lift(model), store=store,
+    ctx = Context(model=model, driven=served[str(model.name)][1], served=served, store=store,
                   worklist=worklist if worklist is not None else build_worklist(data, data_format, lexu, case_limit,
                                                                                 data_options),
                   limits=limits, gate=ModelGate(limits.model_workers, limits.queue_limit, limits.queue_timeout),

@@ -29,8 +29,9 @@ class Limits:
 class Context:
     """The server's parts, wired by :func:`clinloop.server.app.create_app`.
 
-    ``model``: the loaded interactive model; ``driven``: what sessions run
-    (``volume.lift(model)``); ``store``: durable state; ``worklist``;
+    ``model``: the default interactive model; ``driven``: what its sessions run
+    (``volume.lift(model)``); ``served``: every model a new session may choose,
+    by name, as ``(model, driven)`` (the default first; :meth:`serving`); ``store``: durable state; ``worklist``;
     ``gate``: the model queue; ``live``: the live-session cache; ``auth``;
     ``tmp_root``: scratch folder for uploads."""
 
@@ -44,10 +45,20 @@ class Context:
     auth: Any
     tmp_root: Path
     extra: dict[str, Any] = field(default_factory=dict)
+    served: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
         return str(self.model.name)
+
+    def serving(self, name: str | None) -> tuple[Any, Any]:
+        """``(model, driven)`` of the served model ``name`` (``None``: the default);
+        ``KeyError`` naming the served models otherwise."""
+        if name is None or name == self.model_name:
+            return self.model, self.driven
+        if name not in self.served:
+            raise KeyError(f"this server runs no model {name!r}; it runs {', '.join(self.served) or self.model_name}")
+        return self.served[name]
 
 
 def get_ctx(request: Request) -> Context:

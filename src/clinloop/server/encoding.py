@@ -9,7 +9,11 @@ the browser only composites them on a canvas:
 * each candidate ``k``: its +/− difference to the proposal (spa.txt §3.4) in
   two colours — green = added (in the candidate, not in the proposal),
   magenta = removed (in the proposal, not in the candidate);
-* ``advice``: MECCA's regions as dashed-looking amber outlines.
+* ``advice``: MECCA's regions as dashed-looking amber outlines;
+* ``confidence`` (only when the model gives one, MECCA): the action-confidence
+  map C(s, a) on a fixed 0 … 1 scale in a second ramp (viridis-like), every
+  level equally opaque (low confidence is what matters), transparent where no
+  agent acted (:func:`confidence_png`).
 
 Binary RGBA PNGs of a few colours compress to a few hundred bytes. 3-D
 arrays are sent one slice at a time (``z``). Grey images go as raw float32
@@ -127,6 +131,39 @@ def heatmap(u: np.ndarray, vmax: float | None = None) -> np.ndarray:
     return _HEAT_PAL[heatmap_index(u, vmax)]
 
 
+# viridis-like ramp for the action confidence: index 0 = no value (transparent), 1..32 = 0..1
+_CONF_RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float32)
+CONF_LEVELS = 32
+CONF_ALPHA = 170
+
+
+def _conf_palette() -> np.ndarray:
+    t = np.arange(CONF_LEVELS, dtype=np.float32) / (CONF_LEVELS - 1)
+    x = t * (len(_CONF_RAMP) - 1)
+    i = np.minimum(x.astype(np.int64), len(_CONF_RAMP) - 2)
+    f = (x - i)[:, None]
+    rgb = _CONF_RAMP[i] * (1 - f) + _CONF_RAMP[i + 1] * f
+    pal = np.concatenate([rgb, np.full((CONF_LEVELS, 1), CONF_ALPHA, np.float32)], axis=1)
+    return np.concatenate([np.zeros((1, 4), np.float32), pal]).astype(np.uint8)
+
+
+_CONF_PAL = _conf_palette()
+
+
+def confidence_index(c: np.ndarray) -> np.ndarray:
+    """Float ``(H, W)`` in [0, 1] (NaN: no value) -> palette indices: 0 for NaN, else
+    ``1 + rint(c * 31)`` (so a client reads the value back as ``(index - 1) / 31``)."""
+    c = np.asarray(c, dtype=np.float32)
+    idx = 1 + np.rint(np.clip(np.nan_to_num(c, nan=0.0), 0, 1) * (CONF_LEVELS - 1)).astype(np.uint8)
+    idx[np.isnan(c)] = 0
+    return idx
+
+
+def confidence_png(c: np.ndarray) -> str:
+    """The action-confidence map as a palette PNG (:func:`confidence_index`)."""
+    return indexed_png_b64(confidence_index(c), _CONF_PAL)
+
+
 def _slice(a: np.ndarray, z: int | None) -> np.ndarray:
     return a if a.ndim == 2 else a[int(z or 0)]
 
@@ -137,7 +174,12 @@ def encode_proposal(p: Proposal, z: int | None = None) -> dict[str, Any]:
     ``candidates[k]`` holds the +/− overlay (``diff``) and the pixel counts
     ``added``/``removed``/``area`` over the whole array (all slices); for a 3-D
     proposal also ``slice_area``, candidate ``k``'s pixels on slice ``z`` (the
-    candidates are 3-D: they can be compared on any slice)."""
+    candidates are 3-D: they can be compared on any slice). Each ``advice`` region
+    has ``mask`` (slice ``z``) and ``area``; in 3-D also ``slice_area`` and
+    ``slices`` (``[first, last]`` slice it spans). Optional keys: ``confidence``
+    (:func:`confidence_png` of slice ``z``) with ``confidence_range`` (min, max on
+    that slice; None when no agent acted there), and ``roi`` (a MECCA session's
+    region of interest, ``[first, stop]`` per array axis)."""
     m = np.asarray(p.mask, dtype=bool)
     out: dict[str, Any] = {
         "iteration": int(p.iteration),
@@ -165,6 +207,17 @@ def encode_proposal(p: Proposal, z: int | None = None) -> dict[str, Any]:
         r = np.asarray(r, dtype=bool)
         out["advice"].append({"mask": mask_png(_slice(r, z), rgb=ADVICE_RGB, fill_alpha=40),
                               "area": int(r.sum())})
+        if m.ndim == 3:  # a 3-D region: its voxels on slice z, and the slices it spans (to go there)
+            zs = np.flatnonzero(r.any(axis=(1, 2)))
+            out["advice"][-1].update(slice_area=int(np.count_nonzero(r[int(z or 0)])),
+                                     slices=[int(zs[0]), int(zs[-1])] if len(zs) else [])
+    if p.confidence is not None:  # MECCA's C(s, a): an optional layer, only when the model has one
+        c = _slice(np.asarray(p.confidence, dtype=np.float32), z)
+        out["confidence"] = confidence_png(c)
+        ok = c[~np.isnan(c)]
+        out["confidence_range"] = [round(float(ok.min()), 4), round(float(ok.max()), 4)] if ok.size else None
+    if "roi" in p.extra:  # the region of interest a MECCA session runs on ([first, stop] per array axis)
+        out["roi"] = [[int(a), int(b)] for a, b in p.extra["roi"]]
     return out
 
 

@@ -67,6 +67,8 @@ class CaseRequest(BaseModel):
     seed: Seed = 0
     use_profile: StrictBool = True
     profile_any_structure: StrictBool = Field(False, description="also apply a profile learnt on another structure")
+    model: str | None = Field(None, min_length=1, max_length=128,
+                              description="a served model's name (GET /api/info: models); default: the server's")
 
 
 class ErrorBody(BaseModel):
@@ -82,6 +84,8 @@ class _Open(BaseModel):
 class InfoOut(_Open):
     user: str
     model: str
+    models: list[dict[str, Any]] | None = Field(None, description="every served model: name, spatial_ndims "
+                                                "(POST /api/sessions takes one as model)")
     spatial_ndims: list[int]
     cases: int
     ranked_by: str | None
@@ -142,6 +146,12 @@ class ProposalOut(_Open):
     uncertainty_max: float | None = None
     candidates: list[CandidateOut] | None = None
     advice: list[dict[str, Any]] | None = None
+    confidence: str | None = Field(None, description="MECCA's action-confidence map C(s, a) on slice z: a palette "
+                                   "PNG, index 0 = no agent acted, index i >= 1 = confidence (i - 1) / 31; only "
+                                   "when the model has one")
+    confidence_range: list[float] | None = Field(None, description="min and max confidence on slice z")
+    roi: list[list[int]] | None = Field(None, description="the region of interest a MECCA session runs on: "
+                                        "[first, stop] per array axis ((z,) y, x)")
 
 
 class ImageOut(_Open):

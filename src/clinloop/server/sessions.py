@@ -25,11 +25,16 @@ def status_of(s: Session) -> str:
     return "accepted" if s.accepted is not None else "open"
 
 
+def model_of(ctx: Context, lv: Live) -> str:
+    """The name of the model a session was made with (its stored row)."""
+    return str(lv.row.get("model") or ctx.model_name)
+
+
 def describe(ctx: Context, sid: str, lv: Live) -> dict[str, Any]:
     """``GET /api/sessions/{sid}``'s answer."""
     s = lv.session
     return {"session_id": sid, "shape": list(s.spatial_shape), "ndim": len(s.spatial_shape),
-            "channels": int(lv.image.shape[0]), "case_id": lv.row.get("case_id"), "model": ctx.model_name,
+            "channels": int(lv.image.shape[0]), "case_id": lv.row.get("case_id"), "model": model_of(ctx, lv),
             "status": status_of(s), "iteration": s.iteration, "history": s.history,
             "modality": lv.meta.get("modality", ""), "format": lv.meta.get("format", ""),
             "spacing": lv.meta.get("spacing"), "has_proposal": s.proposal is not None,
@@ -49,41 +54,57 @@ def answer(sid: str, lv: Live, p, z: int | None = None) -> dict[str, Any]:
     return {"session_id": sid, "status": status_of(s), **encoding.encode_proposal(p, z)}
 
 
-def _vcfg(ctx: Context, img: np.ndarray, meta: dict[str, Any]):
+def _vcfg(ctx: Context, img: np.ndarray, meta: dict[str, Any], model: Any = None):
     """The volume config of a native 3-D session (``None`` for 2-D images and slice-wise models)."""
     from clinloop.server.volume import volume_config
 
-    return volume_config(ctx.model, meta, ctx.limits) if img.ndim == 4 else None
+    return volume_config(model if model is not None else ctx.model, meta, ctx.limits) if img.ndim == 4 else None
+
+
+def served(ctx: Context, name: str | None) -> tuple[Any, Any]:
+    """``(model, driven)`` of the served model ``name`` (``None``: the default); 400 otherwise."""
+    try:
+        return ctx.serving(name)
+    except KeyError as e:
+        fail(400, str(e.args[0]))
 
 
 def start_session(ctx: Context, img: np.ndarray, seed: int, profile: dict | None,
-                  meta: dict[str, Any] | None = None) -> tuple[Session, dict | None]:
-    """A new ``Session``; a stored profile that does not fit the model is dropped (logged)."""
-    vc = _vcfg(ctx, img, meta or {})
+                  meta: dict[str, Any] | None = None, model: str | None = None) -> tuple[Session, dict | None]:
+    """A new ``Session`` of the served model ``model`` (default: the server's); a stored
+    profile that does not fit the model is dropped (logged)."""
+    inner, driven = served(ctx, model)
+    vc = _vcfg(ctx, img, meta or {}, inner)
     try:
-        return Session(ctx.driven, user_image(img), seed=seed, profile=profile, volume_config=vc), profile
+        return Session(driven, user_image(img), seed=seed, profile=profile, volume_config=vc), profile
     except ValueError:
         if profile is None:
             raise
-        log.warning("stored profile does not fit model %s; starting without it", ctx.model_name)
-        return Session(ctx.driven, user_image(img), seed=seed, profile=None, volume_config=vc), None
+        log.warning("stored profile does not fit model %s; starting without it", inner.name)
+        return Session(driven, user_image(img), seed=seed, profile=None, volume_config=vc), None
 
 
 def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: dict[str, Any], case_id: str | None,
-                 seed: int, use_profile: bool | str, source: bytes | None = None, suffix: str | None = None) -> dict[str, Any]:
-    """Check the image, start the session (in the model queue), store and cache it."""
+                 seed: int, use_profile: bool | str, source: bytes | None = None, suffix: str | None = None,
+                 model: str | None = None) -> dict[str, Any]:
+    """Check the image, start the session of model ``model`` (a served name; default: the
+    server's) in the model queue, store and cache it."""
     check_image(img, case_id or "upload", ctx.limits, too_large=413 if case_id is None else 422)
-    if img.ndim == 4 and 3 not in ctx.driven.spatial_ndims:
-        fail(422, f"model {ctx.model_name} cannot segment volumes")
+    inner, driven = served(ctx, model)
+    name = str(inner.name)
+    if img.ndim == 4 and 3 not in driven.spatial_ndims:
+        fail(422, f"model {name} cannot segment volumes")
+    if img.ndim == 3 and 2 not in driven.spatial_ndims:
+        fail(422, f"model {name} segments volumes only; choose another model for this 2-D image")
     from clinloop.server.viewing import profile_for
 
-    profile = profile_for(ctx, user, meta, use_profile)
+    profile = profile_for(ctx, user, meta, use_profile, name)
     with ctx.gate(request):
         t1 = time.perf_counter()
-        s, used = start_session(ctx, img, seed, profile, meta)
+        s, used = start_session(ctx, img, seed, profile, meta, name)
     dt = time.perf_counter() - t1
     sha, meta = ctx.store.put_image(img, meta, source if meta.get("format") == "dicom" else None, suffix)
-    sid = ctx.store.new_session(user, sha, case_id, ctx.model_name, seed, used)
+    sid = ctx.store.new_session(user, sha, case_id, name, seed, used)
     lv = Live(s, ctx.store.session(sid, user), img, meta)
     ctx.live.add(sid, lv)
     out = describe(ctx, sid, lv)
@@ -96,12 +117,15 @@ def rebuild(ctx: Context, request: Any, sid: str, user: str) -> Live:
     row = ctx.store.session(sid, user)
     if row is None:
         fail(404, f"no session {sid!r}")
-    if row["model"] != ctx.model_name:  # replaying with another model would not give back the same proposals
-        fail(409, f"session {sid!r} was made with model {row['model']!r}; this server runs {ctx.model_name!r}")
+    try:  # replaying with another model would not give back the same proposals
+        inner, driven = ctx.serving(row["model"])
+    except KeyError:
+        fail(409, f"session {sid!r} was made with model {row['model']!r}; this server runs "
+                  f"{', '.join(map(repr, ctx.served)) or repr(ctx.model_name)}")
     img, meta = ctx.store.image(row["image_sha"])
     with ctx.gate(request):
-        s = Session.replay(ctx.driven, user_image(img), row["history"], seed=row["seed"], profile=row["profile"],
-                           volume_config=_vcfg(ctx, img, meta))
+        s = Session.replay(driven, user_image(img), row["history"], seed=row["seed"], profile=row["profile"],
+                           volume_config=_vcfg(ctx, img, meta, inner))
     log.info("session %s rebuilt from %d stored actions", sid, len(row["history"]))
     return Live(s, row, img, meta)
 

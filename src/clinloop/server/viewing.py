@@ -119,24 +119,26 @@ def profile_key(model: str, structure: str | None) -> str:
     return f"{model}::{structure}" if structure else model
 
 
-def profile_for(ctx: Any, user: str, meta: dict[str, Any], use_profile: bool | str) -> dict | None:
-    """The profile a new session starts with: ``use_profile`` False -> none;
-    True -> the one learnt on this structure (uploads: the latest of any);
-    ``"any"`` -> this structure's, else the latest learnt on any structure."""
+def profile_for(ctx: Any, user: str, meta: dict[str, Any], use_profile: bool | str,
+                model: str | None = None) -> dict | None:
+    """The profile a new session of ``model`` (default: the server's) starts with:
+    ``use_profile`` False -> none; True -> the one learnt on this structure (uploads:
+    the latest of any); ``"any"`` -> this structure's, else the latest learnt on any structure."""
     if not use_profile:
         return None
+    model = model or ctx.model_name
     structure = meta.get("structure") or None
-    own = ctx.store.profile(user, profile_key(ctx.model_name, structure))
+    own = ctx.store.profile(user, profile_key(model, structure))
     if own is None and use_profile == "any":
-        return ctx.store.profile(user, ctx.model_name)
+        return ctx.store.profile(user, model)
     return own
 
 
 def save_structure_profile(ctx: Any, user: str, lv: Any, profile: dict[str, Any]) -> None:
-    """Keep the profile under (user, model, structure) too (the model-wide row keeps the latest)."""
+    """Keep the profile under (user, the session's model, structure) too (the model-wide row keeps the latest)."""
     structure = lv.meta.get("structure") or None
     if structure:
-        ctx.store.save_profile(user, profile_key(ctx.model_name, structure), profile)
+        ctx.store.save_profile(user, profile_key(str(lv.row.get("model") or ctx.model_name), structure), profile)
 
 
 # ------------------------------------------------------------------- raters

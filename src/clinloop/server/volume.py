@@ -184,6 +184,7 @@ class SliceWiseState:
         self.mask = np.zeros(sp, dtype=bool)
         self.prob = np.zeros(sp, dtype=np.float32)
         self.unc = np.zeros(sp, dtype=np.float32)
+        self.conf: np.ndarray | None = None  # MECCA's action confidence, NaN on slices not worked yet
 
     def _slice_state(self, z: int):
         if z not in self.states:
@@ -203,6 +204,10 @@ class SliceWiseState:
         except ValueError:
             pass
         self.mask[z], self.prob[z], self.unc[z] = p.mask, p.probability, p.uncertainty
+        if p.confidence is not None:
+            if self.conf is None:
+                self.conf = np.full(self.mask.shape, np.nan, dtype=np.float32)
+            self.conf[z] = p.confidence
         cands = None
         if p.candidates is not None:
             cands = np.repeat(self.mask[None], len(p.candidates), axis=0)
@@ -213,7 +218,8 @@ class SliceWiseState:
             a[z] = r
             advice.append(a)
         return Proposal(mask=self.mask.copy(), probability=self.prob.copy(), uncertainty=self.unc.copy(),
-                        candidates=cands, advice=advice, extra={**p.extra, "z": z})
+                        candidates=cands, advice=advice, confidence=None if self.conf is None else self.conf.copy(),
+                        extra={**p.extra, "z": z, **({"roi": [[z, z + 1], *p.extra["roi"]]} if "roi" in p.extra else {})})
 
     def click(self, point, positive: bool) -> Proposal:
         z = self._z(point)

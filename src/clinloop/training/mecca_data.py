@@ -7,32 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from clinloop.models.mecca.volumes import crop_around  # noqa: F401 (re-exported; sessions crop a region of interest with it too)
+
 
 def fuse_label(sample, fusion: str, seed: int = 0) -> np.ndarray:
     """The target: ``clinloop.data.fusion.fuse(fusion, ...)`` of the sample's valid raters → bool."""
     from clinloop.data.fusion import fuse
 
     return np.asarray(fuse(fusion, sample.masks, rater_valid=sample.rater_valid, seed=seed)) > 0.5
-
-
-def crop_around(arr: np.ndarray, centre, size, fill=0) -> np.ndarray:
-    """Crop ``(..., *spatial)`` to ``size`` per spatial axis (an int, or one per axis)
-    around ``centre``, padding with ``fill``."""
-    nd = len(centre)
-    spatial = arr.shape[-nd:]
-    sizes = (int(size),) * nd if np.ndim(size) == 0 else tuple(int(v) for v in size)
-    if len(sizes) != nd:
-        raise ValueError(f"crop size {tuple(sizes)} does not match {nd} spatial axes")
-    out = np.full(arr.shape[:-nd] + sizes, fill, dtype=arr.dtype)
-    src, dst = [], []
-    for c, n, size in zip(centre, spatial, sizes):  # noqa: PLR1704 (one size per axis)
-        lo = int(round(c)) - size // 2
-        lo = min(max(lo, 0), max(n - size, 0)) if n >= size else lo
-        s0, s1 = max(lo, 0), min(lo + size, n)
-        src.append(slice(s0, s1))
-        dst.append(slice(s0 - lo, s1 - lo))
-    out[(...,) + tuple(dst)] = arr[(...,) + tuple(src)]
-    return out
 
 
 def prepare(sample, fusion: str, size: int | None, seed: int = 0):

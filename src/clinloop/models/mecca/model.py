@@ -10,6 +10,7 @@ hint) adds the clicks to the hint map and runs **one refinement step**:
   (Eq. 1); the confidence ``c = C(s, a)`` of the chosen actions gives
   ``uncertainty = 1 - c`` and ranks the SLIC advice regions (5 least confident).
   Acting greedily (argmax of π) at inference is our choice; training samples.
+  ``Proposal.confidence`` holds ``c`` itself (the action-confidence map).
 * CNN baselines: ``p ← σ(f(b, p, h))``; advice is ranked by ``|2p - 1|``.
 
 The returned :class:`~clinloop.interaction.proposal.Proposal` has arrays at the
@@ -20,7 +21,8 @@ Intensities: the channels are averaged and z-scored per image (``cfg.norm``:
 over all voxels, or over the non-zero ones). Volume models (``cfg.zoom`` > 1) work
 on a grid ``zoom`` times coarser and answer at the input size (:mod:`.volumes`);
 with ``cfg.init == "pnet"`` the agents start from the folder's P-Net (``init``)
-instead of 0.5.
+instead of 0.5. Models trained on crops run a session on a crop around the first
+click when the image is larger (:mod:`.roi`).
 """
 from __future__ import annotations
 
@@ -120,10 +122,18 @@ class MECCAModel:
         return p_next, (2 * p_next - 1).abs()
 
     # ------------------------------------------------------------ sessions
-    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None) -> "MECCAState":
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None,
+              roi: bool | None = None) -> "MECCAState":
+        """A session on ``image`` ``(C, *spatial)``. ``roi``: run on a ``cfg.size`` region
+        around the first click (:mod:`.roi`); ``None`` (default): when the model was
+        trained on such crops and the image is larger (:func:`.roi.needs_roi`)."""
+        from clinloop.models.mecca.roi import ROIState, needs_roi
+
         img = np.asarray(image)
         if img.ndim - 1 != self.cfg.ndim:
             raise ValueError(f"{self.name} model segments {self.cfg.ndim}-D images; got image of shape {img.shape}")
+        if roi if roi is not None else needs_roi(self.cfg, img.shape[1:]):
+            return ROIState(self.cfg, img, lambda crop: MECCAState(self, crop))
         return MECCAState(self, img)
 
     # ------------------------------------------------------------ folders
@@ -195,6 +205,7 @@ class MECCAState:
         self.t += 1
         return Proposal(
             mask=prob > 0.5, probability=prob, uncertainty=(1.0 - cert_np).astype(np.float32), advice=regions,
+            confidence=cert_np.astype(np.float32) if self.cfg.is_rl else None,  # C(s, a); the CNNs have no C
             extra={"step": self.t, "n_segments": n_seg, "refine_seconds": refine_s, "method": self.cfg.method},
         )
 

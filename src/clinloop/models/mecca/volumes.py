@@ -106,3 +106,41 @@ def to_coarse_point(point: Sequence[float], zoom: int) -> tuple[float, ...]:
     """A click ``(x, y[, z])`` in input voxels → the coarse grid (block centre convention:
     input voxel ``i`` lies at ``(i + 0.5) / zoom - 0.5``)."""
     return tuple((float(v) + 0.5) / zoom - 0.5 for v in point)
+
+
+def crop_origin(centre: Sequence[float], spatial: Sequence[int], size) -> tuple[int, ...]:
+    """The first voxel (array order) of a crop of ``size`` per axis (an int, or one per axis)
+    centred on ``centre`` (array order) in an array of shape ``spatial``: shifted inside the
+    array where it fits, else centred and padded (negative or overhanging)."""
+    sizes = (int(size),) * len(centre) if np.ndim(size) == 0 else tuple(int(v) for v in size)
+    if len(sizes) != len(centre) or len(spatial) != len(centre):
+        raise ValueError(f"crop size {tuple(sizes)} does not match {len(centre)} spatial axes")
+    out = []
+    for c, n, k in zip(centre, spatial, sizes):
+        lo = int(round(float(c))) - k // 2
+        out.append(min(max(lo, 0), n - k) if n >= k else lo)
+    return tuple(out)
+
+
+def crop_slices(origin: Sequence[int], spatial: Sequence[int], sizes: Sequence[int]) -> tuple[tuple, tuple]:
+    """``(src, dst)`` slices: the part of the crop at ``origin`` that lies inside the array
+    (``src``, array coordinates) and where it sits in the crop (``dst``)."""
+    src, dst = [], []
+    for lo, n, k in zip(origin, spatial, sizes):
+        s0, s1 = max(lo, 0), min(lo + k, n)
+        src.append(slice(s0, s1))
+        dst.append(slice(s0 - lo, s1 - lo))
+    return tuple(src), tuple(dst)
+
+
+def crop_around(arr: np.ndarray, centre, size, fill=0) -> np.ndarray:
+    """Crop ``(..., *spatial)`` to ``size`` per spatial axis (an int, or one per axis)
+    around ``centre`` (array order, :func:`crop_origin`), padding with ``fill``."""
+    nd = len(centre)
+    spatial = arr.shape[-nd:]
+    sizes = (int(size),) * nd if np.ndim(size) == 0 else tuple(int(v) for v in size)
+    origin = crop_origin(centre, spatial, sizes)
+    out = np.full(arr.shape[:-nd] + sizes, fill, dtype=arr.dtype)
+    src, dst = crop_slices(origin, spatial, sizes)
+    out[(...,) + dst] = arr[(...,) + src]
+    return out

@@ -16,7 +16,7 @@ from clinloop.server.errors import fail
 from clinloop.server.live import Live
 from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, AcceptOut, Box, Choose, Click, Hint,
                                      MaskVersionsOut, ProposalOut, errors)
-from clinloop.server.sessions import act, point_of, store_write, using
+from clinloop.server.sessions import act, model_of, point_of, store_write, using
 from clinloop.server.viewing import save_structure_profile
 
 log = logging.getLogger("clinloop.server")
@@ -66,8 +66,15 @@ def choose(sid: str, body: Choose, request: Request, ctx: Ctx, user: User):
 
 @router.post("/api/sessions/{sid}/hint", response_model=None, responses=_STEP)
 def hint(sid: str, body: Hint, request: Request, ctx: Ctx, user: User):
-    """Several clicks at once (MECCA's hint map; on one slice for volumes)."""
-    return act(ctx, request, sid, user, lambda lv: lv.session.hint([(point_of(lv, c), c.positive) for c in body.points]))
+    """Several clicks at once (MECCA's hint map). A native 3-D model takes points on any
+    slices and answers on the last point's slice; a slice-wise model needs them on one slice."""
+    def do(lv: Live):
+        pts = [(point_of(lv, c), c.positive) for c in body.points]
+        if pts and len(pts[-1][0]) == 3:  # answer on the last hinted slice (native 3-D models set no extra["z"])
+            lv.z = int(pts[-1][0][2])
+        return lv.session.hint(pts)
+
+    return act(ctx, request, sid, user, do)
 
 
 @router.post("/api/sessions/{sid}/undo", response_model=None, responses=_STEP)
@@ -90,7 +97,7 @@ def accept(sid: str, request: Request, ctx: Ctx, user: User):
         lv.rev += 1  # the accept checked the stored revision and advanced it by one, in one transaction
         latest = ctx.store.latest_accepted(sid, user)
         try:  # the preference profile travels to this user's next image
-            ctx.store.save_profile(user, ctx.model_name, lv.session.profile())
+            ctx.store.save_profile(user, model_of(ctx, lv), lv.session.profile())
             save_structure_profile(ctx, user, lv, lv.session.profile())  # per (user, structure): viewing.profile_for
         except (ValueError, TypeError) as e:
             log.warning("profile of session %s not saved: %s", sid, e)

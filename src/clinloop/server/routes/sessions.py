@@ -13,7 +13,7 @@ from clinloop.server.context import Ctx
 from clinloop.server.errors import fail
 from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut,
                                      SessionsOut, errors)
-from clinloop.server.sessions import answer, describe, open_session, progress_board, status_of, using
+from clinloop.server.sessions import answer, describe, open_session, progress_board, served, status_of, using
 from clinloop.server.uploads import form_seed, read_upload
 
 router = APIRouter()
@@ -24,7 +24,8 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
         "file": {"type": "string", "format": "binary", "description": "an image: " + "png, jpg, nii(.gz), dcm, npy"},
         "case_id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "a worklist case instead of a file"},
         "seed": {"type": "integer", "minimum": 0, "maximum": INT31 - 1},
-        "use_profile": {"type": "boolean"}},
+        "use_profile": {"type": "boolean"},
+        "model": {"type": "string", "minLength": 1, "maxLength": 128, "description": "a served model's name"}},
         "anyOf": [{"required": ["file"]}, {"required": ["case_id"]}]}},
     "application/json": {"schema": CaseRequest.model_json_schema()}}}}
 
@@ -33,9 +34,10 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
              responses={200: {"model": SessionOut}, **errors(*POST_ERRORS, 404, 415, *WRITE_ERRORS)})
 async def new_session(request: Request, ctx: Ctx, user: User):
     """Open a session on an uploaded image (multipart ``file``) or a worklist case
-    (form field or JSON ``case_id``); optional ``seed`` (0 <= seed < 2**31) and ``use_profile``."""
+    (form field or JSON ``case_id``); optional ``seed`` (0 <= seed < 2**31), ``use_profile`` and
+    ``model`` (a served model's name, ``GET /api/info``: ``models``; default: the server's)."""
     ctype = request.headers.get("content-type", "")
-    seed, use_profile, case_id, upload = 0, True, None, None
+    seed, use_profile, case_id, upload, model = 0, True, None, None, None
     lim = ctx.limits
     if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         try:
@@ -53,27 +55,32 @@ async def new_session(request: Request, ctx: Ctx, user: User):
         if "seed" in form:
             seed = form_seed(form.get("seed"))
         use_profile = str(form.get("use_profile", "true")).lower() not in ("0", "false", "no", "off")
+        model = form.get("model") or None
+        if model is not None and not isinstance(model, str):
+            fail(400, "'model' must be a text field")
     elif ctype.startswith("application/json"):
         try:
             body = CaseRequest.model_validate_json(await request.body())
         except Exception as e:  # noqa: BLE001 - pydantic ValidationError / bad JSON
             fail(422, f"expected JSON {{case_id, [seed], [use_profile]}} ({str(e).splitlines()[0]}; "
                       f"{_first_error(e)})")
-        case_id, seed, use_profile = body.case_id, body.seed, body.use_profile
+        case_id, seed, use_profile, model = body.case_id, body.seed, body.use_profile, body.model
         if use_profile and body.profile_any_structure:
             use_profile = "any"  # a profile learnt on another structure may start this case too
     else:
         fail(415, "send multipart/form-data with a 'file' (or 'case_id'), or JSON {case_id}")
     if upload is None and case_id is None:
         fail(400, "no image: send a 'file' upload or a 'case_id' from GET /api/cases")
+    served(ctx, model)  # an unknown model: 400 before the image is read
     if upload is not None:
         img, meta, suffix = await run_in_threadpool(read_upload, *upload, lim, ctx.tmp_root)
         return await run_in_threadpool(open_session, ctx, request, user, img, meta, None, seed, use_profile,
-                                       upload[0], suffix)
+                                       upload[0], suffix, model)
     if ctx.worklist.dataset is None or case_id not in ctx.worklist.index:
         fail(404, f"no case {case_id!r} in the worklist")
     img, meta = await run_in_threadpool(ctx.worklist.load, case_id)
-    return await run_in_threadpool(open_session, ctx, request, user, img, meta, case_id, seed, use_profile)
+    return await run_in_threadpool(open_session, ctx, request, user, img, meta, case_id, seed, use_profile,
+                                   model=model)
 
 
 def _first_error(e: Exception) -> str:

@@ -1,5 +1,6 @@
 // clinloop workstation: a thin client of the JSON API (see clinloop/server/app.py);
-// viewer.js holds the canvas. Every action goes through one queue (keys pressed
+// viewer.js holds the canvas; mecca.js, picker.js and progress.js hold MECCA's layers, the model
+// picker and the volume progress. Every action goes through one queue (keys pressed
 // while the model computes wait their turn instead of being dropped).
 "use strict";
 
@@ -104,16 +105,16 @@ async function showProposal(p) {
   $("st-area-k").textContent = S.ndim === 3 ? "Area slice / all (px)" : "Area (px)";
   $("st-unc").textContent = p && p.uncertainty_max !== undefined ? p.uncertainty_max.toFixed(2) : "–";
   const box = $("cands"); box.innerHTML = "";
-  $("advice").textContent = "";
+  await meccaLayers(null);  // mecca.js: confidence layer, advice list
   if (S.raters && S.raters.n_raters) await refreshRaters();
   if (!p || !p.mask) { box.innerHTML = '<div class="hint">Click on the structure to see candidates.</div>'; draw(); return; }
   L.mask = splitMask(await loadPNG(p.mask), [0, 200, 255]);
   L.unc = await loadPNG(p.uncertainty);
   L.advice = await Promise.all((p.advice || []).map((a) => loadPNG(a.mask)));
   L.diffs = await Promise.all((p.candidates || []).map((c) => loadPNG(c.diff)));
-  if (p.advice && p.advice.length) $("advice").textContent = `${p.advice.length} advice region(s) outlined in amber: check these first.`;
+  await meccaLayers(p);
   const crop = cropBox();
-  if (!p.candidates || !p.candidates.length) box.innerHTML = '<div class="hint">This model offers no candidates; click again to refine.</div>';
+  if (!p.candidates || !p.candidates.length) box.innerHTML = '<div class="hint">This model offers no candidates: each click refines the mask (Shift+click excludes).</div>';
   else if (!crop) {
     const has = (vs.slice_areas || []).map((a, z) => (a > 0 ? z : -1)).filter((z) => z >= 0);
     box.innerHTML = `<div class="hint">No mask on slice ${S.z}. Slices with a mask: ${has.join(", ") || "none"} (strip below the image).</div>`;
@@ -156,7 +157,7 @@ async function openSession(desc) {
   S.z = S.ndim === 3 ? Math.floor(desc.shape[0] / 2) : 0;
   for (const e of document.querySelectorAll(".case")) e.classList.toggle("active", e.dataset.id === desc.case_id);
   $("empty").classList.add("hidden");
-  caseTitle(desc);
+  caseTitle(desc); showModel(desc.model);  // picker.js
   $("slice-ctl").classList.toggle("hidden", S.ndim !== 3);
   $("slice-strip").classList.toggle("hidden", S.ndim !== 3);
   const p = desc.has_proposal ? await getJSON(`/api/sessions/${S.sid}/proposal`) : null;
@@ -190,7 +191,8 @@ function openCase(caseId, fresh) {
   return guarded(async () => {
     say(`Opening ${row ? row.name : caseId}…`);
     const d = await postJSON("/api/sessions", { case_id: caseId, use_profile: $("use-profile").checked,
-                                                profile_any_structure: $("profile-any").checked });
+                                                profile_any_structure: $("profile-any").checked,
+                                                ...(S.pick ? { model: S.pick } : {}) });
     await openSession(d);
   }, "Opening the case: computing the image embedding…");
 }
@@ -199,6 +201,7 @@ function upload(file) {
     say(`Uploading ${file.name}…`);
     const fd = new FormData(); fd.append("file", file, file.name);
     fd.append("use_profile", $("use-profile").checked ? "true" : "false");
+    if (S.pick) fd.append("model", S.pick);
     const d = await (await api("POST", "/api/sessions", fd)).json();
     await openSession(d);
   }, `Opening ${file.name}: computing the image embedding…`);
@@ -216,7 +219,9 @@ function clickAt(ev, positive) {
     say(`${positive ? "Include" : "Exclude"} click at (${pt.x.toFixed(0)}, ${pt.y.toFixed(0)}${S.ndim === 3 ? ", slice " + S.z : ""})…`);
     const p = await volumeStep(() => postJSON(`/api/sessions/${S.sid}/click`, body));
     await showProposal(p); setStatus(p.status); refreshSessions();
-    say(`Proposal ${p.iteration}: pick a candidate (1–${(p.candidates || []).length || "–"}), click again, or accept.`, "ok");
+    const n = (p.candidates || []).length;
+    say(n ? `Proposal ${p.iteration}: pick a candidate (1–${n}), click again, or accept.`
+      : `Proposal ${p.iteration}: click again to refine (Shift+click excludes), or accept.`, "ok");
   }, "Computing the proposal…");
 }
 // ------------------------------------------------------------ box tool
@@ -313,53 +318,6 @@ function goSlice(z) {  // coalesced: a held key or a dragged slider queues one s
   }, "Loading the slice…");
 }
 
-// ------------------------------------------------------ volume progress
-// One click on a volume follows the structure through the slices (SPA): the
-// request answers when the 3-D mask is done; meanwhile GET .../progress?since=N
-// (no session lock) streams the masks of the slices finished so far: the slice
-// strip marks them and the shown slice's mask is drawn as soon as it arrives
-// (S.partial; the canvas's data-streamed lists the slices received).
-async function volumeStep(request) {
-  if (S.ndim !== 3) return request();
-  const sid = S.sid;
-  let running = true, run = null, got = 0;
-  S.partial = {}; $("view").dataset.streamed = ""; $("view").dataset.maskFrom = S.prop ? "proposal" : "";
-  const poll = (async () => {
-    while (running) {
-      await new Promise((r) => setTimeout(r, 250));
-      if (!running || sid !== S.sid) break;
-      try {
-        const r = await fetch(`/api/sessions/${sid}/progress?since=${got}`, { headers: headers(false) });
-        if (!r.ok) break;
-        const pr = await r.json();
-        if (!running || !pr.running || pr.axis !== 0) continue;  // an earlier step's count, or another axis
-        if (run !== null && pr.run !== run) { run = pr.run; got = 0; S.partial = {}; continue; }  // a newer step
-        run = pr.run;
-        await streamSlices(pr.slices);
-        got += pr.slices.length;
-        S.vstate = { ...(S.vstate || {}), slice_areas: pr.slice_areas };
-        sliceStrip();
-        busy(`Following the structure: ${pr.done} slice(s) done (at most ${pr.total})…`);
-      } catch (e) { break; }
-    }
-  })();
-  try { return await request(); } finally { running = false; poll.catch(() => {}); }
-}
-async function streamSlices(slices) {  // masks of newly finished slices -> S.partial; redraw the shown one
-  for (const sl of slices) {
-    if (sl.axis !== 0) continue;
-    S.partial[sl.index] = { area: sl.area, png: await loadPNG(sl.mask) };
-  }
-  $("view").dataset.streamed = Object.keys(S.partial).sort((a, b) => a - b).join(" ");
-  const cur = S.partial[S.z];
-  if (cur && slices.some((sl) => sl.index === S.z)) {
-    const L = S.layers;
-    L.mask = splitMask(cur.png, [0, 200, 255]); L.unc = null; L.diffs = []; L.advice = []; S.preview = null;
-    $("view").dataset.maskFrom = "partial";
-    draw();
-  }
-}
-
 // -------------------------------------------------------------- panels
 async function refreshCases() {
   const d = await getJSON("/api/cases");
@@ -405,6 +363,7 @@ async function init() {
   try {
     S.info = await getJSON("/api/info");
     $("model-name").textContent = "model: " + S.info.model;
+    fillModels(S.info);  // picker.js
     $("user-name").textContent = "user: " + S.info.user;
     $("profile-state").textContent = S.info.has_profile ? "(saved profile)" : "(none yet)";
     await refreshCases(); await refreshSessions();
@@ -452,7 +411,7 @@ $("slice").oninput = (e) => goSlice(+e.target.value);
 $("ww").oninput = (e) => { S.wl.window = +e.target.value; syncWL(); renderBase(); draw(); };
 $("wl").oninput = (e) => { S.wl.level = +e.target.value; syncWL(); renderBase(); draw(); };
 $("preset").onchange = (e) => applyPreset(e.target.value);
-for (const id of ["show-mask", "show-unc", "show-adv", "show-agree", "mask-mode", "opacity"]) $(id).addEventListener("input", draw);
+for (const id of ["show-mask", "show-unc", "show-conf", "show-adv", "show-agree", "mask-mode", "opacity"]) $(id).addEventListener("input", draw);
 $("zoom-in").onclick = () => zoomAt(1.25); $("zoom-out").onclick = () => zoomAt(0.8); $("zoom-reset").onclick = resetView;
 $("details").onchange = () => document.body.classList.toggle("show-details", $("details").checked);
 $("mode-pos").onclick = () => { S.negative = false; $("mode-pos").classList.add("active"); $("mode-neg").classList.remove("active"); };
@@ -473,6 +432,7 @@ document.addEventListener("keydown", (e) => {
   else if (e.key === "Enter") { accept(); e.preventDefault(); }
   else if ((e.key === "z" && (e.ctrlKey || e.metaKey)) || e.key === "u" || e.key === "U") { undo(); e.preventDefault(); }
   else if (e.key === "h" || e.key === "H") { $("show-unc").checked = !$("show-unc").checked; draw(); }
+  else if ((e.key === "k" || e.key === "K") && S.layers.conf) { $("show-conf").checked = !$("show-conf").checked; draw(); }
   else if (e.key === "c" || e.key === "C") { const m = $("mask-mode"); m.selectedIndex = (m.selectedIndex + 1) % m.options.length; draw(); }
   else if (e.key === "ArrowUp" || e.key === "PageUp") { goSlice((S.wantZ ?? S.z) + 1); e.preventDefault(); }
   else if (e.key === "ArrowDown" || e.key === "PageDown") { goSlice((S.wantZ ?? S.z) - 1); e.preventDefault(); }

@@ -98,6 +98,7 @@ function draw() {
   const L = S.layers, R = S.raters;
   if ($("show-agree").checked && L.agree) ctx.drawImage(L.agree, 0, 0, W, H);
   if ($("show-unc").checked && L.unc) ctx.drawImage(L.unc, 0, 0, W, H);
+  drawConfidence(ctx, W, H);  // mecca.js
   if ($("show-adv").checked && L.advice) for (const a of L.advice) ctx.drawImage(a, 0, 0, W, H);
   if (R && L.raters) R.raters.forEach((r, i) => { if (S.showRater[r.id] && L.raters[i]) ctx.drawImage(L.raters[i], 0, 0, W, H); });
   if ($("show-mask").checked && L.mask) drawMask(ctx, L.mask, W, H);
@@ -121,12 +122,14 @@ function drawMarkers(ctx, T) {
     ctx.fillText(String(c.n), x, y + 0.5);
   }
   drawBoxes(ctx, T);  // app.js: the box tool's marker
+  drawROI(ctx, T);  // mecca.js: a MECCA session's region of interest
 }
 function colourBars() {
   const unc = $("show-unc").checked && S.layers.unc && S.prop && S.prop.uncertainty_max !== undefined;
   $("cbar-unc").classList.toggle("hidden", !unc);
   if (unc) $("cbar-unc-hi").textContent = S.prop.uncertainty_max.toFixed(2);
   $("cbar-agree").classList.toggle("hidden", !($("show-agree").checked && S.layers.agree));
+  confidenceBar();  // mecca.js
 }
 
 // ------------------------------------------------------------ window/level
