@@ -108,7 +108,9 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
     assert _numbers(cells[3])[0] == pytest.approx(spa["ci"]["ged16"]["mean"], abs=6e-4)
     assert _numbers(cells[4])[0] == pytest.approx(spa["ci"]["ged100"]["mean"], abs=6e-4)
     assert _numbers(cells[5])[0] == pytest.approx(spa["ci"]["hm_iou32"]["mean"], abs=6e-4)
-    assert "| CCDM (**published**, quoted from issue 15, unchecked) | automatic, no click | — | 0.183 | 0.631 |" in readme
+    assert ("| CCDM (Zbinden et al. 2023) (**published**, CCDM Tab. 1) | automatic, no click | 0.212±0.002 | "
+            "0.183±0.002 | 0.631±0.002 | 0.623±0.002 | LIDCv1 test split |") in readme
+    assert _numbers(cells[6])[0] == pytest.approx(spa["ci"]["hm_iou16"]["mean"], abs=6e-4)
     assert "What differs:" in readme and (out / "ambiguity.png").stat().st_size > 1000
 
     # second run: every stage reused, files untouched
@@ -124,6 +126,29 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
     assert json.loads((out / "ambiguity-spa.json").read_text())["result"]["cases"] == spa["cases"]
     assert (out / "ambiguity-spa.json").stat().st_mtime_ns != mtimes["ambiguity-spa.json"]
     assert (out / "ambiguity-meduhip.json").stat().st_mtime_ns == mtimes["ambiguity-meduhip.json"]
+
+
+def test_ambiguity_published_rows_are_ccdm_table1():
+    """CCDM (Zbinden et al., ICCV 2023) Table 1, LIDCv1 columns, as printed; MoSE's 0.624
+    is HM-IoU₁₆ there (issue 15 had quoted it as HM-IoU₃₂), and it prints no HM-IoU₃₂."""
+    from clinloop.evaluation.benchmark.ambiguity import section
+    from clinloop.evaluation.benchmark.published import AMBIGUITY_PUBLISHED
+
+    rows = {name.split(" (")[0]: vals for name, *vals, _note in AMBIGUITY_PUBLISHED}
+    #                 GED₁₆          GED₁₀₀         HM-IoU₃₂       HM-IoU₁₆
+    assert rows == {"Prob. U-Net": ["0.310±0.01", "0.252±0.004", "0.548±0.00", "0.552±0.00"],
+                    "PHiSeg": ["0.262±0.00", "0.224±0.004", "0.595±0.00", "0.586±0.00"],
+                    "SSN": ["0.259±0.00", "0.225±0.002", "0.555±0.01", "0.558±0.00"],
+                    "JProb. U-Net": [None, None, "0.647±0.01", None],
+                    "MoSE": ["0.218±0.003", "0.189±0.002", None, "0.624±0.004"],
+                    "AB": ["0.213±0.001", None, "0.619±0.001", "0.614±0.001"],
+                    "CIMD": ["0.234±0.005", None, "0.592±0.002", "0.587±0.001"],
+                    "CCDM": ["0.212±0.002", "0.183±0.002", "0.631±0.002", "0.623±0.002"]}
+    text = section(None, {})  # no stage run yet: the published rows and their sources alone
+    assert ("| MoSE (Gao et al. 2023) (**published**, CCDM Tab. 1) | automatic, no click | 0.218±0.003 | "
+            "0.189±0.002 | — | 0.624±0.004 | LIDCv1 test split |") in text
+    assert "- MoSE (Gao et al. 2023): MoSE's own; its 0.624 is HM-IoU₁₆" in text
+    assert "15,096 slices, 60:20:20" in text and "unchecked" not in text
 
 
 def test_bootstrap_statistic_of_a_correlation():

@@ -1,19 +1,45 @@
 """Published rows, copied as printed. Each constant names its source; nothing here is
-computed. Where a figure comes from a paper that is not in ``../shared/papers``, it is
-quoted from issue 15 and marked unchecked."""
+computed. The SPA / MedUHIP figures come from the papers in ``../shared/papers``; the LIDC
+ambiguity rows from CCDM's Table 1 (not in that folder), read in a public full-text copy."""
 from __future__ import annotations
 
-# issue 15 quotes these (GED₁₀₀, HM-IoU₃₂ on LIDC); the papers themselves are not in
-# ../shared/papers, so they are unchecked here. GED₁₆ is not quoted.
+# Zbinden et al., "Stochastic segmentation with conditional categorical diffusion models",
+# ICCV 2023 (arXiv:2303.08888), Table 1, the LIDCv1 columns, as printed (mean ± sd; CCDM
+# over 3 seeds). LIDCv1 (CCDM §4.1 and its README): the 128² crops distributed with
+# S. Knegt's Probabilistic-Unet-Pytorch (the data PHiSeg and MoSE name too), 15,096 slices
+# split 60:20:20, used by PHiSeg, SSN, MoSE and JProb. U-Net. GED_n: the generalised energy
+# distance D²_GED with d = 1 − IoU and n samples per image; HM-IoU_n: Hungarian-matched
+# IoU with n samples against the 4 radiologists. The caption: CIMD and AB were rerun by
+# CCDM's authors; every other score is from its original paper except those marked (+) or
+# (−), "from [53]" (JProb. U-Net, Zhang et al. 2022), and (†), from [35] (SSN, Monteiro
+# et al. 2020). None: that cell of the table is empty.
+# (method, GED₁₆, GED₁₀₀, HM-IoU₃₂, HM-IoU₁₆, where the figures come from)
 AMBIGUITY_PUBLISHED = (
-    ("Prob. U-Net", "0.252", "0.548"),
-    ("PHiSeg", "0.224", "0.595"),
-    ("MoSE", "0.189", "0.624"),
-    ("CCDM", "0.183", "0.631"),
+    ("Prob. U-Net (Kohl et al. 2018)", "0.310±0.01", "0.252±0.004", "0.548±0.00", "0.552±0.00",
+     "HM-IoU₃₂ marked (+), HM-IoU₁₆ (−): re-reported from JProb. U-Net; GED₁₆, GED₁₀₀: no mark legible"),
+    ("PHiSeg (Baumgartner et al. 2019)", "0.262±0.00", "0.224±0.004", "0.595±0.00", "0.586±0.00",
+     "GED₁₀₀ marked (†): from SSN's table; GED₁₆, HM-IoU₁₆ (−) and HM-IoU₃₂ (+): from JProb. U-Net"),
+    ("SSN (Monteiro et al. 2020)", "0.259±0.00", "0.225±0.002", "0.555±0.01", "0.558±0.00",
+     "GED₁₀₀ unmarked (SSN's own); GED₁₆, HM-IoU₁₆ (−) and HM-IoU₃₂ (+): from JProb. U-Net"),
+    ("JProb. U-Net (Zhang et al. 2022)", None, None, "0.647±0.01", None,
+     "its own; the best HM-IoU₃₂ of the table (it reports GED₃₂ 0.206, not GED₁₆/GED₁₀₀)"),
+    ("MoSE (Gao et al. 2023)", "0.218±0.003", "0.189±0.002", None, "0.624±0.004",
+     "MoSE's own; its 0.624 is HM-IoU₁₆ (CCDM §5.1: CCDM's HM-IoU₁₆ is 0.001 below MoSE's), "
+     "no HM-IoU₃₂ is printed"),
+    ("AB (analog bits, Chen et al.)", "0.213±0.001", None, "0.619±0.001", "0.614±0.001",
+     "rerun by CCDM's authors; no GED₁₀₀ printed (GED₅₀ 0.193)"),
+    ("CIMD (Rahman et al. 2023)", "0.234±0.005", None, "0.592±0.002", "0.587±0.001",
+     "rerun by CCDM's authors; no GED₁₀₀ printed (GED₅₀ 0.210)"),
+    ("CCDM (Zbinden et al. 2023)", "0.212±0.002", "0.183±0.002", "0.631±0.002", "0.623±0.002",
+     "CCDM's own, 3 seeds"),
 )
-AMBIGUITY_SOURCE = ("the published rows come from the probabilistic-segmentation papers' own LIDC splits of the "
-                    "Kohl et al. 128² crops (15,096 slices in total per spa.txt §4.1), automatic models trained "
-                    "on GPUs, no interaction.")
+AMBIGUITY_SOURCE = ("the published rows are CCDM's Table 1 (Zbinden et al., ICCV 2023), LIDCv1 columns: the 128² "
+                    "LIDC crops of Probabilistic-Unet-Pytorch (15,096 slices, 60:20:20 train/validation/test, used "
+                    "by PHiSeg, SSN, MoSE and JProb. U-Net; no paper says it drops slices without a lesion mark), "
+                    "automatic models trained on GPUs, no interaction. CCDM's LIDCv2 (the hierarchical probabilistic "
+                    "U-Net's release: 12,816 images, 70:15:15, used by Kohl et al. 2018 and CAR) "
+                    "has other figures (e.g. Prob. U-Net HM-IoU₁₆ 0.500) and is not shown: CCDM warns that comparing "
+                    "the two versions can mislead.")
 
 # spa.txt Table 1, LIDC column (Dice %, after 1 iteration; after 3 for the interactive rows).
 # (method, category, Dice@1, Dice@3 or None)
