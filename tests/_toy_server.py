@@ -94,3 +94,15 @@ def live_server(app):
     finally:
         server.should_exit = True
         t.join(timeout=10)
+
+
+def open_workstation(browser, url: str, user: str = "rad"):
+    """A 1440x900 page of the workstation at ``url`` as ``user``, with the worklist shown;
+    returns ``(page, errors)`` (``errors`` collects the page's JavaScript errors)."""
+    page = browser.new_context(viewport={"width": 1440, "height": 900},
+                               extra_http_headers={"X-Clinloop-User": user}).new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_selector(".case")
+    return page, errors

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from _toy_server import live_server  # noqa: E402
+from _toy_server import live_server, open_workstation  # noqa: E402
 from test_browser import chromium  # noqa: E402
 from test_browser_viewer import _canvas_xy, _idle, _open, _pixel  # noqa: E402
 from test_server_mecca import FIRST, HINT, nodule_case  # noqa: E402
@@ -27,12 +27,7 @@ def test_mecca_volume_hint_advice_confidence(tmp_path):
                      state_dir=tmp_path / "state",
                      worklist=worklist_from_dataset(ListDataset([nodule_case()], name="mecca3d-browser")))
     with live_server(app) as (url, _port), chromium() as b:
-        page = b.new_context(viewport={"width": 1440, "height": 900},
-                             extra_http_headers={"X-Clinloop-User": "rad"}).new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        page.wait_for_selector(".case")
+        page, errors = open_workstation(b, url)
         # two models served: the picker replaces the model pill; choose MECCA, then open the case
         assert page.locator("#model-name").is_hidden() and page.locator("#model-pick option").count() == 2
         assert page.input_value("#model-pick") == "interactive-cnn"

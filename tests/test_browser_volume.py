@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from _toy_server import live_server  # noqa: E402
+from _toy_server import live_server, open_workstation  # noqa: E402
 from _volume_stub import StubVolumeModel  # noqa: E402
 from test_browser import _ensure_chromium, _ensure_playwright  # noqa: E402
 from test_browser_viewer import _canvas_xy, _idle, _open  # noqa: E402
@@ -73,12 +73,7 @@ def test_one_click_draws_slice_masks_before_the_3d_result(tmp_path):
     app = create_app(StubVolumeModel(delay=0.4), state_dir=tmp_path / "state",
                      worklist=worklist_from_dataset(ListDataset([_case()], name="vol3d-stream")))
     with live_server(app) as (url, _port), chromium() as b:
-        page = b.new_context(viewport={"width": 1440, "height": 900},
-                             extra_http_headers={"X-Clinloop-User": "rad"}).new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        page.wait_for_selector(".case")
+        page, errors = open_workstation(b, url)
         _open(page, "vol")
         before = page.evaluate("document.getElementById('view').toDataURL()")
         page.mouse.click(*_canvas_xy(page, 34, 30))

@@ -99,12 +99,17 @@ def difference_png(add: np.ndarray, rem: np.ndarray, alpha: int = 230) -> str:
 HEAT_LEVELS = 32
 
 
-def _heat_palette() -> np.ndarray:
-    t = np.arange(HEAT_LEVELS, dtype=np.float32) / (HEAT_LEVELS - 1)
-    x = t * (len(_RAMP) - 1)
-    i = np.minimum(x.astype(np.int64), len(_RAMP) - 2)
+def _ramp_rgb(ramp: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``levels`` colours linearly interpolated along ``ramp`` (``(k, 3)``) and their positions t in 0..1."""
+    t = np.arange(levels, dtype=np.float32) / (levels - 1)
+    x = t * (len(ramp) - 1)
+    i = np.minimum(x.astype(np.int64), len(ramp) - 2)
     f = (x - i)[:, None]
-    rgb = _RAMP[i] * (1 - f) + _RAMP[i + 1] * f
+    return ramp[i] * (1 - f) + ramp[i + 1] * f, t
+
+
+def _heat_palette() -> np.ndarray:
+    rgb, t = _ramp_rgb(_RAMP, HEAT_LEVELS)
     a = (np.sqrt(t) * 200)[:, None]  # sqrt: faint uncertainty stays visible; 0 is transparent
     return np.concatenate([rgb, a], axis=1).astype(np.uint8)
 
@@ -138,11 +143,7 @@ CONF_ALPHA = 170
 
 
 def _conf_palette() -> np.ndarray:
-    t = np.arange(CONF_LEVELS, dtype=np.float32) / (CONF_LEVELS - 1)
-    x = t * (len(_CONF_RAMP) - 1)
-    i = np.minimum(x.astype(np.int64), len(_CONF_RAMP) - 2)
-    f = (x - i)[:, None]
-    rgb = _CONF_RAMP[i] * (1 - f) + _CONF_RAMP[i + 1] * f
+    rgb, _ = _ramp_rgb(_CONF_RAMP, CONF_LEVELS)
     pal = np.concatenate([rgb, np.full((CONF_LEVELS, 1), CONF_ALPHA, np.float32)], axis=1)
     return np.concatenate([np.zeros((1, 4), np.float32), pal]).astype(np.uint8)
 

@@ -39,6 +39,7 @@ from clinloop.models.mecca import advice as advice_mod
 from clinloop.models.mecca import volumes as vol
 from clinloop.models.mecca.confidence import ConfidenceNet
 from clinloop.models.mecca.config import MECCAConfig
+from clinloop.models.mecca.hint_state import HintOnlyState
 from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, make_state, transition
 from clinloop.models.mecca.hints import hint_map, simulate_clicks
 from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
@@ -154,7 +155,7 @@ class MECCAModel:
         atomic_write_text(folder / "metrics.json", json.dumps(self.metrics, indent=2, default=str) + "\n")
 
 
-class MECCAState:
+class MECCAState(HintOnlyState):
     """Per-image session state: the image and the agents' probabilities on the working
     grid (``cfg.zoom``), clicks so far in input coordinates. Proposals are at the input size."""
 
@@ -208,15 +209,6 @@ class MECCAState:
             confidence=cert_np.astype(np.float32) if self.cfg.is_rl else None,  # C(s, a); the CNNs have no C
             extra={"step": self.t, "n_segments": n_seg, "refine_seconds": refine_s, "method": self.cfg.method},
         )
-
-    def click(self, point: Sequence[float], positive: bool) -> Proposal:
-        return self.hint([(point, positive)])
-
-    def choose(self, k: int) -> Proposal:
-        raise ValueError(f"{self.cfg.method} offers no candidates to choose from; use click() or hint()")
-
-    def profile(self) -> dict[str, Any]:
-        return {}
 
 
 # ---------------------------------------------------------------- simulation

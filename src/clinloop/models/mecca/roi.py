@@ -29,6 +29,7 @@ import numpy as np
 
 from clinloop.interaction.proposal import Proposal
 from clinloop.models.mecca import volumes as vol
+from clinloop.models.mecca.hint_state import HintOnlyState
 
 
 def needs_roi(cfg, spatial: Sequence[int]) -> bool:
@@ -38,7 +39,7 @@ def needs_roi(cfg, spatial: Sequence[int]) -> bool:
     return cfg.zoom == 1 and cfg.size > 0 and any(int(n) > cfg.size for n in spatial)
 
 
-class ROIState:
+class ROIState(HintOnlyState):
     """A MECCA session on a ``cfg.size`` region around the first click (module docstring).
     ``image`` ``(C, *spatial)``; clicks ``(x, y[, z])`` in input coordinates; ``start(crop)``
     makes the session on the ``(C, *crop)`` region (``MECCAState``)."""
@@ -81,12 +82,3 @@ class ROIState:
                 raise ValueError("hint() needs at least one point")
             self._begin(points[0][0])
         return self._embed(self.inner.hint([(self._local(pt), pos) for pt, pos in points]))
-
-    def click(self, point: Sequence[float], positive: bool) -> Proposal:
-        return self.hint([(point, positive)])
-
-    def choose(self, k: int) -> Proposal:
-        raise ValueError(f"{self.cfg.method} offers no candidates to choose from; use click() or hint()")
-
-    def profile(self) -> dict[str, Any]:
-        return {}
