@@ -38,20 +38,22 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    stop when the new y_app is empty ("vanished"), has fewer than ``min_area``
    pixels or less than ``min_area_fraction`` (5 %) of the largest slice kept
    so far in this direction ("small": a faint blob past a tumour's end that
-   the uncertainty rule lets through), when the N samples disagree -- sum of 4p(1-p) over the
-   plane divided by the mask's area above ``max_uncertainty``, or above
-   ``anchor_uncertainty`` times the anchor slice's own value when that is
-   higher ("uncertain":
-   a box past the structure's end still yields a blob, but an uncertain one;
-   on the ellipsoid above it was 0.98-1.0 on every slice past the ends and at
-   most 0.48 inside; inside a BraTS tumour spa-general's slices reach
-   0.6-1.0 (its clicked slice 1.14), past its ends 1.0-2.8: the fixed bound
-   alone stopped two of three held-back tumours after 7 and 12 slices) -- when it overlaps the previous mask by less than
-   ``min_overlap`` of the smaller of the two, or its centroid moved more than
-   ``max_centroid_shift`` equivalent radii (sqrt(area/pi)) of the previous one
-   ("jump"). Slice t is then dropped (its mask stays zero) and the direction
-   ends, unless a slice further on carries a positive user click: propagation
-   resumes there (a clicked slice is always segmented, never stopped).
+   the uncertainty rule lets through), when the N samples disagree -- u, the
+   sum of 4p(1-p) over the plane divided by the mask's area
+   (:func:`~clinloop.interaction.propagation.slice_uncertainty`), above
+   ``max_uncertainty`` or, when that is higher, above ``anchor_uncertainty``
+   times the anchor slice's own u ("uncertain": a box past the structure's
+   end still yields a blob, but an uncertain one; on the ellipsoid above u was
+   0.98-1.0 on every slice past the ends and at most 0.48 inside; inside a
+   BraTS tumour spa-general's slices reach 0.6-1.0 (its clicked slice 1.14),
+   past its ends 1.0-2.8: the fixed bound alone stopped two of three
+   held-back tumours after 7 and 12 slices) -- when it overlaps the previous
+   mask by less than ``min_overlap`` of the smaller of the two, or its
+   centroid moved more than ``max_centroid_shift`` equivalent radii
+   (sqrt(area/pi)) of the previous one ("jump"). Slice t is then dropped (its
+   mask stays zero) and the direction ends, unless a slice further on carries
+   a positive user click: propagation resumes there (a clicked slice is
+   always segmented, never stopped).
 4. **3-D candidates.** K-means (:func:`clinloop.models.spa.candidates.kmeans`,
    seeded with the step seed) clusters the N *3-D* samples y_n (2x2-pooled,
    each slice cropped to the box where any sample is foreground: exact, since
