@@ -100,7 +100,10 @@ def main(argv=None) -> None:
             np.savez_compressed(f, mask=mask, prob=prob.astype(np.float16))
         d = np.load(f)
         runs.append((ds.case_ids[i], d["mask"], d["prob"].astype(np.float32), target))
-        print(f"{ds.case_ids[i]}: unstopped {dice(d['mask'], target):.3f}", flush=True)
+        z = int(np.argmax(target.sum((1, 2))))
+        print(f"{ds.case_ids[i]}: unstopped {dice(d['mask'], target):.3f}; clicked slice {z}: Dice "
+              f"{dice(d['mask'][z], target[z]):.3f}, {int(d['mask'][z].sum())} px for {int(target[z].sum())}",
+              flush=True)
     print(f"{a.model} on {a.data}: {len(runs)} {note}")
     for u, r, o, f in itertools.product(*([float(v) for v in x.split(",")] for x in (
             a.max_uncertainty, a.anchor_uncertainty, a.min_overlap, a.min_area_fraction))):

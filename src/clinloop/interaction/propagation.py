@@ -20,7 +20,7 @@ class VolumeConfig:
     spacing: tuple[float, float, float] | None = None  # (s_z, s_y, s_x); None: the sample's, else 1
     max_voxels: int = 32_000_000  # refuse larger volumes (crop them first)
     min_area: int = 4  # stop below this many plane pixels
-    min_area_fraction: float = 0.05  # ... or below this share of the largest slice kept so far in this direction
+    min_area_fraction: float = 0.0  # ... or below this share of the largest slice kept so far in this direction (off)
     min_overlap: float = 0.2  # stop when |new & prev| / min(|new|, |prev|) is below this
     max_centroid_shift: float = 1.0  # stop when the centroid moves more than this many radii of prev
     # stop when u = sum(4 p (1 - p)) / |y_app| (the N samples disagree) exceeds this bound, raised to

@@ -36,9 +36,9 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    follow the previous slice too literally.
 3. **Stop rule** (slice t against the last kept slice, both in plane pixels):
    stop when the new y_app is empty ("vanished"), has fewer than ``min_area``
-   pixels or less than ``min_area_fraction`` (5 %) of the largest slice kept
-   so far in this direction ("small": a faint blob past a tumour's end that
-   the uncertainty rule lets through), when the N samples disagree -- u, the
+   pixels or less than ``min_area_fraction`` of the largest slice kept so far
+   in this direction ("small"; off by default: neutral on every volume
+   measured), when the N samples disagree -- u, the
    sum of 4p(1-p) over the plane divided by the mask's area
    (:func:`~clinloop.interaction.propagation.slice_uncertainty`), above
    ``max_uncertainty`` or, when that is higher, above ``anchor_uncertainty``
