@@ -42,35 +42,26 @@ NOT_YET = "not implemented yet: leave-one-rater-out, spa.txt Table 3 ablation at
 
 
 def dice_after(model, strategy: str | None, image: np.ndarray, masks: np.ndarray, target: np.ndarray,
-               raters: np.ndarray, seed: int, iterations: int = ITERATIONS) -> float:
+               seed: int, iterations: int = ITERATIONS) -> float:
     """Dice to ``target (H, W)`` after ``iterations`` interactions: a click at the target's
     centre, then clicks by ``strategy`` (``clinloop.interaction.users.CLICK_STRATEGIES``) or,
-    with ``strategy=None``, the candidate a ``PreferredRaterUser`` for ``target`` picks
-    (stopping when it accepts)."""
-    from clinloop.interaction.session import as_channels_first
-    from clinloop.interaction.users import (
-        CLICK_STRATEGIES,
-        PreferredRaterUser,
-        dice,
-        largest_error_click,
-    )
+    with ``strategy=None``, the candidates a ``PreferredRaterUser`` for ``target`` picks
+    (:func:`clinloop.evaluation.benchmark.spa_alignment.follow_user`, stopping when it accepts)."""
+    from clinloop.evaluation.benchmark.spa_alignment import follow_user
+    from clinloop.interaction.session import Session
+    from clinloop.interaction.users import CLICK_STRATEGIES, dice, largest_error_click
 
-    user = PreferredRaterUser(target, raters)
-    state = model.start(as_channels_first(image, (2,)), seed=seed)
+    if strategy is None:
+        props, _ = follow_user(model, image, target, seed=seed, iterations=iterations)
+        return float(dice(props[-1], target))
+    session = Session(model, image, seed=seed)
     rng = np.random.default_rng(seed)
-    pt, pos = largest_error_click(target, None)
-    p = state.click(pt, pos)
+    p = session.click(*largest_error_click(target, None))
     for _ in range(1, iterations):
-        if strategy is None:
-            k = user.choose(p.candidates, p.mask)
-            if k is None:
-                break
-            p = state.choose(k)
-        else:
-            c = CLICK_STRATEGIES[strategy](target, p.mask, rng, masks)
-            if c is None:
-                break
-            p = state.click(c[0], c[1])
+        c = CLICK_STRATEGIES[strategy](target, p.mask, rng, masks)
+        if c is None:
+            break
+        p = session.click(c[0], c[1])
     return float(dice(p.mask, target))
 
 
@@ -96,7 +87,7 @@ def _compute(ctx: Context) -> dict:
             if len(chosen) != k or not fused.any():
                 continue
             for name, method, strategy in ROWS:
-                row[f"{name}|{k}"] = dice_after(models[method], strategy, s.image[0], s.masks, fused, chosen, seed)
+                row[f"{name}|{k}"] = dice_after(models[method], strategy, s.image[0], s.masks, fused, seed)
         cases.append(row)
     pats = [c["patient_id"] for c in cases]
     ci = {}
