@@ -58,7 +58,7 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
            "--held-out-fraction", str(t["held_out_fraction"]), "--val-cases", "1" if tiny else str(t["val_cases"]),
            "--width", "16", "--downsample", "1", "--lr", str(m["lr"]), "--batch", str(m["batch"]),
            "--iterations", "4" if tiny else str(m["iterations"]), "--max-minutes", str(chunk_minutes),
-           "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), *m["extra"]]
+           "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), "--augment", *m["extra"]]
     if m.get("init"):
         cmd += ["--init-model", str(out_root / f"pnet-{task}")]
     return cmd

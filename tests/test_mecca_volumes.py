@@ -102,6 +102,42 @@ def test_pnet_initial_segmentation_is_p0_and_frozen_in_training():
         torch.testing.assert_close(nets["init"].state_dict()[k], v)
 
 
+
+def test_pnet_mask_initial_is_the_pnet_mask_and_agents_at_one_can_stay():
+    from clinloop.models.mecca.environment import transition
+
+    model = _tiny("mecca", ndim=2, init="pnet-mask", init_width=3)
+    x = torch.randn(1, 1, 12, 12)
+    prob = torch.sigmoid(model.nets["init"](x)).detach()
+    p0 = model.initial(x)
+    assert set(np.unique(p0.numpy())) <= {0.0, 1.0}
+    torch.testing.assert_close(p0, (prob > 0.5).float())
+    # Eq. 1 clips: an agent at 1 that pushes up (+0.4) stays at 1; one at 0 pushing down stays at 0
+    p = torch.tensor([[[[1.0, 0.0]]]])
+    up, down = 5, 0  # action indices of +0.4 and -0.4
+    from clinloop.models.mecca.environment import action_values
+
+    assert float(action_values(torch.tensor([[[[up]]]]))) == pytest.approx(0.4)
+    assert float(action_values(torch.tensor([[[[down]]]]))) == pytest.approx(-0.4)
+    np.testing.assert_allclose(transition(p, torch.tensor([[[[up, down]]]])), [[[[1.0, 0.0]]]])
+
+
+def test_flip_batch_flips_image_and_label_together_in_plane_only():
+    from clinloop.training.mecca import flip_batch
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 1, 3, 4, 5)).astype(np.float32)
+    y = x[:, 0] > 0.5
+    xf, yf = flip_batch(x, y, np.random.default_rng(1))
+    np.testing.assert_array_equal(yf, xf[:, 0] > 0.5)  # the label follows the image
+    flipped = 0
+    for b in range(len(x)):  # each case is one of the 4 in-plane flips of itself; the slice axis is kept
+        options = [x[b], x[b][..., ::-1], x[b][..., ::-1, :], x[b][..., ::-1, ::-1]]
+        k = [np.array_equal(xf[b], o) for o in options].index(True)
+        flipped += k > 0
+    assert 0 < flipped < len(x)
+    np.testing.assert_array_equal(x[:, 0] > 0.5, y)  # the inputs are not modified
+
 def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
     from clinloop.training.mecca import train_networks
 

@@ -93,6 +93,10 @@ class MECCATrainOptions(TrainOptions):
     seg_loss: str = opt("balanced-bce", choices=("balanced-bce", "bce-dice"), help="loss of the CNN methods")
     init_model: str | None = opt(None, help="a trained mecca-unet (P-Net) folder whose prediction is p^(0) "
                                             "(default: 0.5 everywhere, Algorithm 1)", type=str)
+    init_mask: bool = opt(False, help="with --init-model: p^(0) is the P-Net's mask (0/1) instead of its "
+                                      "probability (cfg.init 'pnet-mask')")
+    augment: bool = opt(False, help="random flips of the in-plane axes of every training case (volumes: few "
+                                    "patients; see flip_batch)")
 
 
 OPTIONS = MECCATrainOptions
@@ -133,6 +137,20 @@ def soft_dice_loss(prob: torch.Tensor, y: torch.Tensor, eps: float = 1.0) -> tor
     dims = tuple(range(1, y.ndim))
     inter = (prob * y).sum(dims)
     return (1.0 - (2.0 * inter + eps) / (prob.sum(dims) + y.sum(dims) + eps)).mean()
+
+
+def flip_batch(x: np.ndarray, y: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Training augmentation (not in the paper): each case of ``x`` ``(B, 1, *spatial)``
+    and its label ``y`` ``(B, *spatial)`` flipped, each with probability 1/2, along
+    each of the last two (in-plane) axes; the slice axis of a volume is kept. With
+    5 (BraTS) or 24 (atrium) training volumes the fixed crops alone are memorised."""
+    x, y = x.copy(), y.copy()
+    for b in range(len(x)):
+        for ax in (-1, -2):
+            if rng.random() < 0.5:
+                x[b] = np.flip(x[b], ax)
+                y[b] = np.flip(y[b], ax)
+    return x, y
 
 
 def _hints(p: torch.Tensor, y: np.ndarray, clicks: list, n: int, sigma: float, rng) -> torch.Tensor:
@@ -235,12 +253,12 @@ def cnn_loss(cfg, net, x, y_np, rng, run=_plain, p0: torch.Tensor | None = None)
     return loss / cfg.steps, {}
 
 
-def _initial(init_net, x: torch.Tensor) -> torch.Tensor | None:
-    """p^(0) from the frozen P-Net ``init`` (``cfg.init == "pnet"``), else None (0.5)."""
-    if init_net is None:
-        return None
-    with torch.no_grad():
-        return torch.sigmoid(init_net(x))
+def _initial(init_net, x: torch.Tensor, binary: bool = False) -> torch.Tensor | None:
+    """p^(0) from the frozen P-Net ``init`` (``cfg.init`` "pnet" or, ``binary``, "pnet-mask":
+    :func:`clinloop.models.mecca.model.pnet_initial`), else None (0.5)."""
+    from clinloop.models.mecca.model import pnet_initial
+
+    return None if init_net is None else pnet_initial(init_net, x, binary)
 
 
 def init_from(folder: str, cfg) -> tuple[dict, int]:
@@ -260,7 +278,7 @@ def init_from(folder: str, cfg) -> tuple[dict, int]:
 def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None = None, iterations: int = 100,
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
                    resume: dict | None = None, progress: bool = True, dist=None, checkpoint_seconds: float = 300.0,
-                   init_state: dict | None = None):
+                   init_state: dict | None = None, augment: bool = False):
     """The training loop on arrays: ``xtr`` ``(N, 1, *spatial)`` z-scored images,
     ``ytr`` ``(N, *spatial)`` bool labels; the first ``n_labeled`` cases are labeled
     (default all), the rest are used as unlabeled data (RL methods only).
@@ -268,7 +286,8 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     ``dist`` (under ``torchrun``): every rank draws the same batches, clicks and
     actions; each network forward runs on the rank's share of the batch and the
     gradients are averaged (the loss of ``backward`` is scaled by the world size),
-    so the steps equal one process's up to float order."""
+    so the steps equal one process's up to float order. ``augment``: :func:`flip_batch`
+    on every drawn batch."""
     from tqdm import tqdm
 
     from clinloop.models.mecca.model import build_networks
@@ -315,19 +334,21 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     bar = tqdm(range(start_it, iterations), desc=f"train {cfg.method}", mininterval=10, disable=not (progress and d.main))
     for it in bar:
         b = rng.choice(lab_ids, size=min(batch, len(lab_ids)), replace=False)
-        x = torch.from_numpy(xtr[b])
-        p0 = _initial(init_net, x)
+        xb, yb = flip_batch(xtr[b], ytr[b], rng) if augment else (xtr[b], ytr[b])
+        x = torch.from_numpy(xb)
+        p0 = _initial(init_net, x, cfg.init == "pnet-mask")
         if cfg.is_rl:
-            loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, ytr[b], rng, labeled=True, run=d.run_rows,
+            loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, yb, rng, labeled=True, run=d.run_rows,
                                p0=p0)
             if len(unl_ids) and it >= cfg.unlabeled_warmup:  # Algorithm 1, lines 7-10
                 bu = rng.choice(unl_ids, size=min(batch, len(unl_ids)), replace=False)
                 xu = torch.from_numpy(xtr[bu])
                 lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, ytr[bu], rng,
-                                labeled=False, run=d.run_rows, p0=_initial(init_net, xu))
+                                labeled=False, run=d.run_rows,
+                                p0=_initial(init_net, xu, cfg.init == "pnet-mask"))
                 loss = loss + cfg.unlabeled_weight * lu
         else:
-            loss, st = cnn_loss(cfg, nets["net"], x, ytr[b], rng, run=d.run_rows, p0=p0)
+            loss, st = cnn_loss(cfg, nets["net"], x, yb, rng, run=d.run_rows, p0=p0)
         opt.zero_grad()
         (loss * d.world).backward()
         d.average_grads(params)
@@ -387,7 +408,8 @@ def train_model(args: MECCATrainOptions) -> Path:
                       shaping=(method == "mecca"), balance_confidence=bool(args.balance_confidence),
                       delta=args.delta, hint_points=args.hint_points, size=args.size,
                       fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
-                      seg_loss=args.seg_loss, init="pnet" if args.init_model else "constant",
+                      seg_loss=args.seg_loss,
+                      init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              "algorithm": "A2C (synchronous, batched agents)"
                              if method in ("mecca", "mecca-no-confidence") else f"supervised ({args.seg_loss})"})
@@ -405,7 +427,8 @@ def train_model(args: MECCATrainOptions) -> Path:
     d = distributed.init("cpu")
     nets, log = train_networks(cfg, xtr, ytr, n_lab, args.iterations, args.batch, args.seed,
                                max_seconds=args.max_minutes * 60.0 - (time.time() - t_start),
-                               checkpoint=ckpt, resume=resume, progress=d.main, dist=d, init_state=init_state)
+                               checkpoint=ckpt, resume=resume, progress=d.main, dist=d, init_state=init_state,
+                               augment=bool(args.augment))
     if not d.main:  # rank 0 validates and writes the model folder
         d.barrier()
         d.close()

@@ -64,8 +64,9 @@ class MECCAConfig:
     norm: str = "image"  # "image": z-score over all voxels; "nonzero": over the non-zero (brain) voxels
     crop: tuple[int, ...] = ()  # training crop on the coarse grid, one size per axis (() = size, or whole)
     seg_loss: str = "balanced-bce"  # CNN losses: "balanced-bce" (LIDC models) or "bce-dice"
-    # p^(0): "constant" (0.5 everywhere, mecca.txt Algorithm 1) or "pnet" (the folder's
-    # non-interactive P-Net `init`, trained first; deviation, see docs/methods/mecca.md)
+    # p^(0): "constant" (0.5 everywhere, mecca.txt Algorithm 1), "pnet" (the probability of
+    # the folder's non-interactive P-Net `init`, trained first) or "pnet-mask" (its mask,
+    # p^(0) in {0, 1}); both deviations, see docs/methods/mecca.md
     init: str = "constant"
     init_width: int = 16  # channels of the `init` P-Net
     extra: dict[str, Any] = field(default_factory=dict)
@@ -87,10 +88,10 @@ class MECCAConfig:
             raise ValueError(f"norm must be 'image' or 'nonzero', got {self.norm!r}")
         if self.seg_loss not in ("balanced-bce", "bce-dice"):
             raise ValueError(f"seg_loss must be 'balanced-bce' or 'bce-dice', got {self.seg_loss!r}")
-        if self.init not in ("constant", "pnet"):
-            raise ValueError(f"init must be 'constant' or 'pnet', got {self.init!r}")
-        if self.init == "pnet" and self.method == "mecca-unet":
-            raise ValueError("the non-interactive P-Net (mecca-unet) has no initial segmentation (init='pnet')")
+        if self.init not in ("constant", "pnet", "pnet-mask"):
+            raise ValueError(f"init must be 'constant', 'pnet' or 'pnet-mask', got {self.init!r}")
+        if self.init != "constant" and self.method == "mecca-unet":
+            raise ValueError(f"the non-interactive P-Net (mecca-unet) has no initial segmentation (init={self.init!r})")
         self.crop = tuple(int(v) for v in self.crop)
         if self.crop and len(self.crop) != self.ndim:
             raise ValueError(f"crop {self.crop} needs {self.ndim} sizes")

@@ -52,6 +52,17 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return vol.normalise(image, "image")
 
 
+@torch.no_grad()
+def pnet_initial(pnet, image: torch.Tensor, binary: bool) -> torch.Tensor:
+    """p^(0) from a frozen P-Net: its probability, or with ``binary`` its mask (p > 0.5
+    → 1, else 0). Deviation from Algorithm 1 (p^(0) = 0.5). The mask matters because
+    the action set {±0.1, ±0.2, ±0.4} has no "stay": an agent at p = 0.9 must move,
+    while one at p = 1 that pushes up is clipped in place (Eq. 1), so a right
+    pre-segmentation can be kept (docs/methods/mecca.md, "Why Dice was low", 4b)."""
+    prob = torch.sigmoid(pnet(image))
+    return (prob > 0.5).to(prob.dtype) if binary else prob
+
+
 def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
     """The networks a method needs: ``policy`` (+ ``confidence`` for MECCA) or ``net``."""
     if cfg.method == "mecca" or cfg.method == "mecca-no-confidence":
@@ -63,7 +74,7 @@ def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
         nets = {"net": build_interactive_cnn(cfg)}
     else:
         nets = {"net": build_unet(cfg)}
-    if cfg.init == "pnet":  # the frozen P-Net giving p^(0) (see MECCAModel.initial)
+    if cfg.init in ("pnet", "pnet-mask"):  # the frozen P-Net giving p^(0) (see MECCAModel.initial)
         nets["init"] = SegmentationNet(cfg.ndim, 1, cfg.init_width, cfg.trunk_dilations, cfg.head_dilations,
                                        cfg.downsample)
     return nets
@@ -92,9 +103,10 @@ class MECCAModel:
     @torch.no_grad()
     def initial(self, image: torch.Tensor) -> torch.Tensor:
         """``p^(0)`` for ``image`` ``(B, 1, *coarse)``: 0.5 everywhere (Algorithm 1) or,
-        with ``cfg.init == "pnet"``, the probability of the frozen P-Net ``init``."""
+        with ``cfg.init == "pnet"``, the probability of the frozen P-Net ``init``; with
+        ``"pnet-mask"``, its mask (p^(0) ∈ {0, 1}: :func:`pnet_initial`)."""
         if "init" in self.nets:
-            return torch.sigmoid(self.nets["init"](image))
+            return pnet_initial(self.nets["init"], image, self.cfg.init == "pnet-mask")
         return initial_probability(image.shape)
 
     # ------------------------------------------------------------ one step
