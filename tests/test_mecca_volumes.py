@@ -138,6 +138,22 @@ def test_flip_batch_flips_image_and_label_together_in_plane_only():
     assert 0 < flipped < len(x)
     np.testing.assert_array_equal(x[:, 0] > 0.5, y)  # the inputs are not modified
 
+
+def test_random_subcrop_cuts_each_case_at_its_own_offset_within_the_region():
+    from clinloop.training.mecca import random_subcrop
+
+    big = np.arange(2 * 6 * 7 * 8, dtype=np.float32).reshape(2, 1, 6, 7, 8)
+    y = big[:, 0] % 3 == 0
+    xs, ys = random_subcrop(big, y, (2, 3, 4), np.random.default_rng(0))
+    assert xs.shape == (2, 1, 2, 3, 4) and ys.shape == (2, 2, 3, 4)
+    for b in range(2):  # a contiguous block of the case's own region, the label cut the same way
+        z, r, c = np.unravel_index(int(xs[b, 0, 0, 0, 0] - big[b, 0, 0, 0, 0]), (6, 7, 8))
+        np.testing.assert_array_equal(xs[b, 0], big[b, 0, z:z + 2, r:r + 3, c:c + 4])
+        np.testing.assert_array_equal(ys[b], y[b, z:z + 2, r:r + 3, c:c + 4])
+    offsets = {tuple(np.unravel_index(int(random_subcrop(big, y, (2, 3, 4), np.random.default_rng(s))[0][0, 0, 0, 0, 0]),
+                                      (6, 7, 8))) for s in range(40)}
+    assert len(offsets) > 10  # the offset is drawn, not fixed
+
 def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
     from clinloop.training.mecca import train_networks
 

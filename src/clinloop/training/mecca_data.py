@@ -106,6 +106,11 @@ def load_training_data(args) -> dict[str, Any]:
                 continue
             if getattr(args, "zoom", 1) > 1 or getattr(args, "norm", "image") != "image" or getattr(args, "crop", ""):
                 crop = parse_crop(args.crop) or ((args.size,) * args.ndim if args.size else None)
+                jitter = int(getattr(args, "crop_jitter", 0) or 0)
+                if jitter and name == "train":  # cut at random offsets while training (random_subcrop)
+                    if not crop:
+                        raise ValueError("--crop-jitter needs --crop")
+                    crop = tuple(c + 2 * jitter for c in crop)
                 x, y = prepare_volume(s, args.fusion, args.zoom, args.norm, crop, args.seed)
             else:
                 x, y = prepare(s, args.fusion, args.size, args.seed)
