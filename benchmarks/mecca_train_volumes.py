@@ -17,7 +17,7 @@ interactive models start from the P-Net's prediction (``--init-model``), so
 Budgets: ``ITERATIONS`` holds, per shipped model, the iterations it was trained for
 (so this script reproduces it; measured on 1 thread of the 2-core machine: a BraTS
 P-Net iteration ~1.9 s, an atrium one ~2.6 s, a BraTS RL or interactive-cnn
-iteration ~10-15 s). Models not shipped yet keep the earlier estimates for about
+iteration ~4 s on its 24x32x32 crops). Models not shipped yet keep the earlier estimates for about
 two hours on 2 threads. ``--tiny`` runs 4 iterations in chunks of 3 seconds, to
 check that a run starts, checkpoints and resumes. Evaluate afterwards with
 ``clinloop evaluate --protocol mecca --mode compare --data DATA --method mecca

@@ -338,6 +338,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     for k, n in nets.items():
         n.train(k != "init")
     init_net = nets.get("init")
+    binary_p0 = cfg.init == "pnet-mask"
     log: list[dict] = []
 
     def save_checkpoint(iteration: int) -> None:
@@ -357,7 +358,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         xb, yb = random_subcrop(xtr[b], ytr[b], subcrop, rng) if subcrop else (xtr[b], ytr[b])
         xb, yb = flip_batch(xb, yb, rng) if augment else (xb, yb)
         x = torch.from_numpy(xb)
-        p0 = _initial(init_net, x, cfg.init == "pnet-mask")
+        p0 = _initial(init_net, x, binary_p0)
         if cfg.is_rl:
             loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, yb, rng, labeled=True, run=d.run_rows,
                                p0=p0)
@@ -366,7 +367,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
                 xu = torch.from_numpy(xtr[bu])
                 lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, ytr[bu], rng,
                                 labeled=False, run=d.run_rows,
-                                p0=_initial(init_net, xu, cfg.init == "pnet-mask"))
+                                p0=_initial(init_net, xu, binary_p0))
                 loss = loss + cfg.unlabeled_weight * lu
         else:
             loss, st = cnn_loss(cfg, nets["net"], x, yb, rng, run=d.run_rows, p0=p0)

@@ -34,41 +34,40 @@ PUBLISHED = (("U-Net", "84.66±11.25", "6.17±4.69", "80.96±1.65", "3.72±0.39"
              ("MECCA", "90.29±5.07", "1.50±0.33", "90.39±5.89", "0.80±0.01"))
 
 
+def _record(ctx: Context, opts, patients) -> dict:
+    """Run the MECCA protocol ``opts`` (per case) and add patient-bootstrap intervals of
+    each step's Dice; ``patients(case_id)`` names a case's patient."""
+    from clinloop.evaluation.mecca_protocol import run_protocol
+
+    res = run_protocol(opts, verbose=False)
+    cases = res.pop("per_case")
+    pats = [patients(str(c["case_id"])) for c in cases]
+    ci = {f"dice_{k + 1}": bootstrap_ci([c["dice"][k] for c in cases], pats, seed=ctx.seed) for k in range(STEPS)}
+    return {"method": opts.method, "model": opts.model, "n_cases": res["n_cases"], "protocol": res, "ci": ci,
+            "cases": cases}
+
+
 def _stage(method: str):
     def compute(ctx: Context) -> dict:
         from clinloop.evaluation.benchmark.cases import lidc_dir
-        from clinloop.evaluation.mecca_protocol import (
-            MECCAProtocolOptions,
-            run_protocol,
-        )
+        from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions
 
         opts = MECCAProtocolOptions(method=method, data=str(lidc_dir(ctx.data_root)), model=METHODS[method],
                                     limit=ctx.size(3, 200, None), seed=ctx.seed, steps=STEPS, per_case=True, ndim=2)
-        res = run_protocol(opts, verbose=False)
-        cases = res.pop("per_case")
-        pats = [str(c["case_id"]).split("/")[0] for c in cases]
-        ci = {f"dice_{k + 1}": bootstrap_ci([c["dice"][k] for c in cases], pats, seed=ctx.seed) for k in range(STEPS)}
-        return {"method": method, "model": METHODS[method], "n_cases": res["n_cases"], "protocol": res, "ci": ci,
-                "cases": cases}
+        return _record(ctx, opts, lambda case: case.split("/")[0])
     return compute
 
 
 def _volume_stage(task: str, method: str):
     def compute(ctx: Context) -> dict:
-        from clinloop.evaluation.benchmark.stats import bootstrap_ci
-        from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions, run_protocol
+        from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions
 
         data = ctx.data_root / VOLUME_TASKS[task]
         if not data.exists():
             raise FileNotFoundError(f"{data}: the {task} volumes are not under --data-root {ctx.data_root}")
         opts = MECCAProtocolOptions(method=method, data=str(data), model=f"{method}-{task}",
                                     limit=ctx.size(1, None, None), seed=ctx.seed, steps=STEPS, per_case=True)
-        res = run_protocol(opts, verbose=False)
-        cases = res.pop("per_case")
-        pats = [str(c["case_id"]) for c in cases]
-        ci = {f"dice_{k + 1}": bootstrap_ci([c["dice"][k] for c in cases], pats, seed=ctx.seed) for k in range(STEPS)}
-        return {"method": method, "model": f"{method}-{task}", "n_cases": res["n_cases"], "protocol": res, "ci": ci,
-                "cases": cases}
+        return _record(ctx, opts, lambda case: case)  # one volume per patient
     return compute
 
 
@@ -133,7 +132,7 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
     return "\n".join(text)
 
 
-def figures(ctx: Context, recs: dict[str, dict]) -> list[str]:
+def _dice_plot(ctx: Context, results: list[tuple[str, dict]], title: str, ylabel: str, name: str) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -141,28 +140,25 @@ def figures(ctx: Context, recs: dict[str, dict]) -> list[str]:
 
     from clinloop.evaluation.benchmark.report import save_figure
 
-    ours = [(m, recs[f"mecca-{m}"]["result"]) for m in METHODS if f"mecca-{m}" in recs]
-    if not ours:
-        return []
     fig, ax = plt.subplots(figsize=(5, 3.4))
     steps = list(range(1, STEPS + 1))
-    for m, r in ours:
+    for m, r in results:
         ax.plot(steps, [r["ci"][f"dice_{k}"]["mean"] for k in steps], marker="o", label=m)
     ax.set_xlabel("interaction step")
-    ax.set_ylabel("Dice")
-    ax.set_title("Dice per step (mecca.txt Fig. 6 analogue), LIDC 2-D", fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"Dice per step (mecca.txt Fig. 6 analogue), {title}", fontsize=9)
     ax.legend(fontsize=8)
-    files = [save_figure(fig, ctx.out / "mecca_dice_per_step.png")]
+    return save_figure(fig, ctx.out / name)
+
+
+def figures(ctx: Context, recs: dict[str, dict]) -> list[str]:
+    files = []
+    ours = [(m, recs[f"mecca-{m}"]["result"]) for m in METHODS if f"mecca-{m}" in recs]
+    if ours:
+        files.append(_dice_plot(ctx, ours, "LIDC 2-D", "Dice", "mecca_dice_per_step.png"))
     for task in VOLUME_TASKS:
         vol = [(m, recs[f"mecca-{task}-{m}"]["result"]) for m in VOLUME_METHODS if f"mecca-{task}-{m}" in recs]
-        if not vol:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.4))
-        for m, r in vol:
-            ax.plot(steps, [r["ci"][f"dice_{k}"]["mean"] for k in steps], marker="o", label=m)
-        ax.set_xlabel("interaction step")
-        ax.set_ylabel("Dice (full resolution)")
-        ax.set_title(f"Dice per step (mecca.txt Fig. 6 analogue), {task} volumes", fontsize=9)
-        ax.legend(fontsize=8)
-        files.append(save_figure(fig, ctx.out / f"mecca_dice_per_step_{task}.png"))
+        if vol:
+            files.append(_dice_plot(ctx, vol, f"{task} volumes", "Dice (full resolution)",
+                                    f"mecca_dice_per_step_{task}.png"))
     return files
