@@ -260,8 +260,35 @@ def test_old_lidc_folders_keep_their_defaults(tmp_path):
     model = _tiny("mecca", ndim=2)
     model.save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    for k in ("zoom", "norm", "crop", "seg_loss", "init", "init_width"):  # an old folder lacks these keys
+    for k in ("zoom", "norm", "crop", "seg_loss", "init", "init_width", "confidence_gate"):  # an old folder lacks these
         cfg.pop(k)
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     m = load_mecca(tmp_path / "m")
-    assert (m.cfg.zoom, m.cfg.norm, m.cfg.init, m.cfg.seg_loss) == (1, "image", "constant", "balanced-bce")
+    assert (m.cfg.zoom, m.cfg.norm, m.cfg.init, m.cfg.seg_loss, m.cfg.confidence_gate) == (1, "image", "constant",
+                                                                                         "balanced-bce", 0.0)
+
+
+@pytest.mark.parametrize("method", ["mecca", "mecca-no-confidence"])
+def test_confidence_gate_keeps_exactly_the_agents_whose_action_confidence_is_below_it(method):
+    torch.manual_seed(3)
+    x, h = torch.randn(1, 1, 6, 8, 8), torch.randn(1, 1, 6, 8, 8).clamp(-1, 1)
+    p = (torch.rand(1, 1, 6, 8, 8) > 0.5).float()
+    free = _tiny(method)
+    p_free, c = free.refine(x, p, h)
+    gate = float(c.median())  # about half the agents fall below it
+    gated = _tiny(method, confidence_gate=gate)
+    p_gated, c2 = gated.refine(x, p, h)
+    torch.testing.assert_close(c2, c)  # the same actions and confidences
+    low = c < gate
+    assert 0 < int(low.sum()) < low.numel()
+    assert torch.equal(p_gated[low], p[low])  # below the gate: unchanged
+    assert torch.equal(p_gated[~low], p_free[~low])  # at or above it: Eq. 1 as usual
+    # gate 1: nobody moves (every C < 1 after a sigmoid); gate 0 is the paper's update
+    assert torch.equal(_tiny(method, confidence_gate=1.0).refine(x, p, h)[0], p)
+
+
+def test_confidence_gate_is_checked():
+    with pytest.raises(ValueError, match="confidence_gate must lie"):
+        MECCAConfig(method="mecca", confidence_gate=1.5)
+    with pytest.raises(ValueError, match="needs an RL method"):
+        MECCAConfig(method="interactive-cnn", confidence_gate=0.5)

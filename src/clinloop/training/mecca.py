@@ -97,6 +97,9 @@ class MECCATrainOptions(TrainOptions):
                                       "probability (cfg.init 'pnet-mask')")
     crop_jitter: int = opt(0, help="volumes: each drawn training case is a --crop sub-crop at a random offset of "
                                    "up to ±J coarse voxels from the label's centre (see random_subcrop)")
+    confidence_gate: float = opt(0.0, help="inference (and the final validation): an agent whose chosen action has "
+                                           "confidence C(s,a) below this keeps its probability (RL methods; "
+                                           "0 = off, the paper; see clinloop.models.mecca.model.gate_actions)")
     augment: bool = opt(False, help="random flips of the in-plane axes of every training case (volumes: few "
                                     "patients; see flip_batch)")
 
@@ -430,7 +433,7 @@ def train_model(args: MECCATrainOptions) -> Path:
                       shaping=(method == "mecca"), balance_confidence=bool(args.balance_confidence),
                       delta=args.delta, hint_points=args.hint_points, size=args.size,
                       fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
-                      seg_loss=args.seg_loss,
+                      seg_loss=args.seg_loss, confidence_gate=args.confidence_gate,
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              "algorithm": "A2C (synchronous, batched agents)"

@@ -43,6 +43,9 @@ class MECCAConfig:
     balance_confidence: bool = False
     entropy_coef: float = 0.05  # A3C's entropy bonus; higher than the usual 0.01 against early collapse
     value_coef: float = 0.5
+    # inference only, not in the paper (0 = off): an agent whose chosen action has confidence
+    # C(s, a) < confidence_gate keeps its probability (MECCAModel.refine; docs/methods/mecca.md)
+    confidence_gate: float = 0.0
     delta: float = 0.8  # label-generation confidence threshold δ (Eq. 6)
     unlabeled_warmup: int = 30  # iterations on labeled data only before Eq. 6 labels are used
     unlabeled_weight: float = 0.5  # weight of the unlabeled rollout's loss
@@ -82,6 +85,10 @@ class MECCAConfig:
             raise ValueError(f"steps (T) must be >= 1, got {self.steps}")
         if not 0.0 <= self.delta <= 1.0:
             raise ValueError(f"delta must lie in [0, 1], got {self.delta}")
+        if not 0.0 <= self.confidence_gate <= 1.0:
+            raise ValueError(f"confidence_gate must lie in [0, 1], got {self.confidence_gate}")
+        if self.confidence_gate and not self.is_rl:
+            raise ValueError(f"confidence_gate needs an RL method (mecca, mecca-no-confidence), not {self.method!r}")
         if self.zoom < 1:
             raise ValueError(f"zoom must be >= 1, got {self.zoom}")
         if self.norm not in ("image", "nonzero"):

@@ -63,6 +63,22 @@ def pnet_initial(pnet, image: torch.Tensor, binary: bool) -> torch.Tensor:
     return (prob > 0.5).to(prob.dtype) if binary else prob
 
 
+def gate_actions(p: torch.Tensor, p_next: torch.Tensor, confidence: torch.Tensor, gate: float) -> torch.Tensor:
+    """Confidence-gated transition (inference; not in the paper): ``p_next`` where the
+    chosen action's confidence ``C(s, a) >= gate``, else the agent keeps ``p``.
+
+    mecca.txt uses C to reshape the reward (Eq. 4) and to calibrate actions into
+    labels (Eq. 6: an action with low confidence points the wrong way). At inference
+    the paper lets every agent act. Our CPU-trained volume policies move agents that are
+    already right (saturated background far from the tumour drifting up by +0.1/+0.2 per
+    step); C marks most of these moves as unaligned, so a gate of 0.5 keeps them where
+    they are (figures: docs/methods/mecca.md, "Confidence-gated actions"). ``gate = 0``
+    (the default) is the paper's update."""
+    if gate <= 0.0:
+        return p_next
+    return torch.where(confidence >= gate, p_next, p)
+
+
 def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
     """The networks a method needs: ``policy`` (+ ``confidence`` for MECCA) or ``net``."""
     if cfg.method == "mecca" or cfg.method == "mecca-no-confidence":
@@ -130,7 +146,7 @@ class MECCAModel:
             else:
                 idx = pol.greedy(s)
                 c = torch.sigmoid(conf(s).gather(1, idx))
-            return transition(p, idx), c
+            return gate_actions(p, transition(p, idx), c, self.cfg.confidence_gate), c
         p_next = torch.sigmoid(cnn_step(self.nets["net"], image, p, hint))
         return p_next, (2 * p_next - 1).abs()
 
