@@ -3,6 +3,7 @@ the BraTS sample's whole FLAIR volume, clicks simulated from the edema label: ti
 ``hint`` call, SLIC segment counts, Dice, and where the 5 advice regions lie.
 
     cpujob .venv/bin/python benchmarks/mecca_brats_session.py [--model mecca-lidc3d] [--steps 5] [--threads 1] [--out s.json]
+    .venv/bin/python benchmarks/mecca_brats_session.py --model mecca-brats --data ../shared/data/brats2018_flair/case_0/FLAIR.nii.gz --label ../shared/data/brats2018_flair/case_0/GT_W.nii.gz
     .venv/bin/python benchmarks/mecca_brats_session.py --quick      # a 40³ crop around the edema, 2 steps
 
 README (MECCA, "BraTS sample", "Sessions" and "Advice regions"): 3.7-4.9 s per ``hint`` call
@@ -48,13 +49,18 @@ def run(model, image: np.ndarray, label: np.ndarray, steps: int, seed: int) -> l
     from clinloop.models.mecca.hints import simulate_clicks
 
     rng = np.random.default_rng(seed)
+    from clinloop.models.mecca import volumes as vol
+
     state = model.start(image, seed=seed, roi=False)  # the whole volume (no region around the first click)
+    # the user sees the full-size mask (zoomed models keep p on their coarse grid)
+    mask = vol.upsample(state.p, label.shape, model.cfg.zoom)[0, 0].numpy() > 0.5
     rows = []
     for t in range(steps):
-        clicks = simulate_clicks(state.p[0, 0].numpy() > 0.5, label, model.cfg.hint_points, rng)
+        clicks = simulate_clicks(mask, label, model.cfg.hint_points, rng)
         t0 = time.perf_counter()
         prop = state.hint(clicks)
         wall = time.perf_counter() - t0
+        mask = prop.mask
         conf = 1.0 - prop.uncertainty
         regions = [{"voxels": int(r.sum()), "mean_confidence": round(float(conf[r].mean()), 3),
                     "edema_fraction": round(float(label[r].mean()), 5), "touches_border": touches_border(r)}

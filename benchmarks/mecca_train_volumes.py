@@ -41,21 +41,25 @@ TASKS = {
     "brats": {"data": "../shared/data/brats2018_flair", "zoom": 4, "norm": "nonzero", "crop": "32,48,48",
               "rl_crop": "24,32,32", "jitter": 8, "held_out_fraction": 0.25, "val_cases": 2},
     # zoom 3 = 1.9 mm voxels (resolution ceiling: Dice 0.99)
+    # the interactive models: smaller crops at random offsets (the P-Net was trained without offsets)
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
-               "held_out_fraction": 0.2, "val_cases": 6},
+               "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6},
 }
 MODELS = {
     "pnet": {"method": "mecca-unet", "lr": 1e-3, "batch": 4, "iterations": 3000, "extra": ["--seg-loss", "bce-dice"]},
     "interactive-cnn": {"method": "interactive-cnn", "lr": 1e-3, "batch": 4, "iterations": 1500, "init": True,
                         "extra": ["--seg-loss", "bce-dice"]},
+    # --confidence-gate 0.5: at inference an agent whose action has C(s,a) < 0.5 keeps its probability
+    # (gate_actions; inference only, the training is the same; docs/methods/mecca.md)
     "mecca-no-confidence": {"method": "mecca-no-confidence", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
-                            "extra": ["--balance-confidence"]},
+                            "extra": ["--balance-confidence", "--confidence-gate", "0.5"]},
     "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
-              "extra": ["--balance-confidence"]},
+              "extra": ["--balance-confidence", "--confidence-gate", "0.5"]},
 }
 ORDER = ("pnet", "interactive-cnn", "mecca-no-confidence", "mecca")
 # iterations of the shipped models (the run ended by its time budget there; this count reproduces it)
-ITERATIONS = {("brats", "pnet"): 789, ("atrium", "pnet"): 1327}
+ITERATIONS = {("brats", "pnet"): 789, ("atrium", "pnet"): 1327, ("brats", "interactive-cnn"): 500,
+              ("atrium", "interactive-cnn"): 500}
 
 
 def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: float, tiny: bool) -> list[str]:
@@ -69,8 +73,9 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
            "--iterations", "4" if tiny else str(ITERATIONS.get((task, model), m["iterations"])),
            "--max-minutes", str(chunk_minutes),
            "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), "--augment", *m["extra"]]
-    if t.get("jitter"):
-        cmd += ["--crop-jitter", str(t["jitter"])]
+    jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else t.get("jitter")
+    if jitter:
+        cmd += ["--crop-jitter", str(jitter)]
     if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask): agents already right can stay
         cmd += ["--init-model", str(out_root / f"pnet-{task}"), "--init-mask"]
     return cmd
@@ -81,11 +86,13 @@ def run_resumable(cmd: list[str], folder: Path, max_chunks: int) -> int:
     exe = [sys.executable, "-c", "import sys; from clinloop.cli import main; sys.exit(main())"] + cmd[1:]
     for k in range(max_chunks):
         t0 = time.time()
-        rc = subprocess.call(exe + (["--resume"] if k else []))
-        print(f"chunk {k + 1}: rc {rc}, {time.time() - t0:.0f} s, checkpoint "
-              f"{'kept' if (folder / 'checkpoint.pt').is_file() else 'gone (finished)'}", flush=True)
+        # --resume also on the first chunk: a checkpoint left by an interrupted call continues
+        rc = subprocess.call(exe + (["--resume"] if (folder / "checkpoint.pt").is_file() else []))
         if rc != 0:
+            print(f"chunk {k + 1}: failed (rc {rc}) after {time.time() - t0:.0f} s", flush=True)
             return rc
+        print(f"chunk {k + 1}: {time.time() - t0:.0f} s, checkpoint "
+              f"{'kept' if (folder / 'checkpoint.pt').is_file() else 'gone (finished)'}", flush=True)
         if not (folder / "checkpoint.pt").is_file():
             return 0
     print(f"stopped after {max_chunks} chunks; continue with the same command", flush=True)
