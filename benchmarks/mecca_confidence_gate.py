@@ -9,9 +9,10 @@ rollout runs on the held-back cases (``clinloop.evaluation.mecca_cases``: whole 
 full resolution, 5 boundary-error clicks per step, seed 0), so a gate equal to the
 model's own reproduces ``clinloop evaluate --protocol mecca`` to the digit. Printed per
 gate and step: Dice and ASSD (means over cases), the misunderstanding count (Definition 1)
-and, per case, the false-positive voxels more than ``--far`` mm from the label: the
-agents far from the structure that switched on (docs/methods/mecca.md,
-"Confidence-gated actions").
+and, per case, the false positives and negatives, with those more than ``--far`` mm
+outside the label (agents far from the structure that switched on) and inside it
+(agents deep in the structure that switched off); docs/methods/mecca.md,
+"Confidence-gated actions".
 """
 from __future__ import annotations
 
@@ -24,12 +25,16 @@ import numpy as np
 import torch
 
 
-def far_false_positives(mask: np.ndarray, label: np.ndarray, spacing, far_mm: float) -> int:
-    """Voxels of ``mask`` outside ``label`` whose distance to it exceeds ``far_mm``."""
+def error_counts(mask: np.ndarray, label: np.ndarray, spacing, far_mm: float) -> dict:
+    """False positives / negatives of ``mask`` against ``label``: all of them, and those
+    more than ``far_mm`` outside the label (``far_fp``) or inside it (``deep_fn``)."""
     from scipy import ndimage
 
-    dist = ndimage.distance_transform_edt(~label, sampling=spacing)
-    return int((mask & ~label & (dist > far_mm)).sum())
+    fp, fn = mask & ~label, ~mask & label
+    out_dist = ndimage.distance_transform_edt(~label, sampling=spacing)
+    in_dist = ndimage.distance_transform_edt(label, sampling=spacing)
+    return {"fp": int(fp.sum()), "far_fp": int((fp & (out_dist > far_mm)).sum()),
+            "fn": int(fn.sum()), "deep_fn": int((fn & (in_dist > far_mm)).sum())}
 
 
 def run_gate(model, cases, steps: int, seed: int, far_mm: float) -> dict:
@@ -44,7 +49,7 @@ def run_gate(model, cases, steps: int, seed: int, far_mm: float) -> dict:
         masks = [p > 0.5 for p in out["probabilities"]]
         rows.append({"case_id": str(case_id), "dice": [float(dice(m, label)) for m in masks],
                      "assd": [float(a) if math.isfinite(a := assd(m, label, spacing)) else diag for m in masks],
-                     "far_fp": [far_false_positives(m, label, spacing, far_mm) for m in masks],
+                     "errors": [error_counts(m, label, spacing, far_mm) for m in masks],
                      "misunderstanding": [int(v) for v in out["misunderstanding"]]})
     mean = lambda k: np.mean([r[k] for r in rows], 0).round(4).tolist()  # noqa: E731
     return {"dice_per_step": mean("dice"), "assd_per_step": mean("assd"),
@@ -78,7 +83,10 @@ def main(argv=None) -> int:
         print(f"gate {g:.2f}: Dice per step {r['dice_per_step']}  ASSD (mm) {r['assd_per_step']}  "
               f"misunderstanding {r['misunderstanding_per_step']}")
         for row in r["per_case"]:
-            print(f"    {row['case_id']}: Dice {np.round(row['dice'], 4).tolist()}  false positives > {a.far:g} mm {row['far_fp']}")
+            e = row["errors"]
+            print(f"    {row['case_id']}: Dice {np.round(row['dice'], 4).tolist()}")
+            print(f"        false positives {[x['fp'] for x in e]}, of them > {a.far:g} mm outside {[x['far_fp'] for x in e]}")
+            print(f"        false negatives {[x['fn'] for x in e]}, of them > {a.far:g} mm inside {[x['deep_fn'] for x in e]}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"model": a.model, "data": a.data, "steps": a.steps, "seed": a.seed, "far_mm": a.far,
