@@ -283,7 +283,7 @@ def test_confidence_gate_keeps_exactly_the_agents_whose_action_confidence_is_bel
     assert 0 < int(low.sum()) < low.numel()
     assert torch.equal(p_gated[low], p[low])  # below the gate: unchanged
     assert torch.equal(p_gated[~low], p_free[~low])  # at or above it: Eq. 1 as usual
-    # gate 1: nobody moves (every C < 1 after a sigmoid); gate 0 is the paper's update
+    # gate 1: nobody moves (an untrained C is never exactly 1); gate 0 is the paper's update
     assert torch.equal(_tiny(method, confidence_gate=1.0).refine(x, p, h)[0], p)
 
 

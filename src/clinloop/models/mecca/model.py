@@ -130,7 +130,8 @@ class MECCAModel:
     def refine(self, image: torch.Tensor, p: torch.Tensor, hint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One refinement step for a batch: ``image``, ``p``, ``hint`` ``(B, 1, *spatial)``
         → ``(p_next, certainty)`` of the same shape; ``certainty`` = C(s, a) of the
-        chosen actions (RL) or ``|2p - 1|`` (CNNs)."""
+        chosen actions (RL) or ``|2p - 1|`` (CNNs). RL agents whose C(s, a) is below
+        ``cfg.confidence_gate`` keep their probability (:func:`gate_actions`)."""
         if self.cfg.is_rl:
             s = make_state(image, p, hint)
             pol, conf = self.nets["policy"], self.nets["confidence"]
