@@ -5,8 +5,8 @@ protocol (``clinloop.evaluation.spa_protocol``, a ``PreferredRaterUser`` per cas
 
 Methods: ``spa`` (``spa-lidc``), ``meduhip`` (``meduhip-lidc``),
 ``click-litemedsam`` (``click-litemedsam-lidc``), ``box-litemedsam`` (pretrained
-LiteMedSAM, tight box then clicks). Data: LIDC only — every shipped interactive
-model is LIDC-trained; QUBIQ, RIGA, BraTS and the atrium have no shipped model.
+LiteMedSAM, tight box then clicks). Data: LIDC only — ``spa-general``'s other
+datasets are measured by ``benchmarks/spa_general_report.py``, not by a stage yet.
 Cases: SPA's held-out patients, non-empty majority. Sizes: ``--quick`` 3 slices;
 default one middle slice per nodule (97 slices, 6 iterations, est. ~25 min for the four
 methods on one core); ``--full`` every slice of those patients (512). Stages:
