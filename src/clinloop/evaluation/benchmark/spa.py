@@ -5,8 +5,9 @@ protocol (``clinloop.evaluation.spa_protocol``, a ``PreferredRaterUser`` per cas
 
 Methods: ``spa`` (``spa-lidc``), ``meduhip`` (``meduhip-lidc``),
 ``click-litemedsam`` (``click-litemedsam-lidc``), ``box-litemedsam`` (pretrained
-LiteMedSAM, tight box then clicks). Data: LIDC only — ``spa-general``'s other
-datasets are measured by ``benchmarks/spa_general_report.py``, not by a stage yet.
+LiteMedSAM, tight box then clicks) on LIDC; ``spa-general`` on the other datasets of
+its training mix (:mod:`~clinloop.evaluation.benchmark.spa_datasets`, stages
+``spa-general-<source>``).
 Cases: SPA's held-out patients, non-empty majority. Sizes: ``--quick`` 3 slices;
 default one middle slice per nodule (97 slices, 6 iterations, est. ~25 min for the four
 methods on one core); ``--full`` every slice of those patients (512). Stages:
@@ -100,8 +101,10 @@ def _lexu(ctx: Context) -> dict:
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"data": "lidc", "split": "val", "per_nodule": ctx.size(1, 1, None), "limit": ctx.size(3, None, None),
            "iterations": ITERATIONS}
+    from clinloop.evaluation.benchmark import spa_datasets
+
     return ([Stage(f"spa-{m}", _stage(m), {**cfg, "model": METHODS[m]}) for m in METHODS]
-            + [Stage("spa-lexu", _lexu, {**cfg, "model": LEXU_MODEL})])
+            + [Stage("spa-lexu", _lexu, {**cfg, "model": LEXU_MODEL})] + spa_datasets.stages(ctx))
 
 
 def _ours(recs: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -140,7 +143,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
              table(["method"] + [f"NoC@{t}" for t in THRESHOLDS] + ["fail@0.8", "fail@0.9"], nrows),
              "\nWhat differs: as above; the papers' NoC figures for LIDC are NoC@0.70 (MedUHIP Table 3) and "
              "the 0.75 figure in SPA's text; Fig. 4's other bars and the failure rates are only in the figure "
-             "and the appendix (not in our copy).\n", sizes_line(recs)]
+             "and the appendix (not in our copy).\n"]
+    from clinloop.evaluation.benchmark import spa_datasets
+
+    text += [spa_datasets.section(ctx, recs), sizes_line(recs)]
     return "\n".join(text)
 
 
