@@ -25,7 +25,7 @@ from clinloop.evaluation.benchmark.published import (
 )
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt, fmt_ci, n_label
 
-TITLE = "SPA Table 1 (Dice after 1 and 3 iterations) and clicks to a Dice threshold, LIDC"
+TITLE = "SPA Table 1 (Dice after 1 and 3 iterations) and clicks to a Dice threshold"
 METHODS = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "click-litemedsam-lidc",
            "box-litemedsam": "pretrained LiteMedSAM"}
 ITERATIONS = 6

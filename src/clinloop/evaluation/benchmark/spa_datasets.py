@@ -5,7 +5,7 @@ it held back, through the protocols' own code (part of the ``spa`` suite).
 * 2-D sources (QUBIQ brain growth, RIGA disc and cup, BU-BIL, ISIC): the spa protocol
   (``clinloop.evaluate("spa", "spa", ...)``) on the ``val`` split of the source's seeded
   patient split (the held-out share ``spa-general`` was trained with), the click and 2
-  candidate choices; ``--quick`` 3 cases, default 25, ``--full`` all.
+  candidate choices; ``--quick`` 3 cases, default up to 25 (8–18 are held back), ``--full`` all.
 * 3-D sources (BraTS 2018 FLAIR, the left atrium): the spa-3d protocol (one click inside
   the target's largest axial slice, propagated through the volume, then 2 choices) on
   the volumes ``spa-general`` did not train on (its ``data.json``), without the
