@@ -3,7 +3,7 @@ dataset of its training mix (:data:`clinloop.training.spa_mix.GENERAL`), on the 
 it held back, through the protocols' own code (part of the ``spa`` suite).
 
 * 2-D sources (QUBIQ brain growth, RIGA disc and cup, BU-BIL, ISIC): the spa protocol
-  (``clinloop.evaluate("spa", "spa", ...)``) on the ``val`` split of the source's seeded
+  (:mod:`clinloop.evaluation.spa_protocol`, as ``clinloop evaluate --protocol spa``) on the ``val`` split of the source's seeded
   patient split (the held-out share ``spa-general`` was trained with), the click and 2
   candidate choices; ``--quick`` 3 cases, default up to 25 (8–18 are held back), ``--full`` all.
 * 3-D sources (BraTS 2018 FLAIR, the left atrium): the spa-3d protocol (one click inside
@@ -53,12 +53,15 @@ def _options(ctx: Context, src) -> dict:
 
 def _stage(src):
     def compute(ctx: Context) -> dict:
-        import clinloop
+        from clinloop.evaluation import spa3d_protocol, spa_protocol
 
         raw = ctx.raw_dir(f"spa-general-{src.name}")
-        protocol = "spa-3d" if src.name in VOLUME_SOURCES else "spa"
-        res = clinloop.evaluate("spa", protocol, ctx.data_root / src.folder, model=MODEL, seed=ctx.seed,
-                                threads=ctx.options.threads, out=str(raw / "results.json"), **_options(ctx, src))
+        volume = src.name in VOLUME_SOURCES
+        protocol, mod = ("spa-3d", spa3d_protocol) if volume else ("spa", spa_protocol)
+        opts = mod.OPTIONS(method="spa", protocol=protocol, data=str(ctx.data_root / src.folder), model=MODEL,
+                           seed=ctx.seed, threads=ctx.options.threads, out=str(raw / "results.json"),
+                           **_options(ctx, src))
+        res = mod.run_protocol(opts, verbose=False)
         cases = _cases(raw / "results_cases.csv")
         pats = [c["patient_id"] for c in cases]
         ci = {k: bootstrap_ci([c[k] for c in cases], pats, seed=ctx.seed) for k in ("dice_1", "dice_3")}
