@@ -16,7 +16,9 @@ Before each step the simulated user clicks up to the model's ``hint_points`` wro
 predicted boundary voxels of the current mask (``clinloop.models.mecca.hints.simulate_clicks``,
 the protocol's user), seeded by ``--seed``. Per step it prints the wall time of ``hint``,
 the model's own step time, the segment count, Dice to the label, and per advice region its
-size, mean confidence (1 − uncertainty), edema fraction and whether it touches the border.
+size, mean confidence (1 − uncertainty), label fraction (the share of its voxels inside
+``--label``: the edema for the default sample, the whole tumour for BraTS 2018) and
+whether it touches the border.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def run(model, image: np.ndarray, label: np.ndarray, steps: int, seed: int) -> l
         mask = prop.mask
         conf = 1.0 - prop.uncertainty
         regions = [{"voxels": int(r.sum()), "mean_confidence": round(float(conf[r].mean()), 3),
-                    "edema_fraction": round(float(label[r].mean()), 5), "touches_border": touches_border(r)}
+                    "label_fraction": round(float(label[r].mean()), 5), "touches_border": touches_border(r)}
                    for r in prop.advice]
         rows.append({"step": t + 1, "clicks": len(clicks), "hint_seconds": round(wall, 3),
                      "refine_seconds": round(prop.extra["refine_seconds"], 3), "n_segments": prop.extra["n_segments"],
@@ -72,7 +74,7 @@ def run(model, image: np.ndarray, label: np.ndarray, steps: int, seed: int) -> l
               f"{prop.extra['n_segments']} segments, Dice {rows[-1]['dice']:.3f}", flush=True)
         for r in regions:
             print(f"    advice: {r['voxels']} voxels, confidence {r['mean_confidence']:.2f}, "
-                  f"edema {r['edema_fraction']:.4f}, border {r['touches_border']}")
+                  f"label {r['label_fraction']:.4f}, border {r['touches_border']}")
     return rows
 
 
@@ -80,7 +82,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="mecca-lidc3d", help="3-D MECCA model folder or shipped name")
     p.add_argument("--data", default=DATA, help="FLAIR volume (default: %(default)s)")
-    p.add_argument("--label", default=LABEL, help="edema label, used only for clicks and scoring")
+    p.add_argument("--label", default=LABEL, help="the structure's label (default: the sample's edema), used only for clicks and scoring")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
