@@ -48,11 +48,10 @@ def touches_border(region: np.ndarray) -> bool:
 
 def run(model, image: np.ndarray, label: np.ndarray, steps: int, seed: int) -> list[dict]:
     from clinloop.metrics import dice
+    from clinloop.models.mecca import volumes as vol
     from clinloop.models.mecca.hints import simulate_clicks
 
     rng = np.random.default_rng(seed)
-    from clinloop.models.mecca import volumes as vol
-
     state = model.start(image, seed=seed, roi=False)  # the whole volume (no region around the first click)
     # the user sees the full-size mask (zoomed models keep p on their coarse grid)
     mask = vol.upsample(state.p, label.shape, model.cfg.zoom)[0, 0].numpy() > 0.5

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 
 import numpy as np
 import torch
@@ -38,27 +37,21 @@ def error_counts(mask: np.ndarray, label: np.ndarray, spacing, far_mm: float) ->
 
 
 def run_gate(model, cases, steps: int, seed: int, far_mm: float) -> dict:
-    from clinloop.metrics import assd, dice
-    from clinloop.models.mecca.model import simulate
+    """The protocol's rollout (:func:`clinloop.evaluation.mecca_cases.evaluate_cases`) with
+    :func:`error_counts` per case and step."""
+    from clinloop.evaluation.mecca_cases import evaluate_cases
 
-    rng = np.random.default_rng(seed)  # one generator over the cases, as evaluate_cases
-    rows = []
-    for image, label, spacing, case_id in cases:
-        out = simulate(model, image, label, steps, rng)
-        diag = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(label.shape, spacing))))
-        masks = [p > 0.5 for p in out["probabilities"]]
-        rows.append({"case_id": str(case_id), "dice": [float(dice(m, label)) for m in masks],
-                     "assd": [float(a) if math.isfinite(a := assd(m, label, spacing)) else diag for m in masks],
-                     "errors": [error_counts(m, label, spacing, far_mm) for m in masks],
-                     "misunderstanding": [int(v) for v in out["misunderstanding"]]})
-    mean = lambda k: np.mean([r[k] for r in rows], 0).round(4).tolist()  # noqa: E731
-    return {"dice_per_step": mean("dice"), "assd_per_step": mean("assd"),
-            "misunderstanding_per_step": mean("misunderstanding"), "per_case": rows}
+    res = evaluate_cases(model, cases, steps, seed, per_case=True,
+                         on_case=lambda cid, label, spacing, masks: [error_counts(m, label, spacing, far_mm)
+                                                                     for m in masks])
+    for row, errors in zip(res["per_case"], res.pop("on_case")):
+        row["errors"] = errors
+    return res
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
-    p.add_argument("--model", required=True, help="a mecca or mecca-no-confidence volume model folder")
+    p.add_argument("--model", required=True, help="a mecca or mecca-no-confidence volume model: folder or shipped name")
     p.add_argument("--data", required=True)
     p.add_argument("--gates", default="0,0.5", help="comma-separated confidence gates")
     p.add_argument("--steps", type=int, default=5)
@@ -69,9 +62,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from clinloop.evaluation.mecca_cases import iter_cases, open_dataset
     from clinloop.models.mecca.model import load_mecca
+    from clinloop.models.registry import resolve_model_dir
 
     torch.set_num_threads(a.threads)
-    model = load_mecca(a.model)
+    model = load_mecca(resolve_model_dir(a.model))
     if not model.cfg.is_rl:
         p.error(f"{a.model}: a {model.cfg.method!r} model has no action confidence to gate")
     ds = open_dataset(a.data, None, model.cfg.ndim)

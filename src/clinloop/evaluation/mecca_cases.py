@@ -90,22 +90,26 @@ def _case_arrays(sample, model, fusion: str, size: int | None, seed: int):
 
 
 def evaluate_cases(model, cases, steps: int, seed: int, hint_points: int | None = None,
-                   per_case: bool = False) -> dict[str, Any]:
+                   per_case: bool = False, on_case=None) -> dict[str, Any]:
     """Score ``cases`` = iterable of ``(image (C,*s), label (*s) bool, spacing[, case_id])``;
-    ``per_case`` adds ``per_case``: one ``{case_id, dice, misunderstanding}`` per case."""
+    ``per_case`` adds ``per_case``: one ``{case_id, dice, misunderstanding}`` per case.
+    ``on_case(case_id, label, spacing, masks)``, when given, sees each case's thresholded
+    masks (one per step) and may return a value, listed in order as ``on_case``."""
     from clinloop.metrics import assd, dice
     from clinloop.models.mecca.model import simulate
 
     rng = np.random.default_rng(seed)
-    D, A, S, M, F, ids = [], [], [], [], [], []
+    D, A, S, M, F, ids, hooked = [], [], [], [], [], [], []
     for k, case in enumerate(cases):
         image, label, spacing = case[:3]
         ids.append(str(case[3]) if len(case) > 3 else str(k))
         out = simulate(model, image, label, steps, rng, hint_points)
         diag = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(label.shape, spacing))))
+        masks = [prob > 0.5 for prob in out["probabilities"]]
+        if on_case is not None:
+            hooked.append(on_case(ids[-1], label, spacing, masks))
         d_row, a_row = [], []
-        for prob in out["probabilities"]:
-            m = prob > 0.5
+        for m in masks:
             d_row.append(dice(m, label))
             a = assd(m, label, spacing)
             a_row.append(a if math.isfinite(a) else diag)
@@ -121,6 +125,8 @@ def evaluate_cases(model, cases, steps: int, seed: int, hint_points: int | None 
     if per_case:
         out["per_case"] = [{"case_id": i, "dice": [round(float(v), 4) for v in d], "misunderstanding": [int(v) for v in m],
                             "flips": [int(v) for v in f]} for i, d, m, f in zip(ids, D, M, F)]
+    if on_case is not None:
+        out["on_case"] = hooked
     return out
 
 
