@@ -7,7 +7,7 @@ rater majority, one middle slice per nodule (``per_nodule=None``: all slices).
 ``lexu-lidc`` used another split (70/30 by patient): cases it was trained on are
 dropped where a table also scores LEXU, so no model is scored on its training data;
 :func:`trained_ids` does the same for any model folder (``spa-general`` trained on several
-datasets with its own patient split).
+datasets with its own patient split). :func:`read_cases` reads a protocol's per-case rows.
 """
 from __future__ import annotations
 
@@ -50,3 +50,18 @@ def heldout_lidc(ds, per_nodule: int | None = 1, limit: int | None = None, exclu
     idx = select_cases(ds, "val", limit=None, val_fraction=VAL_FRACTION, seed=SPLIT_SEED, per_group=per_nodule)
     idx = [i for i in idx if ds.case_ids[i] not in exclude]
     return idx if limit is None else idx[:limit]
+
+
+def read_cases(csv_path) -> list[dict]:
+    """A protocol's ``*_cases.csv``: case and patient ids, every ``dice_k`` / ``noc_t`` as float."""
+    import csv
+
+    out = []
+    with open(csv_path, newline="") as f:
+        for r in csv.DictReader(f):
+            row = {"case_id": r["case_id"], "patient_id": r["patient_id"]}
+            for k, v in r.items():
+                if k.startswith(("dice_", "noc_")) and v != "":
+                    row[k] = float(v)
+            out.append(row)
+    return out

@@ -17,6 +17,7 @@ prediction) against the same users' targets, as the table's uncertainty-model ro
 from __future__ import annotations
 
 from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.cases import read_cases
 from clinloop.evaluation.benchmark.published import (
     MEDUHIP_TABLE3_LIDC_NOC70,
     SPA_FIG4_LIDC_NOC75,
@@ -30,20 +31,6 @@ METHODS = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "cl
            "box-litemedsam": "pretrained LiteMedSAM"}
 ITERATIONS = 6
 LEXU_MODEL = "lexu-lidc"  # the non-interactive row (5-head CNN, 64²)
-
-
-def _read_cases(csv_path) -> list[dict]:
-    import csv
-
-    out = []
-    with open(csv_path, newline="") as f:
-        for r in csv.DictReader(f):
-            row = {"case_id": r["case_id"], "patient_id": r["patient_id"]}
-            for k, v in r.items():
-                if k.startswith(("dice_", "noc_")) and v != "":
-                    row[k] = float(v)
-            out.append(row)
-    return out
 
 
 def _stage(method: str):
@@ -61,7 +48,7 @@ def _stage(method: str):
                                   per_nodule=ctx.size(1, 1, None), limit=ctx.size(3, None, None),
                                   iterations=ITERATIONS, seed=ctx.seed, out=str(raw / "results.json"))
         res = run_protocol(opts, verbose=False)
-        cases = _read_cases(raw / "results_cases.csv")
+        cases = read_cases(raw / "results_cases.csv")
         pats = [c["patient_id"] for c in cases]
         ci = {f"dice_{k}": bootstrap_ci([c[f"dice_{k}"] for c in cases], pats, seed=ctx.seed)
               for k in range(1, ITERATIONS + 1)}

@@ -33,14 +33,6 @@ def sources():
     return [s for s in GENERAL if s.name != "lidc"]
 
 
-def _cases(csv_path) -> list[dict]:
-    import csv
-
-    with open(csv_path, newline="") as f:
-        return [{"case_id": r["case_id"], "patient_id": r["patient_id"], "dice_1": float(r["dice_1"]),
-                 "dice_3": float(r["dice_3"])} for r in csv.DictReader(f)]
-
-
 def _options(ctx: Context, src) -> dict:
     if src.name in VOLUME_SOURCES:
         return {"limit": ctx.size(1, None, None), "iterations": 2, "no_baseline": True}
@@ -54,6 +46,7 @@ def _options(ctx: Context, src) -> dict:
 def _stage(src):
     def compute(ctx: Context) -> dict:
         from clinloop.evaluation import spa3d_protocol, spa_protocol
+        from clinloop.evaluation.benchmark.cases import read_cases
 
         raw = ctx.raw_dir(f"spa-general-{src.name}")
         volume = src.name in VOLUME_SOURCES
@@ -62,7 +55,8 @@ def _stage(src):
                            seed=ctx.seed, threads=ctx.options.threads, out=str(raw / "results.json"),
                            **_options(ctx, src))
         res = mod.run_protocol(opts, verbose=False)
-        cases = _cases(raw / "results_cases.csv")
+        cases = [{k: c[k] for k in ("case_id", "patient_id", "dice_1", "dice_3")}
+                 for c in read_cases(raw / "results_cases.csv")]
         pats = [c["patient_id"] for c in cases]
         ci = {k: bootstrap_ci([c[k] for c in cases], pats, seed=ctx.seed) for k in ("dice_1", "dice_3")}
         return {"source": src.name, "protocol": protocol, "model": MODEL, "n_cases": res["n_cases"],
