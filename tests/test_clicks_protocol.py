@@ -68,3 +68,11 @@ def test_cli_writes_results(tmp_path, stub_backbone):  # noqa: F811
         import clinloop
 
         clinloop.evaluate("spa", "clicks", str(tmp_path / "lidc.npz"), model=str(tmp_path / "m"), format="lidc", clicks=1)
+    with pytest.raises(ValueError, match="--click-passes must be >= 1"):
+        clinloop.evaluate("spa", "clicks", str(tmp_path / "lidc.npz"), model=str(tmp_path / "m"), format="lidc",
+                          click_passes=0)
+    two = tmp_path / "res2" / "results.json"
+    assert main(["evaluate", "--protocol", "clicks", "--method", "spa", "--model", str(tmp_path / "m"),
+                 "--data", str(tmp_path / "lidc.npz"), "--format", "lidc", "--limit", "2", "--clicks", "3",
+                 "--click-passes", "2", "--out", str(two)]) == 0
+    assert json.loads(two.read_text())["click_passes"] == 2 and r["click_passes"] == 1

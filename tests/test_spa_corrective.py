@@ -107,6 +107,45 @@ def test_spa_session_corrective_click_uses_the_current_mask():
     assert p1.mask.shape == img.shape
 
 
+
+def test_click_passes_reprompt_a_corrective_click_with_its_own_y_app():
+    """``click_passes = 2``: a corrective click decodes twice, the second time with the first
+    pass's y_app as the mask prompt; the first click and choices decode once."""
+    from clinloop.interaction.session import Session
+    from tests.test_spa_model import _image, tiny_net
+    from clinloop.models.spa.candidates import aggregate
+    from clinloop.models.spa.model import SPAModel
+
+    model = SPAModel(tiny_net())
+    model.config.click_passes = 2
+    model.config.honour_clicks = False  # the network's own y_app (the constraint would edit it)
+    img = _image()
+    prompts = []
+    real_enc, real_gen = model.net.encode_interaction, model.net.gen_mask
+    model.net.encode_interaction = lambda pts, mp, box=None: (prompts.append(mp), real_enc(pts, mp, box))[1]
+    decodes = []
+    model.net.gen_mask = lambda *a, **k: decodes.append(real_gen(*a, **k)) or decodes[-1]
+    s = Session(model, img, seed=0)
+    s.click((25, 20))
+    assert len(decodes) == 1
+    st = s._state
+    before = st.current.clone()
+    s.click((5, 5), positive=False)
+    assert len(decodes) == 3 and len(prompts) == 3
+    np.testing.assert_array_equal((prompts[1][0, 0] > 0).numpy(), before.numpy())  # pass 1: the corrected mask
+    _, y_app_pass1 = aggregate(decodes[1][0] > 0)
+    np.testing.assert_array_equal((prompts[2][0, 0] > 0).numpy(), y_app_pass1.numpy())  # pass 2: pass 1's y_app
+    _, y_app_pass2 = aggregate(decodes[2][0] > 0)
+    np.testing.assert_array_equal(st.current.numpy(), y_app_pass2.numpy())  # the proposal is the last pass's
+    s.choose(0)
+    assert len(decodes) == 4  # a choice: one pass
+    r = Session.replay(model, img, s.history, seed=0)  # replay is exact with the extra pass
+    np.testing.assert_array_equal(r.proposal.mask, s.proposal.mask)
+    with pytest.raises(ValueError, match="click_passes"):
+        from clinloop.models.spa.config import SPAConfig
+        SPAConfig(click_passes=0)
+
+
 def _cases(net, n=2):
     from clinloop.data.synthetic import make_synthetic_sample
     from clinloop.models.litemedsam.preprocess import mask_to_model, preprocess

@@ -16,7 +16,8 @@ mask has no error left (the remaining clicks are not counted; Dice carries).
 (corrective clicks made), ``honoured_rate`` (their share honoured),
 ``dice_per_click`` (mean Dice after each click, carried after an early stop),
 ``dice_gain_per_click`` (mean change of Dice per corrective click),
-``seconds_per_click`` (median), ``model_only``; per-case rows go to ``<out stem>_cases.csv``.
+``seconds_per_click`` (median), ``model_only``, ``click_passes`` (SPA's decoder passes per
+corrective click, else null); per-case rows go to ``<out stem>_cases.csv``.
 SPA honours corrective clicks as hard constraints by default
 (:mod:`clinloop.interaction.constraints`), which makes every corrective click honoured
 by construction; ``--model-only`` measures the network alone.
@@ -48,6 +49,8 @@ class ClicksProtocolOptions(SliceCasesOptions):
     clicks: int = opt(5, help="clicks per case: the first plus clicks-1 corrective ones")
     model_only: bool = opt(False, help="switch SPA's click constraint off (config honour_clicks): the network's "
                                        "own response to each click")
+    click_passes: int | None = opt(None, help="SPA: decoder passes per corrective click (config click_passes; "
+                                              "default: the model's)")
     threads: int | None = opt(None)
 
 
@@ -97,6 +100,12 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
     model = load_method(args.method, args.model)
     if args.model_only and hasattr(model, "config") and hasattr(model.config, "honour_clicks"):
         model.config.honour_clicks = False
+    if args.click_passes is not None:
+        if not hasattr(getattr(model, "config", None), "click_passes"):
+            raise ValueError(f"--click-passes applies to SPA models; {args.method!r} has no decoder passes")
+        if args.click_passes < 1:
+            raise ValueError(f"--click-passes must be >= 1, got {args.click_passes}")
+        model.config.click_passes = int(args.click_passes)
     rows, curves, honoured, secs = [], [], [], []
     bar = tqdm(total=args.limit or len(idx), desc=f"clicks protocol ({args.method})", disable=not verbose)
     for pos, i in enumerate(idx):
@@ -132,6 +141,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         "dice_gain_per_click": float(np.mean(gains)) if gains else None,
         "seconds_per_click": float(statistics.median(secs)),
         "model_only": bool(args.model_only),
+        "click_passes": getattr(getattr(model, "config", None), "click_passes", None),
     }
     write_results(args.out, results, rows)
     if verbose:

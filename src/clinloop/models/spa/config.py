@@ -21,6 +21,7 @@ class SPAConfig:
     finetune_decoder: bool = True  # train the prompt encoder + mask decoder too (Alg. 1 "segmentation and interaction encoders")
     finetune_encoder: bool = False  # train the TinyViT image encoder too (no embedding cache; weights.pt then holds it)
     honour_clicks: bool = True  # corrective clicks as hard constraints (clinloop.interaction.constraints)
+    click_passes: int = 1  # decoder passes per corrective click: each later pass prompts with the previous pass's y_app
     backbone: str = "litemedsam"
     seed: int = 0
 
@@ -31,7 +32,7 @@ class SPAConfig:
             raise ValueError(f"unknown SPA method {self.method!r}; choose from {', '.join(VARIANTS)}")
         if self.path not in ("tail", "embedding"):
             raise ValueError(f"path must be 'tail' or 'embedding', got {self.path!r}")
-        for f in ("n_components", "latent_dim", "n_samples", "n_candidates", "cond_width"):
+        for f in ("n_components", "latent_dim", "n_samples", "n_candidates", "cond_width", "click_passes"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
 

@@ -181,6 +181,7 @@ class SPAState(SPAStateBase):
         self.current: torch.Tensor | None = None  # the last proposal's y_app, model frame
         self.corrective: list[tuple[tuple[float, float], bool]] = []  # clicks after the first interaction
         self.iteration = 0
+        self.corrective_step = False  # is the step being computed a corrective click's
         self.gmm: GMM | None = self.carried_gmm(profile, model.config.latent_dim)
         self.carried = self.gmm is not None
         self.candidates_model: torch.Tensor | None = None
@@ -197,6 +198,7 @@ class SPAState(SPAStateBase):
             self.corrective.append(((float(point[0]), float(point[1])), bool(positive)))
         if self.current is not None:  # a corrective click: the mask it corrects is the mask prompt
             self.mask = self.current
+        self.corrective_step = self.iteration > 0
         return self._step()
 
     def box(self, box) -> Proposal:
@@ -214,6 +216,7 @@ class SPAState(SPAStateBase):
     def choose(self, k: int) -> Proposal:
         self.check_choice(k, self.candidates_model)
         self.mask = self.candidates_model[k].clone()
+        self.corrective_step = False
         return self._step()
 
     # ------------------------------------------------------------------ the step
@@ -233,11 +236,15 @@ class SPAState(SPAStateBase):
         if not (self.carried and self.iteration == 1):
             self.gmm = net.distribution(self.e_x, sparse, dense).detach()
         step_seed = self.seed * 1_000_003 + self.iteration
-        g = torch.Generator().manual_seed(step_seed)
-        logits, _, _ = net.gen_mask(self.e_x, sparse, dense, self.gmm, cfg.n_samples, g)
+        passes = cfg.click_passes if self.corrective_step else 1  # choices and the first click: one pass
+        for k in range(passes):
+            if k:  # a refinement pass: the previous pass's y_app becomes the mask prompt
+                sparse, dense = net.encode_interaction(pts, mask_prompt(self.current), bx)
+            g = torch.Generator().manual_seed(step_seed)
+            logits, _, _ = net.gen_mask(self.e_x, sparse, dense, self.gmm, cfg.n_samples, g)
+            ys = logits > 0  # (N, 256, 256)
+            prob_m, self.current = cand.aggregate(ys)
         h, w = self.info.resized_size
-        ys = logits > 0  # (N, 256, 256)
-        prob_m, self.current = cand.aggregate(ys)
         crop = ys[:, :h, :w]  # cluster only the image part of the frame
         cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed, pool=2)
         cands = torch.zeros(cfg.n_candidates, *ys.shape[1:], dtype=torch.bool)
