@@ -14,7 +14,13 @@ int8 weights, uint8 activations; ``onnxruntime.quantization.quantize_static``):
 * ``weight-mm, percentile``: the same with 99.99-percentile activation ranges.
 
 Relative error: ||e_q - e|| / ||e|| of the (256, 64, 64) embedding, mean over the test
-slices. Timings: median (min) of 3 rounds over 5 slices, graph optimisation ``all``,
+slices.
+
+``--lidc-dice`` also runs the LIDC spa protocol (``spa-lidc``, the 25 held-back middle
+slices of ``benchmarks/spa_general_report.py``, 6 iterations) twice, with the float32
+and the ``weight-mm`` encoder, each into a fresh embedding cache, and prints Dice after
+iterations 1, 3 and 6 and the paired per-case differences (issue 13: "the same masks,
+Dice change <= 0.005"). It says how many calibration slices come from held-back patients. Timings: median (min) of 3 rounds over 5 slices, graph optimisation ``all``,
 sequential execution. Quantised files go to ``--out`` (gitignored ``runs/``).
 """
 from __future__ import annotations
@@ -26,6 +32,9 @@ from pathlib import Path
 import numpy as np
 
 
+LIDC_SLICES = range(0, 400, 20)  # indices into lidc_crops_dev.npz
+
+
 def slices(root: Path) -> list[np.ndarray]:
     """Preprocessed (1, 3, 256, 256) model inputs of real slices (module docstring)."""
     from clinloop.data import load_dataset
@@ -33,7 +42,7 @@ def slices(root: Path) -> list[np.ndarray]:
 
     out = []
     lidc = load_dataset(root / "lidc" / "lidc_crops_dev.npz")
-    planes = [lidc[i].image for i in range(0, 400, 20)]
+    planes = [lidc[i].image for i in LIDC_SLICES]
     brats = load_dataset(root / "brats2018_flair")[0]
     planes += [brats.image[:, z] for z in range(50, 110, 6)]
     for p in planes:
@@ -56,6 +65,9 @@ def main(argv=None) -> None:
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/encoder_int8")
+    ap.add_argument("--lidc-dice", action="store_true", help="also the LIDC spa protocol with each encoder")
+    ap.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                    help="quantise only these variants (default: all; the percentile calibration needs ~20 GB)")
     a = ap.parse_args(argv)
 
     import onnx
@@ -94,6 +106,12 @@ def main(argv=None) -> None:
                 "weight-mm, percentile": dict(op_types_to_quantize=["MatMul"], nodes_to_exclude=act_mm,
                                               calibrate_method=CalibrationMethod.Percentile,
                                               extra_options={"CalibPercentile": 99.99})}
+    if a.lidc_dice and a.variants is not None and "weight-mm" not in a.variants:
+        ap.error("--lidc-dice compares the weight-mm variant: include it in --variants")
+    unknown = set(a.variants or ()) - set(variants)
+    if unknown:
+        ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(variants)}")
+    variants = {k: v for k, v in variants.items() if a.variants is None or k in a.variants}
     paths = {"float32 (today's ONNX Runtime encoder)": src}
     for tag, kw in variants.items():
         p = out / (tag.replace(", ", "-").replace("+", "-") + ".onnx")
@@ -114,6 +132,48 @@ def main(argv=None) -> None:
                 ts.append(time.perf_counter() - t0)
         err = np.mean([np.linalg.norm(s.run(None, {name: x})[0] - y) / np.linalg.norm(y) for x, y in zip(test, y_ref)])
         print(f"{tag:40s} {np.median(ts):.3f} s ({min(ts):.3f})  relative error {err:.3g}", flush=True)
+    if a.lidc_dice:
+        lidc_dice(Path(a.data_root), {"float32": src, "int8 weight-mm": paths["weight-mm"]}, a.threads, out)
+
+
+def lidc_dice(root: Path, paths: dict, threads: int, out: Path) -> None:
+    """The LIDC spa protocol with each encoder file (module docstring)."""
+    import os
+    import tempfile
+
+    import clinloop
+    from clinloop.data import load_dataset
+    from clinloop.models.litemedsam import encoder_runtime
+    from clinloop.training.spa_data import patient_split
+
+    dev = load_dataset(root / "lidc" / "lidc_crops_dev.npz")
+    held = {p for p, part in patient_split(dev.patient_ids, 0.2, 0).items() if part == "val"}
+    overlap = sum(dev.patient_ids[i] in held for i in LIDC_SLICES)
+    print(f"calibration slices from held-back LIDC patients: {overlap} of {len(LIDC_SLICES)}")
+    real, runs = encoder_runtime.session, {}
+    for tag, path in paths.items():
+        sess = session(path, threads)
+        encoder_runtime.session = lambda encoder, n, root=None, _s=sess: _s
+        encoder_runtime.set_default_runtime("onnx")
+        try:
+            with tempfile.TemporaryDirectory() as cache:
+                os.environ["CLINLOOP_CACHE"] = cache
+                runs[tag] = clinloop.evaluate("spa", "spa", str(root / "lidc"), model="spa-lidc", split="val",
+                                              limit=25, iterations=6, per_nodule=1, threads=threads,
+                                              out=str(out / f"lidc_{tag.replace(' ', '_')}.json"))
+        finally:
+            encoder_runtime.session = real
+            encoder_runtime.set_default_runtime(None)
+            os.environ.pop("CLINLOOP_CACHE", None)
+    import csv
+
+    per = {t: [list(map(float, (r[f"dice_{k}"] for k in (1, 3, 6))))
+               for r in csv.DictReader(open(out / f"lidc_{t.replace(' ', '_')}_cases.csv"))] for t in runs}
+    for tag, rows in per.items():
+        print(f"{tag:16s} Dice@1/@3/@6 " + " / ".join(f"{v:.4f}" for v in np.mean(rows, 0)), flush=True)
+    a, b = (np.asarray(v) for v in per.values())
+    print(f"int8 - float32, mean over {len(a)} cases: " + " / ".join(f"{v:+.4f}" for v in (b - a).mean(0))
+          + "; largest per-case |change| " + " / ".join(f"{v:.4f}" for v in np.abs(b - a).max(0)))
 
 
 if __name__ == "__main__":
