@@ -170,7 +170,8 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
 
     out = tmp_path / "report"
     res = benchmark("lexu", shared_data, out, quick=True)
-    assert res["computed"] == ["lexu-riga-cup", "lexu-lidc"]
+    assert res["computed"] == ["lexu-riga-cup", "lexu-lidc", "lexu-riga-cup-beta-0", "lexu-riga-cup-beta-3",
+                               "lexu-riga-cup-beta-10"]
     rec = json.loads((out / "lexu-riga-cup.json").read_text())["result"]
     proto = json.loads((out / "raw" / "lexu-riga-cup" / "results.json").read_text())
     assert rec["n_cases"] == proto["n_cases"] == len(rec["cases"]) == 5
@@ -183,6 +184,15 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     row = next(line for line in readme.splitlines() if line.startswith("| LEXU `lexu-riga-cup`"))
     assert _numbers(row.split("|")[6])[0] == pytest.approx(proto["soft_dice"], abs=6e-4)
     assert "| LEXU (**published**) | RIGA cup | 0.689 | 0.651 | 0.735 | 0.856 | 0.163 |" in readme
+    # Table 3: each β row is a model trained with that β (2 epochs in --quick) through the same protocol
+    for beta in (0, 3, 10):
+        raw = out / "raw" / f"lexu-riga-cup-beta-{beta}"
+        cfg = json.loads((out / "models" / f"lexu-riga-cup-beta-{beta}" / "2-epochs" / "config.json").read_text())
+        assert cfg["beta"] == beta and cfg["epochs"] == 2 and cfg["size"] == 96
+        b = json.loads((out / f"lexu-riga-cup-beta-{beta}.json").read_text())["result"]
+        assert b["ci"]["soft_dice"]["mean"] == pytest.approx(json.loads((raw / "results.json").read_text())["soft_dice"])
+    assert "| β = 0 (**published**) | -0.524 | 0.526 | 0.874 | 0.173 |" in readme
+    assert "| β = 5 (ours) |" in readme and "| β = 10 (ours) |" in readme
 
 
 def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys, monkeypatch):
