@@ -238,7 +238,7 @@ def test_tuning_split_takes_whole_training_patients_only():
 
 def test_balance_confidence_option_changes_only_the_confidence_loss():
     """--balance-confidence reaches the config and the command line; the 2-D shipped
-    config keeps the old unbalanced L_C; in the ablation (reward = gain) the flag
+    config (retrained 2026-12-03) uses the balanced L_C; in the ablation (reward = gain) the flag
     changes L_C but not the rollout, the policy loss or the value loss."""
     from importlib.resources import files
 
@@ -250,7 +250,7 @@ def test_balance_confidence_option_changes_only_the_confidence_loss():
     assert parse_options("mecca", ["--data", "d", "--out", "o"]).balance_confidence is False
     assert "--balance-confidence" in command_line(args)
     shipped = files("clinloop") / "assets" / "models" / "mecca-lidc" / "config.json"
-    assert MECCAConfig.load(str(shipped)).balance_confidence is False
+    assert MECCAConfig.load(str(shipped)).balance_confidence is True
 
     torch.set_num_threads(1)
     x = torch.randn(2, 1, 12, 12)
@@ -264,3 +264,20 @@ def test_balance_confidence_option_changes_only_the_confidence_loss():
     assert stats[False]["policy"] == stats[True]["policy"] and stats[False]["value"] == stats[True]["value"]
     assert stats[False]["reward"] == stats[True]["reward"]
     assert abs(stats[False]["conf"] - stats[True]["conf"]) > 1e-4
+
+
+def test_recorded_command_parses_back_with_an_empty_value():
+    """``data.json`` "command" quotes its values: the default ``--crop ''`` (empty) used to be
+    written bare, so ``--crop --crop-jitter 0`` read '--crop-jitter' as the crop."""
+    import shlex
+
+    from clinloop.cli.train import parse_options
+    from clinloop.training.mecca import command_line
+
+    args = parse_options("mecca", ["--data", "a dir/x.npz", "--out", "o", "--crop-jitter", "3"])
+    cmd = command_line(args)
+    assert "--crop ''" in cmd and "'a dir/x.npz'" in cmd
+    argv = shlex.split(cmd)[2:]  # drop "clinloop train"
+    i = argv.index("--method")
+    back = parse_options(argv[i + 1], argv[:i] + argv[i + 2:])
+    assert back == args

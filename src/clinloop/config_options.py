@@ -15,6 +15,7 @@ This module has no argparse: the library never parses command lines.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from dataclasses import MISSING, dataclass, field
 from typing import Any, TypeVar
 
@@ -82,9 +83,9 @@ def command_line(verb: str, opts, skip: tuple[str, ...] = ()) -> str:
         flag = "--" + k.replace("_", "-")
         if isinstance(v, (list, tuple)):
             for x in v:
-                parts += [flag, str(x)]
-        else:
-            parts += [flag] if v is True else [flag, str(v)]
+                parts += [flag, shlex.quote(str(x))]
+        else:  # quoted: an empty value ('') or one with spaces parses back as given
+            parts += [flag] if v is True else [flag, shlex.quote(str(v))]
     return " ".join(parts)
 
 

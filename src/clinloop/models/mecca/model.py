@@ -75,7 +75,7 @@ def gate_actions(p: torch.Tensor, p_next: torch.Tensor, confidence: torch.Tensor
     they are (figures: docs/methods/mecca.md, "Confidence-gated actions"). ``gate = 0``
     (the default) is the paper's update. The gate assumes a pre-segmentation p^(0)
     (``cfg.init`` "pnet-mask"): from p = 0.5 everywhere a gated agent can stay undecided
-    (``mecca-lidc`` with gate 0.5 scores Dice 0)."""
+    (the earlier p = 0.5 ``mecca-lidc`` scored Dice 0 with gate 0.5)."""
     if gate <= 0.0:
         return p_next
     return torch.where(confidence >= gate, p_next, p)
