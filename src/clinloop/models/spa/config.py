@@ -21,7 +21,7 @@ class SPAConfig:
     finetune_decoder: bool = True  # train the prompt encoder + mask decoder too (Alg. 1 "segmentation and interaction encoders")
     finetune_encoder: bool = False  # train the TinyViT image encoder too (no embedding cache; weights.pt then holds it)
     honour_clicks: bool = True  # corrective clicks as hard constraints (clinloop.interaction.constraints)
-    click_passes: int = 1  # decoder passes per corrective click: each later pass prompts with the previous pass's y_app
+    click_passes: int = 1  # decoder passes per corrective click (2-D sessions): each later pass prompts with the previous pass's y_app
     backbone: str = "litemedsam"
     seed: int = 0
 
