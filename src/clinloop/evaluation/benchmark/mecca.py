@@ -101,15 +101,15 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                          fmt(float(sum(p["seconds_per_step"]) / len(p["seconds_per_step"])), 3),
                          n_label(r["ci"]["dice_1"])])
     text = [f"## {TITLE}\n",
-            table(["method", "Dice after step 1", f"Dice after step {STEPS}", f"ASSD after step {STEPS} (mm)",
+            table(["method", "Dice after step 1", f"Dice after step {STEPS}", f"ASSD after step {STEPS} (px)",
                    f"misunderstood agents, step {STEPS}", "s / step", "slices"], rows),
             "\nPublished (mecca.txt Table 1, 3-D volumes; Dice %, ASSD in pixels, mean ± sd; not our data):\n",
             table(["method", "BraTS2015 Dice", "BraTS2015 ASSD", "MM-WHS Dice", "MM-WHS ASSD"],
                   [[f"{n} (**published**)", *v] for n, *v in PUBLISHED]),
             "\nWhat differs: the paper evaluates 3-D volumes (BraTS, MM-WHS, spleen, liver) after its own "
             "number of steps with GPU-trained A3C agents; ours are the shipped 2-D LIDC slice models (CPU budget), "
-            "no LIDC row exists in the paper, ASSD uses the slice spacing (a step with an empty prediction gets "
-            "the image diagonal). Dice intervals: patient bootstrap; ASSD: mean only.\n"]
+            "no LIDC row exists in the paper, ASSD is in pixels (the LIDC crops store no spacing; a step with an "
+            "empty prediction gets the image diagonal). Dice intervals: patient bootstrap; ASSD: mean only.\n"]
     for task in VOLUME_TASKS:
         vrows = []
         for m in VOLUME_METHODS:
