@@ -15,7 +15,8 @@ LIDC slice (1,869).
   β = 0, 3 and 10 a model is trained into the stage's raw folder with the shipped
   ``lexu-riga-cup`` command but that β (96², 100 epochs, batch 4, lr 2e-3, seed 0; ~100 s
   each on 1 thread; ``--quick``: 2 epochs) into ``out/models/<stage>/`` and evaluated as
-  ``lexu-riga-cup`` is; β = 5 is the shipped model itself (the same command).
+  ``lexu-riga-cup`` is; β = 5 is the shipped model itself (the same command). Training
+  resumes, and a finished model there is reused, also by ``--force`` (delete it to retrain).
 
 Not here yet (no model for them is shipped): the deep / layer ensembles, QUBIQ and
 Drishti-GS1 (each needs training).
