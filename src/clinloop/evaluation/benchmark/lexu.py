@@ -12,7 +12,7 @@ per-image means. Sizes: ``--quick`` 5 images, 2 for the difficulty test; default
 LIDC 300 images / RIGA all 14, difficulty 40 / 14 (est. ~3 min, plus ~100 s per β model); ``--full`` every held-out
 LIDC slice (1,869).
 * ``lexu-riga-cup-beta-<β>`` (lexu.txt Table 3, the heatmap-loss weight β on RIGA): for
-  β = 0, 3 and 10 a model is trained into the stage's raw folder with the shipped
+  β = 0, 3 and 10 a model is trained with the shipped
   ``lexu-riga-cup`` command but that β (96², 100 epochs, batch 4, lr 2e-3, seed 0; ~100 s
   each on 1 thread; ``--quick``: 2 epochs) into ``out/models/<stage>/`` and evaluated as
   ``lexu-riga-cup`` is; β = 5 is the shipped model itself (the same command). Training
