@@ -143,6 +143,7 @@ def lidc_dice(root: Path, paths: dict, threads: int, out: Path) -> None:
 
     import clinloop
     from clinloop.data import load_dataset
+    from clinloop.evaluation.benchmark.cases import read_cases
     from clinloop.models.litemedsam import encoder_runtime
     from clinloop.training.spa_data import patient_split
 
@@ -158,20 +159,17 @@ def lidc_dice(root: Path, paths: dict, threads: int, out: Path) -> None:
         try:
             with tempfile.TemporaryDirectory() as cache:
                 os.environ["CLINLOOP_CACHE"] = cache
-                runs[tag] = clinloop.evaluate("spa", "spa", str(root / "lidc"), model="spa-lidc", split="val",
-                                              limit=25, iterations=6, per_nodule=1, threads=threads,
-                                              out=str(out / f"lidc_{tag.replace(' ', '_')}.json"))
+                stem = out / f"lidc_{tag.replace(' ', '_')}"
+                clinloop.evaluate("spa", "spa", str(root / "lidc"), model="spa-lidc", split="val", limit=25,
+                                  iterations=6, per_nodule=1, threads=threads, out=f"{stem}.json")
+                runs[tag] = [[c[f"dice_{k}"] for k in (1, 3, 6)] for c in read_cases(f"{stem}_cases.csv")]
         finally:
             encoder_runtime.session = real
             encoder_runtime.set_default_runtime(None)
             os.environ.pop("CLINLOOP_CACHE", None)
-    import csv
-
-    per = {t: [list(map(float, (r[f"dice_{k}"] for k in (1, 3, 6))))
-               for r in csv.DictReader(open(out / f"lidc_{t.replace(' ', '_')}_cases.csv"))] for t in runs}
-    for tag, rows in per.items():
+    for tag, rows in runs.items():
         print(f"{tag:16s} Dice@1/@3/@6 " + " / ".join(f"{v:.4f}" for v in np.mean(rows, 0)), flush=True)
-    a, b = (np.asarray(v) for v in per.values())
+    a, b = (np.asarray(v) for v in runs.values())
     print(f"int8 - float32, mean over {len(a)} cases: " + " / ".join(f"{v:+.4f}" for v in (b - a).mean(0))
           + "; largest per-case |change| " + " / ".join(f"{v:.4f}" for v in np.abs(b - a).max(0)))
 

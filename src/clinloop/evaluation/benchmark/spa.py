@@ -16,6 +16,7 @@ prediction) against the same users' targets, as the table's uncertainty-model ro
 """
 from __future__ import annotations
 
+from clinloop.evaluation.benchmark import spa_datasets
 from clinloop.evaluation.benchmark.base import Context, Stage
 from clinloop.evaluation.benchmark.cases import read_cases
 from clinloop.evaluation.benchmark.published import (
@@ -88,8 +89,6 @@ def _lexu(ctx: Context) -> dict:
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"data": "lidc", "split": "val", "per_nodule": ctx.size(1, 1, None), "limit": ctx.size(3, None, None),
            "iterations": ITERATIONS}
-    from clinloop.evaluation.benchmark import spa_datasets
-
     return ([Stage(f"spa-{m}", _stage(m), {**cfg, "model": METHODS[m]}) for m in METHODS]
             + [Stage("spa-lexu", _lexu, {**cfg, "model": LEXU_MODEL})] + spa_datasets.stages(ctx))
 
@@ -131,8 +130,6 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
              "\nWhat differs: as above; the papers' NoC figures for LIDC are NoC@0.70 (MedUHIP Table 3) and "
              "the 0.75 figure in SPA's text; Fig. 4's other bars and the failure rates are only in the figure "
              "and the appendix (not in our copy).\n"]
-    from clinloop.evaluation.benchmark import spa_datasets
-
     text += [spa_datasets.section(ctx, recs), sizes_line(recs)]
     return "\n".join(text)
 

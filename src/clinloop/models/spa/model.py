@@ -181,7 +181,6 @@ class SPAState(SPAStateBase):
         self.current: torch.Tensor | None = None  # the last proposal's y_app, model frame
         self.corrective: list[tuple[tuple[float, float], bool]] = []  # clicks after the first interaction
         self.iteration = 0
-        self.corrective_step = False  # is the step being computed a corrective click's
         self.gmm: GMM | None = self.carried_gmm(profile, model.config.latent_dim)
         self.carried = self.gmm is not None
         self.candidates_model: torch.Tensor | None = None
@@ -198,8 +197,7 @@ class SPAState(SPAStateBase):
             self.corrective.append(((float(point[0]), float(point[1])), bool(positive)))
         if self.current is not None:  # a corrective click: the mask it corrects is the mask prompt
             self.mask = self.current
-        self.corrective_step = self.iteration > 0
-        return self._step()
+        return self._step(corrective=self.iteration > 0)
 
     def box(self, box) -> Proposal:
         """A box ``(x0, y0, x1, y1)`` (inclusive input pixels) as the first prompt, in place of the
@@ -216,12 +214,11 @@ class SPAState(SPAStateBase):
     def choose(self, k: int) -> Proposal:
         self.check_choice(k, self.candidates_model)
         self.mask = self.candidates_model[k].clone()
-        self.corrective_step = False
         return self._step()
 
     # ------------------------------------------------------------------ the step
     @torch.inference_mode()
-    def _step(self) -> Proposal:
+    def _step(self, corrective: bool = False) -> Proposal:
         from clinloop.models.litemedsam.preprocess import postprocess_logits
 
         net, cfg = self.model.net, self.model.config
@@ -236,7 +233,7 @@ class SPAState(SPAStateBase):
         if not (self.carried and self.iteration == 1):
             self.gmm = net.distribution(self.e_x, sparse, dense).detach()
         step_seed = self.seed * 1_000_003 + self.iteration
-        passes = cfg.click_passes if self.corrective_step else 1  # choices and the first click: one pass
+        passes = cfg.click_passes if corrective else 1  # choices, boxes and the first click: one pass
         for k in range(passes):
             if k:  # a refinement pass: the previous pass's y_app becomes the mask prompt
                 sparse, dense = net.encode_interaction(pts, mask_prompt(self.current), bx)
