@@ -301,3 +301,23 @@ def make_brats(root: Path, cases=("case_0", "case_1"), naming: str = "deepvoxnet
             _save_vol(d / f"{case}_seg.nii.gz", seg, affine)
             _save_vol(d / f"{case}_t1.nii.gz", flair * 0, affine)
     return out
+
+
+def make_drishti(root: Path, splits=(("Training", ("drishtiGS_002", "drishtiGS_004")), ("Test", ("drishtiGS_001",))),
+                 size: int = 16, seed: int = 0) -> Path:
+    """Drishti-GS1 layout: per case image.jpg and disc/cup agreement PNGs (expert counts 0..4,
+    the cup nested in the disc), cdr.txt and crop.json."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    for split, names in splits:
+        for name in names:
+            d = root / split / name
+            _png(d / "image.jpg", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+            disc = np.clip(4 - np.floor(r - size / 4), 0, 4).astype(np.uint8)
+            cup = np.clip(4 - np.floor(r - size / 8), 0, 4).astype(np.uint8)
+            _png(d / "disc_agreement.png", disc)
+            _png(d / "cup_agreement.png", cup)
+            (d / "cdr.txt").write_text("0.5 0.6 0.55 0.5")
+            (d / "crop.json").write_text('{"crop_xyxy": [0, 0, 10, 10]}')
+    return root

@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from clinloop.data import detect_format, load_dataset
-from clinloop.data.readers import brats, bubil, decathlon, isic, lidc, qubiq, riga
+from clinloop.data.readers import brats, bubil, decathlon, drishti, isic, lidc, qubiq, riga
 from clinloop.errors import DataError
 from fixtures_datasets import (
     corrupt_middle,
     make_brats,
     make_bubil_dataset,
     make_decathlon,
+    make_drishti,
     make_isic,
     make_lidc_npz,
     make_qubiq,
@@ -28,6 +29,7 @@ from fixtures_datasets import (
 DETECTORS = {
     "lidc": lidc.detect_lidc,
     "riga": riga.detect_riga,
+    "drishti": drishti.detect_drishti,
     "qubiq": qubiq.detect_qubiq,
     "bubil": bubil.detect_bubil,
     "isic": isic.detect_isic,
@@ -410,6 +412,7 @@ def layouts(tmp_path):
     out["riga"] = tmp_path / "riga.npz"
     make_riga_npz(out["riga"])
     out["qubiq"] = make_qubiq(tmp_path / "qubiq")
+    out["drishti"] = make_drishti(tmp_path / "drishti")
     out["bubil"] = tmp_path / "BU-BIL_Dataset1"
     make_bubil_dataset(out["bubil"])
     out["isic"] = tmp_path / "isic"

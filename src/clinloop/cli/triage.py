@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from clinloop.data import detect_format, load_dataset
+    from clinloop.data import detect_format, load_dataset, reader_accepts
     from clinloop.evaluation.lexu_protocol import select_cases
     from clinloop.evaluation.triage import rank_cases, ranking_spearman, write_worklist
     from clinloop.models.lexu.model import load_lexu
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = load_lexu(model_dir)
     opts = {}
     structure = args.structure or predictor.cfg.structure
-    if structure and (args.format or detect_format(args.data)) == "riga":
+    if structure and reader_accepts(args.format or detect_format(args.data), "structure"):
         opts["structure"] = structure
     if args.task is not None:
         opts["task"] = args.task

@@ -117,6 +117,7 @@ READERS: dict[str, Reader] = {}
 _READER_MODULES: list[str] = [
     "clinloop.data.readers.lidc",
     "clinloop.data.readers.riga",
+    "clinloop.data.readers.drishti",
     "clinloop.data.readers.qubiq",
     "clinloop.data.readers.bubil",
     "clinloop.data.readers.isic",
@@ -161,6 +162,16 @@ def _ensure_loaded() -> None:
 def available_formats() -> list[str]:
     _ensure_loaded()
     return list(READERS)
+
+
+def reader_accepts(format: str, option: str) -> bool:
+    """Whether the reader of ``format`` takes the keyword option ``option``
+    (e.g. ``structure`` for the fundus sets' disc / cup)."""
+    import inspect
+
+    _ensure_loaded()
+    reader = READERS.get(format)
+    return reader is not None and option in inspect.signature(reader.read).parameters
 
 
 def detect_format(path: str | Path) -> str:

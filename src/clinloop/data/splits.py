@@ -201,3 +201,19 @@ def check_no_leak(*parts: Dataset) -> None:
             if p in seen and seen[p] != j:
                 raise ValueError(f"patient {p!r} is in part {seen[p]} and part {j}")
             seen[p] = j
+
+
+def folder_split(dataset: Dataset, train: str = "Training", test: str = "Test") -> tuple[list[int], list[int]]:
+    """Indices (train, test) of a dataset's *own* split, from the split folder its
+    reader records per case (``dataset.folder_split``; Drishti-GS1: 50 Training /
+    51 Test photos). Cases in other folders are in neither part. A ValueError
+    names what is missing when the dataset has no such folders."""
+    folders = getattr(dataset, "folder_split", None)
+    if folders is None:
+        raise ValueError(f"{dataset.name}: its reader records no split folders; use a random patient split instead")
+    tr = [i for i, f in enumerate(folders) if f == train]
+    te = [i for i, f in enumerate(folders) if f == test]
+    if not tr or not te:
+        found = ", ".join(sorted(set(map(str, folders)))) or "none"
+        raise ValueError(f"{dataset.name}: need cases in both '{train}' and '{test}' folders; found folders: {found}")
+    return tr, te

@@ -62,7 +62,7 @@ class LexuProtocolOptions(ProtocolOptions):
     """``clinloop evaluate --protocol lexu`` (and ``clinloop.evaluate(method, "lexu", data, ...)``)."""
 
     protocol: str = "lexu"
-    structure: str | None = opt(None, help="RIGA structure (cup/disc); default: the model's")
+    structure: str | None = opt(None, help="fundus structure (RIGA, Drishti-GS1: cup/disc); default: the model's")
     task: int | None = opt(None, help="QUBIQ task number")
     split: str = opt("test", choices=["test", "all"],
                      help="test: the model's held-out cases from data.json (default); all: every case")
@@ -285,9 +285,9 @@ def run_protocol(args: LexuProtocolOptions, verbose: bool = False) -> dict:
     opts = {}
     structure = args.structure or predictor.cfg.structure
     fmt = args.format
-    from clinloop.data import detect_format
+    from clinloop.data import detect_format, reader_accepts
 
-    if (fmt or detect_format(args.data)) == "riga" and structure:
+    if structure and reader_accepts(fmt or detect_format(args.data), "structure"):
         opts["structure"] = structure
     if args.task is not None:
         opts["task"] = args.task

@@ -57,6 +57,8 @@ class LexuTrainOptions(TrainOptions):
     task: int | None = opt(None, help="QUBIQ task number")
     held_out_fraction: float = opt(0.3, flags=("--test-fraction",),
                                    help="held-out share of the cases (split by patient)")
+    official_split: bool = opt(False, help="use the dataset's own Training/Test folders (Drishti-GS1: 50 / 51 "
+                                           "photos) instead of a random patient split")
     split_seed: int | None = opt(None, help="seed of the split (default: --seed); fix it to compare training "
                                             "seeds on the same held-out cases")
     max_cases: int | None = opt(None, help="train on at most N training cases (random, seeded)")
@@ -225,7 +227,12 @@ def train_model(args: LexuTrainOptions) -> Path:
     opts = dataset_options(args)
     ds = load_dataset(args.data, format=args.format, **opts)
     split_seed = args.seed if args.split_seed is None else args.split_seed
-    train_idx, test_idx = split_cases(ds, args.held_out_fraction, split_seed)
+    if args.official_split:
+        from clinloop.data.splits import folder_split
+
+        train_idx, test_idx = folder_split(ds)
+    else:
+        train_idx, test_idx = split_cases(ds, args.held_out_fraction, split_seed)
     if args.max_cases is not None and len(train_idx) > args.max_cases:
         rng = np.random.default_rng(args.seed)
         train_idx = sorted(rng.choice(train_idx, args.max_cases, replace=False).tolist())
@@ -263,8 +270,9 @@ def train_model(args: LexuTrainOptions) -> Path:
         "dataset": str(args.data),  # as given (no machine path unless the user gave one)
         "format": args.format or ds.format,
         "options": opts,
-        "split": {"method": "split_by_patient", "fractions": [1 - args.held_out_fraction, args.held_out_fraction],
-                  "seed": split_seed},
+        "split": ({"method": "folder_split", "folders": ["Training", "Test"]} if args.official_split else
+                  {"method": "split_by_patient", "fractions": [1 - args.held_out_fraction, args.held_out_fraction],
+                   "seed": split_seed}),
         "train_cases": [ds.case_ids[i] for i in train_idx],
         "test_cases": [ds.case_ids[i] for i in test_idx],
         "n_train_images": len(kept),
