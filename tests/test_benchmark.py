@@ -171,7 +171,8 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     out = tmp_path / "report"
     res = benchmark("lexu", shared_data, out, quick=True)
     assert res["computed"] == ["lexu-riga-cup", "lexu-lidc", "lexu-riga-cup-beta-0", "lexu-riga-cup-beta-3",
-                               "lexu-riga-cup-beta-10"]
+                               "lexu-riga-cup-beta-10", "ensemble-riga-cup", "layer-ensemble-riga-cup",
+                               "lexu-drishti-cup", "unet-drishti-cup", "lexu-qubiq", "unet-qubiq"]
     rec = json.loads((out / "lexu-riga-cup.json").read_text())["result"]
     proto = json.loads((out / "raw" / "lexu-riga-cup" / "results.json").read_text())
     assert rec["n_cases"] == proto["n_cases"] == len(rec["cases"]) == 5
@@ -193,6 +194,19 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
         assert b["ci"]["soft_dice"]["mean"] == pytest.approx(json.loads((raw / "results.json").read_text())["soft_dice"])
     assert "| β = 0 (**published**) | -0.524 | 0.526 | 0.874 | 0.173 |" in readme
     assert "| β = 5 (ours) |" in readme and "| β = 10 (ours) |" in readme
+    # rows no shipped model covers: trained by the suite, each with its method, through the same protocol
+    for name, method in (("ensemble-riga-cup", "ensemble"), ("lexu-drishti-cup", "lexu"), ("unet-qubiq", "unet")):
+        model_dir = out / "models" / name / "2-epochs"
+        assert json.loads((model_dir / "config.json").read_text())["method"] == method
+        rec = json.loads((out / f"{name}.json").read_text())["result"]
+        proto = json.loads((out / "raw" / name / "results.json").read_text())
+        assert rec["method"] == proto["method"] == method and rec["n_cases"] == 5
+        assert rec["ci"]["soft_dice"]["mean"] == pytest.approx(proto["soft_dice"])
+    drishti = json.loads((out / "models" / "lexu-drishti-cup" / "2-epochs" / "data.json").read_text())
+    assert drishti["split"]["method"] == "folder_split" and len(drishti["train_cases"]) == 50
+    assert all(c.startswith("Test/") for c in drishti["test_cases"]) and len(drishti["test_cases"]) == 51
+    assert "| DE (deep ensemble, 5 nets) `ensemble-riga-cup` (ours) | RIGA cup |" in readme
+    assert "| LEXU `lexu-drishti-cup` (ours) | Drishti-GS1 cup |" in readme
 
 
 def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys, monkeypatch):
