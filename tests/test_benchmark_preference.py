@@ -152,7 +152,7 @@ def test_quick_stages_on_spa_lidc(shared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(spa_alignment, "MODELS", ("spa-lidc",))
     monkeypatch.setattr(spa_transfer, "MODELS", ("spa-lidc",))
     ctx = Context(BenchmarkOptions(quick=True), shared_data, tmp_path, "quick", 0)
-    sts = [s for s in meduhip.stages(ctx) if s.name != "meduhip-table1"]
+    sts = [s for s in meduhip.stages(ctx) if s.name.startswith(("alignment", "transfer"))]
     assert [s.name for s in sts] == ["alignment-spa-lidc", "transfer-spa-lidc"]
     recs = {s.name: run_stage(ctx, "meduhip", s, False)[0] for s in sts}
     al = recs["alignment-spa-lidc"]["result"]
@@ -173,4 +173,4 @@ def test_quick_stages_on_spa_lidc(shared_data, tmp_path, monkeypatch):
     row = next(x for x in text.splitlines() if x.startswith("| `spa-lidc`, all users (ours)"))
     assert float(re.findall(r"-?\d+\.\d+", row.split("|")[4])[0]) == pytest.approx(tr["ci"]["diff_1"]["mean"], abs=6e-4)
     assert "| 6 | 73.15 (-2.49%) | 81.54 (+3.32%) |" in text and "Kidney (**published**" in text
-    assert "not implemented yet: leave-one-rater-out" in text.lower()
+    assert "not implemented yet: spa.txt table 3" in text.lower()

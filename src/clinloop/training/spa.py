@@ -137,11 +137,29 @@ class SPATrainOptions(TrainOptions):
                                       "on the current mask instead of candidate choices (spa_corrective)")
     box_prob: float = opt(0.0, help="share of the episodes whose first interaction is a box instead of a click")
     click_weight: float = opt(0.0, help="weight of the clicked-pixel BCE term (spa_corrective.click_term)")
+    exclude_rater: int | None = opt(None, help="leave rater R (0-based) out of training (leave-one-rater-out, "
+                                               "spa.txt §4.3.2): its masks count as missing; slices left without "
+                                               "a drawn mask are skipped")
     save_every: int = opt(25, help="checkpoint every this many training steps")
     threads: int | None = opt(None)
 
 
 OPTIONS = SPATrainOptions
+
+
+def exclude_rater(cases: list, rater: int) -> list:
+    """Leave-one-rater-out (spa.txt §4.3.2): mark ``rater`` missing in every training case
+    (``valid[rater] = False``, so neither the fused target nor the WTA term sees it) and keep the
+    cases where another valid rater drew something."""
+    out = []
+    for c in cases:
+        if not 0 <= rater < len(c.valid):
+            raise ValueError(f"--exclude-rater {rater}: case {c.case_id} has raters 0..{len(c.valid) - 1}")
+        c.valid = c.valid.copy()
+        c.valid[rater] = False
+        if c.masks[c.valid].any():
+            out.append(c)
+    return out
 
 
 def train_model(o: SPATrainOptions) -> Path:
@@ -189,6 +207,9 @@ def train_model(o: SPATrainOptions) -> Path:
     if o.mix:  # several datasets under the root --data (spa_mix)
         from clinloop.training.spa_mix import mixed_cases
 
+        if o.exclude_rater is not None:
+            raise ValueError("--exclude-rater needs one dataset's raters; it cannot be combined with --mix")
+
         if o.finetune_encoder:
             raise ValueError("--mix trains on cached embeddings; it cannot be combined with --finetune-encoder")
         cases, sources = mixed_cases(o.data, o.mix, backbone, seed=split_seed, progress=d.main)
@@ -202,10 +223,12 @@ def train_model(o: SPATrainOptions) -> Path:
         idx = select_cases(ds, "train", limit=o.max_cases, val_fraction=o.held_out_fraction, seed=split_seed,
                            per_group=o.per_nodule)
         cases = prepare_cases(ds, idx, backbone, progress=d.main, keep_images=o.finetune_encoder)  # embeddings (cache)
+        if o.exclude_rater is not None:
+            cases = exclude_rater(cases, o.exclude_rater)
         data_info = {"format": ds.format if hasattr(ds, "format") else o.format,
                      "split": {"kind": "patients", "val_fraction": o.held_out_fraction, "seed": split_seed,
-                               "train_cases": len(idx), "per_nodule": o.per_nodule},
-                     "train_case_ids": [ds.case_ids[i] for i in idx]}
+                               "train_cases": len(cases), "per_nodule": o.per_nodule},
+                     "train_case_ids": [c.case_id for c in cases], "excluded_rater": o.exclude_rater}
     net.to(device)
     trainer = SPATrainer(net, lr=o.lr, step_size=o.step_size, gamma=o.gamma, n_samples=o.train_samples,
                          seed=o.seed, lr_new=o.lr_new, user_iterations=o.user_iterations,

@@ -16,8 +16,9 @@ The suite also holds the other multi-rater preference tables of the SPA line of 
 spa.txt Table 2, per-rater alignment (:mod:`~clinloop.evaluation.benchmark.spa_alignment`,
 stages ``alignment-<model>``), and preference transfer across images
 (:mod:`~clinloop.evaluation.benchmark.spa_transfer`, stages ``transfer-<model>``), each
-module's docstring with its protocol and sizes. Not here yet: leave-one-rater-out and
-the Table 3 ablation at equal budget (they need models trained for them).
+and leave-one-rater-out (:mod:`~clinloop.evaluation.benchmark.spa_loro`, stages
+``loro-all``, ``loro-without-<r>``; trains five small models), each module's docstring
+with its protocol and sizes. Not here yet: the Table 3 ablation at equal budget.
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ PUBLISHED = (("Random Select", "67.59 71.46 77.29 78.80 82.59 80.41 84.57 79.17"
              ("Clinician Disagreement", "66.48 71.26 77.76 81.18 84.44 83.21 85.34 80.96"),
              ("Last Wrong", "66.96 73.30 78.84 83.31 86.05 85.72 88.70 82.96"),
              ("MedUHIP", "74.50 79.00 83.52 85.13 87.08 88.10 87.70 85.29"))
-NOT_YET = "not implemented yet: leave-one-rater-out, spa.txt Table 3 ablation at equal budget"
+NOT_YET = "not implemented yet: spa.txt Table 3 ablation at equal budget"
 
 
 def dice_after(model, strategy: str | None, image: np.ndarray, masks: np.ndarray, target: np.ndarray,
@@ -101,20 +102,20 @@ def _compute(ctx: Context) -> dict:
 
 
 def stages(ctx: Context) -> list[Stage]:
-    from clinloop.evaluation.benchmark import spa_alignment, spa_transfer
+    from clinloop.evaluation.benchmark import spa_alignment, spa_loro, spa_transfer
 
     return ([Stage("meduhip-table1", _compute, {"limit": ctx.size(2, 40, None), "iterations": ITERATIONS,
                                                  "models": ["click-litemedsam-lidc", "meduhip-lidc", "spa-lidc"]})]
-            + spa_alignment.stages(ctx) + spa_transfer.stages(ctx))
+            + spa_alignment.stages(ctx) + spa_transfer.stages(ctx) + spa_loro.stages(ctx))
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
-    """MedUHIP Table 1, then spa.txt Table 2 (alignment) and preference transfer, then the stage sizes."""
-    from clinloop.evaluation.benchmark import spa_alignment, spa_transfer
+    """MedUHIP Table 1, spa.txt Table 2 (alignment), preference transfer, leave-one-rater-out, the stage sizes."""
+    from clinloop.evaluation.benchmark import spa_alignment, spa_loro, spa_transfer
     from clinloop.evaluation.benchmark.report import sizes_line
 
     return "\n".join([_table1(recs), spa_alignment.section(ctx, recs), spa_transfer.section(ctx, recs),
-                       sizes_line(recs)])
+                       spa_loro.section(ctx, recs), sizes_line(recs)])
 
 
 def _table1(recs: dict[str, dict]) -> str:
