@@ -209,7 +209,6 @@ def train_model(o: SPATrainOptions) -> Path:
 
         if o.exclude_rater is not None:
             raise ValueError("--exclude-rater needs one dataset's raters; it cannot be combined with --mix")
-
         if o.finetune_encoder:
             raise ValueError("--mix trains on cached embeddings; it cannot be combined with --finetune-encoder")
         cases, sources = mixed_cases(o.data, o.mix, backbone, seed=split_seed, progress=d.main)
