@@ -148,17 +148,19 @@ OPTIONS = SPATrainOptions
 
 
 def exclude_rater(cases: list, rater: int) -> list:
-    """Leave-one-rater-out (spa.txt §4.3.2): mark ``rater`` missing in every training case
-    (``valid[rater] = False``, so neither the fused target nor the WTA term sees it) and keep the
-    cases where another valid rater drew something."""
+    """Leave-one-rater-out (spa.txt §4.3.2): copies of the training cases with ``rater`` marked missing
+    (``valid[rater] = False``, so neither the fused target nor the WTA term sees it), keeping the
+    cases where another valid rater drew something; ``cases`` are left as they were."""
+    from dataclasses import replace
+
     out = []
     for c in cases:
         if not 0 <= rater < len(c.valid):
             raise ValueError(f"--exclude-rater {rater}: case {c.case_id} has raters 0..{len(c.valid) - 1}")
-        c.valid = c.valid.copy()
-        c.valid[rater] = False
-        if c.masks[c.valid].any():
-            out.append(c)
+        valid = c.valid.copy()
+        valid[rater] = False
+        if c.masks[valid].any():
+            out.append(replace(c, valid=valid))
     return out
 
 

@@ -109,7 +109,7 @@ class DrishtiDataset(Dataset):
         splits = _splits(self.path)
         if not splits:
             raise DataError("no Drishti-GS1 case folder (image.jpg + cup/disc_agreement.png) found", self.path)
-        multi = len(splits) > 1 or (splits[0][0] and splits[0][1][0].parent != self.path)
+        multi = splits[0][1][0].parent.parent == self.path  # root holds split folders: ids keep them
         self.items: list[tuple[Path, str, str]] = []  # (case folder, structure, split name)
         cases, patients = [], []
         for split, dirs in splits:
