@@ -70,7 +70,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -151,8 +151,6 @@ def exclude_rater(cases: list, rater: int) -> list:
     """Leave-one-rater-out (spa.txt §4.3.2): copies of the training cases with ``rater`` marked missing
     (``valid[rater] = False``, so neither the fused target nor the WTA term sees it), keeping the
     cases where another valid rater drew something; ``cases`` are left as they were."""
-    from dataclasses import replace
-
     out = []
     for c in cases:
         if not 0 <= rater < len(c.valid):
