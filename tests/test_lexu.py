@@ -230,3 +230,26 @@ def test_shipped_riga_cup_model_regression(shared_data):
         assert prob.shape == unc.shape == (512, 512)
         assert metrics.dice(prob > 0.5, fusion.majority_vote(s.masks, s.rater_valid)) > d_min
         assert u == pytest.approx(u_ref, rel=0.01)
+
+
+def test_intensity_augment_blur_matches_scipy_and_keeps_zscore():
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    from clinloop.models.lexu.model import normalise
+    from clinloop.training.lexu_augment import augment_batch, gaussian_blur
+
+    rng = np.random.default_rng(0)
+    img = rng.random((2, 20, 24)).astype(np.float32)
+    sigma = 1.3
+    got = gaussian_blur(torch.from_numpy(img), sigma).numpy()
+    # torch "reflect" padding is scipy's "mirror"; the kernel spans ceil(3 sigma) px each side
+    want = np.stack([gaussian_filter(c, sigma, mode="mirror", truncate=4 / sigma) for c in img])
+    assert np.abs(got - want).max() < 1e-5
+    x = normalise(torch.from_numpy(rng.random((3, 3, 16, 16)).astype(np.float32)))
+    g = torch.Generator().manual_seed(0)
+    assert augment_batch(x, 0.0, g) is x
+    y = augment_batch(x, 1.0, g)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    assert torch.allclose(y.mean(dim=(2, 3)), torch.zeros(3, 3), atol=1e-5)
+    assert torch.allclose(y.std(dim=(2, 3)), torch.ones(3, 3), atol=1e-4)

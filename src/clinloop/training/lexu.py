@@ -62,6 +62,8 @@ class LexuTrainOptions(TrainOptions):
     split_seed: int | None = opt(None, help="seed of the split (default: --seed); fix it to compare training "
                                             "seeds on the same held-out cases")
     max_cases: int | None = opt(None, help="train on at most N training cases (random, seeded)")
+    intensity_augment: float = opt(0.0, help="probability of each of Gaussian noise, blur and gamma per training "
+                                             "image (clinloop.training.lexu_augment; cnn encoder only)")
     threads: int | None = opt(None, help="torch CPU threads")
 
 
@@ -130,6 +132,7 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
 
     from clinloop.models.lexu.config import build_network
     from clinloop.training.distributed import Dist
+    from clinloop.training.lexu_augment import augment_batch
 
     d = dist or Dist()
 
@@ -178,6 +181,8 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
                 flips.append(-2)
             if flips:
                 mb = mb.flip(flips)
+            if cfg.intensity_augment > 0:
+                xb = augment_batch(xb, cfg.intensity_augment, gen)
             logits = d.gather_rows(step(xb, tuple(flips)), sizes)  # (B, ...) the global batch's outputs
             loss, parts = net.loss(logits, mb, vb, generator=gen)
             opt.zero_grad(set_to_none=True)
@@ -244,8 +249,12 @@ def train_model(args: LexuTrainOptions) -> Path:
         encoder=args.encoder, alpha=args.alpha, beta=args.beta, n_members=args.members, dropout=args.dropout,
         mc_samples=args.mc_samples, size=size, structure=args.structure, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
-        normalisation="minmax" if args.encoder == "tinyvit" else "zscore",
+        normalisation="minmax" if args.encoder == "tinyvit" else "zscore", intensity_augment=args.intensity_augment,
     )
+    if cfg.intensity_augment and cfg.encoder != "cnn":
+        raise ValueError("--intensity-augment needs --encoder cnn (the TinyViT features are cached, not recomputed)")
+    if not 0 <= cfg.intensity_augment <= 1:
+        raise ValueError(f"--intensity-augment is a probability in [0, 1]; got {cfg.intensity_augment}")
     if cfg.method != "mc-dropout":
         cfg.dropout = 0.0
     out.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,7 @@ class LexuConfig:
     batch_size: int = 4
     lr: float = 2e-3
     seed: int = 0
+    intensity_augment: float = 0.0  # training only: P of each of noise / blur / gamma (clinloop.training.lexu_augment)
 
     def __post_init__(self):
         if self.method not in METHODS:
