@@ -173,4 +173,4 @@ def test_quick_stages_on_spa_lidc(shared_data, tmp_path, monkeypatch):
     row = next(x for x in text.splitlines() if x.startswith("| `spa-lidc`, all users (ours)"))
     assert float(re.findall(r"-?\d+\.\d+", row.split("|")[4])[0]) == pytest.approx(tr["ci"]["diff_1"]["mean"], abs=6e-4)
     assert "| 6 | 73.15 (-2.49%) | 81.54 (+3.32%) |" in text and "Kidney (**published**" in text
-    assert "not implemented yet: spa.txt table 3" in text.lower()
+    assert "not implemented yet" not in text.lower()

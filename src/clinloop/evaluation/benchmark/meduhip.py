@@ -17,8 +17,10 @@ spa.txt Table 2, per-rater alignment (:mod:`~clinloop.evaluation.benchmark.spa_a
 stages ``alignment-<model>``), and preference transfer across images
 (:mod:`~clinloop.evaluation.benchmark.spa_transfer`, stages ``transfer-<model>``), each
 and leave-one-rater-out (:mod:`~clinloop.evaluation.benchmark.spa_loro`, stages
-``loro-all``, ``loro-without-<r>``; trains five small models), each module's docstring
-with its protocol and sizes. Not here yet: the Table 3 ablation at equal budget.
+``loro-all``, ``loro-without-<r>``; trains five small models) and spa.txt Table 3, the
+preference-distribution ablation at equal budget with several training seeds
+(:mod:`~clinloop.evaluation.benchmark.spa_ablation`, stages ``ablation-<variant>-seed-<s>``;
+trains four variants per seed), each module's docstring with its protocol and sizes.
 """
 from __future__ import annotations
 
@@ -39,7 +41,6 @@ PUBLISHED = (("Random Select", "67.59 71.46 77.29 78.80 82.59 80.41 84.57 79.17"
              ("Clinician Disagreement", "66.48 71.26 77.76 81.18 84.44 83.21 85.34 80.96"),
              ("Last Wrong", "66.96 73.30 78.84 83.31 86.05 85.72 88.70 82.96"),
              ("MedUHIP", "74.50 79.00 83.52 85.13 87.08 88.10 87.70 85.29"))
-NOT_YET = "not implemented yet: spa.txt Table 3 ablation at equal budget"
 
 
 def dice_after(model, strategy: str | None, image: np.ndarray, masks: np.ndarray, target: np.ndarray,
@@ -102,20 +103,22 @@ def _compute(ctx: Context) -> dict:
 
 
 def stages(ctx: Context) -> list[Stage]:
-    from clinloop.evaluation.benchmark import spa_alignment, spa_loro, spa_transfer
+    from clinloop.evaluation.benchmark import spa_ablation, spa_alignment, spa_loro, spa_transfer
 
     return ([Stage("meduhip-table1", _compute, {"limit": ctx.size(2, 40, None), "iterations": ITERATIONS,
                                                  "models": ["click-litemedsam-lidc", "meduhip-lidc", "spa-lidc"]})]
-            + spa_alignment.stages(ctx) + spa_transfer.stages(ctx) + spa_loro.stages(ctx))
+            + spa_alignment.stages(ctx) + spa_transfer.stages(ctx) + spa_loro.stages(ctx)
+            + spa_ablation.stages(ctx))
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
-    """MedUHIP Table 1, spa.txt Table 2 (alignment), preference transfer, leave-one-rater-out, the stage sizes."""
-    from clinloop.evaluation.benchmark import spa_alignment, spa_loro, spa_transfer
+    """MedUHIP Table 1, spa.txt Table 2 (alignment), preference transfer, leave-one-rater-out, the
+    Table 3 ablation, the stage sizes."""
+    from clinloop.evaluation.benchmark import spa_ablation, spa_alignment, spa_loro, spa_transfer
     from clinloop.evaluation.benchmark.report import sizes_line
 
     return "\n".join([_table1(recs), spa_alignment.section(ctx, recs), spa_transfer.section(ctx, recs),
-                       spa_loro.section(ctx, recs), sizes_line(recs)])
+                       spa_loro.section(ctx, recs), spa_ablation.section(ctx, recs), sizes_line(recs)])
 
 
 def _table1(recs: dict[str, dict]) -> str:
@@ -137,5 +140,5 @@ def _table1(recs: dict[str, dict]) -> str:
              "Table 1 does not name the click-prompted model the three strategies drive; ours drive "
              "`click-litemedsam-lidc` (LiteMedSAM fine-tuned for clicks on a CPU budget); every method's first "
              "interaction is one click at the target's centre. Means are over the slices that have k raters who "
-             f"drew something; — marks an empty column. {NOT_YET[0].upper() + NOT_YET[1:]}.\n"]
+             "drew something; — marks an empty column.\n"]
     return "\n".join(text)
