@@ -30,6 +30,7 @@ def test_summary_means_over_seeds_and_pairs_by_hand():
     assert spa["per_seed@3"] == pytest.approx([base.mean(), base.mean() + 0.01])
     assert spa["mean@3"]["mean"] == pytest.approx(base.mean() + 0.005) and spa["mean@3"]["n"] == n
     assert s["variants"]["spa-random-gmm"]["diff@3"]["mean"] == pytest.approx(-0.10)
+    assert s["variants"]["spa-random-gmm"]["per_seed_diff@3"] == pytest.approx([-0.10, -0.10])
     assert s["variants"]["spa-weights"]["mean@1"]["mean"] == pytest.approx(0.5)
     s = add_pairs(s, recs, seed=0)
     assert s["pairs"]["spa|spa-weights"]["mean"] == pytest.approx(0.049)
@@ -63,3 +64,5 @@ def test_quick_ablation_stages_train_each_variant(shared_data, tmp_path):
     want = np.mean([c["dice"][2] for c in recs["ablation-spa-seed-0"]["result"]["cases"]])
     assert float(row.split("|")[2]) == pytest.approx(want, abs=6e-4)
     assert "| Random Gaussian (**published**) | — | — | — | — | 80.29 | 90.05 |" in text
+    assert meduhip.figures(ctx, recs) == ["spa_table3_ablation.png"]
+    assert (tmp_path / "spa_table3_ablation.png").stat().st_size > 5000

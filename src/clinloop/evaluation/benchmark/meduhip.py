@@ -142,3 +142,9 @@ def _table1(recs: dict[str, dict]) -> str:
              "interaction is one click at the target's centre. Means are over the slices that have k raters who "
              "drew something; — marks an empty column.\n"]
     return "\n".join(text)
+
+
+def figures(ctx: Context, recs: dict[str, dict]) -> list[str]:
+    from clinloop.evaluation.benchmark import spa_ablation
+
+    return spa_ablation.figure(ctx, recs)
