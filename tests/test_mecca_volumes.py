@@ -165,6 +165,12 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
     _, log1 = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=5, progress=False, checkpoint=ck,
                              max_seconds=0.0)  # out of time after the first iteration: checkpoint written
     assert [r["iteration"] for r in log1] == [1] and ck.is_file()
+    first = torch.load(ck, weights_only=False)
+    assert first["seconds"] > 0  # the checkpoint carries the training time so far
+    ck2 = tmp_path / "other" / "checkpoint.pt"  # a second chunk, as if the first had run 100 s longer
+    train_networks(cfg, xs, ys, iterations=3, batch=2, seed=5, progress=False, checkpoint=ck2,
+                   resume={**first, "seconds": first["seconds"] + 100.0}, max_seconds=0.0)
+    assert torch.load(ck2, weights_only=False)["seconds"] > 100.0  # accumulated, not restarted
     resumed, log2 = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=5, progress=False,
                                    resume=torch.load(ck, weights_only=False))
     assert [r["iteration"] for r in log2] == [2, 3]

@@ -350,11 +350,13 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(checkpoint) as tmp:
             torch.save({"nets": {k: n.state_dict() for k, n in nets.items()}, "opt": opt.state_dict(),
-                        "iteration": iteration, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()},
+                        "iteration": iteration, "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                        "seconds": seconds_before + time.time() - t0},  # training time of all chunks so far
                        tmp)
 
     last_ckpt = time.time()
     t0 = time.time()
+    seconds_before = float(resume.get("seconds", 0.0)) if resume is not None else 0.0  # earlier chunks
     bar = tqdm(range(start_it, iterations), desc=f"train {cfg.method}", mininterval=10, disable=not (progress and d.main))
     for it in bar:
         b = rng.choice(lab_ids, size=min(batch, len(lab_ids)), replace=False)
@@ -462,7 +464,9 @@ def train_model(args: MECCATrainOptions) -> Path:
     start_it = resume["iteration"] if resume else 0
     iterations = log[-1]["iteration"] if log else start_it
     model = MECCAModel(cfg, nets)
-    train_min = (time.time() - t_start) / 60.0
+    # wall time of every chunk: earlier ones from the checkpoint this run resumed (checkpoints
+    # written before 2026-12-03 hold none, so such a run counts only its last chunk)
+    train_min = (float(resume.get("seconds", 0.0)) if resume else 0.0) / 60.0 + (time.time() - t_start) / 60.0
     metrics = validate(model, xva, yva, cfg.steps, args.seed) if len(xva) else {}
     metrics.update({"iterations": iterations, "train_minutes": round(train_min, 2),
                     "final_loss": float(np.mean([l["loss"] for l in log[-20:]])) if log else None})
