@@ -197,12 +197,17 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
     rows += [[f"{LABELS[v]} (**published**)", "—", "—", "—", "—", *PUBLISHED[v]] for v in VARIANTS]
     n = s["variants"]["spa"][f"mean@{it}"]["n"]
     seeds = ", ".join(str(x) for x in s["seeds"])
+    spread = max(max(d[f"per_seed@{it}"]) - min(d[f"per_seed@{it}"]) for d in s["variants"].values())
+    gap = max(abs(d[f"diff@{it}"]["mean"]) for d in s["variants"].values())
+    seed_line = (f" Between training seeds one variant's Dice@{it} moves by up to {spread:.3f}; the largest gap "
+                 f"between a variant and SPA (mean over seeds) is {gap:.3f}." if len(s["seeds"]) > 1 else "")
     return "\n".join([
         f"## {TITLE}\n",
         table(["preference distribution", f"Dice@{it} per training seed ({seeds})", "Dice@1 (mean over seeds)",
                f"Dice@{it} (mean over seeds)", f"− spa @{it}", "REFUGE2", "Kidney"], rows),
         f"\nOrder by Dice@{it}: {order_line(s)} (\">\": the paired difference over the {n} slices, "
-        "mean over seeds, has a 95 % patient-bootstrap interval excluding 0; \"≈\": it does not).\n",
+        "mean over seeds, has a 95 % patient-bootstrap interval excluding 0; \"≈\": it does not)."
+        f"{seed_line}\n",
         f"Each variant: {s['steps']} steps of the `spa-lidc` recipe from the pretrained LiteMedSAM per training "
         f"seed ({seeds}), 1 thread; the same held-out LIDC slices (one per nodule) and simulated users for every "
         "model. What differs: the paper's Table 3 is on REFUGE2 and Kidney (Dice % after three iterations; shown "
