@@ -48,8 +48,10 @@ def test_training_decreases_loss_and_writes_folder(tiny, tmp_path):
     assert not (d / "lexu" / "checkpoint.pt").exists()
 
 
-def test_resume_continues_from_checkpoint(tmp_path):
-    """Interrupted after 2 of 4 epochs and resumed == 4 uninterrupted epochs."""
+@pytest.mark.parametrize("augment", [0.0, 0.5])
+def test_resume_continues_from_checkpoint(tmp_path, augment):
+    """Interrupted after 2 of 4 epochs and resumed == 4 uninterrupted epochs (with intensity
+    augmentation too: its generator is in the checkpoint)."""
     from clinloop.models.lexu.config import LexuConfig
     from clinloop.training.lexu import train
 
@@ -58,7 +60,7 @@ def test_resume_continues_from_checkpoint(tmp_path):
     x = torch.randn(6, 3, 16, 16, generator=g)
     m = (torch.rand(6, 3, 16, 16, generator=g) > 0.5).to(torch.uint8)
     v = torch.ones(6, 3, dtype=torch.bool)
-    cfg = LexuConfig(method="lexu", widths=[4, 6, 8], size=16, epochs=4, batch_size=4)
+    cfg = LexuConfig(method="lexu", widths=[4, 6, 8], size=16, epochs=4, batch_size=4, intensity_augment=augment)
     (tmp_path / "full").mkdir()
     full, h_full = train(cfg, x, m, v, tmp_path / "full", progress=False)
     (tmp_path / "cut").mkdir()

@@ -152,6 +152,10 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
     steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
+    # intensity augmentation draws from its own generator, one stream per rank: each rank
+    # augments only its share of a batch, and `gen` (the permutation, flips, loss draws)
+    # must stay identical on every rank
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 104729 * (d.rank + 1))
     history: list[dict] = []
     start = 0
     ckpt = out / "checkpoint.pt"
@@ -161,6 +165,8 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         opt.load_state_dict(st["optim"])
         sched.load_state_dict(st["sched"])
         gen.set_state(st["gen"])
+        if "aug_gen" in st and d.main:  # rank 0's stream (the checkpoint holds only rank 0's)
+            aug_gen.set_state(st["aug_gen"])
         history, start = st["history"], st["epoch"]
     from tqdm import tqdm
 
@@ -182,7 +188,7 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
             if flips:
                 mb = mb.flip(flips)
             if cfg.intensity_augment > 0:
-                xb = augment_batch(xb, cfg.intensity_augment, gen)
+                xb = augment_batch(xb, cfg.intensity_augment, aug_gen)
             logits = d.gather_rows(step(xb, tuple(flips)), sizes)  # (B, ...) the global batch's outputs
             loss, parts = net.loss(logits, mb, vb, generator=gen)
             opt.zero_grad(set_to_none=True)
@@ -199,7 +205,8 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
         if d.main:
             _save_atomic(
                 {"model": net.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-                 "gen": gen.get_state(), "history": history, "epoch": epoch + 1},
+                 "gen": gen.get_state(), "aug_gen": aug_gen.get_state(), "history": history,
+                 "epoch": epoch + 1},
                 ckpt,
             )
         if stop_after is not None and epoch + 1 >= stop_after:
