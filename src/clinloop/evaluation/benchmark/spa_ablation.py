@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.spa_loro import budget_steps, budget_model
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt, fmt_ci
 
 TITLE = "spa.txt Table 3: the preference distribution's parts at equal budget, LIDC"
@@ -42,10 +43,6 @@ PUBLISHED = {"spa-random-gmm": ("80.29", "90.05"), "spa-mean-variance": ("84.12"
 ITERATIONS = 3
 
 
-def _steps(ctx: Context) -> int:
-    return ctx.size(2, 300, 1000)
-
-
 def _seeds(ctx: Context) -> tuple[int, ...]:
     return ctx.size((0,), (0, 1, 2), (0, 1, 2, 3, 4))
 
@@ -56,18 +53,8 @@ def stage_name(variant: str, seed: int) -> str:
 
 def train_variant(ctx: Context, variant: str, seed: int):
     """Train (or reuse) ``variant`` with training seed ``seed``; returns its folder."""
-    from clinloop.evaluation.benchmark.cases import lidc_dir
-    from clinloop.training.spa import SPATrainOptions, train_model
-
-    steps = _steps(ctx)
-    out = ctx.out / "models" / "ablation" / variant / f"seed-{seed}" / f"{steps}-steps"
-    if not (out / "weights.pt").is_file():
-        train_model(SPATrainOptions(
-            method=variant, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, steps=steps,
-            train_samples=8, max_cases=ctx.size(4, 400, 400), per_nodule=1, lr=1e-4, lr_new=1e-3,
-            user_iterations=3, wta_weight=1.0, wta_relax=0.05, save_every=50, threads=ctx.options.threads,
-            resume=True))
-    return out
+    out = ctx.out / "models" / "ablation" / variant / f"seed-{seed}" / f"{budget_steps(ctx)}-steps"
+    return budget_model(ctx, out, method=variant, seed=seed)
 
 
 def _compute(variant: str, seed: int):
@@ -93,13 +80,13 @@ def _compute(variant: str, seed: int):
             props, _ = follow_user(model, s.image[0], target, seed=ctx.seed + pos, iterations=ITERATIONS)
             rows.append({"case_id": ds.case_ids[i], "patient_id": str(s.patient_id),
                          "dice": [round(float(dice(m, target)), 6) for m in props]})
-        return {"variant": variant, "train_seed": seed, "steps": _steps(ctx), "iterations": ITERATIONS,
+        return {"variant": variant, "train_seed": seed, "steps": budget_steps(ctx), "iterations": ITERATIONS,
                 "model_dir": str(model_dir.relative_to(ctx.out)), "cases": rows}
     return compute
 
 
 def stages(ctx: Context) -> list[Stage]:
-    cfg = {"steps": _steps(ctx), "limit": ctx.size(2, 40, None), "iterations": ITERATIONS}
+    cfg = {"steps": budget_steps(ctx), "limit": ctx.size(2, 40, None), "iterations": ITERATIONS}
     return [Stage(stage_name(v, s), _compute(v, s), {**cfg, "variant": v, "train_seed": s})
             for s in _seeds(ctx) for v in VARIANTS]
 

@@ -38,8 +38,24 @@ ITERATIONS = 6
 VARIANTS = ("all",) + tuple(f"without-{r + 1}" for r in range(N_RATERS))
 
 
-def _steps(ctx: Context) -> int:
+def budget_steps(ctx: Context) -> int:
     return ctx.size(2, 300, 1000)
+
+
+def budget_model(ctx: Context, out, *, method: str = "spa", seed: int = 0, exclude_rater: int | None = None):
+    """Train (or reuse, resumable) one model of the benchmark's equal-budget recipe into ``out``:
+    ``spa-lidc``'s flags, ``budget_steps(ctx)`` steps from the pretrained LiteMedSAM. Shared by the
+    leave-one-rater-out and the Table 3 ablation stages; returns ``out``."""
+    from clinloop.evaluation.benchmark.cases import lidc_dir
+    from clinloop.training.spa import SPATrainOptions, train_model
+
+    if not (out / "weights.pt").is_file():
+        train_model(SPATrainOptions(
+            method=method, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, steps=budget_steps(ctx),
+            train_samples=8, max_cases=ctx.size(4, 400, 400), per_nodule=1, lr=1e-4, lr_new=1e-3,
+            user_iterations=3, wta_weight=1.0, wta_relax=0.05, save_every=50, threads=ctx.options.threads,
+            resume=True, exclude_rater=exclude_rater))
+    return out
 
 
 def excluded(variant: str) -> int | None:
@@ -49,17 +65,8 @@ def excluded(variant: str) -> int | None:
 
 def train_variant(ctx: Context, variant: str):
     """Train (or reuse) the model of ``variant``; returns its folder."""
-    from clinloop.evaluation.benchmark.cases import lidc_dir
-    from clinloop.training.spa import SPATrainOptions, train_model
-
-    steps = _steps(ctx)
-    out = ctx.out / "models" / "loro" / f"loro-{variant}" / f"{steps}-steps"
-    if not (out / "weights.pt").is_file():
-        train_model(SPATrainOptions(
-            method="spa", data=str(lidc_dir(ctx.data_root)), out=str(out), seed=0, steps=steps, train_samples=8,
-            max_cases=ctx.size(4, 400, 400), per_nodule=1, lr=1e-4, lr_new=1e-3, user_iterations=3, wta_weight=1.0, wta_relax=0.05,
-            save_every=50, threads=ctx.options.threads, resume=True, exclude_rater=excluded(variant)))
-    return out
+    out = ctx.out / "models" / "loro" / f"loro-{variant}" / f"{budget_steps(ctx)}-steps"
+    return budget_model(ctx, out, exclude_rater=excluded(variant))
 
 
 def eval_slices(ctx: Context, ds) -> list[int]:
@@ -95,13 +102,13 @@ def _compute(variant: str):
                 props, _ = follow_user(model, s.image[0], target, seed=ctx.seed + 100 * pos + r, iterations=ITERATIONS)
                 rows.append({"case_id": ds.case_ids[i], "patient_id": str(s.patient_id), "rater": r,
                              "dice": [round(float(dice(m, target)), 6) for m in props]})
-        return {"variant": variant, "excluded_rater": excluded(variant), "steps": _steps(ctx),
+        return {"variant": variant, "excluded_rater": excluded(variant), "steps": budget_steps(ctx),
                 "model_dir": str(model_dir.relative_to(ctx.out)), "iterations": ITERATIONS, "cases": rows}
     return compute
 
 
 def stages(ctx: Context) -> list[Stage]:
-    cfg = {"steps": _steps(ctx), "limit": ctx.size(2, 30, None), "iterations": ITERATIONS}
+    cfg = {"steps": budget_steps(ctx), "limit": ctx.size(2, 30, None), "iterations": ITERATIONS}
     return [Stage(f"loro-{v}", _compute(v), {**cfg, "variant": v}) for v in VARIANTS]
 
 
