@@ -51,6 +51,28 @@ from _serverproc import ServerProcess, model_folder  # noqa: E402
 _DUR = re.compile(r"(\w+);dur=([0-9.]+)")
 
 
+def lesion_centres(ds, cases: list[str]) -> dict[str, tuple[float, float]]:
+    """Where the simulated clinician clicks: each case's raters' majority centroid (x, y)
+    (no majority: any rater's pixels, else the image centre). 2-D cases only."""
+    centres = {}
+    for case in cases:
+        m = ds[ds.case_ids.index(case)].masks
+        if m.ndim != 3:
+            raise SystemExit(f"{case}: rater masks of shape {m.shape}; this benchmark clicks 2-D images only")
+        yy, xx = np.nonzero(m.sum(0) * 2 > m.shape[0])
+        if not len(xx):
+            yy, xx = np.nonzero(m.any(0))
+        if not len(xx):
+            yy, xx = np.array([m.shape[-2] / 2]), np.array([m.shape[-1] / 2])
+        centres[case] = (float(xx.mean()), float(yy.mean()))
+    return centres
+
+
+def server_timing(headers) -> dict[str, float]:
+    """``Server-Timing: model;dur=.., queue;dur=.., total;dur=..`` (ms) -> seconds by name."""
+    return {k: float(v) / 1000 for k, v in _DUR.findall(headers.get("server-timing", ""))}
+
+
 def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed: int, think: float,
               rows: list, errors: list, lock: threading.Lock, lost: list | None = None) -> None:
     import httpx
@@ -71,7 +93,7 @@ def clinician(url: str, case: str, centre: tuple[float, float], iters: int, seed
                     time.sleep(float(r.headers.get("retry-after", "1")))
                     r = c.request(method, path, **kw)
                 dt = time.perf_counter() - t0
-                timing = dict((k, float(v) / 1000) for k, v in _DUR.findall(r.headers.get("server-timing", "")))
+                timing = server_timing(r.headers)
                 with lock:
                     rows.append({"kind": kind, "seconds": dt, "model": timing.get("model", 0.0),
                                  "queue": timing.get("queue", 0.0), "server": timing.get("total", dt),
@@ -157,17 +179,8 @@ def main(argv=None) -> int:
 
         cases = [r["case_id"] for r in httpx.get(srv.url + "/api/cases").json()["cases"]]
         ds = load_dataset(a.data or work / "state" / "example")
-        centres = {}
-        for case in cases:  # the simulated clinician knows where the lesion is: its raters' majority centroid
-            m = ds[ds.case_ids.index(case)].masks
-            if m.ndim != 3:
-                raise SystemExit(f"{case}: rater masks of shape {m.shape}; this benchmark clicks 2-D images only")
-            yy, xx = np.nonzero(m.sum(0) * 2 > m.shape[0])
-            if not len(xx):  # no majority: any rater's pixels, else the image centre
-                yy, xx = np.nonzero(m.any(0))
-            if not len(xx):
-                yy, xx = np.array([m.shape[-2] / 2]), np.array([m.shape[-1] / 2])
-            centres[case] = (float(xx.mean()), float(yy.mean()))
+        centres = lesion_centres(ds, cases)
+        for case in cases:
             # warm-up (a worklist prefetch): the image embedding is computed once and cached
             sid = httpx.post(srv.url + "/api/sessions", json={"case_id": case}, timeout=600).json()["session_id"]
             httpx.post(srv.url + f"/api/sessions/{sid}/click", json={"x": centres[case][0], "y": centres[case][1]},

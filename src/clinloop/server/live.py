@@ -50,7 +50,8 @@ class ModelGate:
 
     Every request runs in the ASGI thread pool (up to 40 threads). Without a gate,
     16 clinicians' steps ran together on 2 cores, each with torch's own threads:
-    the cores thrashed and every step took ~13x its idle time. With the gate a
+    the cores thrashed and every step took 12-16x its idle time
+    (``benchmarks/bench_server_burst.py``, docs/server.md). With the gate a
     step waits in line (reported as ``queue`` in the ``Server-Timing`` header)
     and then runs at full speed. Use ``with gate(request):`` (``request`` needs
     a ``.state`` namespace; ``queue_seconds``/``model_seconds`` are added to it).
