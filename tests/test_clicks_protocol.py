@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from clinloop.evaluation.clicks_protocol import run_clicks
+from clinloop.evaluation.clicks_protocol import click_depth, run_clicks
 from clinloop.interaction.proposal import Proposal
 from tests.test_spa_protocol import _write_lidc, stub_backbone  # noqa: F401 - fixture
 
@@ -43,6 +43,19 @@ def test_honoured_and_dice_follow_the_masks():
     assert r["dice"] == pytest.approx([2 * 50 / 150, 1.0])  # stopped: no error after click 2
     ignored = run_clicks(_Scripted([first, first, first]), np.zeros((20, 20), np.float32), target, 0, clicks=3)
     assert ignored["honoured"] == [False, False] and ignored["dice"] == pytest.approx([2 / 3] * 3)
+    # both misses were placed at the centre of the 10 x 5 uncovered strip: 3 px from its edge
+    assert ignored["missed"] == [{"click": k, "positive": True, "depth": 3.0, "area": 50} for k in (2, 3)]
+    assert r["missed"] == []
+
+
+def test_click_depth_hand_cases():
+    target = _square(5, 15, 5, 15)
+    rim = _square(6, 15, 5, 15)  # row 5 uncovered: a 1-px rim of 10 px
+    assert click_depth(target, rim, x=9, y=5) == (1.0, 10)
+    assert click_depth(target, rim, x=9, y=9) == (0.0, 0)  # not an error
+    leak = target | _square(0, 3, 0, 3)  # a 3 x 3 leak in the image corner: the edge counts as outside
+    assert click_depth(target, leak, x=1, y=1) == (2.0, 9)
+    assert click_depth(target, None, x=10, y=10) == (5.0, 100)  # nothing drawn yet: the target is the error
 
 
 def test_cli_writes_results(tmp_path, stub_backbone):  # noqa: F811

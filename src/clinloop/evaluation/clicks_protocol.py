@@ -17,7 +17,10 @@ mask has no error left (the remaining clicks are not counted; Dice carries).
 ``dice_per_click`` (mean Dice after each click, carried after an early stop),
 ``dice_gain_per_click`` (mean change of Dice per corrective click),
 ``seconds_per_click`` (median), ``model_only``, ``click_passes`` (SPA's decoder passes per
-corrective click, else null); per-case rows go to ``<out stem>_cases.csv``.
+corrective click, else null), ``missed`` (per corrective click not honoured: its
+``depth`` in pixels, the Euclidean distance from the clicked pixel to the edge of the error
+region it was placed in, which is the region's largest, and the region's ``area``; see
+:func:`click_depth`) and ``missed_depth_max``; per-case rows go to ``<out stem>_cases.csv``.
 SPA honours corrective clicks as hard constraints by default
 (:mod:`clinloop.interaction.constraints`), which makes every corrective click honoured
 by construction; ``--model-only`` measures the network alone.
@@ -57,29 +60,52 @@ class ClicksProtocolOptions(SliceCasesOptions):
 OPTIONS = ClicksProtocolOptions
 
 
+def click_depth(target: np.ndarray, mask: np.ndarray | None, x: float, y: float) -> tuple[float, int]:
+    """How deep a click lies in the error region that holds it: the Euclidean distance from
+    pixel ``(x, y)`` to the nearest pixel outside that region (the image edge counts as outside,
+    as in :func:`~clinloop.interaction.users.largest_error_click`) and the region's area in
+    pixels. A depth of 1 is a pixel on the region's rim. ``(0.0, 0)`` when ``(x, y)`` is not an
+    error of ``mask`` against ``target``."""
+    from scipy import ndimage
+
+    target = np.asarray(target, bool)
+    err = target ^ (np.zeros_like(target) if mask is None else np.asarray(mask, bool))
+    lab, _ = ndimage.label(err)
+    k = lab[int(y), int(x)]
+    if k == 0:
+        return 0.0, 0
+    region = lab == k
+    dt = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
+    return float(dt[int(y), int(x)]), int(region.sum())
+
+
 def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: int) -> dict:
     """One case: ``clicks`` clicks on ``model`` (an ``InteractiveModel``) for the 2-D ``target``.
-    Returns ``dice`` (after each click made), ``honoured`` (one bool per corrective click) and
-    ``seconds`` (per click)."""
+    Returns ``dice`` (after each click made), ``honoured`` (one bool per corrective click),
+    ``missed`` (``{"click", "depth", "area"}`` per corrective click not honoured; the depth and
+    area of the error region it was placed in, before the click) and ``seconds`` (per click)."""
     from clinloop.interaction.session import as_channels_first
     from clinloop.interaction.users import dice, largest_error_click
 
     state = model.start(as_channels_first(image, (2,)), seed=seed, profile=None)
-    dices, honoured, secs = [], [], []
+    dices, honoured, missed, secs = [], [], [], []
     mask = None
     for k in range(clicks):
         c = largest_error_click(target, mask)
         if c is None:
             break
         (x, y), positive = c
+        depth, area = click_depth(target, mask, x, y)
         t0 = time.perf_counter()
         p = state.click((x, y), positive)
         secs.append(time.perf_counter() - t0)
         mask = np.asarray(p.mask, bool)
         if k > 0:
             honoured.append(bool(mask[int(y), int(x)]) == positive)
+            if not honoured[-1]:
+                missed.append({"click": k + 1, "positive": positive, "depth": round(depth, 3), "area": area})
         dices.append(dice(mask, target))
-    return {"dice": dices, "honoured": honoured, "seconds": secs}
+    return {"dice": dices, "honoured": honoured, "missed": missed, "seconds": secs}
 
 
 def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
@@ -106,7 +132,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         if args.click_passes < 1:
             raise ValueError(f"--click-passes must be >= 1, got {args.click_passes}")
         model.config.click_passes = int(args.click_passes)
-    rows, curves, honoured, secs = [], [], [], []
+    rows, curves, honoured, missed, secs = [], [], [], [], []
     bar = tqdm(total=args.limit or len(idx), desc=f"clicks protocol ({args.method})", disable=not verbose)
     for pos, i in enumerate(idx):
         if args.limit is not None and len(rows) >= args.limit:
@@ -121,6 +147,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         d = r["dice"] + [r["dice"][-1]] * (args.clicks - len(r["dice"]))
         curves.append(d)
         honoured += r["honoured"]
+        missed += [{"case_id": ds.case_ids[i], **m} for m in r["missed"]]
         secs += r["seconds"]
         row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "seed": seed,
                "clicks_made": len(r["dice"]), "honoured": sum(r["honoured"]), "corrective": len(r["honoured"])}
@@ -142,6 +169,8 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         "seconds_per_click": float(statistics.median(secs)),
         "model_only": bool(args.model_only),
         "click_passes": getattr(getattr(model, "config", None), "click_passes", None),
+        "missed": missed,
+        "missed_depth_max": max((m["depth"] for m in missed), default=None),
     }
     write_results(args.out, results, rows)
     if verbose:
