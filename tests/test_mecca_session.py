@@ -167,6 +167,15 @@ def test_compare_pairs_methods_on_the_same_cases_and_3d_defaults(tmp_path, share
     assert "/n" in ids("mecca")[0][0] and "/s" not in ids("mecca")[0][0]  # LIDC nodule volumes
     d = res["paired"]["mecca - interactive-cnn"]["dice_last_step"]
     assert 1 <= d["n_cases"] <= 4
+    # the summed misunderstanding: per case and seed, sum over steps of mecca's minus interactive-cnn's
+    by = lambda m: {(r["seed"], c["case_id"]): sum(c["misunderstanding"]) for r in res["runs"][m] for c in r["per_case"]}
+    a, b = by("mecca"), by("interactive-cnn")
+    per_case: dict = {}
+    for (seed, cid), v in a.items():
+        per_case.setdefault(cid, []).append(v - b[(seed, cid)])
+    total = res["paired"]["mecca - interactive-cnn"]["misunderstanding_all_steps"]
+    assert total["mean"] == pytest.approx(np.mean([np.mean(v) for v in per_case.values()]), abs=1e-4)
+    assert "summed over the 2 steps" in mecca_protocol.compare_table(res)
     assert mecca_protocol.shipped_name("mecca", 3) == "mecca-lidc3d"
     with pytest.raises(ValueError, match="no shipped 3-D model for 'unet'"):
         mecca_protocol.shipped_name("unet", 3)

@@ -121,15 +121,19 @@ def compare(data: str, methods, seeds, limit: int | None, steps: int = 5, ndim: 
     for m in methods[1:]:
         diffs: dict[str, list[float]] = {}
         mis: dict[str, list[float]] = {}
+        mis_sum: dict[str, list[float]] = {}
         for ra, rb in zip(runs[ref], runs[m]):
             b = {c["case_id"]: c for c in rb["per_case"]}
             for c in ra["per_case"]:
                 if c["case_id"] in b:
-                    diffs.setdefault(c["case_id"], []).append(c["dice"][-1] - b[c["case_id"]]["dice"][-1])
-                    mis.setdefault(c["case_id"], []).append(
-                        float(c["misunderstanding"][-1] - b[c["case_id"]]["misunderstanding"][-1]))
+                    o = b[c["case_id"]]
+                    diffs.setdefault(c["case_id"], []).append(c["dice"][-1] - o["dice"][-1])
+                    mis.setdefault(c["case_id"], []).append(float(c["misunderstanding"][-1] - o["misunderstanding"][-1]))
+                    mis_sum.setdefault(c["case_id"], []).append(
+                        float(np.sum(c["misunderstanding"]) - np.sum(o["misunderstanding"])))
         paired[f"{ref} - {m}"] = {"dice_last_step": paired_bootstrap(diffs, groups=patient),
-                                  "misunderstanding_last_step": paired_bootstrap(mis, groups=patient)}
+                                  "misunderstanding_last_step": paired_bootstrap(mis, groups=patient),
+                                  "misunderstanding_all_steps": paired_bootstrap(mis_sum, groups=patient)}
     return {"protocol": "mecca", "data": str(data), "ndim": ndim, "steps": steps, "seeds": list(seeds),
             "limit": limit, "methods": methods,
             "models": {m: str(loaded[m][1]) for m in methods},
@@ -153,7 +157,9 @@ def compare_table(res: dict[str, Any]) -> str:
         lines.append(f"- {k}: Dice@{res['steps']} difference {d['mean']:+.4f} (95 % CI {d['ci95'][0]:+.4f} .. "
                      f"{d['ci95'][1]:+.4f}, {d['n_cases']} cases of {d['n_clusters']} patients, first better on {d['fraction_positive']:.0%}, "
                      f"worse on {d['fraction_negative']:.0%}); misunderstanding@{res['steps']} difference "
-                     f"{mu['mean']:+.1f} (95 % CI {mu['ci95'][0]:+.1f} .. {mu['ci95'][1]:+.1f})")
+                     f"{mu['mean']:+.1f} (95 % CI {mu['ci95'][0]:+.1f} .. {mu['ci95'][1]:+.1f})"
+                     + (f", summed over the {res['steps']} steps {ma['mean']:+.1f} (95 % CI {ma['ci95'][0]:+.1f} .. "
+                        f"{ma['ci95'][1]:+.1f})" if (ma := v.get("misunderstanding_all_steps")) else ""))
     return "\n".join(lines)
 
 
