@@ -194,3 +194,16 @@ def test_trainer_simulates_boxes_and_corrective_clicks():
     assert all(p[0] == [1] and not p[2] for p in prompts)
     with pytest.raises(ValueError, match="click_prob"):
         SPATrainer(tiny_net(cond_width=8), click_prob=1.5)
+
+
+def test_general_volumes_mix_changes_only_the_volume_sources():
+    from clinloop.training.spa_mix import GENERAL, GENERAL_VOLUMES, MIXES
+
+    assert MIXES["general-volumes"] is GENERAL_VOLUMES
+    for g, v in zip(GENERAL, GENERAL_VOLUMES, strict=True):  # same sources, patients and held-back split
+        assert (g.name, g.folder, g.options, g.held_out, g.per_group) == (v.name, v.folder, v.options, v.held_out,
+                                                                         v.per_group)
+        if g.name in ("brats", "left_atrium"):
+            assert (v.slices, v.weight) == (3 * g.slices, 3.0)
+        else:
+            assert v == g

@@ -130,7 +130,7 @@ class SPATrainOptions(TrainOptions):
                                    help="share of the patients held back for validation (split by patient count)")
     split_seed: int | None = opt(None, help="seed of the patient split (default: --seed); fix it to compare "
                                             "training seeds on the same held-back patients (evaluate --split-seed)")
-    mix: str | None = opt(None, choices=("general",),
+    mix: str | None = opt(None, choices=("general", "general-volumes"),
                           help="train on several datasets at once: --data is then the data root and the named "
                                "recipe (clinloop.training.spa_mix) picks the datasets, slices and shares")
     click_prob: float = opt(0.0, help="share of the user iterations after the first that are corrective clicks "

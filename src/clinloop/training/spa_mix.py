@@ -28,7 +28,7 @@ loop draws seeded permutations of that list.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,12 @@ GENERAL: tuple[Source, ...] = (
     Source("brats", "brats2018_flair", slices=24, held_out=0.4),
     Source("left_atrium", "left_atrium", slices=5),
 )
-MIXES = {"general": GENERAL}
+# a continuation recipe for the volume sources (issue 13): the same sources, patients and held-back
+# split, with three times the BraTS and atrium slices per training volume and each of the two
+# at LIDC's share of the episodes (in GENERAL they get 1/10 each)
+GENERAL_VOLUMES: tuple[Source, ...] = tuple(
+    replace(s, slices=s.slices * 3, weight=3.0) if s.name in ("brats", "left_atrium") else s for s in GENERAL)
+MIXES = {"general": GENERAL, "general-volumes": GENERAL_VOLUMES}
 
 
 def structure_slices(masks: np.ndarray, n: int) -> list[int]:
