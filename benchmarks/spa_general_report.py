@@ -35,9 +35,10 @@ def _run(out: Path, fn, **kw) -> dict:
 
 def evaluate_model(model: str, root: Path, out: Path, limit: int, limit_3d: int | None, iterations_3d: int,
                    threads: int, sources: list[str] | None, clicks: bool = True,
-                   held_back_of: str | None = None) -> dict[str, dict]:
+                   held_back_of: str | None = None, options_3d: dict | None = None) -> dict[str, dict]:
     """The figures of one model per source (and ``lidc_clicks``); 3-D volumes are those
-    ``held_back_of`` (default: ``model``) did not train on."""
+    ``held_back_of`` (default: ``model``) did not train on; ``options_3d``: further spa-3d
+    options (``no_baseline``, ``embedding_cache``)."""
     res = {}
     for src in GENERAL:
         if sources and src.name not in sources:
@@ -48,7 +49,7 @@ def evaluate_model(model: str, root: Path, out: Path, limit: int, limit_3d: int 
         if three_d:
             res[src.name] = _run(f, lambda **k: clinloop.evaluate("spa", "spa-3d", str(data), model=model, **k),
                                  limit=limit_3d, iterations=iterations_3d, threads=threads,
-                                 held_back_of=held_back_of)
+                                 held_back_of=held_back_of, **(options_3d or {}))
         else:
             lidc = src.name == "lidc"
             res[src.name] = _run(f, lambda **k: clinloop.evaluate("spa", "spa", str(data), model=model, **k),
@@ -98,11 +99,16 @@ def main() -> None:
     ap.add_argument("--iterations-3d", type=int, default=5)
     ap.add_argument("--sources", nargs="*", default=None, help="only these sources (names in spa_mix.GENERAL)")
     ap.add_argument("--no-clicks", action="store_true", help="skip the clicks protocol on LIDC")
+    ap.add_argument("--no-baseline", action="store_true", help="spa-3d: skip the slice-by-slice baseline")
+    ap.add_argument("--embedding-cache", action="store_true",
+                    help="spa-3d: use the on-disk embedding cache (the seconds then exclude encoding)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    opts_3d = {"no_baseline": a.no_baseline, "embedding_cache": a.embedding_cache}
     # every model on the volumes the first model held back
     res = {m: evaluate_model(m, Path(a.data_root), Path(a.out), a.limit, a.limit_3d, a.iterations_3d, a.threads,
-                             a.sources, clicks=not a.no_clicks, held_back_of=a.models[0]) for m in a.models}
+                             a.sources, clicks=not a.no_clicks, held_back_of=a.models[0], options_3d=opts_3d)
+           for m in a.models}
     print(table(res))
 
 
