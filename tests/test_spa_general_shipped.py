@@ -17,9 +17,13 @@ def test_record_names_every_source_and_its_held_back_patients(shared_data):
     from clinloop.training.spa_data import patient_split
 
     data = json.loads((FOLDER / "data.json").read_text())
-    assert data["mix"] == "general" and set(data["sources"]) == {s.name for s in GENERAL}
-    assert data["click_prob"] > 0 and data["box_prob"] > 0 and data["init"]["model"] == "spa-lidc"
-    assert "clinloop train --method spa" in data["command"] and "--mix general" in data["command"]
+    # two stages: the general mix from spa-lidc, then the general-volumes mix from that model
+    assert data["mix"] == "general-volumes" and set(data["sources"]) == {s.name for s in GENERAL}
+    assert data["click_prob"] > 0 and data["box_prob"] > 0 and data["init"]["model"] == "spa-general"
+    assert "clinloop train --method spa" in data["command"] and "--mix general-volumes" in data["command"]
+    first = data["previous_stage"]
+    assert first["init"]["model"] == "spa-lidc" and "--mix general " in first["command"]
+    assert first["init"]["weights_sha256"] != data["init"]["weights_sha256"]
     assert (FOLDER / "weights.pt").stat().st_size < 7e6
     assert DEFAULT_MODEL == "spa-general"
     for src in GENERAL:  # the same seeded split as the protocols: no held-back patient was trained on
