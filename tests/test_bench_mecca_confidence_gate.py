@@ -1,19 +1,13 @@
 """benchmarks/mecca_confidence_gate.py: its error counts on a hand-made case and its
 rollout against the protocol's own figures (the held-back BraTS volumes, shipped model)."""
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._benchmarks import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("mecca_confidence_gate", ROOT / "benchmarks" / "mecca_confidence_gate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("mecca_confidence_gate")
 
 
 def test_error_counts_by_hand():

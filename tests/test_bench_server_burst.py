@@ -1,17 +1,11 @@
 """The pure helpers of benchmarks/bench_server_burst.py (the benchmark itself needs a live server)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._benchmarks import load_script
 
 
 def _mod():
-    spec = importlib.util.spec_from_file_location("bench_server_burst", ROOT / "benchmarks" / "bench_server_burst.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_server_burst")
 
 
 def test_parse_configs():

@@ -1,22 +1,13 @@
 """benchmarks/paired_cases.py: paired A − B over the cases two evaluation runs share."""
-import runpy
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._benchmarks import load_script
 
 
 @pytest.fixture(scope="module")
 def mod():
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        yield runpy.run_path(str(ROOT / "benchmarks" / "paired_cases.py"), run_name="paired_cases")
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return vars(load_script("paired_cases"))
 
 
 def _csv(path, rows):
