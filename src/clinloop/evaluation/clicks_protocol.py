@@ -82,7 +82,7 @@ def click_depth(target: np.ndarray, mask: np.ndarray | None, x: float, y: float)
 def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: int) -> dict:
     """One case: ``clicks`` clicks on ``model`` (an ``InteractiveModel``) for the 2-D ``target``.
     Returns ``dice`` (after each click made), ``honoured`` (one bool per corrective click),
-    ``missed`` (``{"click", "depth", "area"}`` per corrective click not honoured; the depth and
+    ``missed`` (``{"click", "positive", "depth", "area"}`` per corrective click not honoured; the depth and
     area of the error region it was placed in, before the click) and ``seconds`` (per click)."""
     from clinloop.interaction.session import as_channels_first
     from clinloop.interaction.users import dice, largest_error_click
