@@ -112,8 +112,12 @@ def test_two_gloo_processes_match_one(runs, method):
     assert len(one["history"]) == len(two["history"]) in (2, 3)
     for a, b in zip(one["history"], two["history"]):
         assert set(a) == set(b)
-        for k in a:  # (click-LiteMedSAM's history is rounded to 5 decimals)
-            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-6), (k, a, b)
+        # click-LiteMedSAM's history is rounded to 5 decimals, and its small terms (iou ~0.07) carry the
+        # float difference of a 2-process gradient all-reduce a few units of the last decimal by step 2
+        # (seen: iou 0.06710 vs 0.06713); the other methods' histories are unrounded
+        tol = 5e-5 if method == "click" else 1e-6
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=tol), (k, a, b)
     # training moved the weights, and both runs moved them to the same place
     assert one["history"][0]["loss"] != one["history"][1]["loss"]
     if method == "click":
