@@ -4,8 +4,8 @@ mean pairwise Dice of the default four styles on one sample, in 2-D and in 3-D.
     .venv/bin/python benchmarks/synthetic_agreement.py [--seeds-2d 8] [--seeds-3d 12] [--out r.json]
     .venv/bin/python benchmarks/synthetic_agreement.py --quick      # 2 seeds each
 
-docs/data.md ("Synthetic raters"): mean pairwise Dice of ``DEFAULT_STYLES`` 0.91-0.93 at 128²
-and 0.5-0.7 for small 3-D structures (32×48×48), seeds 0..7 and 0..11, one sample
+docs/data.md ("Synthetic raters"): mean pairwise Dice of ``DEFAULT_STYLES`` 0.907-0.930 at 128²
+and 0.520-0.696 for small 3-D structures (32×48×48), seeds 0..7 and 0..11, one sample
 (``make_synthetic_sample(shape, seed=s, return_truth=True)``, as tests/test_synthetic.py
 builds them) per seed. Per seed: ``clinloop.metrics.pairwise_dice`` of the four masks and
 ``clinloop.metrics.dice`` of their ``majority_vote`` against the latent truth. Prints the

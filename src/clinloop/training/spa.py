@@ -76,6 +76,7 @@ from pathlib import Path
 import torch
 
 from clinloop.config_options import TrainOptions, command_line, opt
+from clinloop.training.spa_mix import MIXES
 from clinloop.training.spa_trainer import (  # noqa: F401  (public names of this module)
     MAX_USER_ITERATIONS,
     WARM_START_SHARED,
@@ -130,7 +131,7 @@ class SPATrainOptions(TrainOptions):
                                    help="share of the patients held back for validation (split by patient count)")
     split_seed: int | None = opt(None, help="seed of the patient split (default: --seed); fix it to compare "
                                             "training seeds on the same held-back patients (evaluate --split-seed)")
-    mix: str | None = opt(None, choices=("general", "general-volumes"),
+    mix: str | None = opt(None, choices=tuple(MIXES),
                           help="train on several datasets at once: --data is then the data root and the named "
                                "recipe (clinloop.training.spa_mix) picks the datasets, slices and shares")
     click_prob: float = opt(0.0, help="share of the user iterations after the first that are corrective clicks "
