@@ -75,6 +75,38 @@ def test_stop_rule_anchor_relative_uncertainty_and_area_fraction():
         VolumeConfig(anchor_uncertainty=-1.0)
 
 
+def test_propagated_box_margin_hand_case():
+    import torch
+
+    from clinloop.interaction.propagation import propagated_box
+
+    g = torch.zeros(256, 256, dtype=torch.bool)
+    g[100:120, 50:60] = True  # rows 100..119 (20 high), columns 50..59 (10 wide)
+    assert propagated_box(g).tolist() == [[50.0, 100.0, 59.0, 119.0]]  # the tight box (the rule before)
+    assert propagated_box(g, 0.1).tolist() == [[49.0, 98.0, 60.0, 121.0]]  # 1 px and 2 px per side
+    g[:] = False
+    g[0:10, 250:256] = True  # clipped to the frame
+    assert propagated_box(g, 0.5).tolist() == [[247.0, 0.0, 255.0, 14.0]]
+    with pytest.raises(ValueError, match="box_margin"):
+        VolumeConfig(box_margin=-0.1)
+
+
+def test_volume_session_prompts_the_widened_box(model):
+    """VolumeConfig.box_margin reaches the prompt of each propagated slice."""
+    import torch
+
+    from clinloop.interaction.propagation import propagated_box
+
+    vol, _ = _ellipsoid(shape=(5, 48, 48), centre=(2, 24, 24), radii=(2, 10, 12))
+    g = torch.zeros(256, 256, dtype=torch.bool)
+    g[100:140, 60:100] = True
+    for margin in (0.0, 0.25):
+        st = model.start_volume(vol[None], seed=0, profile=None, config=VolumeConfig(box_margin=margin))
+        _, box, _ = st._prompt(1, st._slice(1), g)
+        assert box.tolist() == propagated_box(g, margin).tolist()
+    assert box.tolist() == [[50.0, 90.0, 109.0, 149.0]]  # 10 px (a quarter of 40) per side
+
+
 def test_planes_axes_and_anisotropic_resampling():
     vol = np.arange(2 * 3 * 4, dtype=np.float32).reshape(1, 2, 3, 4)  # (C, D, H, W)
     assert pl.take(vol, 0, 1).shape == (1, 3, 4) and pl.take(vol, 1, 2).shape == (1, 2, 4)

@@ -71,6 +71,7 @@ def test_keys_lengths_and_file(run):
     assert {"method", "protocol", "n_cases", "split", "dice_per_iteration", "dice_click", "assd_click", "assd_final",
             "noc", "failure_rate", "seconds_click", "baseline", "cases", "target_dice_click", "target_met"} <= set(res)
     assert res["protocol"] == "spa-3d" and res["n_cases"] == 2 and res["format"] == "decathlon"
+    assert res["box_margin"] == 0.0  # the tight propagated box unless --box-margin
     assert res["split"].startswith("all cases") and res["n_excluded_trained"] == 0
     assert len(res["dice_per_iteration"]) == 3 and res["dice_click"] == res["dice_per_iteration"][0]
     assert set(res["noc"]) == set(res["failure_rate"]) == {"0.8", "0.9"}

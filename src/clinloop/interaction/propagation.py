@@ -31,6 +31,7 @@ class VolumeConfig:
     max_uncertainty: float = 0.75
     anchor_uncertainty: float = 1.0  # 0: the fixed bound only (the rule before 2026-12)
     use_box: bool = True  # propagate with the previous mask's box (measured best, see the module docstring)
+    box_margin: float = 0.0  # move each side of that box outwards by this share of its side (propagated_box)
     use_point: bool = False  # ... with a point at the previous mask's interior
     use_mask: bool = False  # ... with the previous mask as the mask prompt (±4 logits)
     anisotropy_tolerance: float = 0.05  # resample planes whose pixel spacings differ by more (relative)
@@ -54,6 +55,8 @@ class VolumeConfig:
             raise ValueError(f"max_centroid_shift must be > 0, got {self.max_centroid_shift}")
         if isinstance(self.encode_ahead, bool) or not isinstance(self.encode_ahead, int) or self.encode_ahead < 0:
             raise ValueError(f"encode_ahead must be a non-negative integer (slices), got {self.encode_ahead!r}")
+        if not 0 <= self.box_margin <= 1:
+            raise ValueError(f"box_margin must be in 0 .. 1 (a share of the box's side), got {self.box_margin}")
         if not (self.use_point or self.use_mask or self.use_box):
             raise ValueError("propagation needs at least one of use_point, use_mask, use_box")
 
@@ -78,6 +81,21 @@ def interior_point(mask: torch.Tensor) -> tuple[float, float]:
     d = distance_transform_edt(np.pad(mask.numpy(), 1))[1:-1, 1:-1]
     r, c = np.unravel_index(int(np.argmax(d)), d.shape)
     return float(c), float(r)
+
+
+def propagated_box(guide: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """The box prompt ``(1, 4)`` ``[x0, y0, x1, y1]`` for the next slice from the previous slice's
+    y_app ``guide`` (a non-empty ``(256, 256)`` bool, model frame): its bounding box with each side
+    moved outwards by ``margin`` times the box's width (x) or height (y), clipped to the frame.
+    SPA's training boxes are the target's box with up to 10 % + 4 px of slack per side
+    (:func:`clinloop.training.spa_corrective.jittered_box`); a tight box of a structure that grows
+    from slice to slice clips it, so the mask shrinks slice after slice."""
+    rr, cc = torch.nonzero(guide, as_tuple=True)
+    x0, x1, y0, y1 = float(cc.min()), float(cc.max()), float(rr.min()), float(rr.max())
+    mx, my = margin * (x1 - x0 + 1), margin * (y1 - y0 + 1)
+    h, w = guide.shape[-2:]
+    return torch.tensor([[max(0.0, x0 - mx), max(0.0, y0 - my), min(w - 1.0, x1 + mx), min(h - 1.0, y1 + my)]],
+                        dtype=torch.float32)
 
 
 def slice_uncertainty(mask: np.ndarray, prob: np.ndarray) -> float:

@@ -99,6 +99,7 @@ from clinloop.interaction.propagation import (
     VolumeConfig,
     check_spacing,
     interior_point,
+    propagated_box,
     slice_uncertainty,
     stop_reason,
 )
@@ -279,8 +280,7 @@ class VolumeState(SPAStateBase):
             if self.vcfg.use_point:
                 pts.append((interior_point(guide), 1))
             if self.vcfg.use_box:
-                rr, cc = torch.nonzero(guide, as_tuple=True)
-                box = torch.tensor([[cc.min(), rr.min(), cc.max(), rr.max()]], dtype=torch.float32)
+                box = propagated_box(guide, self.vcfg.box_margin)
             if self.vcfg.use_mask:
                 mp = mask_prompt(guide)
         user_box = self._box_prompt(t, s)
