@@ -62,3 +62,25 @@ def test_warm_start_rejects_other_architecture(tmp_path):
         warm_start(tiny_net("spa", cond_width=16), tmp_path / "m")
     with pytest.raises(ValueError, match="no model folder"):
         warm_start(tiny_net("spa", cond_width=8), tmp_path / "nothing")
+
+
+def test_init_split_must_match_unless_chosen(tmp_path):
+    from clinloop.training.spa_warmstart import check_init_split
+
+    save_spa(tiny_net("spa", cond_width=8), tmp_path / "m")
+    check_init_split(tmp_path / "m", 1, explicit=False)  # no data.json: nothing to compare
+    (tmp_path / "m" / "data.json").write_text(json.dumps({"split": {"kind": "patients", "seed": 0}}))
+    check_init_split(tmp_path / "m", 0, explicit=False)  # same split
+    with pytest.raises(ValueError, match="split with seed 0.*--split-seed 0"):
+        check_init_split(tmp_path / "m", 1, explicit=False)  # --seed 1 alone would move the split
+    check_init_split(tmp_path / "m", 1, explicit=True)  # --split-seed 1: the user's choice
+
+
+def test_train_cli_refuses_a_split_that_differs_from_the_init(tmp_path):
+    from clinloop.training.spa import SPATrainOptions, train_model
+
+    save_spa(tiny_net("spa", cond_width=8), tmp_path / "m")
+    (tmp_path / "m" / "data.json").write_text(json.dumps({"split": {"kind": "patients", "seed": 0}}))
+    with pytest.raises(ValueError, match="--split-seed 0"):
+        train_model(SPATrainOptions(method="spa", data=str(tmp_path / "none"), out=str(tmp_path / "o"),
+                            init=str(tmp_path / "m"), seed=1, steps=1))

@@ -77,6 +77,7 @@ import torch
 
 from clinloop.config_options import TrainOptions, command_line, opt
 from clinloop.training.spa_mix import MIXES
+from clinloop.training.spa_warmstart import check_init_split
 from clinloop.training.spa_trainer import (  # noqa: F401  (public names of this module)
     MAX_USER_ITERATIONS,
     WARM_START_SHARED,
@@ -184,6 +185,9 @@ def train_model(o: SPATrainOptions) -> Path:
     if o.threads:
         torch.set_num_threads(o.threads)
     torch.manual_seed(o.seed)
+    split_seed = o.seed if o.split_seed is None else o.split_seed
+    if o.init:  # before any work: a continuation keeps its init's held-back patients
+        check_init_split(o.init, split_seed, explicit=o.split_seed is not None)
     out = Path(o.out)
     arch = {"latent_dim": 8, "cond_width": 32, "path": "tail"}
     if o.init:
@@ -204,7 +208,6 @@ def train_model(o: SPATrainOptions) -> Path:
     net = SPANet(cfg, backbone)
     init_info = warm_start(net, o.init) if o.init else None
     t0 = time.time()
-    split_seed = o.seed if o.split_seed is None else o.split_seed
     if o.mix:  # several datasets under the root --data (spa_mix)
         from clinloop.training.spa_mix import mixed_cases
 

@@ -54,3 +54,25 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
             "weights_sha256": hashlib.sha256(raw).hexdigest(),
             "loaded": [p.rstrip(".") for p in prefixes], "fresh": [] if same_variant else ["variant"],
             "tensors_loaded": len(take)}
+
+
+def check_init_split(folder: str | Path, split_seed: int, explicit: bool) -> None:
+    """Refuse a warm start whose patient split would differ from the ``--init`` model's.
+
+    The split is seeded (``--split-seed``, default ``--seed``); a continuation trained with
+    another seed holds back a different set of patients, so some of the patients it reports
+    as held back were trained on by the model it starts from, and every held-back figure of
+    the new model is contaminated (2026-12-03: a ``spa-general`` stage started with
+    ``--seed 1`` scored 0.903 on BraTS volumes its init had trained on). ``explicit``: the
+    user passed ``--split-seed`` (then a different split is their choice)."""
+    from clinloop.models import registry
+
+    p = registry.resolve_model_dir(folder) / "data.json"
+    if explicit or not p.is_file():
+        return
+    seed = (json.loads(p.read_text()).get("split") or {}).get("seed")
+    if seed is not None and int(seed) != int(split_seed):
+        raise ValueError(f"--init {folder}: that model's patients were split with seed {seed} ({p}); this run "
+                         f"would split with seed {split_seed}, so its held-back patients would include patients "
+                         f"the init trained on. Pass --split-seed {seed} to keep the init's split (the episode "
+                         f"seed --seed may still differ), or --split-seed {split_seed} to choose the new split")
