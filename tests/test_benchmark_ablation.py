@@ -66,3 +66,22 @@ def test_quick_ablation_stages_train_each_variant(shared_data, tmp_path):
     assert "| Random Gaussian (**published**) | — | — | — | — | 80.29 | 90.05 |" in text
     assert meduhip.figures(ctx, recs) == ["spa_table3_ablation.png"]
     assert (tmp_path / "spa_table3_ablation.png").stat().st_size > 5000
+
+
+def test_budget_model_trains_every_seed_on_the_evaluated_split(shared_data, tmp_path):
+    """A training seed other than 0 must not move the patient split: the ablation evaluates on
+    SPLIT_SEED's held-out patients (until 2026-12-03, seeds 1 and 2 trained on 12-13 of them)."""
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.benchmark.base import BenchmarkOptions, Context
+    from clinloop.evaluation.benchmark.cases import SPLIT_SEED, heldout_lidc, lidc_dir
+    from clinloop.evaluation.benchmark.spa_loro import budget_model
+
+    ctx = Context(BenchmarkOptions(quick=True), shared_data, tmp_path, "quick", 0)
+    out = budget_model(ctx, tmp_path / "m", seed=2)
+    info = json.loads((out / "data.json").read_text())
+    assert info["split"]["seed"] == SPLIT_SEED == 0
+    ds = load_dataset(lidc_dir(shared_data))
+    patient = dict(zip(ds.case_ids, (ds[i].patient_id for i in range(len(ds)))))
+    evaluated = {patient[ds.case_ids[i]] for i in heldout_lidc(ds, per_nodule=1)}
+    trained = {patient[c] for c in info["train_case_ids"]}
+    assert trained and evaluated and not trained & evaluated

@@ -8,7 +8,9 @@ iterations on REFUGE2 and Kidney. Here each variant
 ``spa-mean-variance``, ``spa-weights``, ``spa``) is trained **at the same budget and from
 the same start** (the ``spa-lidc`` recipe: 400 middle LIDC slices, 3 user iterations per
 episode, lr 1e-4 / 1e-3 for the new modules, relaxed WTA; ``STEPS`` steps from the
-pretrained LiteMedSAM, 1 thread) once per training seed, into
+pretrained LiteMedSAM, 1 thread) once per training seed (the seed varies the initialisation
+and the episodes; the patient split is always ``SPLIT_SEED``'s, so no model trains on a
+patient it is evaluated on), into
 ``out/models/ablation/<variant>/seed-<s>/<steps>-steps/`` (resumable; a finished model is
 reused). A single seed cannot order four variants whose gaps are a few hundredths, so every
 variant is trained with several seeds and the report gives the per-seed means, the mean over
@@ -86,7 +88,10 @@ def _compute(variant: str, seed: int):
 
 
 def stages(ctx: Context) -> list[Stage]:
-    cfg = {"steps": budget_steps(ctx), "limit": ctx.size(2, 40, None), "iterations": ITERATIONS}
+    from clinloop.evaluation.benchmark.cases import SPLIT_SEED
+
+    cfg = {"steps": budget_steps(ctx), "limit": ctx.size(2, 40, None), "iterations": ITERATIONS,
+           "split_seed": SPLIT_SEED}  # every training seed on the evaluated cases' split (budget_model)
     return [Stage(stage_name(v, s), _compute(v, s), {**cfg, "variant": v, "train_seed": s})
             for s in _seeds(ctx) for v in VARIANTS]
 
@@ -196,7 +201,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         "mean over seeds, has a 95 % patient-bootstrap interval excluding 0; \"≈\": it does not)."
         f"{seed_line}\n",
         f"Each variant: {s['steps']} steps of the `spa-lidc` recipe from the pretrained LiteMedSAM per training "
-        f"seed ({seeds}), 1 thread; the same held-out LIDC slices (one per nodule) and simulated users for every "
+        f"seed ({seeds}), 1 thread, every seed on the same patient split; the same held-out LIDC slices (one per "
+        "nodule) and simulated users for every "
         "model. What differs: the paper's Table 3 is on REFUGE2 and Kidney (Dice % after three iterations; shown "
         "as published) with GPU training to convergence; ours is LIDC on a CPU budget, so the variants' new "
         "modules have had few steps, and the spread between training seeds is shown next to the gaps.\n"])

@@ -45,13 +45,18 @@ def budget_steps(ctx: Context) -> int:
 def budget_model(ctx: Context, out, *, method: str = "spa", seed: int = 0, exclude_rater: int | None = None):
     """Train (or reuse, resumable) one model of the benchmark's equal-budget recipe into ``out``:
     ``spa-lidc``'s flags, ``budget_steps(ctx)`` steps from the pretrained LiteMedSAM. Shared by the
-    leave-one-rater-out and the Table 3 ablation stages; returns ``out``."""
-    from clinloop.evaluation.benchmark.cases import lidc_dir
+    leave-one-rater-out and the Table 3 ablation stages; returns ``out``. The patient split is
+    always ``SPLIT_SEED``'s, the one the evaluated cases are held back from (:func:`heldout_lidc`):
+    ``seed`` varies the initialisation and the episodes only. (Until 2026-12-03 the split
+    followed ``seed``, so the ablation's seed-1 and seed-2 models had trained on 12 and 13 of
+    the 16 patients they were evaluated on.)"""
+    from clinloop.evaluation.benchmark.cases import SPLIT_SEED, lidc_dir
     from clinloop.training.spa import SPATrainOptions, train_model
 
     if not (out / "weights.pt").is_file():
         train_model(SPATrainOptions(
-            method=method, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, steps=budget_steps(ctx),
+            method=method, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, split_seed=SPLIT_SEED,
+            steps=budget_steps(ctx),
             train_samples=8, max_cases=ctx.size(4, 400, 400), per_nodule=1, lr=1e-4, lr_new=1e-3,
             user_iterations=3, wta_weight=1.0, wta_relax=0.05, save_every=50, threads=ctx.options.threads,
             resume=True, exclude_rater=exclude_rater))
