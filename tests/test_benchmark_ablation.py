@@ -81,7 +81,7 @@ def test_budget_model_trains_every_seed_on_the_evaluated_split(shared_data, tmp_
     info = json.loads((out / "data.json").read_text())
     assert info["split"]["seed"] == SPLIT_SEED == 0
     ds = load_dataset(lidc_dir(shared_data))
-    patient = dict(zip(ds.case_ids, (ds[i].patient_id for i in range(len(ds)))))
+    patient = dict(zip(ds.case_ids, ds.patient_ids))  # no image loads
     evaluated = {patient[ds.case_ids[i]] for i in heldout_lidc(ds, per_nodule=1)}
     trained = {patient[c] for c in info["train_case_ids"]}
     assert trained and evaluated and not trained & evaluated
