@@ -139,6 +139,10 @@ class SPATrainOptions(TrainOptions):
                                       "on the current mask instead of candidate choices (spa_corrective)")
     box_prob: float = opt(0.0, help="share of the episodes whose first interaction is a box instead of a click")
     click_weight: float = opt(0.0, help="weight of the clicked-pixel BCE term (spa_corrective.click_term)")
+    propagation_prob: float = opt(0.0, help="with --mix: 3-D sources' slices carry their neighbours' masks and "
+                                            "each volume adds its end slices (target empty); this share of those "
+                                            "slices' episodes starts from a neighbour's box, as a volume session "
+                                            "prompts the next slice (spa_corrective.propagation_box)")
     exclude_rater: int | None = opt(None, help="leave rater R (0-based) out of training (leave-one-rater-out, "
                                                "spa.txt §4.3.2): its masks count as missing; slices left without "
                                                "a drawn mask are skipped")
@@ -178,6 +182,8 @@ def train_model(o: SPATrainOptions) -> Path:
 
     if o.method not in METHODS:
         raise ValueError(f"clinloop.training.spa trains {', '.join(METHODS)}; got {o.method!r}")
+    if o.propagation_prob > 0 and not o.mix:
+        raise ValueError("--propagation-prob needs --mix (its propagation episodes come from the mix's 3-D sources)")
     if o.episodes_per_step < 1:
         raise ValueError(f"--episodes-per-step must be >= 1, got {o.episodes_per_step}")
     d = distributed.init(o.device)
@@ -215,7 +221,8 @@ def train_model(o: SPATrainOptions) -> Path:
             raise ValueError("--exclude-rater needs one dataset's raters; it cannot be combined with --mix")
         if o.finetune_encoder:
             raise ValueError("--mix trains on cached embeddings; it cannot be combined with --finetune-encoder")
-        cases, sources = mixed_cases(o.data, o.mix, backbone, seed=split_seed, progress=d.main)
+        cases, sources = mixed_cases(o.data, o.mix, backbone, seed=split_seed, progress=d.main,
+                                     propagation=o.propagation_prob > 0)
         data_info = {"format": "mix", "mix": o.mix, "sources": sources,
                      "split": {"kind": "patients per source", "seed": split_seed, "train_cases": len(
                          {c.case_id for c in cases})},
@@ -238,7 +245,8 @@ def train_model(o: SPATrainOptions) -> Path:
                          wta_weight=o.wta_weight, wta_relax=o.wta_relax,
                          fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]),
                          encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step,
-                         click_prob=o.click_prob, box_prob=o.box_prob, click_weight=o.click_weight)
+                         click_prob=o.click_prob, box_prob=o.box_prob, click_weight=o.click_weight,
+                         propagation_prob=o.propagation_prob)
     ck = out / "checkpoint.pt"
     if o.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -255,6 +263,7 @@ def train_model(o: SPATrainOptions) -> Path:
     info = {
         "method": o.method, "data": str(o.data), **data_info,
         "click_prob": o.click_prob, "box_prob": o.box_prob, "click_weight": o.click_weight,
+        "propagation_prob": o.propagation_prob,
         "init": init_info, "time_budget": o.time_budget,
         "finetune_encoder": o.finetune_encoder, "encoder_lr": o.encoder_lr if o.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": o.steps, "lr_new": o.lr_new,

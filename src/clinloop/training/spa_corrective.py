@@ -54,6 +54,20 @@ def jittered_box(target: np.ndarray, rng: np.random.Generator, max_shift: float 
     return box
 
 
+def propagation_box(guides, rng: np.random.Generator) -> list[float]:
+    """The first prompt of a *propagation episode*: a volume session prompts each next slice with
+    the box of the previous slice's mask (:func:`clinloop.interaction.propagation.propagated_box`),
+    so with probability ``propagation_prob`` (always for an end case, whose target is empty) an
+    episode on a 3-D source's slice starts from the box of one of its neighbours' masks
+    (``guides``, non-empty ``(256, 256)`` bool, drawn uniformly), each side moved by a uniform
+    integer in ``[-3, 0.05 * side + 3]`` outwards: the slack of a session's own (imperfect)
+    previous mask. Not in spa.txt (deviation): it teaches the model to follow the structure into
+    the next slice, where it grows, shrinks or ends (target empty), instead of reading the box as
+    the outline of what it must segment."""
+    g = guides[int(rng.integers(len(guides)))]
+    return jittered_box(np.asarray(g, bool), rng, max_shift=0.05, pad=3)
+
+
 def add_corrective_click(points, target: np.ndarray, current: np.ndarray, rng: np.random.Generator,
                          device=None):
     """Append a click drawn from the error of ``current`` against ``target`` (both ``(256, 256)``

@@ -89,8 +89,42 @@ def _is_volume(ds) -> bool:
     return len(ds) > 0 and len(ds.header(0).spatial_shape) == 3
 
 
-def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progress: bool = True):
-    """The training ``TrainCase`` list of one source and its record (case and patient ids)."""
+END_REPEAT = 3  # with propagation: each end case (target empty) appears this many times per volume
+
+
+def propagation_guides(union: np.ndarray, zs: Sequence[int]) -> tuple[list[tuple[int, list[int]]], list[tuple[int, int]]]:
+    """The propagation episodes of one training volume (``union (D, H, W)`` bool, the raters' union):
+    for each training slice z of ``zs`` the neighbours z-1, z+1 whose mask is non-empty (the slice a
+    volume session would prompt z from), and the *end cases*: the slice just beyond each end of the
+    structure (target empty) with the end slice as its guide. Returns ``([(z, [guide z', ...])],
+    [(end z, guide z)])``."""
+    occupied = np.nonzero(union.any(axis=(1, 2)))[0]
+    if len(occupied) == 0:
+        return [], []
+    nb = [(int(z), [int(z + d) for d in (-1, 1) if 0 <= z + d < len(union) and union[z + d].any()]) for z in zs]
+    lo, hi = int(occupied[0]), int(occupied[-1])
+    ends = [(z, g) for z, g in ((lo - 1, lo), (hi + 1, hi)) if 0 <= z < len(union) and not union[z].any()]
+    return nb, ends
+
+
+def _attach_guides(cases: list, union: np.ndarray, guides: Sequence[Sequence[int]], image_slice) -> None:
+    """Set ``TrainCase.guides`` of ``cases`` to the model-frame masks of the slices ``guides[i]`` of
+    ``union (D, H, W)`` (``image_slice``: one slice of the volume, for the resize geometry)."""
+    from clinloop.models.litemedsam.preprocess import mask_to_model, preprocess
+
+    _, info = preprocess(image_slice)
+    for c, zs in zip(cases, guides):
+        c.guides = tuple(mask_to_model(union[z], info).numpy() > 0.5 for z in zs)
+
+
+def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progress: bool = True,
+                 propagation: bool = False):
+    """The training ``TrainCase`` list of one source and its record (case and patient ids).
+
+    ``propagation`` (3-D sources): each slice case carries its neighbours' masks as
+    ``TrainCase.guides`` and each volume adds its two end cases, ``END_REPEAT`` times each
+    (:func:`propagation_guides`; the trainer's propagation episodes,
+    :func:`clinloop.training.spa_corrective.propagation_box`)."""
     from clinloop.data import load_dataset
     from clinloop.data.sample import MultiRaterSample
     from clinloop.training.spa_trainer import prepare_cases
@@ -103,19 +137,28 @@ def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progres
     else:
         from clinloop.data import ListDataset
 
-        samples = []
-        for i in idx:
+        from tqdm.auto import tqdm
+
+        cases, ids = [], []
+        for i in tqdm(idx, desc=f"{src.name} volumes", disable=not progress):
             s = ds[i]
-            for z in structure_slices(s.masks, src.slices):
-                samples.append(MultiRaterSample(image=s.image[:, z], masks=s.masks[:, z],
-                                                case_id=f"{ds.case_ids[i]}/z{z}", patient_id=ds.patient_ids[i],
-                                                rater_valid=s.rater_valid, structure=s.structure))
-        cases = prepare_cases(ListDataset(samples), range(len(samples)), backbone, progress=progress)
-        ids = [s.case_id for s in samples]
+            zs = structure_slices(s.masks, src.slices)
+            union = np.asarray(s.masks, bool)[np.asarray(s.rater_valid, bool)].any(0)
+            nb, ends = propagation_guides(union, zs) if propagation else ([(z, []) for z in zs], [])
+            samples = [MultiRaterSample(image=s.image[:, z], masks=s.masks[:, z], case_id=f"{ds.case_ids[i]}/z{z}",
+                                        patient_id=ds.patient_ids[i], rater_valid=s.rater_valid,
+                                        structure=s.structure) for z, _ in nb + ends]
+            vol = prepare_cases(ListDataset(samples), range(len(samples)), backbone, progress=False)
+            if propagation:
+                _attach_guides(vol, union, [g for _, g in nb] + [[g] for _, g in ends], s.image[:, zs[0]])
+            ends_cases = vol[len(nb):]
+            cases += vol[:len(nb)] + [replace(c) for c in ends_cases for _ in range(END_REPEAT)]
+            ids += [x.case_id for x in samples[:len(nb)]] + [x.case_id for x in samples[len(nb):] for _ in range(END_REPEAT)]
     for c, cid in zip(cases, ids):
         c.case_id = f"{src.name}:{cid}"
     record = {"folder": src.folder, "options": dict(src.options), "held_out": src.held_out,
               "weight": src.weight, "slices": src.slices, "cases": len(cases),
+              "end_cases": sum(1 for c in cases if not c.masks.any()),
               "train_patient_ids": sorted({str(ds.patient_ids[i]) for i in idx})}
     return cases, record
 
@@ -139,13 +182,13 @@ def balanced_cases(groups: Sequence[Sequence[Any]], weights: Sequence[float], se
 
 
 def mixed_cases(root: str | Path, mix: str | Sequence[Source], backbone, seed: int = 0,
-                progress: bool = True) -> tuple[list, dict[str, Any]]:
+                progress: bool = True, propagation: bool = False) -> tuple[list, dict[str, Any]]:
     """All sources of ``mix`` (a name in ``MIXES`` or Source list): the balanced case list and
-    a record per source (for ``data.json``)."""
+    a record per source (for ``data.json``); ``propagation``: see :func:`source_cases`."""
     sources = MIXES[mix] if isinstance(mix, str) else tuple(mix)
     groups, records = [], {}
     for src in sources:
-        cases, rec = source_cases(root, src, backbone, seed=seed, progress=progress)
+        cases, rec = source_cases(root, src, backbone, seed=seed, progress=progress, propagation=propagation)
         if not cases:
             raise ValueError(f"{Path(root) / src.folder}: no training case with a non-empty target for {src.name}")
         groups.append(cases)

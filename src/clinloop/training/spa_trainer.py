@@ -34,6 +34,7 @@ class TrainCase:
     valid: np.ndarray  # (R,) bool
     case_id: str = ""
     image: torch.Tensor | None = None  # (3, 256, 256) model input, kept for --finetune-encoder
+    guides: tuple = ()  # (256, 256) bool masks of neighbouring slices (propagation episodes, spa_mix)
 
 
 def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = True,
@@ -150,15 +151,16 @@ class SPATrainer:
                  wta_weight: float = 1.0, wta_relax: float = 0.05,
                  fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5,
                  episodes_per_step: int = 1, click_prob: float = 0.0, box_prob: float = 0.0,
-                 click_weight: float = 0.0) -> None:
+                 click_weight: float = 0.0, propagation_prob: float = 0.0) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
-        for name, v in (("click_prob", click_prob), ("box_prob", box_prob)):
+        for name, v in (("click_prob", click_prob), ("box_prob", box_prob), ("propagation_prob", propagation_prob)):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if click_weight < 0:
             raise ValueError(f"click_weight must be >= 0, got {click_weight}")
         # the simulated user (spa_corrective): corrective clicks, a box first, the click term's weight
         self.click_prob, self.box_prob, self.click_weight = float(click_prob), float(box_prob), float(click_weight)
+        self.propagation_prob = float(propagation_prob)  # share of guided cases prompted by a neighbour's box
         if int(episodes_per_step) < 1:
             raise ValueError(f"episodes_per_step must be >= 1, got {episodes_per_step}")
         self.episodes_per_step = int(episodes_per_step)  # B: episodes per training step (used by train())
@@ -303,6 +305,11 @@ class SPATrainer:
         else:
             ep.e_x = case.embedding.to(dev).float()[None]
         ep.rng = rng
+        if case.guides and (not y_np.any() or (self.propagation_prob > 0 and rng.random() < self.propagation_prob)):
+            from clinloop.training.spa_corrective import propagation_box  # a volume session's next slice
+
+            ep.box = torch.tensor([propagation_box(case.guides, rng)], dtype=torch.float32, device=dev)
+            return ep
         if self.box_prob > 0 and rng.random() < self.box_prob:  # the first interaction is a box (spa_corrective)
             from clinloop.training.spa_corrective import jittered_box
 
@@ -392,8 +399,8 @@ class SPATrainer:
                 k = int(((r.float() - y_cpu[None]) ** 2).flatten(1).sum(1).argmin())
                 ep.mp = mask_prompt(r[k]).to(self.device)
         ep.logs["cand_dice"].append(mean_pairwise_dice(r))
-        inter = float((y_app & (y_cpu > 0.5)).sum())
-        ep.logs["dice"].append(2 * inter / max(1.0, float(y_app.sum() + y_cpu.sum())))
+        inter, total = float((y_app & (y_cpu > 0.5)).sum()), float(y_app.sum() + y_cpu.sum())
+        ep.logs["dice"].append(2 * inter / total if total else 1.0)  # both empty (an end case): perfect
 
     # ------------------------------------------------------------ checkpoints
     def state(self) -> dict[str, Any]:
