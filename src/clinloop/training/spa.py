@@ -142,7 +142,8 @@ class SPATrainOptions(TrainOptions):
     propagation_prob: float = opt(0.0, help="with --mix: 3-D sources' slices carry their neighbours' masks and "
                                             "each volume adds its end slices (target empty); this share of those "
                                             "slices' episodes starts from a neighbour's box, as a volume session "
-                                            "prompts the next slice (spa_corrective.propagation_box)")
+                                            "prompts the next slice (spa_corrective.propagation_box; measured to make "
+                                            "volume sessions stop early: docs/methods/spa.md)")
     exclude_rater: int | None = opt(None, help="leave rater R (0-based) out of training (leave-one-rater-out, "
                                                "spa.txt §4.3.2): its masks count as missing; slices left without "
                                                "a drawn mask are skipped")

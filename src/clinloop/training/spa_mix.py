@@ -149,7 +149,7 @@ def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progres
                                         patient_id=ds.patient_ids[i], rater_valid=s.rater_valid,
                                         structure=s.structure) for z, _ in nb + ends]
             vol = prepare_cases(ListDataset(samples), range(len(samples)), backbone, progress=False)
-            if propagation:
+            if propagation and nb:  # (a volume without the structure has no slice to guide)
                 _attach_guides(vol, union, [g for _, g in nb] + [[g] for _, g in ends], s.image[:, zs[0]])
             ends_cases = vol[len(nb):]
             cases += vol[:len(nb)] + [replace(c) for c in ends_cases for _ in range(END_REPEAT)]
