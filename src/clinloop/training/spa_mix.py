@@ -107,12 +107,12 @@ def propagation_guides(union: np.ndarray, zs: Sequence[int]) -> tuple[list[tuple
     return nb, ends
 
 
-def _attach_guides(cases: list, union: np.ndarray, guides: Sequence[Sequence[int]], image_slice) -> None:
+def _attach_guides(cases: list, union: np.ndarray, guides: Sequence[Sequence[int]]) -> None:
     """Set ``TrainCase.guides`` of ``cases`` to the model-frame masks of the slices ``guides[i]`` of
-    ``union (D, H, W)`` (``image_slice``: one slice of the volume, for the resize geometry)."""
-    from clinloop.models.litemedsam.preprocess import mask_to_model, preprocess
+    ``union (D, H, W)``."""
+    from clinloop.models.litemedsam.preprocess import mask_to_model, resize_info
 
-    _, info = preprocess(image_slice)
+    info = resize_info(union.shape[1:])  # the geometry preprocess() gives each (H, W) slice
     for c, zs in zip(cases, guides):
         c.guides = tuple(mask_to_model(union[z], info).numpy() > 0.5 for z in zs)
 
@@ -139,7 +139,7 @@ def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progres
 
         from tqdm.auto import tqdm
 
-        cases, ids = [], []
+        cases = []
         for i in tqdm(idx, desc=f"{src.name} volumes", disable=not progress):
             s = ds[i]
             zs = structure_slices(s.masks, src.slices)
@@ -150,10 +150,9 @@ def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progres
                                         structure=s.structure) for z, _ in nb + ends]
             vol = prepare_cases(ListDataset(samples), range(len(samples)), backbone, progress=False)
             if propagation and nb:  # (a volume without the structure has no slice to guide)
-                _attach_guides(vol, union, [g for _, g in nb] + [[g] for _, g in ends], s.image[:, zs[0]])
-            ends_cases = vol[len(nb):]
-            cases += vol[:len(nb)] + [replace(c) for c in ends_cases for _ in range(END_REPEAT)]
-            ids += [x.case_id for x in samples[:len(nb)]] + [x.case_id for x in samples[len(nb):] for _ in range(END_REPEAT)]
+                _attach_guides(vol, union, [g for _, g in nb] + [[g] for _, g in ends])
+            cases += vol[:len(nb)] + [replace(c) for c in vol[len(nb):] for _ in range(END_REPEAT)]
+        ids = [c.case_id for c in cases]  # prepare_cases took them from the samples
     for c, cid in zip(cases, ids):
         c.case_id = f"{src.name}:{cid}"
     record = {"folder": src.folder, "options": dict(src.options), "held_out": src.held_out,
