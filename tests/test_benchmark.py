@@ -119,8 +119,10 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
     assert "computed: -; reused: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("ambiguity-*.json")} == mtimes
 
-    # --force redoes the named stages, with the same numbers (seeded samples); the other stays
-    assert main(argv + ["--force", "ambiguity-lexu", "--force", "ambiguity-spa"]) == 0
+    # --force redoes the named stages, with the same numbers (seeded samples); the other stays.
+    # The first run computed in 2 worker processes (--jobs defaults to 2); this one in-process,
+    # one after another: the figures do not depend on --jobs
+    assert main(argv + ["--force", "ambiguity-lexu", "--force", "ambiguity-spa", "--jobs", "1"]) == 0
     assert "computed: ambiguity-spa, ambiguity-lexu; reused: ambiguity-meduhip" in capsys.readouterr().out
     assert json.loads((out / "ambiguity-lexu.json").read_text())["result"]["cases"] == lexu["cases"]
     assert json.loads((out / "ambiguity-spa.json").read_text())["result"]["cases"] == spa["cases"]
@@ -230,7 +232,8 @@ def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys
         monkeypatch.setattr(mod, "section", lambda ctx, recs, name=name: f"## {name}: {recs[name + '-a']['result']['value']}\n")
         monkeypatch.setattr(mod, "figures", lambda ctx, recs: [], raising=False)
     (tmp_path / "lidc").mkdir()
-    argv = ["benchmark", "--suite", "all", "--data-root", str(tmp_path), "--out", str(tmp_path / "r")]
+    # --jobs 1: the patched stages live in this process only (a spawned worker re-imports the suites)
+    argv = ["benchmark", "--suite", "all", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"), "--jobs", "1"]
     assert main(argv) == 2
     assert "not implemented yet: x" in capsys.readouterr().err
     readme = (tmp_path / "r" / "README.md").read_text()

@@ -131,7 +131,7 @@ def benchmark(suite: str = "all", data_root: str | Path = "../shared/data", out:
     ``suite``: ``ambiguity``, ``spa``, ``speed``, ``lexu``, ``mecca``, ``meduhip`` or
     ``all``; ``options``: the other fields of
     :class:`clinloop.evaluation.benchmark.BenchmarkOptions` (``quick=True``,
-    ``full=True``, ``force=["ambiguity-lexu"]``, ``seed``, ``threads``). Finished
+    ``full=True``, ``force=["ambiguity-lexu"]``, ``seed``, ``threads``, ``jobs``). Finished
     stages are reused. Returns the run summary (stages computed / reused)."""
     from clinloop.config_options import make_options
     from clinloop.evaluation.benchmark.runner import BenchmarkOptions, run_benchmark

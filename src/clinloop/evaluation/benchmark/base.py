@@ -34,6 +34,9 @@ class BenchmarkOptions:
                       help="recompute this stage (or every stage of this suite) even if its JSON exists; repeatable")
     seed: int = opt(0, help="seed of the case draws, the samples and the bootstrap")
     threads: int | None = opt(1, help="torch CPU threads (1: reproducible and light)", type=int)
+    jobs: int = opt(2, help="stages computed at once, each in its own process with --threads threads (2: both "
+                            "cores of a 2-core machine at --threads 1); 1: one after another in this process. "
+                            "The figures do not depend on it")
 
     @property
     def mode(self) -> str:

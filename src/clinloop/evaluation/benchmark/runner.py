@@ -9,6 +9,12 @@ seed, model) equals the current one, so an interrupted run resumes at the first
 unfinished stage and a finished one is not recomputed; ``force`` names stages (or
 whole suites) to redo. ``out/README.md`` is rebuilt at the end of every run from
 all stage files present, so suites run one at a time accumulate in one report.
+
+With ``jobs`` > 1 the stages to compute run in that many worker processes (spawned; each
+rebuilds the suite's plan and computes one stage by name, ``threads`` torch threads each),
+in plan order. A stage is independent of the others' results (its seeds are its own), so
+the figures are those of ``jobs=1``; stages that share a trained model serialise on its
+folder (:func:`clinloop.evaluation.benchmark.spa_loro.budget_model`).
 """
 from __future__ import annotations
 
@@ -47,11 +53,40 @@ def _jsonable(config: dict) -> dict:
     return json.loads(json.dumps(config))
 
 
+def model_fingerprints(config: dict) -> dict[str, str]:
+    """``{name: sha256[:12] of weights.pt}`` for each shipped model named by ``config["model"]`` /
+    ``config["models"]``: part of a stage's stored config, so that shipping new weights under an
+    old name makes the stages that used the old ones stale (until 2026-12-04 the name alone was
+    compared, and the report kept stage-1 ``spa-general`` rows after stage 2 had shipped)."""
+    import hashlib
+
+    from clinloop.models.registry import SHIPPED_DIR
+
+    names = []
+    for key in ("model", "models"):
+        v = config.get(key)
+        names += [v] if isinstance(v, str) else [x for x in (v or []) if isinstance(x, str)]
+    out = {}
+    for name in names:
+        w = SHIPPED_DIR / name / "weights.pt"
+        if w.is_file():
+            out[name] = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
+    return out
+
+
+def stage_config(ctx: Context, st: Stage) -> dict:
+    """What a stored stage must match to be reused: the stage's config, mode, seed and the
+    fingerprints of the shipped models it names."""
+    config = {**st.config, "mode": ctx.mode, "seed": ctx.seed}
+    fp = model_fingerprints(config)
+    return _jsonable({**config, **({"model_sha": fp} if fp else {})})
+
+
 def run_stage(ctx: Context, suite: str, st: Stage, force: bool) -> tuple[dict, bool]:
     """The stage's stored record, computing it if missing, stale or forced. Returns (record, computed)."""
     from clinloop.atomic import atomic_write_text
 
-    config = _jsonable({**st.config, "mode": ctx.mode, "seed": ctx.seed})
+    config = stage_config(ctx, st)
     old = load_stage(ctx.out, st.name)
     if old is not None and not force and old.get("config") == config:
         return old, False
@@ -75,6 +110,49 @@ def _check_force(force: list[str], known: dict[str, list[str]]) -> set[str]:
             raise ValueError(f"--force {f!r}: no such stage in this run; stages: {', '.join(sorted(stages))} "
                              f"(or a suite: {', '.join(known)})")
     return out
+
+
+def _stale(ctx: Context, st: Stage, force: bool) -> bool:
+    config = stage_config(ctx, st)
+    old = load_stage(ctx.out, st.name)
+    return force or old is None or old.get("config") != config
+
+
+def _worker_stage(options: BenchmarkOptions, suite: str, name: str) -> str:
+    """A worker process: rebuild ``suite``'s plan and compute its stage ``name`` (forced: the
+    parent has decided that it is due)."""
+    import torch
+
+    if options.threads:
+        torch.set_num_threads(int(options.threads))
+    out = Path(options.out)
+    ctx = Context(options, Path(options.data_root), out, options.mode, int(options.seed), False)
+    st = next(s for s in suite_module(suite).stages(ctx) if s.name == name)
+    run_stage(ctx, suite, st, True)
+    return name
+
+
+def _run_parallel(options: BenchmarkOptions, due: list[tuple[str, Stage]], verbose: bool) -> None:
+    """Compute the ``due`` stages in ``options.jobs`` spawned processes (plan order); the first
+    failure cancels what has not started and is raised."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(due), desc=f"benchmark ({options.jobs} jobs)", unit="stage", disable=not verbose)
+    with ProcessPoolExecutor(max_workers=min(int(options.jobs), len(due)), mp_context=mp.get_context("spawn")) as ex:
+        pending = {ex.submit(_worker_stage, options, suite, st.name) for suite, st in due}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for f in done:
+                if f.exception() is not None:
+                    for p in pending:
+                        p.cancel()
+                    raise f.exception()
+                bar.update(1)
+                bar.set_postfix_str(f.result())
+    bar.close()
 
 
 def run_benchmark(options: BenchmarkOptions, verbose: bool = False) -> dict[str, Any]:
@@ -111,14 +189,20 @@ def run_benchmark(options: BenchmarkOptions, verbose: bool = False) -> dict[str,
                 raise
             missing[name] = str(e)
     forced = _check_force(list(options.force or []), {k: [s.name for s in v] for k, v in plan.items()})
-    computed, reused = [], []
     todo = [(suite, st) for suite, sts in plan.items() for st in sts]
-    bar = tqdm(todo, desc="benchmark", unit="stage", disable=not verbose)
-    for suite, st in bar:
-        bar.set_postfix_str(st.name)
-        _, did = run_stage(ctx, suite, st, st.name in forced)
-        (computed if did else reused).append(st.name)
-    bar.close()
+    due = [(suite, st) for suite, st in todo if _stale(ctx, st, st.name in forced)]
+    if int(options.jobs) < 1:
+        raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
+    if int(options.jobs) > 1 and len(due) > 1:
+        _run_parallel(options, due, verbose)
+    else:
+        bar = tqdm(due, desc="benchmark", unit="stage", disable=not verbose)
+        for suite, st in bar:
+            bar.set_postfix_str(st.name)
+            run_stage(ctx, suite, st, True)
+        bar.close()
+    computed = [st.name for _, st in due]
+    reused = [st.name for _, st in todo if st.name not in set(computed)]
     write_report(ctx, missing)
     res = {"out": str(out), "mode": mode, "computed": computed, "reused": reused,
            "suites": {k: [s.name for s in v] for k, v in plan.items()}, "not_implemented": missing}
