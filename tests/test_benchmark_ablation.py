@@ -54,7 +54,7 @@ def test_quick_ablation_stages_train_each_variant(shared_data, tmp_path):
     assert [s.name for s in sts] == [f"ablation-{v}-seed-0" for v in VARIANTS]
     recs = {s.name: run_stage(ctx, "meduhip", s, False)[0] for s in sts}
     for v in VARIANTS:
-        folder = tmp_path / "models" / "ablation" / v / "seed-0" / "2-steps"
+        folder = tmp_path / "models" / "budget" / f"{v}-seed-0" / "2-steps"
         assert json.loads((folder / "config.json").read_text())["method"] == v
         r = recs[f"ablation-{v}-seed-0"]["result"]
         assert r["variant"] == v and len(r["cases"]) == 2

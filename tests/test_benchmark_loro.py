@@ -51,7 +51,7 @@ def test_quick_loro_stages_train_without_the_rater_and_report_pairs(shared_data,
     sts = {s.name: s for s in meduhip.stages(ctx) if s.name.startswith("loro-")}
     assert list(sts) == ["loro-all", "loro-without-1", "loro-without-2", "loro-without-3", "loro-without-4"]
     recs = {n: run_stage(ctx, "meduhip", sts[n], False)[0] for n in ("loro-all", "loro-without-2")}
-    info = json.loads((tmp_path / "models" / "loro" / "loro-without-2" / "2-steps" / "data.json").read_text())
+    info = json.loads((tmp_path / "models" / "budget" / "spa-seed-0-without-2" / "2-steps" / "data.json").read_text())
     assert info["excluded_rater"] == 1 and info["steps"] == 2 and "--exclude-rater 1" in info["command"]
     ctrl, un = recs["loro-all"]["result"], recs["loro-without-2"]["result"]
     assert len(ctrl["cases"]) == 2 * 4 and [c["rater"] for c in un["cases"]] == [1, 1]
@@ -62,3 +62,15 @@ def test_quick_loro_stages_train_without_the_rater_and_report_pairs(shared_data,
     want = np.mean([u["dice"][0] for u in un["cases"]])
     assert float(row.split("|")[4].split()[0]) == pytest.approx(want, abs=6e-4)
     assert "| **all raters** | 2 |" in text
+
+
+def test_loro_control_is_the_ablation_spa_seed_0_model(tmp_path):
+    """One folder per equal-budget recipe: the control is trained once for both tables."""
+    from clinloop.evaluation.benchmark.base import BenchmarkOptions, Context
+    from clinloop.evaluation.benchmark.spa_loro import budget_dir
+
+    ctx = Context(BenchmarkOptions(), tmp_path, tmp_path, "default", 0)
+    assert budget_dir(ctx) == budget_dir(ctx, "spa", 0, None) == tmp_path / "models/budget/spa-seed-0/300-steps"
+    assert budget_dir(ctx, exclude_rater=1).name == "300-steps"
+    assert budget_dir(ctx, exclude_rater=1).parent.name == "spa-seed-0-without-2"
+    assert budget_dir(ctx, "spa-weights", 2).parent.name == "spa-weights-seed-2"

@@ -11,8 +11,8 @@ episode, lr 1e-4 / 1e-3 for the new modules, relaxed WTA; ``STEPS`` steps from t
 pretrained LiteMedSAM, 1 thread) once per training seed (the seed varies the initialisation
 and the episodes; the patient split is always ``SPLIT_SEED``'s, so no model trains on a
 patient it is evaluated on), into
-``out/models/ablation/<variant>/seed-<s>/<steps>-steps/`` (resumable; a finished model is
-reused). A single seed cannot order four variants whose gaps are a few hundredths, so every
+``out/models/budget/<variant>-seed-<s>/<steps>-steps/`` (resumable; a finished model is
+reused; ``spa`` seed 0 is also the leave-one-rater-out control). A single seed cannot order four variants whose gaps are a few hundredths, so every
 variant is trained with several seeds and the report gives the per-seed means, the mean over
 seeds, and the paired difference to ``spa`` with a 95 % bootstrap interval over patients.
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinloop.evaluation.benchmark.base import Context, Stage
-from clinloop.evaluation.benchmark.spa_loro import budget_steps, budget_model
+from clinloop.evaluation.benchmark.spa_loro import budget_dir, budget_model, budget_steps
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt, fmt_ci
 
 TITLE = "spa.txt Table 3: the preference distribution's parts at equal budget, LIDC"
@@ -55,8 +55,7 @@ def stage_name(variant: str, seed: int) -> str:
 
 def train_variant(ctx: Context, variant: str, seed: int):
     """Train (or reuse) ``variant`` with training seed ``seed``; returns its folder."""
-    out = ctx.out / "models" / "ablation" / variant / f"seed-{seed}" / f"{budget_steps(ctx)}-steps"
-    return budget_model(ctx, out, method=variant, seed=seed)
+    return budget_model(ctx, budget_dir(ctx, variant, seed), method=variant, seed=seed)
 
 
 def _compute(variant: str, seed: int):

@@ -7,7 +7,8 @@ For each LIDC rater r a model is trained without r (``clinloop train --method sp
 and one control with all four raters, **at the same budget** (the ``spa-lidc`` recipe: 400
 middle slices, 3 user iterations per episode, lr 1e-4 / 1e-3 for the new modules, relaxed
 WTA; ``STEPS`` training steps from the pretrained LiteMedSAM, 1 thread) into
-``out/models/loro/<stage>/<steps>-steps/`` (resumable; a finished model is reused).
+``out/models/budget/spa-seed-0[-without-<r>]/<steps>-steps/`` (:func:`budget_dir`; resumable; a
+finished model is reused, and the control is the ablation's ``spa`` seed 0).
 The shipped ``spa-lidc`` (1,747 steps) is not the control: it saw every rater and trained
 six times longer.
 
@@ -42,6 +43,14 @@ def budget_steps(ctx: Context) -> int:
     return ctx.size(2, 300, 1000)
 
 
+def budget_dir(ctx: Context, method: str = "spa", seed: int = 0, exclude_rater: int | None = None):
+    """The folder of one equal-budget model: ``out/models/budget/<method>-seed-<s>[-without-<r>]/<steps>-steps``.
+    One folder per recipe, so the leave-one-rater-out control (``spa``, seed 0, all raters) and
+    the ablation's ``spa`` seed 0 are one model, trained once."""
+    tag = f"{method}-seed-{seed}" + ("" if exclude_rater is None else f"-without-{exclude_rater + 1}")
+    return ctx.out / "models" / "budget" / tag / f"{budget_steps(ctx)}-steps"
+
+
 def budget_model(ctx: Context, out, *, method: str = "spa", seed: int = 0, exclude_rater: int | None = None):
     """Train (or reuse, resumable) one model of the benchmark's equal-budget recipe into ``out``:
     ``spa-lidc``'s flags, ``budget_steps(ctx)`` steps from the pretrained LiteMedSAM. Shared by the
@@ -49,18 +58,43 @@ def budget_model(ctx: Context, out, *, method: str = "spa", seed: int = 0, exclu
     always ``SPLIT_SEED``'s, the one the evaluated cases are held back from (:func:`heldout_lidc`):
     ``seed`` varies the initialisation and the episodes only. (Until 2026-12-03 the split
     followed ``seed``, so the ablation's seed-1 and seed-2 models had trained on 12 and 13 of
-    the 16 patients they were evaluated on.)"""
+    the 16 patients they were evaluated on.) Two stages run in parallel processes
+    (``clinloop benchmark --jobs``) that need the same model serialise on a lock file beside
+    ``out``: the second waits and reuses the first's."""
     from clinloop.evaluation.benchmark.cases import SPLIT_SEED, lidc_dir
     from clinloop.training.spa import SPATrainOptions, train_model
 
-    if not (out / "weights.pt").is_file():
-        train_model(SPATrainOptions(
-            method=method, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, split_seed=SPLIT_SEED,
-            steps=budget_steps(ctx),
-            train_samples=8, max_cases=ctx.size(4, 400, 400), per_nodule=1, lr=1e-4, lr_new=1e-3,
-            user_iterations=3, wta_weight=1.0, wta_relax=0.05, save_every=50, threads=ctx.options.threads,
-            resume=True, exclude_rater=exclude_rater))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(out.parent / f"{out.name}.lock"):
+        if not (out / "weights.pt").is_file():
+            train_model(SPATrainOptions(
+                method=method, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, split_seed=SPLIT_SEED,
+                steps=budget_steps(ctx),
+                train_samples=8, max_cases=ctx.size(4, 400, 400), per_nodule=1, lr=1e-4, lr_new=1e-3,
+                user_iterations=3, wta_weight=1.0, wta_relax=0.05, save_every=50, threads=ctx.options.threads,
+                resume=True, exclude_rater=exclude_rater))
     return out
+
+
+class _folder_lock:
+    """An exclusive ``flock`` on ``path`` for the ``with`` block (no-op where ``fcntl`` is missing)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        self.fh = open(self.path, "a")
+        try:
+            import fcntl
+
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()  # closing releases the lock
+        return False
 
 
 def excluded(variant: str) -> int | None:
@@ -70,8 +104,7 @@ def excluded(variant: str) -> int | None:
 
 def train_variant(ctx: Context, variant: str):
     """Train (or reuse) the model of ``variant``; returns its folder."""
-    out = ctx.out / "models" / "loro" / f"loro-{variant}" / f"{budget_steps(ctx)}-steps"
-    return budget_model(ctx, out, exclude_rater=excluded(variant))
+    return budget_model(ctx, budget_dir(ctx, exclude_rater=excluded(variant)), exclude_rater=excluded(variant))
 
 
 def eval_slices(ctx: Context, ds) -> list[int]:
