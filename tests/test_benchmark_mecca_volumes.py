@@ -15,7 +15,30 @@ def test_volume_stages_follow_the_shipped_models(monkeypatch):
     ctx = Context(BenchmarkOptions(quick=True), None, None, "quick", 0)
     names = [s.name for s in mecca.stages(ctx)]
     assert names[:4] == ["mecca-mecca", "mecca-mecca-no-confidence", "mecca-interactive-cnn", "mecca-unet"]
-    assert names[4:] == ["mecca-brats-pnet", "mecca-atrium-mecca"]
+    assert names[4:6] == ["mecca-brats-pnet", "mecca-atrium-mecca"]
+    # Table 2 on BraTS trains from the shipped pnet-brats: quick runs fractions 1/8 and 1/1
+    assert names[6:] == ["mecca-semisup-brats-0.125", "mecca-semisup-brats-1"]
+    monkeypatch.setattr("clinloop.models.registry.shipped_models", lambda: ["spa-lidc"])
+    assert not [n for n in (s.name for s in mecca.stages(ctx)) if "semisup" in n]
+
+
+def test_semisup_stage_trains_with_one_labelled_brats_volume(shared_data, tmp_path):
+    """mecca.txt Table 2's 1/8 on BraTS: 1 of the 5 training volumes labelled (the rest through
+    Eq. 6), p^(0) from the shipped pnet-brats, scored by the MECCA protocol on a held-back volume."""
+    from clinloop.evaluation.benchmark import mecca_semisup
+    from clinloop.evaluation.benchmark.base import BenchmarkOptions, Context
+
+    ctx = Context(BenchmarkOptions(quick=True), shared_data, tmp_path, "quick", 0)
+    st = mecca_semisup.stages(ctx)[0]
+    assert st.name == "mecca-semisup-brats-0.125" and st.config["models"] == ["pnet-brats"]
+    rec = st.compute(ctx)
+    info = json.loads((tmp_path / rec["model"] / "data.json").read_text())
+    assert info["labeled_fraction"] == 0.125 and info["n_labeled"] == 1 and info["n_train_cases"] == 5
+    assert rec["n_labeled"] == 1 and rec["n_cases"] == 1 and len(rec["cases"][0]["dice"]) == 5
+    assert rec["ci"]["dice_1"]["mean"] == rec["cases"][0]["dice"][0]
+    text = mecca_semisup.section(ctx, {st.name: {"result": rec}})
+    assert "| MECCA, 0.125 labelled (ours, 2 iterations) | 1 of 5 |" in text
+    assert "| MECCA, 0.125 labelled (**published**, BraTS2015) | — | — | 87.14 |" in text
 
 
 def test_brats_pnet_stage_is_the_protocol_on_one_held_back_volume(shared_data, tmp_path):

@@ -14,8 +14,8 @@ whole tumour (``brats2018_flair/``) and the left atrium (``left_atrium/``), whol
 held-back volumes scored at full resolution, for every ``<method>-<task>`` model
 that is shipped (``pnet`` is the P-Net without hints). Sizes: ``--quick`` one
 volume; default and ``--full`` every held-back volume (2 BraTS, 6 atrium).
-Not here yet: the semi-supervised Table 2 and Table 3 (they train; run
-``clinloop evaluate --protocol mecca --mode semisup``).
+The semi-supervised Table 2 on BraTS (stages ``mecca-semisup-brats-<f>``, trains one model
+per labelled fraction): :mod:`~clinloop.evaluation.benchmark.mecca_semisup`.
 """
 from __future__ import annotations
 
@@ -85,7 +85,10 @@ def stages(ctx: Context) -> list[Stage]:
     out += [Stage(f"mecca-{t}-{m}", _volume_stage(t, m), {"model": f"{m}-{t}", "limit": ctx.size(1, None, None),
                                                           "steps": STEPS})
             for t, m in volume_models()]
-    return out
+    from clinloop.evaluation.benchmark import mecca_semisup
+    from clinloop.models.registry import shipped_models
+
+    return out + (mecca_semisup.stages(ctx) if "pnet-brats" in shipped_models() else [])  # its p^(0)
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
@@ -128,7 +131,9 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      "trained on) instead of the paper's 234 BraTS2015 and 20 MM-WHS volumes; the networks work "
                      "on a grid 4× (BraTS) or 3× (atrium) coarser than the image, width 16, CPU-length training "
                      "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes.\n"]
-    text.append(sizes_line(recs))
+    from clinloop.evaluation.benchmark import mecca_semisup
+
+    text += [mecca_semisup.section(ctx, recs), sizes_line(recs)]
     return "\n".join(text)
 
 
