@@ -174,7 +174,7 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     res = benchmark("lexu", shared_data, out, quick=True)
     assert res["computed"] == ["lexu-riga-cup", "lexu-lidc", "lexu-riga-cup-beta-0", "lexu-riga-cup-beta-3",
                                "lexu-riga-cup-beta-10", "ensemble-riga-cup", "layer-ensemble-riga-cup",
-                               "lexu-drishti-cup", "unet-drishti-cup", "lexu-qubiq", "unet-qubiq"]
+                               "lexu-drishti-cup", "unet-drishti-cup", "lexu-qubiq", "unet-qubiq", "unet-lidc"]
     rec = json.loads((out / "lexu-riga-cup.json").read_text())["result"]
     proto = json.loads((out / "raw" / "lexu-riga-cup" / "results.json").read_text())
     assert rec["n_cases"] == proto["n_cases"] == len(rec["cases"]) == 5
@@ -209,6 +209,15 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     assert all(c.startswith("Test/") for c in drishti["test_cases"]) and len(drishti["test_cases"]) == 51
     assert "| DE (deep ensemble, 5 nets) `ensemble-riga-cup` (ours) | RIGA cup |" in readme
     assert "| LEXU `lexu-drishti-cup` (ours) | Drishti-GS1 cup |" in readme
+    # the LIDC U-Net: lexu-lidc's own recipe (64², batch 8, lr 1e-3; quick: 64 slices, 2 epochs), same split
+    unet = json.loads((out / "models" / "unet-lidc" / "2-epochs" / "config.json").read_text())
+    assert unet["method"] == "unet" and unet["size"] == 64 and unet["batch_size"] == 8 and unet["lr"] == 1e-3
+    from clinloop.models.registry import resolve_model_dir
+
+    shipped = json.loads((resolve_model_dir("lexu-lidc") / "data.json").read_text())
+    mine = json.loads((out / "models" / "unet-lidc" / "2-epochs" / "data.json").read_text())
+    assert mine["test_cases"] == shipped["test_cases"] and len(mine["train_cases"]) == 64
+    assert "| U-Net (p(1−p)) `unet-lidc` (ours) | lidc |" in readme
 
 
 def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys, monkeypatch):
