@@ -298,3 +298,34 @@ def test_confidence_gate_is_checked():
         MECCAConfig(method="mecca", confidence_gate=1.5)
     with pytest.raises(ValueError, match="needs an RL method"):
         MECCAConfig(method="interactive-cnn", confidence_gate=0.5)
+
+
+def test_unlabeled_rollouts_get_the_labeled_crop(tmp_path, monkeypatch):
+    """Semi-supervised MECCA with --crop-jitter: the unlabeled cases (Eq. 6 rollouts) are cut to
+    the training crop like the labeled ones (until 2026-12-04 they entered as the whole
+    crop + 2J region, ~3.7x the voxels on BraTS)."""
+    import clinloop.training.mecca as T
+    from clinloop.config_options import make_options
+
+    data = make_brats_cases(tmp_path / "b")
+    seen = []
+    real = T.rl_loss
+
+    def spy(cfg, policy, confidence, x, y, rng, labeled, **kw):
+        seen.append((labeled, tuple(x.shape[2:]), tuple(np.asarray(y).shape[1:])))
+        return real(cfg, policy, confidence, x, y, rng, labeled=labeled, **kw)
+
+    monkeypatch.setattr(T, "rl_loss", spy)
+    import functools
+
+    import clinloop.models.mecca.config as C
+
+    monkeypatch.setattr(C, "MECCAConfig", functools.partial(C.MECCAConfig, unlabeled_warmup=0))  # Eq. 6 from it 1
+    T.train_model(make_options(T.MECCATrainOptions, "test", method="mecca", data=str(data), out=str(tmp_path / "m"),
+                               ndim=3, zoom=2, norm="nonzero", crop="6,6,6", crop_jitter=2, size=0, width=4,
+                               batch=1, iterations=3, max_minutes=5.0, held_out_fraction=0.4, val_cases=1, seed=0,
+                               labeled_fraction=0.5, augment=True))
+    unl = [s for s in seen if not s[0]]
+    lab = [s for s in seen if s[0]]
+    assert len(lab) == 3 and len(unl) == 3  # (the final validation calls no rl_loss)
+    assert all(s[1] == (6, 6, 6) and s[2] == (6, 6, 6) for s in lab + unl)

@@ -369,8 +369,12 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
                                p0=p0)
             if len(unl_ids) and it >= cfg.unlabeled_warmup:  # Algorithm 1, lines 7-10
                 bu = rng.choice(unl_ids, size=min(batch, len(unl_ids)), replace=False)
-                xu = torch.from_numpy(xtr[bu])
-                lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, ytr[bu], rng,
+                # the unlabeled cases are cut and flipped as the labeled ones (until 2026-12-04 they
+                # entered whole: crop + 2J regions, ~3.7x the voxels of a BraTS training crop)
+                xun, yun = random_subcrop(xtr[bu], ytr[bu], subcrop, rng) if subcrop else (xtr[bu], ytr[bu])
+                xun, yun = flip_batch(xun, yun, rng) if augment else (xun, yun)
+                xu = torch.from_numpy(xun)
+                lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, yun, rng,
                                 labeled=False, run=d.run_rows,
                                 p0=_initial(init_net, xu, binary_p0))
                 loss = loss + cfg.unlabeled_weight * lu
