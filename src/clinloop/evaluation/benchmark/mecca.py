@@ -133,7 +133,7 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes.\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
-    text += [mecca_semisup.section(ctx, recs), sizes_line(recs)]
+    text += [t for t in (mecca_semisup.section(ctx, recs),) if t] + [sizes_line(recs)]
     return "\n".join(text)
 
 
