@@ -252,3 +252,31 @@ def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys
     assert calls.count("spa") == 2 and calls.count("lexu") == 1
     assert main(argv + ["--full"]) == 2  # other sizes: every stage is stale and recomputed
     assert calls.count("lexu") == 2
+
+
+def test_jobs_send_the_timing_suite_to_run_alone(tmp_path, monkeypatch):
+    """With --jobs 2 the accuracy stages go to the worker pool; the speed suite's (ALONE: it
+    times things) run afterwards in this process, one at a time."""
+    from clinloop.evaluation.benchmark import SUITES, Stage, runner
+    from clinloop.evaluation.benchmark.base import BenchmarkOptions, suite_module
+
+    order = []
+    for name in SUITES:
+        mod = suite_module(name)
+        monkeypatch.setattr(mod, "stages", lambda ctx, name=name: [
+            Stage(f"{name}-{k}", lambda c, name=name, k=k: order.append(f"{name}-{k}") or {"v": 1}) for k in "ab"])
+        monkeypatch.setattr(mod, "section", lambda ctx, recs: "")
+        monkeypatch.setattr(mod, "figures", lambda ctx, recs: [], raising=False)
+    pooled = []
+
+    def fake_pool(options, due, verbose):
+        pooled.extend(st.name for _, st in due)
+        for suite, st in due:  # as the workers would, but here
+            runner.run_stage(runner.Context(options, tmp_path, tmp_path / "r", "default", 0), suite, st, True)
+
+    monkeypatch.setattr(runner, "_run_parallel", fake_pool)
+    (tmp_path / "r").mkdir()
+    res = runner.run_benchmark(BenchmarkOptions(suite="all", data_root=str(tmp_path), out=str(tmp_path / "r"), jobs=2))
+    assert "speed-a" not in pooled and "spa-a" in pooled and len(pooled) == 2 * (len(SUITES) - 1)
+    assert order[-2:] == ["speed-a", "speed-b"]  # after every pooled stage
+    assert res["computed"] == [f"{n}-{k}" for n in SUITES for k in "ab"]  # reported in plan order

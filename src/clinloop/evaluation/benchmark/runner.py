@@ -12,7 +12,8 @@ all stage files present, so suites run one at a time accumulate in one report.
 
 With ``jobs`` > 1 the stages to compute run in that many worker processes (spawned; each
 rebuilds the suite's plan and computes one stage by name, ``threads`` torch threads each),
-in plan order. A stage is independent of the others' results (its seeds are its own), so
+in plan order; the stages of a suite marked ``ALONE`` (``speed``: it times things) run
+afterwards, one at a time, in this process. A stage is independent of the others' results (its seeds are its own), so
 the figures are those of ``jobs=1``; stages that share a trained model serialise on its
 folder (:func:`clinloop.evaluation.benchmark.spa_loro.budget_model`).
 """
@@ -193,15 +194,19 @@ def run_benchmark(options: BenchmarkOptions, verbose: bool = False) -> dict[str,
     due = [(suite, st) for suite, st in todo if _stale(ctx, st, st.name in forced)]
     if int(options.jobs) < 1:
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
-    if int(options.jobs) > 1 and len(due) > 1:
-        _run_parallel(options, due, verbose)
-    else:
-        bar = tqdm(due, desc="benchmark", unit="stage", disable=not verbose)
+    # suites whose stages time things (ALONE, the speed suite) run one at a time after the others
+    alone = [(suite, st) for suite, st in due if getattr(suite_module(suite), "ALONE", False)]
+    shared = [x for x in due if x not in alone]
+    if int(options.jobs) > 1 and len(shared) > 1:
+        _run_parallel(options, shared, verbose)
+        shared = []
+    if shared or alone:
+        bar = tqdm(shared + alone, desc="benchmark", unit="stage", disable=not verbose)
         for suite, st in bar:
             bar.set_postfix_str(st.name)
             run_stage(ctx, suite, st, True)
         bar.close()
-    computed = [st.name for _, st in due]
+    computed = [st.name for _, st in due]  # (in plan order, however they ran)
     reused = [st.name for _, st in todo if st.name not in set(computed)]
     write_report(ctx, missing)
     res = {"out": str(out), "mode": mode, "computed": computed, "reused": reused,

@@ -32,6 +32,7 @@ from clinloop.evaluation.benchmark.published import SPA_SECONDS_PER_ITERATION
 from clinloop.evaluation.benchmark.stats import fmt
 
 TITLE = "Speed: latency per interaction and per image"
+ALONE = True  # timings: the runner computes these stages one at a time, after every other stage (--jobs)
 METHODS = ("spa", "meduhip", "click-litemedsam", "box-litemedsam")
 ITERATIONS = 3
 
