@@ -20,7 +20,8 @@ per labelled fraction): :mod:`~clinloop.evaluation.benchmark.mecca_semisup`.
 from __future__ import annotations
 
 from clinloop.evaluation.benchmark.base import Context, Stage
-from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt, fmt_ci, n_label
+from clinloop.evaluation.benchmark.mecca_record import record as _record
+from clinloop.evaluation.benchmark.stats import fmt, fmt_ci, n_label
 
 TITLE = "MECCA: Dice and ASSD per interaction step (mecca.txt Table 1, Fig. 6), LIDC 2-D"
 METHODS = {"mecca": "mecca-lidc", "mecca-no-confidence": "mecca-no-confidence-lidc",
@@ -32,19 +33,6 @@ VOLUME_METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "pnet")
 PUBLISHED = (("U-Net", "84.66±11.25", "6.17±4.69", "80.96±1.65", "3.72±0.39"),
              ("InterCNN", "88.26±7.07", "1.81±2.09", "87.85±1.15", "0.80±0.15"),
              ("MECCA", "90.29±5.07", "1.50±0.33", "90.39±5.89", "0.80±0.01"))
-
-
-def _record(ctx: Context, opts, patients) -> dict:
-    """Run the MECCA protocol ``opts`` (per case) and add patient-bootstrap intervals of
-    each step's Dice; ``patients(case_id)`` names a case's patient."""
-    from clinloop.evaluation.mecca_protocol import run_protocol
-
-    res = run_protocol(opts, verbose=False)
-    cases = res.pop("per_case")
-    pats = [patients(str(c["case_id"])) for c in cases]
-    ci = {f"dice_{k + 1}": bootstrap_ci([c["dice"][k] for c in cases], pats, seed=ctx.seed) for k in range(STEPS)}
-    return {"method": opts.method, "model": opts.model, "n_cases": res["n_cases"], "protocol": res, "ci": ci,
-            "cases": cases}
 
 
 def _stage(method: str):

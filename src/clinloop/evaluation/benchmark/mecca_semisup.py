@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clinloop.evaluation.benchmark.base import Context, Stage
-from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci
+from clinloop.evaluation.benchmark.stats import fmt_ci
 
 TITLE = "mecca.txt Table 2: semi-supervised MECCA on BraTS (labelled fraction, the rest through Eq. 6)"
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
@@ -65,7 +65,7 @@ def train_options(ctx: Context, fraction: float, out: Path):
 
 def _compute(fraction: float):
     def compute(ctx: Context) -> dict:
-        from clinloop.evaluation.benchmark.mecca import _record
+        from clinloop.evaluation.benchmark.mecca_record import record
         from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions
         from clinloop.training.mecca import train_model
 
@@ -77,7 +77,7 @@ def _compute(fraction: float):
             train_model(train_options(ctx, fraction, out))
         opts = MECCAProtocolOptions(method="mecca", data=str(data), model=str(out), limit=ctx.size(1, None, None),
                                     seed=ctx.seed, steps=STEPS, per_case=True)
-        rec = _record(ctx, opts, lambda case: case)
+        rec = record(ctx, opts, lambda case: case)
         rec["model"] = str(out.relative_to(ctx.out))
         rec.update(labeled_fraction=fraction, n_labeled=max(1, int(round(fraction * N_TRAIN))),
                    iterations=_iterations(ctx))
