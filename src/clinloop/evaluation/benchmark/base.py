@@ -80,3 +80,25 @@ def suite_module(name: str):
     if name not in SUITES:
         raise ValueError(f"unknown suite {name!r}; choose from {', '.join(SUITE_CHOICES)}")
     return importlib.import_module(f"clinloop.evaluation.benchmark.{name}")
+
+
+class folder_lock:
+    """An exclusive ``flock`` on ``path`` for the ``with`` block (no-op where ``fcntl`` is missing):
+    stages in parallel workers (``--jobs``) that train the same model folder take turns."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        self.fh = open(self.path, "a")
+        try:
+            import fcntl
+
+            fcntl.flock(self.fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - not POSIX
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()  # closing releases the lock
+        return False

@@ -7,8 +7,8 @@ Each fraction trains one ``mecca`` model with ``mecca-brats``'s recipe (the flag
 shipped ``pnet-brats``, confidence gate 0.5 at inference) and ``--labeled-fraction f``
 (:func:`clinloop.training.mecca.train_model`: ``max(1, round(f · 5))`` of the 5 training
 patients keep their labels; from iteration 30 the others add rollouts rewarded by their Eq. 6
-labels), into ``out/models/mecca-semisup/brats/labeled-<f>/<iterations>-iterations/``
-(reused when finished). Each is scored like the shipped models (stage ``mecca-brats-mecca``):
+labels), into ``out/models/mecca-semisup/brats/labeled-<n>-of-5/<iterations>-iterations/``
+(reused when finished; 1/8 and 1/4 both give n = 1: one model). Each is scored like the shipped models (stage ``mecca-brats-mecca``):
 the 2 held-back volumes at full resolution, 5 boundary-error clicks per step, 5 steps.
 
 Deviations, said in the report: 5 training volumes instead of the paper's BraTS training set,
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.base import Context, Stage, folder_lock
 from clinloop.evaluation.benchmark.stats import fmt_ci
 
 TITLE = "mecca.txt Table 2: semi-supervised MECCA on BraTS (labelled fraction, the rest through Eq. 6)"
@@ -43,6 +43,11 @@ def _fractions(ctx: Context) -> tuple[float, ...]:
 
 def _iterations(ctx: Context) -> int:
     return ctx.size(2, 100, 600)
+
+
+def n_labeled(fraction: float) -> int:
+    """Labelled training volumes at ``fraction`` (as :func:`clinloop.training.mecca.train_model` counts)."""
+    return max(1, int(round(fraction * N_TRAIN)))
 
 
 def stage_name(f: float) -> str:
@@ -72,14 +77,20 @@ def _compute(fraction: float):
         data = ctx.data_root / "brats2018_flair"
         if not data.exists():
             raise FileNotFoundError(f"{data}: the BraTS volumes are not under --data-root {ctx.data_root}")
-        out = ctx.out / "models" / "mecca-semisup" / "brats" / f"labeled-{fraction:g}" / f"{_iterations(ctx)}-iterations"
-        if not (out / "weights.pt").is_file() or (out / "checkpoint.pt").is_file():
-            train_model(train_options(ctx, fraction, out))
+        n_lab = n_labeled(fraction)
+        # one folder per labelled count: 1/8 and 1/4 both keep 1 of the 5 volumes, the same seeded
+        # training, so they share one model (trained once; a parallel worker waits on the lock)
+        out = (ctx.out / "models" / "mecca-semisup" / "brats" / f"labeled-{n_lab}-of-{N_TRAIN}"
+               / f"{_iterations(ctx)}-iterations")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out.parent / f"{out.name}.lock"):
+            if not (out / "weights.pt").is_file() or (out / "checkpoint.pt").is_file():
+                train_model(train_options(ctx, fraction, out))
         opts = MECCAProtocolOptions(method="mecca", data=str(data), model=str(out), limit=ctx.size(1, None, None),
                                     seed=ctx.seed, steps=STEPS, per_case=True)
         rec = record(ctx, opts, lambda case: case)
         rec["model"] = str(out.relative_to(ctx.out))
-        rec.update(labeled_fraction=fraction, n_labeled=max(1, int(round(fraction * N_TRAIN))),
+        rec.update(labeled_fraction=fraction, n_labeled=n_lab,
                    iterations=_iterations(ctx))
         return rec
     return compute

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.base import Context, Stage, folder_lock
 from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci
 
 TITLE = "Leave-one-rater-out (spa.txt §4.3.2): Dice to a rater the model never saw, LIDC"
@@ -65,7 +65,7 @@ def budget_model(ctx: Context, out, *, method: str = "spa", seed: int = 0, exclu
     from clinloop.training.spa import SPATrainOptions, train_model
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(out.parent / f"{out.name}.lock"):
+    with folder_lock(out.parent / f"{out.name}.lock"):
         if not (out / "weights.pt").is_file():
             train_model(SPATrainOptions(
                 method=method, data=str(lidc_dir(ctx.data_root)), out=str(out), seed=seed, split_seed=SPLIT_SEED,
@@ -74,27 +74,6 @@ def budget_model(ctx: Context, out, *, method: str = "spa", seed: int = 0, exclu
                 user_iterations=3, wta_weight=1.0, wta_relax=0.05, save_every=50, threads=ctx.options.threads,
                 resume=True, exclude_rater=exclude_rater))
     return out
-
-
-class _folder_lock:
-    """An exclusive ``flock`` on ``path`` for the ``with`` block (no-op where ``fcntl`` is missing)."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def __enter__(self):
-        self.fh = open(self.path, "a")
-        try:
-            import fcntl
-
-            fcntl.flock(self.fh, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - not POSIX
-            pass
-        return self
-
-    def __exit__(self, *exc):
-        self.fh.close()  # closing releases the lock
-        return False
 
 
 def excluded(variant: str) -> int | None:
