@@ -17,7 +17,7 @@ def test_volume_stages_follow_the_shipped_models(monkeypatch):
     assert names[:4] == ["mecca-mecca", "mecca-mecca-no-confidence", "mecca-interactive-cnn", "mecca-unet"]
     assert names[4:6] == ["mecca-brats-pnet", "mecca-atrium-mecca"]
     # Table 2 on BraTS trains from the shipped pnet-brats: quick runs fractions 1/8 and 1/1
-    assert names[6:] == ["mecca-semisup-brats-0.125", "mecca-semisup-brats-1"]
+    assert names[6:] == ["mecca-semisup-brats-0.125", "mecca-semisup-brats-1", "mecca-semisup-brats-0.125-labelled-only"]
     monkeypatch.setattr("clinloop.models.registry.shipped_models", lambda: ["spa-lidc"])
     assert not [n for n in (s.name for s in mecca.stages(ctx)) if "semisup" in n]
 
@@ -37,8 +37,11 @@ def test_semisup_stage_trains_with_one_labelled_brats_volume(shared_data, tmp_pa
     assert rec["n_labeled"] == 1 and rec["n_cases"] == 1 and len(rec["cases"][0]["dice"]) == 5
     assert rec["ci"]["dice_1"]["mean"] == rec["cases"][0]["dice"][0]
     text = mecca_semisup.section(ctx, {st.name: {"result": rec}})
-    assert "| MECCA, 0.125 labelled (ours, 2 iterations) | 1 of 5 |" in text
-    assert "| MECCA, 0.125 labelled (**published**, BraTS2015) | — | — | 87.14 |" in text
+    assert "| MECCA, 0.125 labelled, + Eq. 6 on the rest (ours, 2 iterations) | 1 of 5 |" in text
+    assert "| MECCA, 0.125 labelled (**published**, BraTS2015) | — | — | — | 87.14 |" in text
+    # the control: the same labelled volume alone, no unlabelled rollouts
+    opts = mecca_semisup.train_options(ctx, 0.125, tmp_path / "c", labelled_only=True)
+    assert opts.max_cases == 1 and opts.labeled_fraction == 1.0
 
 
 def test_brats_pnet_stage_is_the_protocol_on_one_held_back_volume(shared_data, tmp_path):

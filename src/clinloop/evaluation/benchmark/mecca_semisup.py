@@ -17,6 +17,10 @@ counts are in the table); the P-Net that gives p^(0) is the shipped one, trained
 labelled volumes, so the table varies the labels of MECCA's RL stage only; CPU-length
 training (``ITERATIONS``; the shipped ``mecca-brats``: 1,200).
 
+Each fraction below 1/1 also gets a control, ``mecca-semisup-brats-<f>-labelled-only``: the same
+labelled volumes and recipe without the unlabelled ones (``--max-cases n``), so the table shows what
+Eq. 6's rollouts add at this budget.
+
 Sizes: ``--quick`` 2 iterations, fractions 1/8 and 1/1, one volume; default 100 iterations per
 fraction (~13 min each on 1 thread; 1/1, without unlabelled rollouts, ~8), the 4 fractions; ``--full`` 600 iterations. Stages
 ``mecca-semisup-brats-<f>`` (suite ``mecca``).
@@ -54,8 +58,15 @@ def stage_name(f: float) -> str:
     return f"mecca-semisup-brats-{f:g}"
 
 
-def train_options(ctx: Context, fraction: float, out: Path):
-    """The :class:`~clinloop.training.mecca.MECCATrainOptions` of one fraction (``mecca-brats``'s recipe)."""
+def control_name(f: float) -> str:
+    """The labelled-only control of fraction ``f`` (1/1 has no unlabelled volumes: no control)."""
+    return f"mecca-semisup-brats-{f:g}-labelled-only"
+
+
+def train_options(ctx: Context, fraction: float, out: Path, labelled_only: bool = False):
+    """The :class:`~clinloop.training.mecca.MECCATrainOptions` of one fraction (``mecca-brats``'s recipe);
+    ``labelled_only``: the control, trained on the same labelled volumes alone (``--max-cases n``: the
+    first n of the seeded training order, the ones ``--labeled-fraction`` labels) and no Eq. 6 rollouts."""
     from clinloop.models.registry import resolve_model_dir
     from clinloop.training.mecca import MECCATrainOptions
 
@@ -64,11 +75,11 @@ def train_options(ctx: Context, fraction: float, out: Path):
         zoom=4, norm="nonzero", crop="24,32,32", crop_jitter=8, held_out_fraction=0.25,
         val_cases=1, width=16, downsample=1, lr=1e-4, batch=2, iterations=_iterations(ctx), max_minutes=600.0,
         threads=int(ctx.options.threads or 1), augment=True, balance_confidence=True, confidence_gate=0.5,
-        init_model=str(resolve_model_dir("pnet-brats")), init_mask=True, labeled_fraction=fraction, delta=0.8,
-        resume=True)
+        init_model=str(resolve_model_dir("pnet-brats")), init_mask=True, delta=0.8, resume=True,
+        labeled_fraction=1.0 if labelled_only else fraction, max_cases=n_labeled(fraction) if labelled_only else None)
 
 
-def _compute(fraction: float):
+def _compute(fraction: float, labelled_only: bool = False):
     def compute(ctx: Context) -> dict:
         from clinloop.evaluation.benchmark.mecca_record import record
         from clinloop.evaluation.mecca_protocol import MECCAProtocolOptions
@@ -80,18 +91,18 @@ def _compute(fraction: float):
         n_lab = n_labeled(fraction)
         # one folder per labelled count: 1/8 and 1/4 both keep 1 of the 5 volumes, the same seeded
         # training, so they share one model (trained once; a parallel worker waits on the lock)
-        out = (ctx.out / "models" / "mecca-semisup" / "brats" / f"labeled-{n_lab}-of-{N_TRAIN}"
-               / f"{_iterations(ctx)}-iterations")
+        tag = f"{'labelled-only' if labelled_only else 'labeled'}-{n_lab}-of-{N_TRAIN}"
+        out = ctx.out / "models" / "mecca-semisup" / "brats" / tag / f"{_iterations(ctx)}-iterations"
         out.parent.mkdir(parents=True, exist_ok=True)
         with folder_lock(out.parent / f"{out.name}.lock"):
             if not (out / "weights.pt").is_file() or (out / "checkpoint.pt").is_file():
-                train_model(train_options(ctx, fraction, out))
+                train_model(train_options(ctx, fraction, out, labelled_only))
         opts = MECCAProtocolOptions(method="mecca", data=str(data), model=str(out), limit=ctx.size(1, None, None),
                                     seed=ctx.seed, steps=STEPS, per_case=True)
         rec = record(ctx, opts, lambda case: case)
         rec["model"] = str(out.relative_to(ctx.out))
-        rec.update(labeled_fraction=fraction, n_labeled=n_lab,
-                   iterations=_iterations(ctx))
+        rec.update(labeled_fraction=fraction, n_labeled=n_lab, iterations=_iterations(ctx),
+                   unlabelled=0 if labelled_only else N_TRAIN - n_lab)
         return rec
     return compute
 
@@ -99,7 +110,9 @@ def _compute(fraction: float):
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"iterations": _iterations(ctx), "steps": STEPS, "limit": ctx.size(1, None, None), "recipe": "mecca-brats",
            "models": ["pnet-brats"]}  # p^(0): a new pnet-brats makes these stages stale
-    return [Stage(stage_name(f), _compute(f), {**cfg, "labeled_fraction": f}) for f in _fractions(ctx)]
+    out = [Stage(stage_name(f), _compute(f), {**cfg, "labeled_fraction": f}) for f in _fractions(ctx)]
+    return out + [Stage(control_name(f), _compute(f, True), {**cfg, "labeled_fraction": f, "labelled_only": True})
+                  for f in _fractions(ctx) if f < 1]
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
@@ -107,26 +120,30 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
 
     rows = []
     for f in FRACTIONS:
-        r = recs.get(stage_name(f), {}).get("result")
-        if r:
-            rows.append([f"MECCA, {f:g} labelled (ours, {r['iterations']} iterations)",
-                         f"{r['n_labeled']} of {N_TRAIN}", fmt_ci(r["ci"]["dice_1"]), fmt_ci(r["ci"][f"dice_{STEPS}"]),
-                         f"{r['protocol']['assd_per_step'][-1]:.2f}", str(r["n_cases"])])
+        for name, what in ((stage_name(f), "+ Eq. 6 on the rest"), (control_name(f), "labelled only")):
+            r = recs.get(name, {}).get("result")
+            if r:
+                what = what if f < 1 else "all labelled"
+                rows.append([f"MECCA, {f:g} labelled, {what} (ours, {r['iterations']} iterations)",
+                             f"{r['n_labeled']} of {N_TRAIN}",
+                             *(fmt_ci(r["ci"][f"dice_{k}"]) for k in (1, 3, STEPS)),
+                             f"{r['protocol']['assd_per_step'][-1]:.2f}", str(r["n_cases"])])
     if not rows:
         return ""
     full = recs.get("mecca-brats-mecca", {}).get("result")
     if full:
         rows.append(["`mecca-brats` (shipped, 1/1 labelled, 1,200 iterations)", f"{N_TRAIN} of {N_TRAIN}",
-                     fmt_ci(full["ci"]["dice_1"]), fmt_ci(full["ci"][f"dice_{STEPS}"]),
+                     *(fmt_ci(full["ci"][f"dice_{k}"]) for k in (1, 3, STEPS)),
                      f"{full['protocol']['assd_per_step'][-1]:.2f}", str(full["n_cases"])])
-    rows += [[f"{m}, {f:g} labelled (**published**, BraTS2015)", "—", "—", v[f], "—", "BraTS2015 test"]
+    rows += [[f"{m}, {f:g} labelled (**published**, BraTS2015)", "—", "—", "—", v[f], "—", "BraTS2015 test"]
              for m, v in PUBLISHED.items() for f in FRACTIONS]
     return "\n".join([
         f"\n### {TITLE}\n",
-        table(["model", "labelled volumes", "Dice step 1", f"Dice step {STEPS}", f"ASSD step {STEPS} (mm)", "volumes"],
-              rows),
+        table(["model", "labelled volumes", "Dice step 1", "Dice step 3", f"Dice step {STEPS}",
+               f"ASSD step {STEPS} (mm)", "volumes"], rows),
         "\nWhat differs: 5 BraTS 2018 training volumes, so 1/8 and 1/4 both keep one labelled volume and 1/2 keeps "
-        "two; the others enter through Eq. 6's labels (δ = 0.8) from iteration 30. p^(0) is the shipped "
+        "two; the others enter through Eq. 6's labels (δ = 0.8) from iteration 30; the labelled-only rows train on "
+        "the same labelled volumes alone (the control for what Eq. 6 adds). p^(0) is the shipped "
         "`pnet-brats`, trained on all 5 labelled volumes, so only the RL stage's labels vary. CPU-length "
         "training (the iterations in each row; the paper trains to convergence on 234 BraTS2015 volumes). "
         "Scored on the 2 held-back volumes at full resolution; intervals bootstrap over those 2. The paper's "
