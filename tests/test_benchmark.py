@@ -62,6 +62,9 @@ def test_api_and_cli_share_the_options_dataclass(tmp_path):
         benchmark("ambiguity", tmp_path, tmp_path / "r", quick=True, full=True)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         benchmark("ambiguity", tmp_path / "missing", tmp_path / "r")
+    (tmp_path / "lidc").mkdir()
+    with pytest.raises(ValueError, match="--jobs must be at least 1, got 0"):
+        benchmark("ambiguity", tmp_path, tmp_path / "r", jobs=0)
 
 
 def test_unfinished_suite_fails_clearly_without_numbers(tmp_path, capsys, monkeypatch):

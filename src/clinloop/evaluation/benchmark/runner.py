@@ -13,9 +13,9 @@ all stage files present, so suites run one at a time accumulate in one report.
 With ``jobs`` > 1 the stages to compute run in that many worker processes (spawned; each
 rebuilds the suite's plan and computes one stage by name, ``threads`` torch threads each),
 in plan order; the stages of a suite marked ``ALONE`` (``speed``: it times things) run
-afterwards, one at a time, in this process. A stage is independent of the others' results (its seeds are its own), so
-the figures are those of ``jobs=1``; stages that share a trained model serialise on its
-folder (:func:`clinloop.evaluation.benchmark.spa_loro.budget_model`).
+afterwards, one at a time, in this process. A stage is independent of the others' results
+(its seeds are its own), so the figures are those of ``jobs=1``; stages that share a
+trained model take turns on a lock beside its folder (:class:`~.base.folder_lock`).
 """
 from __future__ import annotations
 
@@ -190,10 +190,10 @@ def run_benchmark(options: BenchmarkOptions, verbose: bool = False) -> dict[str,
                 raise
             missing[name] = str(e)
     forced = _check_force(list(options.force or []), {k: [s.name for s in v] for k, v in plan.items()})
-    todo = [(suite, st) for suite, sts in plan.items() for st in sts]
-    due = [(suite, st) for suite, st in todo if _stale(ctx, st, st.name in forced)]
     if int(options.jobs) < 1:
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
+    todo = [(suite, st) for suite, sts in plan.items() for st in sts]
+    due = [(suite, st) for suite, st in todo if _stale(ctx, st, st.name in forced)]
     # suites whose stages time things (ALONE, the speed suite) run one at a time after the others
     alone = [(suite, st) for suite, st in due if getattr(suite_module(suite), "ALONE", False)]
     shared = [x for x in due if x not in alone]
