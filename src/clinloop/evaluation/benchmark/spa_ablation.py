@@ -12,8 +12,8 @@ pretrained LiteMedSAM, 1 thread) once per training seed (the seed varies the ini
 and the episodes; the patient split is always ``SPLIT_SEED``'s, so no model trains on a
 patient it is evaluated on), into
 ``out/models/budget/<variant>-seed-<s>/<steps>-steps/`` (resumable; a finished model is
-reused; ``spa`` seed 0 is also the leave-one-rater-out control). A single seed cannot order four variants whose gaps are a few hundredths, so every
-variant is trained with several seeds and the report gives the per-seed means, the mean over
+reused; ``spa`` seed 0 is also the leave-one-rater-out control). A single seed cannot order
+four variants whose gaps are a few hundredths, so every variant is trained with several seeds and the report gives the per-seed means, the mean over
 seeds, and the paired difference to ``spa`` with a 95 % bootstrap interval over patients.
 
 Evaluation: SPA's held-out LIDC slices (one per nodule), the spa protocol's user (target =
