@@ -90,7 +90,8 @@ TRAINED: dict[str, Trained] = {
     "unet-lidc": Trained("U-Net (p(1−p))", "unet", "lidc", {},
                          {"size": 64, "batch_size": 8, "lr": 1e-3, "max_cases": 1200}, epochs=30),
 }
-DATA_LABEL = {"lidc": "lidc", "riga_binrushed2": "RIGA cup", "drishti_gs1": "Drishti-GS1 cup", "qubiq_brain_growth": "QUBIQ brain growth"}
+DATA_LABEL = {"lidc": "lidc", "riga_binrushed2": "RIGA cup", "drishti_gs1": "Drishti-GS1 cup",
+              "qubiq_brain_growth": "QUBIQ brain growth"}
 
 
 def _evaluate(ctx: Context, name: str, model: str, folder: str, extra: dict, method: str = "lexu") -> dict:

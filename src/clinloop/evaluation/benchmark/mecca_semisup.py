@@ -8,22 +8,24 @@ shipped ``pnet-brats``, confidence gate 0.5 at inference) and ``--labeled-fracti
 (:func:`clinloop.training.mecca.train_model`: ``max(1, round(f · 5))`` of the 5 training
 patients keep their labels; from iteration 30 the others add rollouts rewarded by their Eq. 6
 labels), into ``out/models/mecca-semisup/brats/labeled-<n>-of-5/<iterations>-iterations/``
-(reused when finished; 1/8 and 1/4 both give n = 1: one model). Each is scored like the shipped models (stage ``mecca-brats-mecca``):
-the 2 held-back volumes at full resolution, 5 boundary-error clicks per step, 5 steps.
+(reused when finished; 1/8 and 1/4 both give n = 1: one model). Each is scored like the
+shipped models (stage ``mecca-brats-mecca``): the 2 held-back volumes at full resolution,
+5 boundary-error clicks per step, 5 steps.
 
 Deviations, said in the report: 5 training volumes instead of the paper's BraTS training set,
 so 1/8 and 1/4 both keep 1 labelled volume and 1/2 keeps 2 (the fractions are the paper's; the
 counts are in the table); the P-Net that gives p^(0) is the shipped one, trained on all 5
 labelled volumes, so the table varies the labels of MECCA's RL stage only; CPU-length
-training (``ITERATIONS``; the shipped ``mecca-brats``: 1,200).
+training (:func:`_iterations`; the shipped ``mecca-brats``: 1,200).
 
 Each fraction below 1/1 also gets a control, ``mecca-semisup-brats-<f>-labelled-only``: the same
 labelled volumes and recipe without the unlabelled ones (``--max-cases n``), so the table shows what
 Eq. 6's rollouts add at this budget.
 
 Sizes: ``--quick`` 2 iterations, fractions 1/8 and 1/1, one volume; default 100 iterations per
-fraction (~13 min each on 1 thread; 1/1, without unlabelled rollouts, ~8), the 4 fractions; ``--full`` 600 iterations. Stages
-``mecca-semisup-brats-<f>`` (suite ``mecca``).
+model, the 4 fractions (measured on 1 thread beside other jobs, 2026-12-04: 6-12 min per model,
+53 min for the seven stages); ``--full`` 600 iterations. Stages ``mecca-semisup-brats-<f>``
+(suite ``mecca``).
 """
 from __future__ import annotations
 
