@@ -14,8 +14,9 @@ whole tumour (``brats2018_flair/``) and the left atrium (``left_atrium/``), whol
 held-back volumes scored at full resolution, for every ``<method>-<task>`` model
 that is shipped (``pnet`` is the P-Net without hints). Sizes: ``--quick`` one
 volume; default and ``--full`` every held-back volume (2 BraTS, 6 atrium).
-The semi-supervised Table 2 on BraTS (stages ``mecca-semisup-brats-<f>``, trains one model
-per labelled fraction): :mod:`~clinloop.evaluation.benchmark.mecca_semisup`.
+The semi-supervised Table 2 on BraTS (stages ``mecca-semisup-brats-<f>`` and their
+``-labelled-only`` controls; trains one model per labelled count):
+:mod:`~clinloop.evaluation.benchmark.mecca_semisup`.
 """
 from __future__ import annotations
 
