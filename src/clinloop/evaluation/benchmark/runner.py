@@ -83,13 +83,20 @@ def stage_config(ctx: Context, st: Stage) -> dict:
     return _jsonable({**config, **({"model_sha": fp} if fp else {})})
 
 
+def _reusable(ctx: Context, st: Stage, force: bool) -> tuple[dict, dict | None]:
+    """``(config, stored record)``: the record when it may be reused (present, same config, not
+    forced), else None. The one staleness rule of :func:`run_stage` and the parallel plan."""
+    config = stage_config(ctx, st)
+    old = None if force else load_stage(ctx.out, st.name)
+    return config, (old if old is not None and old.get("config") == config else None)
+
+
 def run_stage(ctx: Context, suite: str, st: Stage, force: bool) -> tuple[dict, bool]:
     """The stage's stored record, computing it if missing, stale or forced. Returns (record, computed)."""
     from clinloop.atomic import atomic_write_text
 
-    config = stage_config(ctx, st)
-    old = load_stage(ctx.out, st.name)
-    if old is not None and not force and old.get("config") == config:
+    config, old = _reusable(ctx, st, force)
+    if old is not None:
         return old, False
     t0 = time.perf_counter()
     result = st.compute(ctx)
@@ -111,12 +118,6 @@ def _check_force(force: list[str], known: dict[str, list[str]]) -> set[str]:
             raise ValueError(f"--force {f!r}: no such stage in this run; stages: {', '.join(sorted(stages))} "
                              f"(or a suite: {', '.join(known)})")
     return out
-
-
-def _stale(ctx: Context, st: Stage, force: bool) -> bool:
-    config = stage_config(ctx, st)
-    old = load_stage(ctx.out, st.name)
-    return force or old is None or old.get("config") != config
 
 
 def _worker_stage(options: BenchmarkOptions, suite: str, name: str) -> str:
@@ -193,7 +194,7 @@ def run_benchmark(options: BenchmarkOptions, verbose: bool = False) -> dict[str,
     if int(options.jobs) < 1:
         raise ValueError(f"--jobs must be at least 1, got {options.jobs}")
     todo = [(suite, st) for suite, sts in plan.items() for st in sts]
-    due = [(suite, st) for suite, st in todo if _stale(ctx, st, st.name in forced)]
+    due = [(suite, st) for suite, st in todo if _reusable(ctx, st, st.name in forced)[1] is None]
     # suites whose stages time things (ALONE, the speed suite) run one at a time after the others
     alone = [(suite, st) for suite, st in due if getattr(suite_module(suite), "ALONE", False)]
     shared = [x for x in due if x not in alone]
