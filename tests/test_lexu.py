@@ -139,6 +139,24 @@ def test_mro_and_lexu_loss_hand_computed():
     assert float(loss) == pytest.approx(2.0 * expect_mro + 5.0 * expect_dgm, rel=1e-5)
 
 
+def test_lexu_loss_dgm_rows_uses_only_those_images():
+    # --dgm-clean-only: DGM over the flagged images' pixels, MRO over every image
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(3, 3, 2, 2)).astype(np.float32)
+    y = np.ones((3, 1, 2, 2), dtype=np.uint8)  # one rater: H = 0
+    p = 1 / (1 + np.exp(-z))
+    rows = torch.tensor([True, False, True])
+    _, parts = lexu_loss(torch.from_numpy(z), torch.from_numpy(y), dgm_rows=rows)
+    assert parts["dgm"] == pytest.approx(np.sqrt((p[[0, 2]].var(axis=1) ** 2).mean()), rel=1e-4)
+    _, every = lexu_loss(torch.from_numpy(z), torch.from_numpy(y))
+    assert parts["mro"] == pytest.approx(every["mro"], rel=1e-6)
+    zt = torch.from_numpy(z).requires_grad_(True)
+    loss, parts = lexu_loss(zt, torch.from_numpy(y), dgm_rows=torch.zeros(3, dtype=torch.bool))
+    assert parts["dgm"] == 0.0
+    loss.backward()
+    assert torch.isfinite(zt.grad).all()
+
+
 def test_pairwise_agreement_matches_metrics():
     from clinloop import metrics
 
@@ -248,8 +266,14 @@ def test_intensity_augment_blur_matches_scipy_and_keeps_zscore():
     assert np.abs(got - want).max() < 1e-5
     x = normalise(torch.from_numpy(rng.random((3, 3, 16, 16)).astype(np.float32)))
     g = torch.Generator().manual_seed(0)
-    assert augment_batch(x, 0.0, g) is x
-    y = augment_batch(x, 1.0, g)
-    assert y.shape == x.shape and not torch.allclose(y, x)
+    same, rows = augment_batch(x, 0.0, g)
+    assert same is x and not rows.any()
+    y, rows = augment_batch(x, 1.0, g)
+    assert rows.all() and y.shape == x.shape and not torch.allclose(y, x)
+    # p = 0.3: the rows flagged distorted are exactly the ones that changed
+    x12 = normalise(torch.from_numpy(rng.random((12, 1, 16, 16)).astype(np.float32)))
+    z, rows = augment_batch(x12, 0.3, g)
+    changed = (z - x12).abs().amax(dim=(1, 2, 3)) > 1e-6
+    assert 0 < int(rows.sum()) < 12 and torch.equal(changed, rows)
     assert torch.allclose(y.mean(dim=(2, 3)), torch.zeros(3, 3), atol=1e-5)
     assert torch.allclose(y.std(dim=(2, 3)), torch.ones(3, 3), atol=1e-4)

@@ -48,10 +48,10 @@ def test_training_decreases_loss_and_writes_folder(tiny, tmp_path):
     assert not (d / "lexu" / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("augment", [0.0, 0.5])
-def test_resume_continues_from_checkpoint(tmp_path, augment):
+@pytest.mark.parametrize("augment,clean_dgm", [(0.0, False), (0.5, False), (0.5, True)])
+def test_resume_continues_from_checkpoint(tmp_path, augment, clean_dgm):
     """Interrupted after 2 of 4 epochs and resumed == 4 uninterrupted epochs (with intensity
-    augmentation too: its generator is in the checkpoint)."""
+    augmentation too: its generator is in the checkpoint; and with DGM on clean images only)."""
     from clinloop.models.lexu.config import LexuConfig
     from clinloop.training.lexu import train
 
@@ -60,7 +60,8 @@ def test_resume_continues_from_checkpoint(tmp_path, augment):
     x = torch.randn(6, 3, 16, 16, generator=g)
     m = (torch.rand(6, 3, 16, 16, generator=g) > 0.5).to(torch.uint8)
     v = torch.ones(6, 3, dtype=torch.bool)
-    cfg = LexuConfig(method="lexu", widths=[4, 6, 8], size=16, epochs=4, batch_size=4, intensity_augment=augment)
+    cfg = LexuConfig(method="lexu", widths=[4, 6, 8], size=16, epochs=4, batch_size=4, intensity_augment=augment,
+                     dgm_clean_only=clean_dgm)
     (tmp_path / "full").mkdir()
     full, h_full = train(cfg, x, m, v, tmp_path / "full", progress=False)
     (tmp_path / "cut").mkdir()
@@ -74,6 +75,11 @@ def test_resume_continues_from_checkpoint(tmp_path, augment):
 
 def test_cli_refuses_to_overwrite_and_resume_of_finished_run_is_a_no_op(tiny, tmp_path):
     data, _ = tiny
+    # --dgm-clean-only means nothing without augmentation, and only LEXU has a DGM term
+    for bad in (["--method", "lexu", "--dgm-clean-only"],
+                ["--method", "unet", "--dgm-clean-only", "--intensity-augment", "0.5"]):
+        assert main(["train", *bad, "--data", str(data), "--out", str(tmp_path / "bad"), "--epochs", "1", *TINY]) == 2
+    assert not (tmp_path / "bad" / "weights.pt").exists()
     _train(data, tmp_path / "u", "unet", 1)
     again = ["train", "--method", "unet", "--data", str(data), "--out", str(tmp_path / "u"), "--epochs", "1", *TINY]
     assert main(again) == 2  # ValueError -> one-line error, exit status 2

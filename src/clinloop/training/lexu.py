@@ -64,6 +64,8 @@ class LexuTrainOptions(TrainOptions):
     max_cases: int | None = opt(None, help="train on at most N training cases (random, seeded)")
     intensity_augment: float = opt(0.0, help="probability of each of Gaussian noise, blur and gamma per training "
                                              "image (clinloop.training.lexu_augment; cnn encoder only)")
+    dgm_clean_only: bool = opt(False, help="with --intensity-augment (lexu only; not in the paper): Eq. 1's DGM "
+                                           "term on the undistorted images of each batch only, MRO on all")
     threads: int | None = opt(None, help="torch CPU threads")
 
 
@@ -187,10 +189,13 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
                 flips.append(-2)
             if flips:
                 mb = mb.flip(flips)
+            extra = {}
             if cfg.intensity_augment > 0:
-                xb = augment_batch(xb, cfg.intensity_augment, aug_gen)
+                xb, distorted = augment_batch(xb, cfg.intensity_augment, aug_gen)
+                if cfg.dgm_clean_only:  # Eq. 1's DGM on the undistorted images only
+                    extra["dgm_rows"] = ~d.gather_rows(distorted, sizes)
             logits = d.gather_rows(step(xb, tuple(flips)), sizes)  # (B, ...) the global batch's outputs
-            loss, parts = net.loss(logits, mb, vb, generator=gen)
+            loss, parts = net.loss(logits, mb, vb, generator=gen, **extra)
             opt.zero_grad(set_to_none=True)
             (loss * d.world).backward()  # DDP averages over the W ranks
             opt.step()
@@ -257,9 +262,12 @@ def train_model(args: LexuTrainOptions) -> Path:
         mc_samples=args.mc_samples, size=size, structure=args.structure, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
         normalisation="minmax" if args.encoder == "tinyvit" else "zscore", intensity_augment=args.intensity_augment,
+        dgm_clean_only=args.dgm_clean_only,
     )
     if cfg.intensity_augment and cfg.encoder != "cnn":
         raise ValueError("--intensity-augment needs --encoder cnn (the TinyViT features are cached, not recomputed)")
+    if cfg.dgm_clean_only and (cfg.method != "lexu" or not cfg.intensity_augment):
+        raise ValueError("--dgm-clean-only needs --method lexu and --intensity-augment > 0")
     if not 0 <= cfg.intensity_augment <= 1:
         raise ValueError(f"--intensity-augment is a probability in [0, 1]; got {cfg.intensity_augment}")
     if cfg.method != "mc-dropout":

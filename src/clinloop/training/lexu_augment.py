@@ -46,13 +46,14 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[0]
 
 
-def augment_image(img: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+def augment_image(img: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor | None:
     """One normalised image ``(C, H, W)``: each of gamma, blur and noise with probability
     ``p`` (in that order), then the per-channel z-score of
-    :func:`~clinloop.models.lexu.model.normalise`. Unchanged when nothing is drawn."""
+    :func:`~clinloop.models.lexu.model.normalise`. ``None`` when nothing is drawn (the
+    image stays as it is)."""
     draws = [float(torch.rand((), generator=g)) < p for _ in range(3)]
     if not any(draws):
-        return img
+        return None
     lo, hi = img.min(), img.max()
     x = (img - lo) / (hi - lo).clamp_min(1e-6)
     if draws[0]:
@@ -65,8 +66,11 @@ def augment_image(img: torch.Tensor, p: float, g: torch.Generator) -> torch.Tens
     return normalise(x[None], "zscore")[0]
 
 
-def augment_batch(x: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
-    """``x (B, C, S, S)`` z-scored images -> augmented copy (see :func:`augment_image`)."""
+def augment_batch(x: torch.Tensor, p: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x (B, C, S, S)`` z-scored images -> (augmented copy, ``(B,)`` bool: which images
+    were distorted) (see :func:`augment_image`)."""
     if p <= 0:
-        return x
-    return torch.stack([augment_image(img, p, g) for img in x])
+        return x, torch.zeros(len(x), dtype=torch.bool)
+    out = [augment_image(img, p, g) for img in x]
+    rows = torch.tensor([o is not None for o in out], dtype=torch.bool)
+    return torch.stack([img if o is None else o for img, o in zip(x, out)]), rows

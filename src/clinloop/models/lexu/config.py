@@ -57,6 +57,7 @@ class LexuConfig:
     lr: float = 2e-3
     seed: int = 0
     intensity_augment: float = 0.0  # training only: P of each of noise / blur / gamma (clinloop.training.lexu_augment)
+    dgm_clean_only: bool = False  # training only: DGM on the undistorted images of a batch (not in the paper)
 
     def __post_init__(self):
         if self.method not in METHODS:

@@ -149,11 +149,14 @@ def lexu_loss(
     alpha: float = 1.0,
     beta: float = 5.0,
     generator: torch.Generator | None = None,
+    dgm_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 1: ``L = α·MRO + β·L_RMSE(H, Ĥ)``.
 
     Returns the scalar loss and its parts ``{"mro", "dgm"}`` as floats.
     ``α, β`` must be finite and ``>= 0`` (ValueError otherwise).
+    ``dgm_rows (B,)`` bool (not in the paper; ``--dgm-clean-only``): the DGM term over
+    those images only (0 when none is), MRO over all.
     """
     for name, v in (("alpha", alpha), ("beta", beta)):
         if not (float(v) >= 0 and float(v) < float("inf")):
@@ -162,7 +165,12 @@ def lexu_loss(
     mro = multi_rater_optimisation_loss(logits, masks, valid, generator)
     H = rater_variance(masks, valid)
     H_hat = head_variance(torch.sigmoid(logits))
-    dgm = disagreement_guidance_loss(H, H_hat)
+    if dgm_rows is None:
+        dgm = disagreement_guidance_loss(H, H_hat)
+    elif bool(dgm_rows.any()):
+        dgm = disagreement_guidance_loss(H[dgm_rows], H_hat[dgm_rows])
+    else:
+        dgm = H_hat.sum() * 0.0
     return alpha * mro + beta * dgm, {"mro": float(mro.detach()), "dgm": float(dgm.detach())}
 
 
