@@ -72,6 +72,7 @@ def test_keys_lengths_and_file(run):
             "noc", "failure_rate", "seconds_click", "baseline", "cases", "target_dice_click", "target_met"} <= set(res)
     assert res["protocol"] == "spa-3d" and res["n_cases"] == 2 and res["format"] == "decathlon"
     assert res["box_margin"] == 0.0  # the tight propagated box unless --box-margin
+    assert res["propagate_mask"] is False and res["min_area_fraction"] == 0.0  # the VolumeConfig defaults
     assert res["split"].startswith("all cases") and res["n_excluded_trained"] == 0
     assert len(res["dice_per_iteration"]) == 3 and res["dice_click"] == res["dice_per_iteration"][0]
     assert set(res["noc"]) == set(res["failure_rate"]) == {"0.8", "0.9"}
@@ -125,6 +126,27 @@ def test_bad_input(tmp_path):
         clinloop.evaluate("spa", "spa-3d", tmp_path / "riga.npz")
     with pytest.raises(ValueError, match="evaluates methods"):
         clinloop.evaluate("click-litemedsam", "spa-3d", tmp_path / "riga.npz")
+
+
+def test_propagation_options_reach_the_volume_config(tmp_path):
+    """--propagate-mask / --min-area-fraction become VolumeConfig.use_mask / min_area_fraction;
+    a bad value is refused before the data is read."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    class Fake:
+        def start_volume(self, image, **kw):
+            seen.append(kw["config"])
+            raise Stop
+
+    with pytest.raises(Stop):
+        p3.run_volume(Fake(), np.zeros((1, 2, 4, 4), np.float32), np.ones((2, 4, 4), bool), None, 0, 1, {},
+                      0.05, use_mask=True, min_area_fraction=0.3)
+    assert (seen[0].box_margin, seen[0].use_mask, seen[0].min_area_fraction) == (0.05, True, 0.3)
+    with pytest.raises(ValueError, match="min_area_fraction"):
+        clinloop.evaluate("spa", "spa-3d", tmp_path / "missing", min_area_fraction=1.5)
 
 
 def test_cli_help(capsys):

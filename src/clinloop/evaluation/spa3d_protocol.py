@@ -77,6 +77,10 @@ class SPA3DProtocolOptions(ProtocolOptions):
                                         "instead of the evaluated model's: compare two models on the same volumes")
     box_margin: float = opt(0.0, help="VolumeConfig.box_margin: widen each propagated box by this share of "
                                       "its side (0: the tight box, the default)")
+    propagate_mask: bool = opt(False, help="VolumeConfig.use_mask: also prompt each propagated slice with the "
+                                           "previous slice's mask (off by default)")
+    min_area_fraction: float = opt(0.0, help="VolumeConfig.min_area_fraction: stop below this share of the largest "
+                                             "slice kept in a direction (0: off, the default)")
     threads: int | None = opt(None)
 
 
@@ -134,15 +138,16 @@ def _assd(mask, target, spacing) -> float | None:
 
 
 def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int, iterations: int,
-               cache: dict, box_margin: float = 0.0) -> tuple[dict, list[float], np.ndarray, np.ndarray]:
+               cache: dict, box_margin: float = 0.0, **propagation) -> tuple[dict, list[float], np.ndarray, np.ndarray]:
     """SPA on one ``(C, D, H, W)`` volume: the click, then up to ``iterations`` choices
-    (``box_margin``: :attr:`clinloop.interaction.propagation.VolumeConfig.box_margin`).
+    (``box_margin`` and any other ``propagation`` keyword: options of
+    :class:`clinloop.interaction.propagation.VolumeConfig`).
     Returns (row, 3-D Dice per step (``iterations`` + 1), the click's mask, the final mask)."""
     from clinloop.interaction.propagation import VolumeConfig
     from clinloop.interaction.users import PreferredRaterUser
     from clinloop.metrics import dice
 
-    state = model.start_volume(image, seed=seed, profile=None, config=VolumeConfig(box_margin=box_margin),
+    state = model.start_volume(image, seed=seed, profile=None, config=VolumeConfig(box_margin=box_margin, **propagation),
                                spacing=spacing, cache=cache)
     t0 = time.perf_counter()
     p = state.click(click_point(target), True)
@@ -222,6 +227,10 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         raise ValueError(f"the spa-3d protocol evaluates {', '.join(METHODS)}; got {args.method!r}")
     if args.iterations < 0:
         raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
+    from clinloop.interaction.propagation import VolumeConfig
+
+    VolumeConfig(box_margin=args.box_margin, use_mask=args.propagate_mask,  # bad options fail before any work
+                 min_area_fraction=args.min_area_fraction)
     if args.threads:
         torch.set_num_threads(args.threads)
     fmt = args.format or detect_format(args.data)
@@ -252,7 +261,8 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         seed, cache = args.seed + pos, {}
         row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "seed": seed, "depth": int(target.shape[0])}
         r, d, first, final = run_volume(model, s.image, target, s.spacing, seed, args.iterations, cache,
-                                        args.box_margin)
+                                        args.box_margin, use_mask=args.propagate_mask,
+                                        min_area_fraction=args.min_area_fraction)
         row.update(r)
         row["assd_click"], row["assd_final"] = _assd(first, target, s.spacing), _assd(final, target, s.spacing)
         row.update({f"dice_{k + 1}": round(v, 5) for k, v in enumerate(d)})
@@ -280,7 +290,8 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
     results = {
         "method": args.method, "protocol": "spa-3d", "model": args.model or SHIPPED.get(args.method), "format": fmt,
         "n_cases": len(rows), "split": note, "n_excluded_trained": skipped, "iterations": args.iterations,
-        "box_margin": args.box_margin,
+        "box_margin": args.box_margin, "propagate_mask": args.propagate_mask,
+        "min_area_fraction": args.min_area_fraction,
         "dice_per_iteration": [float(np.mean([c[k] for c in curves])) for k in range(n_steps)],
         "assd_click": _mean(r["assd_click"] for r in rows), "assd_final": _mean(r["assd_final"] for r in rows),
         "assd_empty": sum(r["assd_click"] is None for r in rows),
