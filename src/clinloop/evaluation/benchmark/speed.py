@@ -11,11 +11,13 @@ A4000), plus the SAM parts' timing with random weights.
   encoder (256² input) and one prompt encoder + mask decoder pass for a point.
   The decoder is SAM's (two-way transformer depth 2, 256 channels, 64² embedding:
   the same module SAM ViT-B uses), so its time is SAM ViT-B's decoder time on this
-  machine. SAM's ViT-B image encoder is **not timed**: our modules have no plain
-  ViT-B (only LiteMedSAM's TinyViT), and building one is outside this suite.
+  machine; and SAM's ViT-B image encoder on a 1024² input
+  (:class:`clinloop.models.litemedsam.sam_vit.SAMViTEncoder`, SAM ViT-B's architecture
+  and 89.7 M parameters, random weights), the encoder LiteMedSAM's TinyViT replaces.
 
 Sizes: ``--quick`` 2 images per method, 2 repeats of the parts; default 10 images,
-10 repeats (est. ~5 min); ``--full`` 30 images, 30 repeats. MECCA's per-step time is in
+10 repeats (est. ~5 min; the ViT-B encoder ~8 s a pass on 2 threads); ``--full`` 30 images,
+30 repeats. MECCA's per-step time is in
 its protocol's ``seconds_per_step`` (not repeated here). Timings vary with the load:
 the stage JSON records the load average.
 """
@@ -109,25 +111,30 @@ def _sam_parts(ctx: Context) -> dict:
     import torch
 
     from clinloop.models.litemedsam import build_litemedsam
+    from clinloop.models.litemedsam.sam_vit import SAMViTEncoder
 
     torch.manual_seed(ctx.seed)
     m = build_litemedsam(None)  # random weights: timing only
+    vit_b = SAMViTEncoder().eval()
     reps = ctx.size(2, 10, 30)
-    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(ctx.seed))
+    g = torch.Generator().manual_seed(ctx.seed)
+    x, x1024 = torch.rand(1, 3, 256, 256, generator=g), torch.rand(1, 3, 1024, 1024, generator=g)
     with torch.inference_mode():
         emb = m.image_encoder(x)
         pts = (torch.tensor([[[128.0, 128.0]]]), torch.tensor([[1]]))
         enc = _time(lambda: m.image_encoder(x), reps)
         dec = _time(lambda: m.decode(emb, points=pts), reps)
-    return {"repeats": reps, "tinyvit_encoder_256": enc, "sam_decoder_point": dec,
+        vit = _time(lambda: vit_b(x1024), reps)
+    return {"repeats": reps, "tinyvit_encoder_256": enc, "sam_decoder_point": dec, "vit_b_encoder_1024": vit,
             "tinyvit_encoder_median": statistics.median(enc), "sam_decoder_median": statistics.median(dec),
-            "vit_b_encoder": "not timed: no plain ViT-B among our modules (LiteMedSAM's encoder is TinyViT)",
+            "vit_b_encoder_median": statistics.median(vit),
+            "vit_b_parameters": sum(p.numel() for p in vit_b.parameters()),
             "load_average": _load(), "threads": _threads()}
 
 
 def stages(ctx: Context) -> list[Stage]:
     return [Stage("speed-interactive", _interactive, {"images": ctx.size(2, 10, 30), "iterations": ITERATIONS}),
-            Stage("speed-sam-parts", _sam_parts, {"repeats": ctx.size(2, 10, 30)})]
+            Stage("speed-sam-parts", _sam_parts, {"repeats": ctx.size(2, 10, 30), "vit_b": True})]
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
@@ -150,6 +157,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                        [["TinyViT image encoder, 256² (LiteMedSAM)", fmt(sp["tinyvit_encoder_median"]), sp["repeats"]],
                         ["SAM mask decoder + prompt encoder, one point (the module SAM ViT-B uses)",
                          fmt(sp["sam_decoder_median"]), sp["repeats"]],
-                        ["SAM ViT-B image encoder, 1024²", sp["vit_b_encoder"], "—"]])]
+                        [f"SAM ViT-B image encoder, 1024² (its architecture, "
+                         f"{sp['vit_b_parameters'] / 1e6:.1f} M parameters)", fmt(sp["vit_b_encoder_median"]),
+                         sp["repeats"]]])]
     text.append(sizes_line(recs))
     return "\n".join(text)
