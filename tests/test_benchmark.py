@@ -177,7 +177,8 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     res = benchmark("lexu", shared_data, out, quick=True)
     assert res["computed"] == ["lexu-riga-cup", "lexu-lidc", "lexu-riga-cup-beta-0", "lexu-riga-cup-beta-3",
                                "lexu-riga-cup-beta-10", "ensemble-riga-cup", "layer-ensemble-riga-cup",
-                               "lexu-drishti-cup", "unet-drishti-cup", "lexu-qubiq", "unet-qubiq", "unet-lidc"]
+                               "lexu-drishti-cup", "unet-drishti-cup", "lexu-qubiq", "unet-qubiq", "unet-lidc",
+                               "ensemble-lidc"]
     rec = json.loads((out / "lexu-riga-cup.json").read_text())["result"]
     proto = json.loads((out / "raw" / "lexu-riga-cup" / "results.json").read_text())
     assert rec["n_cases"] == proto["n_cases"] == len(rec["cases"]) == 5
@@ -221,6 +222,33 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     mine = json.loads((out / "models" / "unet-lidc" / "2-epochs" / "data.json").read_text())
     assert mine["test_cases"] == shipped["test_cases"] and len(mine["train_cases"]) == 64
     assert "| U-Net (p(1−p)) `unet-lidc` (ours) | lidc |" in readme
+    assert "| DE (deep ensemble, 5 nets) `ensemble-lidc` (ours) | lidc |" in readme
+    # spa Table 1's non-interactive U-Net row reuses that model (no second training) and scores its
+    # thresholded prediction against the spa protocol's users' targets on SPA's held-out slices
+    from clinloop.data import load_dataset
+    from clinloop.evaluation.benchmark import spa as spa_suite
+    from clinloop.evaluation.benchmark.base import BenchmarkOptions
+    from clinloop.evaluation.benchmark.runner import Context
+    from clinloop.interaction.users import PreferredRaterUser
+    from clinloop.metrics import dice
+    from clinloop.models.lexu.model import load_lexu
+
+    weights = out / "models" / "unet-lidc" / "2-epochs" / "weights.pt"
+    before = weights.stat().st_mtime_ns
+    ctx = Context(BenchmarkOptions(suite="spa", data_root=str(shared_data), out=str(out), quick=True), shared_data,
+                  out, "quick", 0)
+    got = spa_suite._noninteractive("unet")(ctx)
+    assert weights.stat().st_mtime_ns == before and got["model"] == "unet-lidc" and got["n_cases"] >= 1
+    ds = load_dataset(shared_data / "lidc" / "lidc_crops_dev.npz")
+    pos = {c: k for k, c in enumerate(ds.case_ids)}
+    from clinloop.evaluation.benchmark.cases import heldout_lidc
+
+    order = {ds.case_ids[i]: p for p, i in enumerate(heldout_lidc(ds, per_nodule=1, limit=3))}
+    pred = load_lexu(weights.parent)
+    for c in got["cases"]:
+        s = ds[pos[c["case_id"]]]
+        target = PreferredRaterUser.from_raters(s.masks, seed=order[c["case_id"]], rater_valid=s.rater_valid).target
+        assert c["dice_1"] == pytest.approx(dice(pred.predict(s.image)[0] > 0.5, target))
 
 
 def test_suite_all_runs_the_others_then_reports_what_is_missing(tmp_path, capsys, monkeypatch):

@@ -28,14 +28,18 @@ LIDC slice (1,869).
   the experts); QUBIQ brain growth (27 / 12 cases), ``lexu-qubiq`` and ``unet-qubiq``;
   and ``unet-lidc``, the plain U-Net trained by the shipped ``lexu-lidc``'s own command
   (64², 1,200 training slices, batch 8, lr 1e-3, 30 epochs, ~13 min; ``--quick``: 2 epochs
-  on 64 slices), so that LEXU's LIDC row has a U-Net of equal budget on the same split.
+  on 64 slices), so that LEXU's LIDC row has a U-Net of equal budget on the same split,
+  and ``ensemble-lidc``, a deep ensemble (5 nets) by the same command (~35 min); the
+  ``spa`` suite scores both against its simulated users' targets
+  (:func:`trained_model`: whichever suite comes first trains them).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from clinloop.evaluation.benchmark.base import Context, Stage
+from clinloop.evaluation.benchmark.base import Context, Stage, folder_lock
 from clinloop.evaluation.benchmark.stats import (
     bootstrap_ci,
     bootstrap_statistic,
@@ -76,6 +80,7 @@ def beta_stage_name(beta: float) -> str:
 
 
 _CUP = {"structure": "cup"}
+LIDC_RECIPE = {"size": 64, "batch_size": 8, "lr": 1e-3, "max_cases": 1200}  # the shipped lexu-lidc's command
 TRAINED: dict[str, Trained] = {
     **{beta_stage_name(b): Trained(f"lexu-riga-cup, β = {b:g}", "lexu", "riga_binrushed2", _CUP, {"beta": b})
        for b in BETAS},
@@ -87,8 +92,10 @@ TRAINED: dict[str, Trained] = {
     "unet-qubiq": Trained("U-Net (p(1−p))", "unet", "qubiq_brain_growth"),
     # the plain U-Net beside the shipped lexu-lidc, trained by its command (64², 1,200 training
     # slices of the same patient split, 30 epochs): lexu-lidc's soft Dice against a U-Net of equal budget
-    "unet-lidc": Trained("U-Net (p(1−p))", "unet", "lidc", {},
-                         {"size": 64, "batch_size": 8, "lr": 1e-3, "max_cases": 1200}, epochs=30),
+    "unet-lidc": Trained("U-Net (p(1−p))", "unet", "lidc", {}, LIDC_RECIPE, epochs=30),
+    # a deep ensemble by the same command: lexu.txt Table 2's DE row on LIDC, and spa.txt Table 1's
+    # "Ensemble UNet" row (the spa suite scores it against the simulated users' targets)
+    "ensemble-lidc": Trained("DE (deep ensemble, 5 nets)", "ensemble", "lidc", {}, LIDC_RECIPE, epochs=30),
 }
 DATA_LABEL = {"lidc": "lidc", "riga_binrushed2": "RIGA cup", "drishti_gs1": "Drishti-GS1 cup",
               "qubiq_brain_growth": "QUBIQ brain growth"}
@@ -130,23 +137,33 @@ def _stage(model: str):
     return compute
 
 
+def trained_model(ctx: Context, name: str) -> Path:
+    """The folder of :data:`TRAINED` model ``name``, trained first when it is not there (resumable;
+    stages of other suites that use it take turns on a lock beside the folder)."""
+    from clinloop.training.lexu import LexuTrainOptions, train_model
+
+    t = TRAINED[name]
+    epochs = ctx.size(2, t.epochs, t.epochs)
+    # out/models/, not raw/: the committed report keeps figures, not weights (.gitignore)
+    model_dir = ctx.out / "models" / name / f"{epochs}-epochs"  # a quick run's model is never reused
+    kw = {"size": 96, "batch_size": 4, "lr": 2e-3, "alpha": 1.0, "beta": 5.0, "seed": 0,
+          "held_out_fraction": 0.3, **t.train}
+    if ctx.mode == "quick" and kw.get("max_cases"):
+        kw["max_cases"] = min(kw["max_cases"], 64)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    with folder_lock(model_dir.parent / f"{model_dir.name}.lock"):
+        train_model(LexuTrainOptions(method=t.method, data=str(ctx.data_root / t.folder), out=str(model_dir),
+                                     epochs=epochs, threads=ctx.options.threads, resume=True, **t.reader, **kw))
+    return model_dir
+
+
 def _trained_stage(name: str):
     def compute(ctx: Context) -> dict:
         import time
 
-        from clinloop.training.lexu import LexuTrainOptions, train_model
-
         t = TRAINED[name]
-        epochs = ctx.size(2, t.epochs, t.epochs)
-        # out/models/, not raw/: the committed report keeps figures, not weights (.gitignore)
-        model_dir = ctx.out / "models" / name / f"{epochs}-epochs"  # a quick run's model is never reused
         t0 = time.perf_counter()
-        kw = {"size": 96, "batch_size": 4, "lr": 2e-3, "alpha": 1.0, "beta": 5.0, "seed": 0,
-              "held_out_fraction": 0.3, **t.train}
-        if ctx.mode == "quick" and kw.get("max_cases"):
-            kw["max_cases"] = min(kw["max_cases"], 64)
-        train_model(LexuTrainOptions(method=t.method, data=str(ctx.data_root / t.folder), out=str(model_dir),
-                                     epochs=epochs, threads=ctx.options.threads, resume=True, **t.reader, **kw))
+        model_dir = trained_model(ctx, name)
         seconds = time.perf_counter() - t0
         rec = _evaluate(ctx, name, str(model_dir), t.folder, t.reader, method=t.method)
         extra = {"beta": t.train["beta"]} if "beta" in t.train else {}
@@ -187,7 +204,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             "reports RIGA disc/cup and HECKTOR; ours are small CNNs trained on a CPU (`lexu-riga-cup`: 96², "
             "100 epochs, one seeded 33/14 split of the 47 BinRushed2 photos; `lexu-lidc`: 64², 30 epochs; the "
             "rows marked by a stage name are trained by this suite with `lexu-riga-cup`'s recipe: RIGA cup on "
-            "the same split, Drishti-GS1 cup on its official 50 / 51 split, QUBIQ brain growth 27 / 12 cases). "
+            "the same split, Drishti-GS1 cup on its official 50 / 51 split, QUBIQ brain growth 27 / 12 cases; "
+            "`unet-lidc` and `ensemble-lidc` with `lexu-lidc`'s command on its split). "
             "SR and DC intervals bootstrap the correlation over patients (a resample repeats patients, which "
             "adds distance correlation, so DC's interval sits high and can exclude its own estimate); the others "
             "are per-image means. "

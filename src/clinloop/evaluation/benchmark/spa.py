@@ -11,8 +11,10 @@ its training mix (:mod:`~clinloop.evaluation.benchmark.spa_datasets`, stages
 Cases: SPA's held-out patients, non-empty majority. Sizes: ``--quick`` 3 slices;
 default one middle slice per nodule (97 slices, 6 iterations, est. ~25 min for the four
 methods on one core); ``--full`` every slice of those patients (512). Stages:
-``spa-<method>``, and ``spa-lexu``: the shipped LEXU (non-interactive, one
-prediction) against the same users' targets, as the table's uncertainty-model row.
+``spa-<method>``, and the non-interactive rows (one prediction against the same users'
+targets): ``spa-lexu`` (the shipped LEXU), ``spa-unet`` (U-Net on the raters' majority
+vote) and ``spa-ensemble`` (deep ensemble of 5), the last two the ``lexu`` suite's
+``unet-lidc`` / ``ensemble-lidc`` (trained by whichever suite needs them first).
 """
 from __future__ import annotations
 
@@ -31,7 +33,10 @@ TITLE = "SPA Table 1 (Dice after 1 and 3 iterations) and clicks to a Dice thresh
 METHODS = {"spa": "spa-lidc", "meduhip": "meduhip-lidc", "click-litemedsam": "click-litemedsam-lidc",
            "box-litemedsam": "pretrained LiteMedSAM"}
 ITERATIONS = 6
-LEXU_MODEL = "lexu-lidc"  # the non-interactive row (5-head CNN, 64²)
+LEXU_MODEL = "lexu-lidc"  # the non-interactive rows (5-head CNN, 64²) ...
+# ... and the U-Net (majority vote) and deep ensemble trained by its command (the lexu suite's stages)
+NONINTERACTIVE = {"lexu": LEXU_MODEL, "unet": "unet-lidc", "ensemble": "ensemble-lidc"}
+NONINTERACTIVE_LABEL = {"lexu": "lexu", "unet": "U-Net (majority vote)", "ensemble": "deep ensemble (5 U-Nets)"}
 
 
 def _stage(method: str):
@@ -61,18 +66,30 @@ def _stage(method: str):
     return compute
 
 
-def _lexu(ctx: Context) -> dict:
-    """``lexu-lidc`` (non-interactive: Dice@1 = Dice@3) against the same simulated users' targets
-    as the spa protocol (same cases and seeds), minus the slices it was trained on."""
+def _noninteractive(method: str):
+    """A stage scoring one non-interactive model (Dice@1 = Dice@3: one prediction, thresholded at
+    0.5) against the same simulated users' targets as the spa protocol (same cases and seeds),
+    minus the slices it was trained on: ``lexu`` (the shipped ``lexu-lidc``) and, trained by the
+    ``lexu`` suite's recipe for ``lexu-lidc`` (:data:`NONINTERACTIVE`), ``unet`` and ``ensemble``."""
+    def compute(ctx: Context) -> dict:
+        from clinloop.evaluation.benchmark.lexu import trained_model
+        from clinloop.models.registry import resolve_model_dir
+
+        name = NONINTERACTIVE[method]
+        folder = resolve_model_dir(LEXU_MODEL) if method == "lexu" else trained_model(ctx, name)
+        return {**_score_noninteractive(ctx, str(folder)), "method": method, "model": name}
+    return compute
+
+
+def _score_noninteractive(ctx: Context, folder: str) -> dict:
     from clinloop.data import load_dataset
     from clinloop.evaluation.benchmark.cases import heldout_lidc, lexu_train_cases, lidc_dir
     from clinloop.interaction.users import PreferredRaterUser, dice
     from clinloop.models.lexu.model import load_lexu
-    from clinloop.models.registry import resolve_model_dir
 
     ds = load_dataset(lidc_dir(ctx.data_root))
-    pred = load_lexu(resolve_model_dir(LEXU_MODEL))
-    trained = lexu_train_cases(LEXU_MODEL)
+    pred = load_lexu(folder)
+    trained = lexu_train_cases(folder)
     cases = []
     for pos, i in enumerate(heldout_lidc(ds, per_nodule=ctx.size(1, 1, None), limit=ctx.size(3, None, None))):
         s = ds[i]
@@ -82,15 +99,17 @@ def _lexu(ctx: Context) -> dict:
         prob = pred.predict(s.image)[0]
         cases.append({"case_id": ds.case_ids[i], "patient_id": s.patient_id, "dice_1": float(dice(prob > 0.5, target))})
     ci = bootstrap_ci([c["dice_1"] for c in cases], [c["patient_id"] for c in cases], seed=ctx.seed)
-    return {"method": "lexu", "model": LEXU_MODEL, "n_cases": len(cases), "ci": {"dice_1": ci, "dice_3": ci},
-            "cases": cases}
+    return {"n_cases": len(cases), "ci": {"dice_1": ci, "dice_3": ci}, "cases": cases}
 
 
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"data": "lidc", "split": "val", "per_nodule": ctx.size(1, 1, None), "limit": ctx.size(3, None, None),
            "iterations": ITERATIONS}
     return ([Stage(f"spa-{m}", _stage(m), {**cfg, "model": METHODS[m]}) for m in METHODS]
-            + [Stage("spa-lexu", _lexu, {**cfg, "model": LEXU_MODEL})] + spa_datasets.stages(ctx))
+            + [Stage(f"spa-{m}", _noninteractive(m), {**cfg, "model": name}
+                     | ({} if m == "lexu" else {"epochs": ctx.size(2, 30, 30)}))
+               for m, name in NONINTERACTIVE.items()]
+            + spa_datasets.stages(ctx))
 
 
 def _ours(recs: dict[str, dict]) -> list[tuple[str, dict]]:
@@ -103,10 +122,11 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
     ours = _ours(recs)
     rows = [[f"{m} (`{r['model']}`, ours)", fmt_ci(r["ci"]["dice_1"]), fmt_ci(r["ci"]["dice_3"]), n_label(r["ci"]["dice_1"])]
             for m, r in ours]
-    lx = recs.get("spa-lexu", {}).get("result")
-    if lx:
-        rows.append([f"lexu (`{lx['model']}`, non-interactive: one prediction, ours)", fmt_ci(lx["ci"]["dice_1"]),
-                     "—", n_label(lx["ci"]["dice_1"])])
+    for m, label in NONINTERACTIVE_LABEL.items():
+        lx = recs.get(f"spa-{m}", {}).get("result")
+        if lx:
+            rows.append([f"{label} (`{lx['model']}`, non-interactive: one prediction, ours)",
+                         fmt_ci(lx["ci"]["dice_1"]), "—", n_label(lx["ci"]["dice_1"])])
     rows += [[f"{name} [{cat}] (**published**)", f"{float(d1) / 100:.4f}", "—" if d3 is None else f"{float(d3) / 100:.4f}",
               "3,019"] for name, cat, d1, d3 in SPA_TABLE1_LIDC]
     text = [f"## {TITLE}\n", "### Dice after 1 and 3 iterations (spa.txt Table 1, LIDC column)\n",
@@ -115,8 +135,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             "patients, one simulated user per case whose target fuses a seeded random subset of the raters; our "
             "backbone is LiteMedSAM (TinyViT, 256²) fine-tuned on a CPU budget, box-litemedsam is the pretrained "
             "model with a tight box first; the LEXU row is the shipped 5-head CNN (64², its own 70/30 patient split: "
-            "the slices it was trained on are left out), scored against the same users' targets. Published Dice is "
-            "in % in the paper, shown here as a fraction.\n"]
+            "the slices it was trained on are left out), the U-Net (trained on the raters' majority vote) and the "
+            "deep ensemble (5 such U-Nets) are trained by its command on the same split (the lexu suite's "
+            "`unet-lidc` and `ensemble-lidc`, 30 epochs), all scored against the same users' targets. Published Dice "
+            "is in % in the paper, shown here as a fraction.\n"]
     from clinloop.evaluation.spa_protocol import THRESHOLDS
 
     nrows = [[f"{m} (ours)"] + [fmt_ci(r["ci"][f"noc_{t}"], 2) for t in THRESHOLDS]
