@@ -93,8 +93,8 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
     out = tmp_path / "report"
     argv = ["benchmark", "--suite", "ambiguity", "--quick", "--data-root", str(shared_data), "--out", str(out)]
     assert main(argv) == 0
-    assert "computed: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu" in capsys.readouterr().out
-    recs = {n: json.loads((out / f"ambiguity-{n}.json").read_text()) for n in ("spa", "meduhip", "lexu")}
+    assert "computed: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu, ambiguity-ensemble" in capsys.readouterr().out
+    recs = {n: json.loads((out / f"ambiguity-{n}.json").read_text()) for n in ("spa", "meduhip", "lexu", "ensemble")}
     spa = recs["spa"]["result"]
     assert spa["n_cases"] == 3 and len(spa["cases"]) == 3
     for c in spa["cases"]:
@@ -104,6 +104,13 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
     assert spa["ci"]["ged100"]["mean"] == pytest.approx(np.mean([c["ged100"] for c in spa["cases"]]))
     lexu = recs["lexu"]["result"]
     assert lexu["resolution"] == 64 and all(c["k"] == 5 and 0 <= c["hm_iou_k"] <= 1 for c in lexu["cases"])
+    # the deep ensemble: its 5 members as the sample set, trained by the lexu suite's recipe into out/models
+    ens = recs["ensemble"]["result"]
+    assert ens["model"] == "ensemble-lidc"
+    assert [c["case_id"] for c in ens["cases"]] == [c["case_id"] for c in lexu["cases"]]
+    assert all(c["k"] == 5 and 0 <= c["ged_k"] <= 2 for c in ens["cases"])
+    ens_cfg = json.loads((out / "models" / "ensemble-lidc" / "2-epochs" / "config.json").read_text())
+    assert ens_cfg["method"] == "ensemble"
     # the README's rows hold the JSON's means, beside the published rows
     readme = (out / "README.md").read_text()
     row = next(line for line in readme.splitlines() if line.startswith("| spa (`spa-lidc`"))
@@ -115,18 +122,21 @@ def test_ambiguity_quick_end_to_end_resumes_and_forces(shared_data, tmp_path, ca
             "0.183±0.002 | 0.631±0.002 | 0.623±0.002 | LIDCv1 test split |") in readme
     assert _numbers(cells[6])[0] == pytest.approx(spa["ci"]["hm_iou16"]["mean"], abs=6e-4)
     assert "What differs:" in readme and (out / "ambiguity.png").stat().st_size > 1000
+    assert "| ensemble (`ensemble-lidc`, ours) | 5 members |" in readme
 
     # second run: every stage reused, files untouched
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("ambiguity-*.json")}
     assert main(argv) == 0
-    assert "computed: -; reused: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu" in capsys.readouterr().out
+    assert ("computed: -; reused: ambiguity-spa, ambiguity-meduhip, ambiguity-lexu, ambiguity-ensemble"
+            in capsys.readouterr().out)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("ambiguity-*.json")} == mtimes
 
     # --force redoes the named stages, with the same numbers (seeded samples); the other stays.
     # The first run computed in 2 worker processes (--jobs defaults to 2); this one in-process,
     # one after another: the figures do not depend on --jobs
     assert main(argv + ["--force", "ambiguity-lexu", "--force", "ambiguity-spa", "--jobs", "1"]) == 0
-    assert "computed: ambiguity-spa, ambiguity-lexu; reused: ambiguity-meduhip" in capsys.readouterr().out
+    assert ("computed: ambiguity-spa, ambiguity-lexu; reused: ambiguity-meduhip, ambiguity-ensemble"
+            in capsys.readouterr().out)
     assert json.loads((out / "ambiguity-lexu.json").read_text())["result"]["cases"] == lexu["cases"]
     assert json.loads((out / "ambiguity-spa.json").read_text())["result"]["cases"] == spa["cases"]
     assert (out / "ambiguity-spa.json").stat().st_mtime_ns != mtimes["ambiguity-spa.json"]

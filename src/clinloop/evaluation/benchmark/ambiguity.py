@@ -14,13 +14,14 @@ Sample sets:
   automatic models of the published rows never get.
 * LEXU (``lexu-lidc``): its 5 heads are its whole sample set, so it gets GED and
   HM-IoU over 5 samples (a separate table, not GED₁₆/₁₀₀), at its 64² resolution
-  (raters resized the protocol's way).
+  (raters resized the protocol's way); the deep ensemble (``ensemble-lidc``, 5 U-Nets
+  by ``lexu-lidc``'s command, the ``lexu`` suite's) likewise over its 5 members.
 
 Cases (``clinloop.evaluation.benchmark.cases``): SPA's held-out LIDC patients,
 non-empty rater majority, minus the slices ``lexu-lidc`` was trained on. Sizes:
 ``--quick`` 3 slices; default one middle slice per nodule (67 slices, est. ~12 min on
 one core); ``--full`` every such slice (371). Stages: ``ambiguity-spa``,
-``ambiguity-meduhip``, ``ambiguity-lexu``.
+``ambiguity-meduhip``, ``ambiguity-lexu``, ``ambiguity-ensemble``.
 """
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ TITLE = "LIDC ambiguity: GED₁₆, GED₁₀₀, HM-IoU₃₂ (and HM-IoU₁₆
 N_SAMPLES = 100
 SPA_MODELS = {"spa": "spa-lidc", "meduhip": "meduhip-lidc"}
 LEXU_MODEL = "lexu-lidc"
+# K-sample sets: LEXU's heads, and a deep ensemble's members (5 U-Nets by lexu-lidc's command: the
+# lexu suite's ensemble-lidc, trained by whichever suite needs it first)
+K_MODELS = {"lexu": LEXU_MODEL, "ensemble": "ensemble-lidc"}
+K_SET = {"lexu": "heads", "ensemble": "members"}
 
 
 def _cases(ctx: Context):
@@ -101,13 +106,23 @@ def _spa_stage(method: str):
     return compute
 
 
-def _lexu_stage(ctx: Context) -> dict:
+def _k_stage(method: str):
+    """LEXU's heads or the deep ensemble's members as the sample set (K of them)."""
+    def compute(ctx: Context) -> dict:
+        from clinloop.evaluation.benchmark.lexu import trained_model
+        from clinloop.models.registry import resolve_model_dir
+
+        folder = resolve_model_dir(LEXU_MODEL) if method == "lexu" else trained_model(ctx, K_MODELS[method])
+        return {**_k_samples(ctx, folder), "method": method, "model": K_MODELS[method]}
+    return compute
+
+
+def _k_samples(ctx: Context, folder) -> dict:
     from clinloop.metrics import ged, hm_iou
     from clinloop.models.lexu.model import load_lexu
-    from clinloop.models.registry import resolve_model_dir
 
     ds, idx = _cases(ctx)
-    pred = load_lexu(resolve_model_dir(LEXU_MODEL))
+    pred = load_lexu(folder)
     rows = []
     for i in idx:
         s = ds[i]
@@ -116,8 +131,8 @@ def _lexu_stage(ctx: Context) -> dict:
         raters = pred.prepare_masks(s.masks).numpy().astype(bool)[np.asarray(s.rater_valid, bool)]
         rows.append({"case_id": ds.case_ids[i], "patient_id": s.patient_id, "k": int(heads.shape[0]),
                      "ged_k": ged(heads, raters), "hm_iou_k": hm_iou(heads, raters)})
-    return {"method": "lexu", "model": LEXU_MODEL, "n_cases": len(rows), "resolution": int(pred.cfg.size),
-            "cases": rows, **_summary(rows, ("ged_k", "hm_iou_k"), ctx.seed)}
+    return {"n_cases": len(rows), "resolution": int(pred.cfg.size), "cases": rows,
+            **_summary(rows, ("ged_k", "hm_iou_k"), ctx.seed)}
 
 
 def _summary(rows: list[dict], keys, seed: int) -> dict:
@@ -129,7 +144,9 @@ def stages(ctx: Context) -> list[Stage]:
     cfg = {"cases": "SPA val patients, non-empty majority, minus lexu-lidc training slices",
            "per_nodule": ctx.size(1, 1, None), "limit": ctx.size(3, None, None), "samples": N_SAMPLES}
     out = [Stage(f"ambiguity-{m}", _spa_stage(m), {**cfg, "model": SPA_MODELS[m]}) for m in SPA_MODELS]
-    out.append(Stage("ambiguity-lexu", _lexu_stage, {**cfg, "model": LEXU_MODEL}))
+    out.append(Stage("ambiguity-lexu", _k_stage("lexu"), {**cfg, "model": LEXU_MODEL}))
+    out.append(Stage("ambiguity-ensemble", _k_stage("ensemble"),
+                     {**cfg, "model": K_MODELS["ensemble"], "epochs": ctx.size(2, 30, 30)}))
     return out
 
 
@@ -153,20 +170,22 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
     text = [f"## {TITLE}\n", table(heads, rows),
             "\nPublished rows: mean ± sd as printed in CCDM's Table 1 (Zbinden et al., ICCV 2023), LIDCv1 "
             "columns; — where that table has no figure. Where each figure comes from:\n\n" + "".join(notes)]
-    lx = recs.get("ambiguity-lexu", {}).get("result")
-    if lx:
-        k = lx["cases"][0]["k"] if lx["cases"] else "K"
-        text.append(f"\nLEXU's heads are its whole sample set (K = {k}), so it is scored over those {k} "
-                    f"(GED_{k}, HM-IoU_{k}), at {lx['resolution']}² with the raters resized to it — not comparable "
-                    "with the 16/100/32-sample columns:\n\n")
+    ks = [(m, recs[f"ambiguity-{m}"]["result"]) for m in K_MODELS if recs.get(f"ambiguity-{m}", {}).get("result")]
+    if ks:
+        k = ks[0][1]["cases"][0]["k"] if ks[0][1]["cases"] else "K"
+        text.append(f"\nLEXU's heads and the deep ensemble's members are their whole sample sets (K = {k}), so they "
+                    f"are scored over those {k} (GED_{k}, HM-IoU_{k}), at {ks[0][1]['resolution']}² with the raters "
+                    "resized to it — not comparable with the 16/100/32-sample columns:\n\n")
         text.append(table(["method", "sample set", f"GED_{k} ↓", f"HM-IoU_{k} ↑", "cases"],
-                          [[f"lexu (`{lx['model']}`, ours)", f"{k} heads", fmt_ci(lx["ci"]["ged_k"]),
-                            fmt_ci(lx["ci"]["hm_iou_k"]), n_label(lx["ci"]["ged_k"])]]))
+                          [[f"{m} (`{r['model']}`, ours)", f"{r['cases'][0]['k'] if r['cases'] else k} {K_SET[m]}",
+                            fmt_ci(r["ci"]["ged_k"]), fmt_ci(r["ci"]["hm_iou_k"]), n_label(r["ci"]["ged_k"])]
+                           for m, r in ks]))
     text.append(f"\nWhat differs: {AMBIGUITY_SOURCE} Ours: `lidc_crops_dev.npz` (128² LIDC nodule crops of another "
                 "release, a random 40 % of its patients; see the data README), SPA's held-out patients, slices with a "
                 "non-empty rater majority only (no paper says its test split removes such slices), models trained "
                 "on a CPU budget; SPA/MedUHIP get one click at the centre of the raters' majority before "
-                "sampling. Deep ensembles: no shipped LIDC ensemble, so no row. GED: d = 1 − IoU, d(empty, empty) = 0, within-set pairs i = j "
+                "sampling. The deep ensemble is 5 U-Nets trained on the raters' majority vote by `lexu-lidc`'s command "
+                "(the lexu suite's `ensemble-lidc`). GED: d = 1 − IoU, d(empty, empty) = 0, within-set pairs i = j "
                 "included (`clinloop.metrics.ged`); HM-IoU: sets replicated to lcm(N, 4), empty/empty IoU 1 "
                 "(`clinloop.metrics.hm_iou`). 95 % CIs: patient bootstrap.\n")
     text.append(sizes_line(recs))

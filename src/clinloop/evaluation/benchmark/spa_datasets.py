@@ -14,6 +14,11 @@ it held back, through the protocols' own code (part of the ``spa`` suite).
 Stages ``spa-general-<source>``; Dice@1 = after the first click, Dice@3 = after two
 choices more, with patient bootstrap intervals. Published: spa.txt Table 1's REFUGE2
 (optic cup, beside our RIGA cup) and BrainGrowth (beside our QUBIQ brain growth) columns.
+
+Baselines on the same cases (:data:`BASELINES`, stages ``<name>-<source>``): ``spa-lidc``
+(SPA trained on LIDC only) on every source, and the pretrained LiteMedSAM with a tight box
+first (``box-litemedsam``, the spa protocol's box baseline) on the 2-D sources; on volumes
+the cases are ``spa-general``'s held-back ones (``held_back_of``).
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from clinloop.evaluation.benchmark.stats import bootstrap_ci, fmt_ci, n_label
 
 MODEL = "spa-general"
 VOLUME_SOURCES = ("brats", "left_atrium")
+# (stage prefix, method, model or None for the method's default, 2-D sources only)
+BASELINES = (("spa-lidc", "spa", "spa-lidc", False), ("box-litemedsam", "box-litemedsam", None, True))
 # spa.txt Table 1, SPA's row (Dice %, 1-Iter / 3-Iter) in the column of the same task
 PUBLISHED = {"riga_cup": ("REFUGE2 (optic cup, 7 raters)", 83.47, 85.42),
              "qubiq_brain_growth": ("BrainGrowth (QUBIQ, 7 raters)", 88.14, 88.18)}
@@ -43,30 +50,37 @@ def _options(ctx: Context, src) -> dict:
     return opts
 
 
-def _stage(src):
+def _stage(src, prefix: str = MODEL, method: str = "spa", model: str | None = MODEL):
     def compute(ctx: Context) -> dict:
         from clinloop.evaluation import spa3d_protocol, spa_protocol
         from clinloop.evaluation.benchmark.cases import read_cases
 
-        raw = ctx.raw_dir(f"spa-general-{src.name}")
+        raw = ctx.raw_dir(f"{prefix}-{src.name}")
         volume = src.name in VOLUME_SOURCES
         protocol, mod = ("spa-3d", spa3d_protocol) if volume else ("spa", spa_protocol)
-        opts = mod.OPTIONS(method="spa", protocol=protocol, data=str(ctx.data_root / src.folder), model=MODEL,
+        extra = {"held_back_of": MODEL} if volume and model != MODEL else {}  # spa-general's held-back volumes
+        opts = mod.OPTIONS(method=method, protocol=protocol, data=str(ctx.data_root / src.folder), model=model,
                            seed=ctx.seed, threads=ctx.options.threads, out=str(raw / "results.json"),
-                           **_options(ctx, src))
+                           **_options(ctx, src), **extra)
         res = mod.run_protocol(opts, verbose=False)
         cases = [{k: c[k] for k in ("case_id", "patient_id", "dice_1", "dice_3")}
                  for c in read_cases(raw / "results_cases.csv")]
         pats = [c["patient_id"] for c in cases]
         ci = {k: bootstrap_ci([c[k] for c in cases], pats, seed=ctx.seed) for k in ("dice_1", "dice_3")}
-        return {"source": src.name, "protocol": protocol, "model": MODEL, "n_cases": res["n_cases"],
+        return {"source": src.name, "protocol": protocol, "model": model or method, "n_cases": res["n_cases"],
                 "dice_per_iteration": res["dice_per_iteration"], "ci": ci, "cases": cases}
     return compute
 
 
 def stages(ctx: Context) -> list[Stage]:
-    return [Stage(f"spa-general-{s.name}", _stage(s), {"data": s.folder, "model": MODEL, **_options(ctx, s)})
-            for s in sources()]
+    out = [Stage(f"spa-general-{s.name}", _stage(s), {"data": s.folder, "model": MODEL, **_options(ctx, s)})
+           for s in sources()]
+    for prefix, method, model, flat_only in BASELINES:
+        out += [Stage(f"{prefix}-{s.name}", _stage(s, prefix, method, model),
+                      {"data": s.folder, "method": method, "model": model or "pretrained LiteMedSAM",
+                       "cases_of": MODEL, **_options(ctx, s)})
+                for s in sources() if not (flat_only and s.name in VOLUME_SOURCES)]
+    return out
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
@@ -91,4 +105,26 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         "paper's BrainGrowth split is QUBIQ's (5 test cases); 2-D rows: the held-back patients of each dataset, "
         "Dice@3 after two candidate choices; 3-D rows (BraTS, the atrium): one click inside the target's "
         "largest slice propagated through the volume, then 2 choices, 3-D Dice (the paper has no 3-D column). "
-        "Intervals: patient bootstrap.\n"])
+        "Intervals: patient bootstrap.\n", _baselines(recs)])
+
+
+def _baselines(recs: dict[str, dict]) -> str:
+    """The same cases for ``spa-general`` and the :data:`BASELINES`: Dice@1 / Dice@3 (means)."""
+    from clinloop.evaluation.benchmark.report import table
+
+    names = [MODEL] + [b[0] for b in BASELINES]
+    rows = []
+    for s in sources():
+        got = [recs.get(f"{n}-{s.name}", {}).get("result") for n in names]
+        if not any(got[1:]):
+            continue
+        rows.append([s.name] + ["—" if r is None else
+                                f"{r['ci']['dice_1']['mean']:.3f} / {r['ci']['dice_3']['mean']:.3f}" for r in got])
+    if not rows:
+        return ""
+    return "\n".join([
+        "#### The same cases, other methods (Dice@1 / Dice@3, means)\n",
+        table(["dataset"] + [f"`{n}`" for n in names], rows),
+        "\n`spa-lidc`: SPA trained on LIDC slices only; `box-litemedsam`: the pretrained LiteMedSAM prompted with "
+        "the target's tight box, then corrective clicks (the spa protocol's box baseline; 2-D only). Same cases, "
+        "users and seeds as the rows above (on volumes, `spa-general`'s held-back ones).\n"])
