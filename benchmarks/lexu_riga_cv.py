@@ -32,84 +32,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 
+from clinloop.evaluation.lexu_cv import kfold_cases, run_fold, summarise
 from clinloop.models.lexu.config import DEFAULT_WIDTHS, METHODS, TINYVIT_SIZE, LexuConfig
 
 
-def kfold_cases(n: int, k: int, seed: int) -> list[list[int]]:
-    """Indices ``0..n-1`` permuted with ``seed`` and dealt round-robin into
-    ``k`` folds (sizes differ by at most one)."""
-    if not 2 <= k <= n:
-        raise ValueError(f"folds must be in 2..{n}, got {k}")
-    order = np.random.default_rng(seed).permutation(n)
-    return [sorted(int(i) for i in order[f::k]) for f in range(k)]
-
-
-def run_fold(args, method: str, fold: int, folds: list[list[int]], ds, out: Path) -> dict:
-
-    from clinloop.evaluation.lexu_protocol import evaluate_cases
-    from clinloop.models.lexu.model import LexuPredictor
-    from clinloop.training.lexu import stack_samples, train
-
-    test = folds[fold]
-    train_idx = [i for f, idx in enumerate(folds) if f != fold for i in idx]
-    cfg = LexuConfig(
-        method=method, widths=DEFAULT_WIDTHS[args.encoder] if args.widths is None else args.widths,
+def template(args) -> LexuConfig:
+    """The per-fold training config from the command line (the method is set per run)."""
+    return LexuConfig(
+        widths=DEFAULT_WIDTHS[args.encoder] if args.widths is None else args.widths,
         encoder=args.encoder, beta=args.beta, size=args.size, crop=args.crop, structure=args.structure,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         normalisation="minmax" if args.encoder == "tinyvit" else "zscore",
-        dropout=0.2 if method == "mc-dropout" else 0.0,
     )
-    work = out / method / f"fold{fold}"
-    work.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    x, m, v, kept = stack_samples([ds[i] for i in train_idx], cfg.size, cfg.in_channels, cfg.normalisation, cfg.crop)
-    net, history = train(cfg, x, m, v, work, resume=True, progress=False)
-    seconds = time.time() - t0
-    pred = LexuPredictor(cfg, net)
-    samples = [s for s in (ds[i] for i in test) if s.n_raters and s.rater_valid.any()]
-    ev = evaluate_cases(pred, samples)
-    res = {
-        "method": method, "fold": fold, "config": json.loads(cfg.to_json()),
-        "train_cases": [ds.case_ids[i] for i in train_idx], "test_cases": [s.case_id for s in samples],
-        "train_seconds": round(seconds, 1), "final_loss": history[-1]["loss"] if history else None,
-        "seconds_per_image": float(np.median(ev["times"])), "rows": ev["rows"],
-    }
-    (work / "checkpoint.pt").unlink(missing_ok=True)
-    path = out / method / f"fold{fold}.json"
-    path.write_text(json.dumps(res, indent=1) + "\n")
-    return res
-
-
-def summarise(out: Path, methods, k: int) -> dict:
-    from clinloop import metrics
-
-    summary = {}
-    for method in methods:
-        files = [out / method / f"fold{f}.json" for f in range(k)]
-        done = [json.loads(p.read_text()) for p in files if p.is_file()]
-        if not done:
-            continue
-        rows = [r for d in done for r in d["rows"]]
-        ms = [r["model_sum"] for r in rows]
-        rs = [r["rater_sum"] for r in rows]
-        per = [metrics.spearman([r["model_sum"] for r in d["rows"]], [r["rater_sum"] for r in d["rows"]]) for d in done]
-        summary[method] = {
-            "folds_done": len(done), "n_cases": len(rows),
-            "spearman_pooled": metrics.spearman(ms, rs),
-            "spearman_folds": per, "spearman_fold_mean": float(np.mean(per)),
-            "spearman_fold_sd": float(np.std(per, ddof=1)) if len(per) > 1 else float("nan"),
-            "distance_correlation_pooled": metrics.distance_correlation(ms, rs),
-            **{key: float(np.mean([r[key] for r in rows])) for key in ("ncc", "soft_dice", "dice", "nll", "ged")},
-            "train_seconds": float(sum(d["train_seconds"] for d in done)),
-            "seconds_per_image": float(np.median([d["seconds_per_image"] for d in done])),
-            "config": done[0]["config"],
-        }
-    return summary
 
 
 def table(summary: dict) -> str:
@@ -170,13 +107,17 @@ def main(argv=None) -> int:
             for method in methods:
                 if (out / method / f"fold{fold}.json").is_file():
                     continue
-                r = run_fold(a, method, fold, folds, ds, out)
+                r = run_fold(template(a), method, fold, folds, ds, out)
                 from clinloop import metrics
 
                 sp = metrics.spearman([x["model_sum"] for x in r["rows"]], [x["rater_sum"] for x in r["rows"]])
                 print(f"{method} fold {fold}: Spearman {sp:.3f} over {len(r['rows'])}, train {r['train_seconds']:.0f} s",
                       file=sys.stderr, flush=True)
-    summary = summarise(out, [m for m in METHODS if (out / m).is_dir()], a.folds)
+    summary = {}
+    for m in METHODS:
+        done = [json.loads(p.read_text()) for p in (out / m / f"fold{f}.json" for f in range(a.folds)) if p.is_file()]
+        if done:
+            summary[m] = summarise(done)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(table(summary))
     return 0

@@ -188,7 +188,7 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     assert res["computed"] == ["lexu-riga-cup", "lexu-lidc", "lexu-riga-cup-beta-0", "lexu-riga-cup-beta-3",
                                "lexu-riga-cup-beta-10", "ensemble-riga-cup", "layer-ensemble-riga-cup",
                                "lexu-drishti-cup", "unet-drishti-cup", "lexu-qubiq", "unet-qubiq", "unet-lidc",
-                               "ensemble-lidc"]
+                               "ensemble-lidc", "lexu-riga-cup-cv"]
     rec = json.loads((out / "lexu-riga-cup.json").read_text())["result"]
     proto = json.loads((out / "raw" / "lexu-riga-cup" / "results.json").read_text())
     assert rec["n_cases"] == proto["n_cases"] == len(rec["cases"]) == 5
@@ -233,6 +233,17 @@ def test_lexu_quick_rows_are_the_protocol_figures(shared_data, tmp_path):
     assert mine["test_cases"] == shipped["test_cases"] and len(mine["train_cases"]) == 64
     assert "| U-Net (p(1−p)) `unet-lidc` (ours) | lidc |" in readme
     assert "| DE (deep ensemble, 5 nets) `ensemble-lidc` (ours) | lidc |" in readme
+    # RIGA cup cross-validated: 4 folds partition the 47 photos, each held out once per method
+    cv = json.loads((out / "lexu-riga-cup-cv.json").read_text())["result"]
+    folds = json.loads((out / "models" / "lexu-riga-cup-cv" / "2-epochs" / "folds.json").read_text())
+    assert sorted(c for f in folds for c in f) == sorted(set(c for f in folds for c in f)) and len(sum(folds, [])) == 47
+    for m in ("lexu", "unet"):
+        rows = cv["methods"][m]["cases"]
+        assert sorted(r["case_id"] for r in rows) == sorted(sum(folds, []))
+        assert all(r["case_id"] in folds[r["fold"]] for r in rows)
+        assert cv["methods"][m]["ci"]["spearman"]["mean"] == pytest.approx(
+            spearman([r["model_sum"] for r in rows], [r["rater_sum"] for r in rows]))
+    assert "### RIGA cup, cross-validated" in readme
     # spa Table 1's non-interactive U-Net row reuses that model (no second training) and scores its
     # thresholded prediction against the spa protocol's users' targets on SPA's held-out slices
     from clinloop.data import load_dataset

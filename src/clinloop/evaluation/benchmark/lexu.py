@@ -32,6 +32,8 @@ LIDC slice (1,869).
   and ``ensemble-lidc``, a deep ensemble (5 nets) by the same command (~35 min); the
   ``spa`` suite scores both against its simulated users' targets
   (:func:`trained_model`: whichever suite comes first trains them).
+* ``lexu-riga-cup-cv`` (:mod:`~clinloop.evaluation.benchmark.lexu_cv`): RIGA cup
+  cross-validated, LEXU and the U-Net in 4 folds of all 47 photos.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clinloop.evaluation.benchmark import lexu_cv
 from clinloop.evaluation.benchmark.base import Context, Stage, folder_lock
 from clinloop.evaluation.benchmark.stats import (
     bootstrap_ci,
@@ -179,7 +182,7 @@ def stages(ctx: Context) -> list[Stage]:
                 {"method": t.method, "data": t.folder, **t.reader, **t.train})  # (the β stages' config as before)
         out.append(Stage(name, _trained_stage(name), {**conf, "epochs": ctx.size(2, t.epochs, t.epochs),
                                                       "difficulty": ctx.size(2, 40, 40)}))
-    return out
+    return out + lexu_cv.stages(ctx)
 
 
 def section(ctx: Context, recs: dict[str, dict]) -> str:
@@ -213,6 +216,7 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             "thresholds (count ≥ 1 … 4): exact for the soft label, the variance and the image-level disagreement "
             "(SR, DC, NCC, soft Dice), not for anything per expert.\n"]
     text.append(_beta_table(recs))
+    text.append(lexu_cv.section(recs))
     for m in [*DATASETS, *(n for n in others if TRAINED[n].method == "lexu")]:
         for kind in ("qc", "difficulty"):
             p = ctx.out / "raw" / m / f"results.{kind}.png"
