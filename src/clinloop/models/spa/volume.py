@@ -359,9 +359,9 @@ class VolumeState(SPAStateBase):
         self.iteration += 1
         n_sl = self.shape[self.axis]
         a = self.anchor
-        ahead = self._start_ahead(a, n_sl)
-        with self._fresh_lock:
+        with self._fresh_lock:  # before the worker starts: a slice it encodes first must count
             self._fresh = set()
+        ahead = self._start_ahead(a, n_sl)
         used = {a}
         try:
             s = self._slice(a)
