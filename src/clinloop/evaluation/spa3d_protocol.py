@@ -137,8 +137,8 @@ def _assd(mask, target, spacing) -> float | None:
     return None if not mask.any() else assd(mask, target, spacing)
 
 
-def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int, iterations: int,
-               cache: dict, box_margin: float = 0.0, **propagation) -> tuple[dict, list[float], np.ndarray, np.ndarray]:
+def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int, iterations: int, cache: dict,
+               box_margin: float = 0.0, **propagation) -> tuple[dict, list[float], np.ndarray, np.ndarray]:
     """SPA on one ``(C, D, H, W)`` volume: the click, then up to ``iterations`` choices
     (``box_margin`` and any other ``propagation`` keyword: options of
     :class:`clinloop.interaction.propagation.VolumeConfig`).
@@ -147,8 +147,8 @@ def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int,
     from clinloop.interaction.users import PreferredRaterUser
     from clinloop.metrics import dice
 
-    state = model.start_volume(image, seed=seed, profile=None, config=VolumeConfig(box_margin=box_margin, **propagation),
-                               spacing=spacing, cache=cache)
+    config = VolumeConfig(box_margin=box_margin, **propagation)
+    state = model.start_volume(image, seed=seed, profile=None, config=config, spacing=spacing, cache=cache)
     t0 = time.perf_counter()
     p = state.click(click_point(target), True)
     seconds = time.perf_counter() - t0

@@ -193,7 +193,7 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
             if cfg.intensity_augment > 0:
                 xb, distorted = augment_batch(xb, cfg.intensity_augment, aug_gen)
                 if cfg.dgm_clean_only:  # Eq. 1's DGM on the undistorted images only
-                    extra["dgm_rows"] = ~d.gather_rows(distorted, sizes)
+                    extra["dgm_rows"] = d.gather_rows(distorted.to(torch.uint8), sizes) == 0  # (uint8: any backend)
             logits = d.gather_rows(step(xb, tuple(flips)), sizes)  # (B, ...) the global batch's outputs
             loss, parts = net.loss(logits, mb, vb, generator=gen, **extra)
             opt.zero_grad(set_to_none=True)
