@@ -1,4 +1,5 @@
-"""Tight box vs first click as the first interaction of SPA (issue 17), on held-back LIDC.
+"""Tight box vs first click as the first interaction of SPA (issue 17), on held-back cases
+(LIDC by default; any 2-D dataset with ``--data`` and, for RIGA, ``--structure``).
 
 Cases: the spa protocol's selection (``select_cases(ds, "val")``, the first N with a
 non-empty target, seed = position as in ``run_protocol``); target: the protocol's
@@ -6,6 +7,7 @@ preferred-rater target, and the raters' majority vote. Prints mean Dice@1 of
 ``Session.box(tight_box(target))`` and ``Session.click(largest_error_click(target))``.
 
     PYTHONPATH=src python benchmarks/measure_box_first.py [--data DIR] [--n 25] [--method spa]
+        [--model spa-general] [--structure disc]
 """
 import argparse
 
@@ -18,9 +20,10 @@ from clinloop.interaction.users import PreferredRaterUser, dice, largest_error_c
 from clinloop.training.spa_data import select_cases
 
 
-def main(data: str = "../shared/data/lidc", n: int = 25, method: str = "spa") -> None:
-    ds = load_dataset(data)
-    model = load_method(method, None)
+def main(data: str = "../shared/data/lidc", n: int = 25, method: str = "spa", model_name: str | None = None,
+         structure: str | None = None) -> None:
+    ds = load_dataset(data, **({"structure": structure} if structure else {}))
+    model = load_method(method, model_name)
     rows = []
     for pos, i in enumerate(select_cases(ds, "val", limit=None)):
         if len(rows) >= n:
@@ -31,17 +34,18 @@ def main(data: str = "../shared/data/lidc", n: int = 25, method: str = "spa") ->
         if not target.any() or not major.any():
             continue
         out = []
+        img = s.image[0] if s.image.shape[0] == 1 else np.moveaxis(s.image, 0, -1)  # grey / RGB, as the protocol
         for t in (target, major):
             b = tight_box(t)
             if b[0] == b[2] or b[1] == b[3]:
                 b = (b[0] - 0.5, b[1] - 0.5, b[2] + 0.5, b[3] + 0.5)
-            out.append(dice(Session(model, s.image[0], seed=pos).box(b).mask, t))
+            out.append(dice(Session(model, img, seed=pos).box(b).mask, t))
             pt, p = largest_error_click(t, None)
-            out.append(dice(Session(model, s.image[0], seed=pos).click(pt, p).mask, t))
+            out.append(dice(Session(model, img, seed=pos).click(pt, p).mask, t))
         rows.append(out)
         print(ds.case_ids[i], " ".join(f"{v:.3f}" for v in out), flush=True)
     r = np.array(rows)
-    print(f"{method}, {len(r)} held-back LIDC slices, mean Dice@1:")
+    print(f"{method} ({model_name or 'default model'}), {len(r)} held-back cases of {data}, mean Dice@1:")
     print(f"  preferred-rater target: box {r[:, 0].mean():.3f}  click {r[:, 1].mean():.3f}")
     print(f"  majority-vote target:   box {r[:, 2].mean():.3f}  click {r[:, 3].mean():.3f}")
 
@@ -51,5 +55,7 @@ if __name__ == "__main__":
     ap.add_argument("--data", default="../shared/data/lidc")
     ap.add_argument("--n", type=int, default=25, help="number of slices")
     ap.add_argument("--method", default="spa", help="spa, meduhip or box-litemedsam")
+    ap.add_argument("--model", default=None, help="model folder or shipped name (default: the method's)")
+    ap.add_argument("--structure", default=None, help="RIGA / Drishti-GS1: disc or cup")
     a = ap.parse_args()
-    main(a.data, a.n, a.method)
+    main(a.data, a.n, a.method, a.model, a.structure)
