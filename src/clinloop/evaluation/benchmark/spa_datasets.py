@@ -127,4 +127,7 @@ def _baselines(recs: dict[str, dict]) -> str:
         table(["dataset"] + [f"`{n}`" for n in names], rows),
         "\n`spa-lidc`: SPA trained on LIDC slices only; `box-litemedsam`: the pretrained LiteMedSAM prompted with "
         "the target's tight box, then corrective clicks (the spa protocol's box baseline; 2-D only). Same cases, "
-        "users and seeds as the rows above (on volumes, `spa-general`'s held-back ones).\n"])
+        "users and seeds as the rows above (on volumes, `spa-general`'s held-back ones). RIGA disc: the "
+        "protocol's click at the target's centre lands inside the cup on every held-back photo, and the SPA "
+        "models answer with the cup; from a tight box `spa-general` reaches 0.951 there "
+        "(`benchmarks/measure_box_first.py --nested cup`, docs/methods/spa.md).\n"])
