@@ -73,6 +73,7 @@ def test_keys_lengths_and_file(run):
     assert res["protocol"] == "spa-3d" and res["n_cases"] == 2 and res["format"] == "decathlon"
     assert res["box_margin"] == 0.0  # the tight propagated box unless --box-margin
     assert res["propagate_mask"] is False and res["min_area_fraction"] == 0.0  # the VolumeConfig defaults
+    assert res["first"] == "click"
     assert res["split"].startswith("all cases") and res["n_excluded_trained"] == 0
     assert len(res["dice_per_iteration"]) == 3 and res["dice_click"] == res["dice_per_iteration"][0]
     assert set(res["noc"]) == set(res["failure_rate"]) == {"0.8", "0.9"}
@@ -147,6 +148,35 @@ def test_propagation_options_reach_the_volume_config(tmp_path):
     assert (seen[0].box_margin, seen[0].use_mask, seen[0].min_area_fraction) == (0.05, True, 0.3)
     with pytest.raises(ValueError, match="min_area_fraction"):
         clinloop.evaluate("spa", "spa-3d", tmp_path / "missing", min_area_fraction=1.5)
+
+
+def test_first_box_is_the_tight_box_of_the_clicked_slice():
+    """--first box: Session.box gets (x0, y0, x1, y1, z) of the target's largest slice, the slice
+    the click would go to."""
+    target = np.zeros((3, 8, 10), bool)
+    target[1, 2:5, 3:8] = True  # 15 voxels: the largest slice
+    target[2, 4, 4] = True
+    assert p3.first_box(target) == (3.0, 2.0, 7.0, 4.0, 1.0)
+    assert p3.click_point(target)[2] == 1.0
+    got = []
+
+    class Stop(Exception):
+        pass
+
+    class State:
+        def box(self, b):
+            got.append(b)
+            raise Stop
+
+    class Fake:
+        def start_volume(self, image, **kw):
+            return State()
+
+    with pytest.raises(Stop):
+        p3.run_volume(Fake(), np.zeros((1, 3, 8, 10), np.float32), target, None, 0, 1, {}, first="box")
+    assert got == [(3.0, 2.0, 7.0, 4.0, 1.0)]
+    with pytest.raises(ValueError, match="first"):
+        p3.run_volume(Fake(), np.zeros((1, 3, 8, 10), np.float32), target, None, 0, 1, {}, first="lasso")
 
 
 def test_cli_help(capsys):
