@@ -28,48 +28,37 @@ MEASURES = ("sum_H", "disagreement", "sum_p", "entropy", "cv", "soft_dice")
 
 def measures(model: str, data: str, cases: int = 40, seed: int = 0) -> dict:
     """``{distortion: {"severity": [...], measure: [mean per severity]}}`` (module docstring)."""
-    import torch
-    import torch.nn.functional as F
-
     from clinloop import metrics
     from clinloop.data import fusion, load_dataset
-    from clinloop.evaluation.lexu_protocol import DISTORTIONS, SEVERITIES, distort, select_cases
+    from clinloop.evaluation.lexu_protocol import SEVERITIES, difficulty_inputs, select_cases
     from clinloop.models.lexu.heads import pairwise_agreement
-    from clinloop.models.lexu.model import crop_box, load_lexu, prepare_images
+    from clinloop.models.lexu.model import load_lexu
     from clinloop.models.registry import resolve_model_dir
 
     md = resolve_model_dir(model)
     pr = load_lexu(md)
-    cfg = pr.cfg
     ds = load_dataset(data)
     samples = [s for s in (ds[i] for i in select_cases(ds, md, "test")) if s.n_raters and s.rater_valid.any()]
-    small, soft = [], []
-    for s in samples[:cases]:
-        y0, y1, x0, x1 = crop_box(s.image.shape[-2:], cfg.crop)
-        t = torch.from_numpy(np.ascontiguousarray(s.image[:, y0:y1, x0:x1], dtype=np.float32))[None]
-        small.append(F.interpolate(t, size=(cfg.size, cfg.size), mode="bilinear", antialias=True,
-                                   align_corners=False)[0].numpy())
-        soft.append(fusion.soft_label(pr.prepare_masks(s.masks).numpy().astype(bool), np.asarray(s.rater_valid, bool)))
+    samples = samples[:cases]
+    soft = [fusion.soft_label(pr.prepare_masks(s.masks).numpy().astype(bool), np.asarray(s.rater_valid, bool))
+            for s in samples]
     out = {}
-    for kind in DISTORTIONS:
-        rows = {k: [] for k in MEASURES}
-        for sev in SEVERITIES:
-            acc = {k: [] for k in MEASURES}
-            for i, im in enumerate(small):  # seed + i: the protocol's per-image noise seed
-                x = prepare_images([distort(im, kind, sev, seed + i)], cfg.size, cfg.in_channels, cfg.normalisation)
-                r = pr.run_batch(x)
-                p = r["prob"][0].double().clamp(1e-6, 1 - 1e-6)
-                vol = r["samples"][0].double().sum((-2, -1))
-                acc["sum_H"].append(float(r["image_uncertainty"][0]))
-                acc["disagreement"].append(1 - float(pairwise_agreement(r["samples"][0:1])[0]))
-                acc["sum_p"].append(float(p.sum()))
-                acc["entropy"].append(float(-(p * p.log() + (1 - p) * (1 - p).log()).sum()))
-                acc["cv"].append(float(vol.std(unbiased=False) / vol.mean().clamp_min(1e-6)))
-                acc["soft_dice"].append(metrics.soft_dice(p.numpy(), soft[i]))
-            for k in MEASURES:
-                rows[k].append(round(float(np.mean(acc[k])), 4))
-        out[kind] = {"severity": list(SEVERITIES), **rows}
-    return {"model": model, "data": data, "n_cases": len(small), "distortions": out}
+    for kind, _, xs in difficulty_inputs(pr.cfg, samples, seed):
+        acc = {k: [] for k in MEASURES}
+        for i, x in enumerate(xs):
+            r = pr.run_batch(x)
+            p = r["prob"][0].double().clamp(1e-6, 1 - 1e-6)
+            vol = r["samples"][0].double().sum((-2, -1))
+            acc["sum_H"].append(float(r["image_uncertainty"][0]))
+            acc["disagreement"].append(1 - float(pairwise_agreement(r["samples"][0:1])[0]))
+            acc["sum_p"].append(float(p.sum()))
+            acc["entropy"].append(float(-(p * p.log() + (1 - p) * (1 - p).log()).sum()))
+            acc["cv"].append(float(vol.std(unbiased=False) / vol.mean().clamp_min(1e-6)))
+            acc["soft_dice"].append(metrics.soft_dice(p.numpy(), soft[i]))
+        row = out.setdefault(kind, {"severity": list(SEVERITIES), **{k: [] for k in MEASURES}})
+        for k in MEASURES:
+            row[k].append(round(float(np.mean(acc[k])), 4))
+    return {"model": model, "data": data, "n_cases": len(samples), "distortions": out}
 
 
 def main(argv=None) -> None:

@@ -34,7 +34,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from clinloop.evaluation.lexu_cv import kfold_cases, run_fold, summarise
 from clinloop.models.lexu.config import DEFAULT_WIDTHS, METHODS, TINYVIT_SIZE, LexuConfig
 
@@ -105,9 +104,7 @@ def main(argv=None) -> int:
         todo = range(a.folds) if a.only_folds is None else [int(f) for f in a.only_folds.split(",")]
         for fold in todo:
             for method in methods:
-                if (out / method / f"fold{fold}.json").is_file():
-                    continue
-                r = run_fold(template(a), method, fold, folds, ds, out)
+                r = run_fold(template(a), method, fold, folds, ds, out)  # a finished fold is read back
                 from clinloop import metrics
 
                 sp = metrics.spearman([x["model_sum"] for x in r["rows"]], [x["rater_sum"] for x in r["rows"]])

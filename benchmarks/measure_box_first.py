@@ -36,20 +36,21 @@ def main(data: str = "../shared/data/lidc", n: int = 25, method: str = "spa", mo
             continue
         out = []
         img = s.image[0] if s.image.shape[0] == 1 else np.moveaxis(s.image, 0, -1)  # grey / RGB, as the protocol
+        clicked = []  # (point, mask) of the click on each target
         for t in (target, major):
             b = tight_box(t)
             if b[0] == b[2] or b[1] == b[3]:
                 b = (b[0] - 0.5, b[1] - 0.5, b[2] + 0.5, b[3] + 0.5)
             out.append(dice(Session(model, img, seed=pos).box(b).mask, t))
             pt, p = largest_error_click(t, None)
-            out.append(dice(Session(model, img, seed=pos).click(pt, p).mask, t))
+            clicked.append((pt, Session(model, img, seed=pos).click(pt, p).mask))
+            out.append(dice(clicked[-1][1], t))
         rows.append(out)
         print(ds.case_ids[i], " ".join(f"{v:.3f}" for v in out), flush=True)
         if inner is not None:  # the click on the preferred-rater target vs the structure nested in it
             c = inner[i]
             c_major = c.masks[np.asarray(c.rater_valid, bool)].mean(0) >= 0.5
-            pt, p = largest_error_click(target, None)
-            m = Session(model, img, seed=pos).click(pt, p).mask
+            (pt, m) = clicked[0]
             nest.append((dice(m, c_major), float(c_major[int(pt[1]), int(pt[0])])))
     r = np.array(rows)
     print(f"{method} ({model_name or 'default model'}), {len(r)} held-back cases of {data}, mean Dice@1:")

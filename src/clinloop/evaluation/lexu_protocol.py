@@ -232,36 +232,38 @@ def summarise(method: str, predictor, rows: list[dict], times: list[float]) -> d
     return out
 
 
-def difficulty_test(predictor, samples, seed: int = 0) -> dict:
-    """Mean agreement and image-level uncertainty per distortion and severity."""
-    from clinloop.models.lexu.heads import pairwise_agreement
+def difficulty_inputs(cfg, samples, seed: int = 0):
+    """The difficulty test's network inputs: yields ``(distortion, severity, [x_i])``, one
+    prepared ``(1, C, S, S)`` input per sample, each image cropped and resized to the
+    network's resolution, then distorted there (distortions applied at 512² would be mostly
+    averaged away by the anti-aliased downsampling to ``cfg.size``²), noise seeded ``seed + i``."""
     from clinloop.models.lexu.model import crop_box, prepare_images
 
     import torch
     import torch.nn.functional as F
 
-    cfg = predictor.cfg
-    # distort at the network's resolution: distortions applied at 512² would be
-    # mostly averaged away by the anti-aliased downsampling to cfg.size²
     small = []
     for s in samples:
         y0, y1, x0, x1 = crop_box(s.image.shape[-2:], cfg.crop)
         t = torch.from_numpy(np.ascontiguousarray(s.image[:, y0:y1, x0:x1], dtype=np.float32))[None]
         small.append(F.interpolate(t, size=(cfg.size, cfg.size), mode="bilinear", antialias=True,
                                    align_corners=False)[0].numpy())
-    table = {}
     for kind in DISTORTIONS:
-        agree, unc = [], []
         for sev in SEVERITIES:
-            a, u = [], []
-            for i, im in enumerate(small):
-                img = distort(im, kind, sev, seed + i)
-                r = predictor.run_batch(prepare_images([img], cfg.size, cfg.in_channels, cfg.normalisation))
-                a.append(float(pairwise_agreement(r["samples"])[0]))
-                u.append(float(r["image_uncertainty"][0]))
-            agree.append(float(np.mean(a)))
-            unc.append(float(np.mean(u)))
-        table[kind] = {"severity": list(SEVERITIES), "agreement": agree, "image_uncertainty": unc}
+            yield kind, sev, [prepare_images([distort(im, kind, sev, seed + i)], cfg.size, cfg.in_channels,
+                                             cfg.normalisation) for i, im in enumerate(small)]
+
+
+def difficulty_test(predictor, samples, seed: int = 0) -> dict:
+    """Mean agreement and image-level uncertainty per distortion and severity."""
+    from clinloop.models.lexu.heads import pairwise_agreement
+
+    table = {}
+    for kind, sev, xs in difficulty_inputs(predictor.cfg, samples, seed):
+        runs = [predictor.run_batch(x) for x in xs]
+        row = table.setdefault(kind, {"severity": list(SEVERITIES), "agreement": [], "image_uncertainty": []})
+        row["agreement"].append(float(np.mean([float(pairwise_agreement(r["samples"])[0]) for r in runs])))
+        row["image_uncertainty"].append(float(np.mean([float(r["image_uncertainty"][0]) for r in runs])))
     return {"n_cases": len(samples), "distortions": table}
 
 

@@ -109,11 +109,9 @@ def _spa_stage(method: str):
 def _k_stage(method: str):
     """LEXU's heads or the deep ensemble's members as the sample set (K of them)."""
     def compute(ctx: Context) -> dict:
-        from clinloop.evaluation.benchmark.lexu import trained_model
-        from clinloop.models.registry import resolve_model_dir
+        from clinloop.evaluation.benchmark.lexu import model_folder
 
-        folder = resolve_model_dir(LEXU_MODEL) if method == "lexu" else trained_model(ctx, K_MODELS[method])
-        return {**_k_samples(ctx, folder), "method": method, "model": K_MODELS[method]}
+        return {**_k_samples(ctx, model_folder(ctx, K_MODELS[method])), "method": method, "model": K_MODELS[method]}
     return compute
 
 

@@ -160,6 +160,13 @@ def trained_model(ctx: Context, name: str) -> Path:
     return model_dir
 
 
+def model_folder(ctx: Context, name: str) -> Path:
+    """A shipped model's folder, or a :data:`TRAINED` one's (trained first when missing)."""
+    from clinloop.models.registry import resolve_model_dir
+
+    return trained_model(ctx, name) if name in TRAINED else Path(resolve_model_dir(name))
+
+
 def _trained_stage(name: str):
     def compute(ctx: Context) -> dict:
         import time

@@ -72,12 +72,10 @@ def _noninteractive(method: str):
     minus the slices it was trained on: ``lexu`` (the shipped ``lexu-lidc``) and, trained by the
     ``lexu`` suite's recipe for ``lexu-lidc`` (:data:`NONINTERACTIVE`), ``unet`` and ``ensemble``."""
     def compute(ctx: Context) -> dict:
-        from clinloop.evaluation.benchmark.lexu import trained_model
-        from clinloop.models.registry import resolve_model_dir
+        from clinloop.evaluation.benchmark.lexu import model_folder
 
         name = NONINTERACTIVE[method]
-        folder = resolve_model_dir(LEXU_MODEL) if method == "lexu" else trained_model(ctx, name)
-        return {**_score_noninteractive(ctx, str(folder)), "method": method, "model": name}
+        return {**_score_noninteractive(ctx, str(model_folder(ctx, name))), "method": method, "model": name}
     return compute
 
 
