@@ -24,6 +24,7 @@ COMMANDS = {
     "serve": "clinloop.cli.serve",
     "state": "clinloop.cli.state",
     "benchmark": "clinloop.cli.benchmark",
+    "interpolate": "clinloop.cli.interpolate",
 }
 
 
