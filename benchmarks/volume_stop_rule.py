@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,14 @@ import numpy as np
 NO_STOP = {"min_overlap": 0.0, "max_centroid_shift": 1e9, "max_uncertainty": 1e9}
 
 
-def unstopped_run(model, sample, target: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The click's 3-D mask and probability with the stop rule switched off."""
+def unstopped_run(model, sample, target: np.ndarray, seed: int, options: dict | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The click's 3-D mask and probability with the stop rule switched off (``options``: other
+    :class:`~clinloop.interaction.propagation.VolumeConfig` fields, e.g. ``box_margin``)."""
     from clinloop.evaluation.spa3d_protocol import click_point
     from clinloop.interaction.propagation import VolumeConfig
 
-    state = model.start_volume(sample.image, seed=seed, profile=None, config=VolumeConfig(**NO_STOP),
+    state = model.start_volume(sample.image, seed=seed, profile=None, config=VolumeConfig(**NO_STOP, **(options or {})),
                                spacing=sample.spacing, cache={})
     p = state.click(click_point(target), True)
     return p.mask.astype(bool), p.probability.astype(np.float32)
@@ -49,9 +52,11 @@ def apply_rule(mask: np.ndarray, prob: np.ndarray, anchor: int, cfg) -> np.ndarr
     keep[anchor] = mask[anchor]
     for d in (1, -1):
         prev, t, peak = mask[anchor], anchor + d, int(mask[anchor].sum())
-        while 0 <= t < len(mask) and mask[t].any() and stop_reason(prev, mask[t], cfg, prob[t], peak, u_a) is None:
+        trough = peak
+        while (0 <= t < len(mask) and mask[t].any()
+               and stop_reason(prev, mask[t], cfg, prob[t], peak, u_a, trough) is None):
             keep[t] = prev = mask[t]
-            peak, t = max(peak, int(prev.sum())), t + d
+            peak, trough, t = max(peak, int(prev.sum())), min(trough, int(prev.sum())), t + d
     return keep
 
 
@@ -65,6 +70,12 @@ def main(argv=None) -> None:
     ap.add_argument("--min-overlap", default="0.2")
     ap.add_argument("--min-area-fraction", default="0,0.05")
     ap.add_argument("--anchor-uncertainty", default="0,1")
+    ap.add_argument("--regrow-below", default="0", help="VolumeConfig.regrow_below values (0: off)")
+    ap.add_argument("--regrow-factor", default="1.1")
+    ap.add_argument("--propagation", default="{}", help="JSON: VolumeConfig options of the unstopped run "
+                    "(box_margin, box_threshold, use_mask, ...)")
+    ap.add_argument("--split", choices=("held-back", "train"), default="held-back",
+                    help="the model's held-back volumes, or its training ones (to choose a rule)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--embedding-cache", action="store_true", help="use the on-disk slice-embedding cache")
     ap.add_argument("--out", default="runs/volume_stop_rule")
@@ -83,8 +94,14 @@ def main(argv=None) -> None:
     ds = load_dataset(a.data, fmt, volumes=True) if fmt == "lidc" else load_dataset(a.data, fmt)
     model = load_model(a.model)
     model.disk_cache = a.embedding_cache
+    options = json.loads(a.propagation)
+    VolumeConfig(**NO_STOP, **options)  # bad options fail before any work
     idx, _, note = held_back(ds, a.model, "spa")
-    out = Path(a.out) / a.model / Path(a.data).name
+    if a.split == "train":
+        hb = set(idx)
+        idx, note = [i for i in range(len(ds)) if i not in hb], "the model's training volumes"
+    tag = "-".join(f"{k}={v}" for k, v in sorted(options.items())) or "default"
+    out = Path(a.out) / Path(a.model).name / Path(a.data).name / tag
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for pos, i in enumerate(idx):  # the protocol's order and seeds (seed + position among held-back cases)
@@ -96,7 +113,7 @@ def main(argv=None) -> None:
             continue
         f = out / (ds.case_ids[i].replace("/", "_") + ".npz")
         if not f.is_file():
-            mask, prob = unstopped_run(model, s, target, a.seed + pos)
+            mask, prob = unstopped_run(model, s, target, a.seed + pos, options)
             np.savez_compressed(f, mask=mask, prob=prob.astype(np.float16))
         d = np.load(f)
         runs.append((ds.case_ids[i], d["mask"], d["prob"].astype(np.float32), target))
@@ -105,11 +122,14 @@ def main(argv=None) -> None:
               f"{dice(d['mask'][z], target[z]):.3f}, {int(d['mask'][z].sum())} px for {int(target[z].sum())}",
               flush=True)
     print(f"{a.model} on {a.data}: {len(runs)} {note}")
-    for u, r, o, f in itertools.product(*([float(v) for v in x.split(",")] for x in (
-            a.max_uncertainty, a.anchor_uncertainty, a.min_overlap, a.min_area_fraction))):
-        cfg = VolumeConfig(max_uncertainty=u, anchor_uncertainty=r, min_overlap=o, min_area_fraction=f)
+    for u, r, o, f, rb, rf in itertools.product(*([float(v) for v in x.split(",")] for x in (
+            a.max_uncertainty, a.anchor_uncertainty, a.min_overlap, a.min_area_fraction, a.regrow_below,
+            a.regrow_factor))):
+        cfg = VolumeConfig(max_uncertainty=u, anchor_uncertainty=r, min_overlap=o, min_area_fraction=f,
+                           regrow_below=rb, regrow_factor=rf, **options)
         ds_ = [dice(apply_rule(m, p, int(np.argmax(t.sum((1, 2)))), cfg), t) for _, m, p, t in runs]
-        print(f"max_uncertainty {u:g} anchor_uncertainty {r:g} min_overlap {o:g} min_area_fraction {f:g}: mean 3-D Dice {np.mean(ds_):.3f} "
+        print(f"max_uncertainty {u:g} anchor_uncertainty {r:g} min_overlap {o:g} min_area_fraction {f:g} "
+              f"regrow_below {rb:g} regrow_factor {rf:g}: mean 3-D Dice {np.mean(ds_):.4f} "
               f"({' '.join(f'{x:.3f}' for x in ds_)})")
 
 

@@ -75,6 +75,22 @@ def test_stop_rule_anchor_relative_uncertainty_and_area_fraction():
         VolumeConfig(anchor_uncertainty=-1.0)
 
 
+def test_stop_rule_regrow_hand_case():
+    prev = np.zeros((20, 20), bool)
+    prev[5:11, 5:11] = True  # 36 px
+    cfg = VolumeConfig(regrow_below=0.5, regrow_factor=1.1)
+    # shrunk to a 30 px trough (< 0.5 x the 100 px peak): 36 px > 1.1 x 30 is something new
+    assert stop_reason(prev, prev, cfg, peak=100, trough=30) == "regrow"
+    assert stop_reason(prev, prev, cfg, peak=100, trough=33) is None  # 36 <= 36.3
+    assert stop_reason(prev, prev, cfg, peak=50, trough=30) is None  # trough 30 is not below 0.5 x 50
+    assert stop_reason(prev, prev, VolumeConfig(), peak=100, trough=30) is None  # off by default
+    assert stop_reason(prev, prev, cfg, peak=100) is None  # no trough given: the rule cannot apply
+    with pytest.raises(ValueError, match="regrow_below"):
+        VolumeConfig(regrow_below=1.5)
+    with pytest.raises(ValueError, match="regrow_factor"):
+        VolumeConfig(regrow_factor=0.9)
+
+
 def test_propagated_box_margin_hand_case():
     import torch
 
@@ -105,6 +121,30 @@ def test_volume_session_prompts_the_widened_box(model):
         _, box, _ = st._prompt(1, st._slice(1), g)
         assert box.tolist() == propagated_box(g, margin).tolist()
     assert box.tolist() == [[50.0, 90.0, 109.0, 149.0]]  # 10 px (a quarter of 40) per side
+
+
+def test_volume_session_box_threshold_propagates_the_sample_envelope(model):
+    """VolumeConfig.box_threshold: the propagated box bounds mean-of-N > threshold, the mask prompt
+    and point stay y_app's; 0.5 is y_app's box (the default)."""
+    import torch
+
+    from clinloop.interaction.propagation import propagated_box
+
+    vol, _ = _ellipsoid(shape=(5, 48, 48), centre=(2, 24, 24), radii=(2, 10, 12))
+    g = torch.zeros(256, 256, dtype=torch.bool)
+    g[100:140, 60:100] = True
+    env = g.clone()
+    env[90:150, 60:120] = True
+    st = model.start_volume(vol[None], seed=0, profile=None, config=VolumeConfig(box_threshold=0.2))
+    _, box, _ = st._prompt(1, st._slice(1), g, env)
+    assert box.tolist() == propagated_box(env).tolist() == [[60.0, 90.0, 119.0, 149.0]]
+    _, box, _ = st._prompt(1, st._slice(1), g, None)
+    assert box.tolist() == propagated_box(g).tolist()
+    p = st.click((24.0, 24.0, 2.0), True)  # the session keeps the envelope of each kept slice
+    assert p.mask.shape == vol.shape
+    assert VolumeConfig().box_threshold == 0.5
+    with pytest.raises(ValueError, match="box_threshold"):
+        VolumeConfig(box_threshold=0.0)
 
 
 def test_planes_axes_and_anisotropic_resampling():

@@ -148,6 +148,12 @@ def test_propagation_options_reach_the_volume_config(tmp_path):
     assert (seen[0].box_margin, seen[0].use_mask, seen[0].min_area_fraction) == (0.05, True, 0.3)
     with pytest.raises(ValueError, match="min_area_fraction"):
         clinloop.evaluate("spa", "spa-3d", tmp_path / "missing", min_area_fraction=1.5)
+    with pytest.raises(ValueError, match="regrow_factor"):
+        clinloop.evaluate("spa", "spa-3d", tmp_path / "missing", regrow_below=0.7, regrow_factor=0.5)
+    with pytest.raises(Stop):
+        p3.run_volume(Fake(), np.zeros((1, 2, 4, 4), np.float32), np.ones((2, 4, 4), bool), None, 0, 1, {},
+                      0.05, regrow_below=0.7, regrow_factor=1.05)
+    assert (seen[1].regrow_below, seen[1].regrow_factor) == (0.7, 1.05)
 
 
 def test_first_box_is_the_tight_box_of_the_clicked_slice():

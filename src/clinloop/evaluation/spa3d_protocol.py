@@ -86,6 +86,10 @@ class SPA3DProtocolOptions(ProtocolOptions):
                                            "previous slice's mask (off by default)")
     min_area_fraction: float = opt(0.0, help="VolumeConfig.min_area_fraction: stop below this share of the largest "
                                              "slice kept in a direction (0: off, the default)")
+    regrow_below: float = opt(0.0, help="VolumeConfig.regrow_below: once a direction's slices shrank below this "
+                                        "share of its largest, stop at one that regrows (0: off, the default)")
+    regrow_factor: float = opt(1.1, help="VolumeConfig.regrow_factor: 'regrows' = larger than this times the "
+                                         "smallest slice kept in the direction")
     threads: int | None = opt(None)
 
 
@@ -247,8 +251,9 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         raise ValueError(f"--iterations must be >= 0, got {args.iterations}")
     from clinloop.interaction.propagation import VolumeConfig
 
-    VolumeConfig(box_margin=args.box_margin, use_mask=args.propagate_mask,  # bad options fail before any work
-                 min_area_fraction=args.min_area_fraction)
+    propagation = {"use_mask": args.propagate_mask, "min_area_fraction": args.min_area_fraction,
+                   "regrow_below": args.regrow_below, "regrow_factor": args.regrow_factor}
+    VolumeConfig(box_margin=args.box_margin, **propagation)  # bad options fail before any work
     if args.threads:
         torch.set_num_threads(args.threads)
     fmt = args.format or detect_format(args.data)
@@ -279,8 +284,7 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         seed, cache = args.seed + pos, {}
         row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "seed": seed, "depth": int(target.shape[0])}
         r, d, first, final = run_volume(model, s.image, target, s.spacing, seed, args.iterations, cache,
-                                        args.box_margin, args.first, use_mask=args.propagate_mask,
-                                        min_area_fraction=args.min_area_fraction)
+                                        args.box_margin, args.first, **propagation)
         row.update(r)
         row["assd_click"], row["assd_final"] = _assd(first, target, s.spacing), _assd(final, target, s.spacing)
         row.update({f"dice_{k + 1}": round(v, 5) for k, v in enumerate(d)})
@@ -309,7 +313,8 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         "method": args.method, "protocol": "spa-3d", "model": args.model or SHIPPED.get(args.method), "format": fmt,
         "n_cases": len(rows), "split": note, "n_excluded_trained": skipped, "iterations": args.iterations,
         "first": args.first, "box_margin": args.box_margin, "propagate_mask": args.propagate_mask,
-        "min_area_fraction": args.min_area_fraction,
+        "min_area_fraction": args.min_area_fraction, "regrow_below": args.regrow_below,
+        "regrow_factor": args.regrow_factor,
         "dice_per_iteration": [float(np.mean([c[k] for c in curves])) for k in range(n_steps)],
         "assd_click": _mean(r["assd_click"] for r in rows), "assd_final": _mean(r["assd_final"] for r in rows),
         "assd_empty": sum(r["assd_click"] is None for r in rows),

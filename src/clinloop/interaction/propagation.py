@@ -21,6 +21,11 @@ class VolumeConfig:
     max_voxels: int = 32_000_000  # refuse larger volumes (crop them first)
     min_area: int = 4  # stop below this many plane pixels
     min_area_fraction: float = 0.0  # ... or below this share of the largest slice kept so far in this direction (off)
+    # stop a slice whose area regrows: once the kept slices have shrunk below regrow_below x the peak, a
+    # slice larger than regrow_factor x the smallest kept so far in this direction is something else the box
+    # reached past the structure's end (0: off; docs/methods/spa.md "Volumes", benchmarks/volume_oracle.py)
+    regrow_below: float = 0.0
+    regrow_factor: float = 1.1
     min_overlap: float = 0.2  # stop when |new & prev| / min(|new|, |prev|) is below this
     max_centroid_shift: float = 1.0  # stop when the centroid moves more than this many radii of prev
     # stop when u = sum(4 p (1 - p)) / |y_app| (the N samples disagree) exceeds this bound, raised to
@@ -32,6 +37,9 @@ class VolumeConfig:
     anchor_uncertainty: float = 1.0  # 0: the fixed bound only (the rule before 2026-12)
     use_box: bool = True  # propagate with the previous mask's box (measured best, see the module docstring)
     box_margin: float = 0.0  # move each side of that box outwards by this share of its side (propagated_box)
+    # the propagated box bounds the pixels whose mean of the N samples exceeds this (0.5: y_app's box; lower:
+    # the envelope of more of the samples, so a slice the samples disagree on passes a wider box)
+    box_threshold: float = 0.5
     use_point: bool = False  # ... with a point at the previous mask's interior
     use_mask: bool = False  # ... with the previous mask as the mask prompt (±4 logits)
     anisotropy_tolerance: float = 0.05  # resample planes whose pixel spacings differ by more (relative)
@@ -45,6 +53,10 @@ class VolumeConfig:
             raise ValueError(f"min_area must be >= 1 pixel, got {self.min_area}")
         if not 0 <= self.min_area_fraction < 1:
             raise ValueError(f"min_area_fraction must be in 0 .. 1 (exclusive), got {self.min_area_fraction}")
+        if not 0 <= self.regrow_below <= 1:
+            raise ValueError(f"regrow_below must be in 0 .. 1 (a share of the peak area), got {self.regrow_below}")
+        if not self.regrow_factor >= 1:
+            raise ValueError(f"regrow_factor must be >= 1, got {self.regrow_factor}")
         if not 0 <= self.min_overlap <= 1:
             raise ValueError(f"min_overlap must be in 0 .. 1, got {self.min_overlap}")
         if not self.anchor_uncertainty >= 0:
@@ -57,6 +69,8 @@ class VolumeConfig:
             raise ValueError(f"encode_ahead must be a non-negative integer (slices), got {self.encode_ahead!r}")
         if not 0 <= self.box_margin <= 1:
             raise ValueError(f"box_margin must be in 0 .. 1 (a share of the box's side), got {self.box_margin}")
+        if not 0 < self.box_threshold < 1:
+            raise ValueError(f"box_threshold must be in 0 .. 1 (exclusive), got {self.box_threshold}")
         if not (self.use_point or self.use_mask or self.use_box):
             raise ValueError("propagation needs at least one of use_point, use_mask, use_box")
 
@@ -106,17 +120,21 @@ def slice_uncertainty(mask: np.ndarray, prob: np.ndarray) -> float:
 
 
 def stop_reason(prev: np.ndarray, new: np.ndarray, cfg: VolumeConfig, prob: np.ndarray | None = None,
-                peak: int | None = None, anchor_u: float | None = None) -> str | None:
+                peak: int | None = None, anchor_u: float | None = None, trough: int | None = None) -> str | None:
     """The stop rule on two plane masks (module docstring, step 3): a reason or None.
     ``prob``: the new slice's probability (mean of the N samples), for the "uncertain" rule, whose
     bound is ``max(cfg.max_uncertainty, cfg.anchor_uncertainty * anchor_u)`` (``anchor_u``: the
     anchor slice's :func:`slice_uncertainty`); ``peak``: the largest area (pixels) kept so far in
-    this direction, for ``min_area_fraction``."""
+    this direction, for ``min_area_fraction``; ``trough``: the smallest area kept so far in this
+    direction, for the "regrow" rule (``regrow_below``)."""
     a_new, a_prev = int(new.sum()), int(prev.sum())
     if a_new == 0:
         return "vanished"
     if a_new < cfg.min_area or (peak is not None and a_new < cfg.min_area_fraction * peak):
         return "small"
+    if (cfg.regrow_below > 0 and peak is not None and trough is not None and trough < cfg.regrow_below * peak
+            and a_new > cfg.regrow_factor * trough):
+        return "regrow"
     bound = cfg.max_uncertainty
     if anchor_u is not None and math.isfinite(anchor_u):
         bound = max(bound, cfg.anchor_uncertainty * anchor_u)

@@ -33,12 +33,17 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    centre, 3-D Dice: box 0.78, point 0.55, box+point+mask 0.56, point+mask
    0.50, mask alone 0.06 (the proposal vanishes on the next slice). spa-lidc's
    decoder keeps LiteMedSAM's box training; SPA's own prompts (point, mask)
-   follow the previous slice too literally.
+   follow the previous slice too literally. Options, off by default (measured in
+   docs/methods/spa.md "Volumes"): ``box_margin`` widens the propagated box,
+   ``box_threshold`` < 0.5 takes the box of the pixels where more than that
+   share of the N samples is foreground (the samples' envelope).
 3. **Stop rule** (slice t against the last kept slice, both in plane pixels):
    stop when the new y_app is empty ("vanished"), has fewer than ``min_area``
    pixels or less than ``min_area_fraction`` of the largest slice kept so far
    in this direction ("small"; off by default: neutral on every volume
-   measured), when the N samples disagree -- u, the
+   measured), when it regrows -- more than ``regrow_factor`` times the
+   smallest slice kept in this direction once that fell below
+   ``regrow_below`` of the largest ("regrow", off by default) --, when the N samples disagree -- u, the
    sum of 4p(1-p) over the plane divided by the mask's area
    (:func:`~clinloop.interaction.propagation.slice_uncertainty`), above
    ``max_uncertainty`` or, when that is higher, above ``anchor_uncertainty``
@@ -136,6 +141,7 @@ class _Out:
     prob: torch.Tensor  # (rows, cols) float, input plane
     ys: torch.Tensor  # (N, bh, bw) bool samples inside ``box`` (model frame)
     box: tuple[int, int, int, int]  # r0, r1, c0, c1 (model frame, exclusive ends)
+    y_box: torch.Tensor | None = None  # (256, 256) bool: mean of the N > VolumeConfig.box_threshold (None: y_app)
     mask: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -270,8 +276,9 @@ class VolumeState(SPAStateBase):
         self.chosen_model[(self.axis, t)] = m
         return m
 
-    def _prompt(self, t: int, s: _Slice, guide: torch.Tensor | None):
-        """(points, box, mask logits) for slice t; ``guide`` = the previous slice's y_app (model frame)."""
+    def _prompt(self, t: int, s: _Slice, guide: torch.Tensor | None, box_guide: torch.Tensor | None = None):
+        """(points, box, mask logits) for slice t; ``guide`` = the previous slice's y_app (model frame),
+        ``box_guide`` the mask whose box is propagated (``VolumeConfig.box_threshold``; None: ``guide``)."""
         from clinloop.models.spa.prompts import mask_prompt
 
         pts = self._user_points(t, s)
@@ -280,7 +287,8 @@ class VolumeState(SPAStateBase):
             if self.vcfg.use_point:
                 pts.append((interior_point(guide), 1))
             if self.vcfg.use_box:
-                box = propagated_box(guide, self.vcfg.box_margin)
+                box = propagated_box(guide if box_guide is None or not box_guide.any() else box_guide,
+                                     self.vcfg.box_margin)
             if self.vcfg.use_mask:
                 mp = mask_prompt(guide)
         user_box = self._box_prompt(t, s)
@@ -311,7 +319,9 @@ class VolumeState(SPAStateBase):
             box = (int(rr.min()), int(rr.max()) + 1, int(cc.min()), int(cc.max()) + 1)
         else:
             box = (0, 0, 0, 0)
-        return _Out(prob_m > 0.5, prob, ys[:, box[0]:box[1], box[2]:box[3]].clone(), box)
+        thr = self.vcfg.box_threshold
+        return _Out(prob_m > 0.5, prob, ys[:, box[0]:box[1], box[2]:box[3]].clone(), box,
+                    None if thr == 0.5 else prob_m > thr)
 
     # ------------------------------------------------------------------ the step
     def _current_prompt(self, t: int, s: _Slice) -> torch.Tensor | None:
@@ -379,6 +389,7 @@ class VolumeState(SPAStateBase):
             u_a = slice_uncertainty(outs[a].mask, outs[a].prob.numpy())
             for d in (1, -1):
                 prev, t, peak = outs[a], a + d, int(outs[a].mask.sum())
+                trough = peak
                 while 0 <= t < n_sl:
                     if prev is None or not prev.mask.any():
                         ahead_clicks = [i for i in positive if (i - t) * d >= 0]
@@ -389,10 +400,11 @@ class VolumeState(SPAStateBase):
                         ahead.at(d, t)
                     used.add(t)
                     s = self._slice(t)
-                    out = self._run(t, s, self._prompt(t, s, None if prev is None else prev.y_model), z)
+                    guide = (None, None) if prev is None else (prev.y_model, prev.y_box)
+                    out = self._run(t, s, self._prompt(t, s, *guide), z)
                     clicked = t in positive
                     why = None if clicked or prev is None else stop_reason(prev.mask, out.mask, self.vcfg,
-                                                                           out.prob.numpy(), peak, u_a)
+                                                                           out.prob.numpy(), peak, u_a, trough)
                     if why is None and not out.mask.any() and not clicked:
                         why = "vanished"
                     if why is not None:
@@ -400,7 +412,7 @@ class VolumeState(SPAStateBase):
                         prev = None
                     else:
                         outs[t] = prev = out
-                        peak = max(peak, int(out.mask.sum()))
+                        peak, trough = max(peak, int(out.mask.sum())), min(trough, int(out.mask.sum()))
                         self._notify(t, outs)
                     t += d
                 if ahead is not None:
