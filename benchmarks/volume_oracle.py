@@ -56,18 +56,16 @@ def oracle_volume(state, target: np.ndarray, anchor: int, z, mode: str) -> np.nd
 def run(data: str, model_name: str, limit: int | None, threads: int, embedding_cache: bool) -> dict:
     import torch
 
-    from clinloop.data.registry import detect_format, load_dataset
-    from clinloop.evaluation.spa3d_protocol import click_point, held_back, target_of
+    from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_of, volume_split
     from clinloop.evaluation.spa_protocol import load_method
     from clinloop.metrics import dice
     from clinloop.models.spa.preference_distribution import sample
 
     torch.set_num_threads(threads)
-    fmt = detect_format(data)
-    ds = load_dataset(data, fmt, volumes=True) if fmt == "lidc" else load_dataset(data, fmt)
+    ds = load_volumes(data)
     model = load_method("spa", model_name)
     model.disk_cache = embedding_cache
-    idx, _, note = held_back(ds, model_name, "spa")
+    idx, note = volume_split(ds, model_name)
     idx = idx[:limit] if limit else idx
     modes = ("session", "session-in-extent", "prev-box", "own-box")
     rows = []

@@ -13,7 +13,7 @@ slices of the target, per variant) and the mean per variant; ``--out`` writes th
         --variants '[{}, {"box_margin": 0.05}]' --embedding-cache --out runs/propagation-atrium.json
 
 Which volumes are "training" ones is read from the model's ``data.json``
-(:func:`clinloop.evaluation.spa3d_protocol.held_back`).
+(:func:`clinloop.evaluation.spa3d_protocol.volume_split`).
 """
 from __future__ import annotations
 
@@ -27,22 +27,17 @@ def run(data: str, model_name: str, split: str, variants: list[dict], limit: int
         embedding_cache: bool) -> dict:
     import torch
 
-    from clinloop.data.registry import detect_format, load_dataset
-    from clinloop.evaluation.spa3d_protocol import click_point, held_back, target_of
+    from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_of, volume_split
     from clinloop.evaluation.spa_protocol import load_method
     from clinloop.interaction.propagation import VolumeConfig
     from clinloop.metrics import dice
 
     torch.set_num_threads(threads)
     configs = [VolumeConfig(**v) for v in variants]  # bad options fail before any work
-    fmt = detect_format(data)
-    ds = load_dataset(data, fmt, volumes=True) if fmt == "lidc" else load_dataset(data, fmt)  # as the protocol
+    ds = load_volumes(data)  # as the protocol
     model = load_method("spa", model_name)
     model.disk_cache = embedding_cache
-    idx, _, note = held_back(ds, model_name, "spa")
-    if split == "train":
-        hb = set(idx)
-        idx, note = [i for i in range(len(ds)) if i not in hb], "the model's training volumes"
+    idx, note = volume_split(ds, model_name, split)
     idx = idx[:limit] if limit else idx
     rows = []
     for pos, i in enumerate(idx):

@@ -84,22 +84,17 @@ def main(argv=None) -> None:
     import torch
 
     from clinloop import load_model
-    from clinloop.data.registry import detect_format, load_dataset
-    from clinloop.evaluation.spa3d_protocol import held_back, target_of
+    from clinloop.evaluation.spa3d_protocol import load_volumes, target_of, volume_split
     from clinloop.interaction.propagation import VolumeConfig
     from clinloop.metrics import dice
 
     torch.set_num_threads(a.threads)
-    fmt = detect_format(a.data)
-    ds = load_dataset(a.data, fmt, volumes=True) if fmt == "lidc" else load_dataset(a.data, fmt)
+    ds = load_volumes(a.data)
     model = load_model(a.model)
     model.disk_cache = a.embedding_cache
     options = json.loads(a.propagation)
     VolumeConfig(**NO_STOP, **options)  # bad options fail before any work
-    idx, _, note = held_back(ds, a.model, "spa")
-    if a.split == "train":
-        hb = set(idx)
-        idx, note = [i for i in range(len(ds)) if i not in hb], "the model's training volumes"
+    idx, note = volume_split(ds, a.model, a.split)
     tag = "-".join(f"{k}={v}" for k, v in sorted(options.items())) or "default"
     out = Path(a.out) / Path(a.model).name / Path(a.data).name / tag
     out.mkdir(parents=True, exist_ok=True)

@@ -191,3 +191,22 @@ def test_cli_help(capsys):
     assert main(["evaluate", "--protocol", "spa-3d", "--method", "spa", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--iterations" in out and "--no-baseline" in out and "--save-masks" in out
+
+
+def test_volume_split_partitions_by_the_models_patients(tmp_path):
+    """volume_split: 'held-back' = the patients the model's data.json does not list, 'train' = the rest."""
+    import json
+
+    class Ds:
+        patient_ids = ["p0", "p1", "p2", "p1"]
+
+        def __len__(self):
+            return 4
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "m" / "data.json").write_text(json.dumps({"train_patient_ids": ["p1"]}))
+    assert p3.volume_split(Ds(), str(tmp_path / "m"))[0] == [0, 2]
+    assert p3.volume_split(Ds(), str(tmp_path / "m"), "train") == ([1, 3], "the model's training volumes")
+    with pytest.raises(ValueError, match="split"):
+        p3.volume_split(Ds(), str(tmp_path / "m"), "val")

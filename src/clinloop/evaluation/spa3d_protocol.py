@@ -231,6 +231,26 @@ def held_back(ds, model: str | None, method: str) -> tuple[list[int], int, str]:
     return keep, skipped, note
 
 
+def load_volumes(data, fmt: str | None = None):
+    """The protocol's dataset of volumes: LIDC as nodule volumes, any other layout as read."""
+    from clinloop.data.registry import detect_format, load_dataset
+
+    fmt = fmt or detect_format(data)
+    return load_dataset(data, fmt, volumes=True) if fmt == "lidc" else load_dataset(data, fmt)
+
+
+def volume_split(ds, model: str | None, split: str = "held-back", method: str = "spa") -> tuple[list[int], str]:
+    """Indices and a note: the volumes whose patients ``model`` did not train on (``held-back``,
+    :func:`held_back`) or those it did (``train``: to choose an option without the held-back ones)."""
+    idx, _, note = held_back(ds, model, method)
+    if split == "train":
+        hb = set(idx)
+        return [i for i in range(len(ds)) if i not in hb], "the model's training volumes"
+    if split != "held-back":
+        raise ValueError(f"split must be 'held-back' or 'train', got {split!r}")
+    return idx, note
+
+
 def _mean(v) -> float | None:
     v = [x for x in v if x is not None]
     return float(np.mean(v)) if v else None
@@ -242,7 +262,7 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
     import torch
 
     from clinloop.atomic import atomic_write_text
-    from clinloop.data.registry import detect_format, load_dataset
+    from clinloop.data.registry import detect_format
     from clinloop.metrics import dice, noc
 
     if args.method not in METHODS:
@@ -257,7 +277,7 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     fmt = args.format or detect_format(args.data)
-    ds = load_dataset(args.data, fmt, volumes=True) if fmt == "lidc" else load_dataset(args.data, fmt)
+    ds = load_volumes(args.data, fmt)
     if len(ds) == 0:
         raise ValueError(f"{args.data}: the dataset has no cases")
     shape = ds[0].image.shape
