@@ -1,13 +1,14 @@
-"""Weight-space interpolation of two SPA models fine-tuned from one another (``clinloop train
---method spa --interpolate``): θ = (1 − α) θ_A + α θ_B, every trainable tensor.
+"""Weight-space interpolation of two SPA models fine-tuned from one another (``clinloop
+interpolate --model-a A --model-b B --alpha 0.5 --out DIR``): θ = (1 − α) θ_A + α θ_B, every
+trainable tensor.
 
 Not in the SPA paper. A continuation B of a model A (``--init A``) that gains on some
 sources and loses on others can often keep most of both by averaging the two in weight
 space, because a fine-tuned model stays in its initialisation's basin (Wortsman et al.,
 "Robust fine-tuning of zero-shot models", CVPR 2022, WiSE-FT; "Model soups", ICML 2022).
-``clinloop interpolate --model-a A --model-b B --alpha 0.5 --out DIR``. The result is an ordinary model folder: B's config, α recorded in ``data.json``
+The result is an ordinary model folder: B's config, α recorded in ``data.json``
 ("interpolation") beside B's split, so the held-back cases are B's (and A's, which B
-checks at ``--init``).
+checks at ``--init``). Measured on spa-general's stages 2 and 3: docs/methods/spa.md.
 """
 from __future__ import annotations
 
@@ -49,10 +50,10 @@ def interpolate_states(sd_a: dict, sd_b: dict, alpha: float) -> dict:
 
 def interpolate(cfg: InterpolateConfig) -> dict[str, Any]:
     """Write the interpolated model folder ``cfg.out``; returns its ``data.json``."""
-    from clinloop.atomic import atomic_write_text
-    from clinloop.models import registry
     import torch
 
+    from clinloop.atomic import atomic_write_text
+    from clinloop.models import registry
     from clinloop.models.litemedsam.compact import FORMAT, read_weights, write_weights
     from clinloop.models.spa.config import SPAConfig
 
