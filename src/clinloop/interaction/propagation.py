@@ -69,8 +69,8 @@ class VolumeConfig:
             raise ValueError(f"encode_ahead must be a non-negative integer (slices), got {self.encode_ahead!r}")
         if not 0 <= self.box_margin <= 1:
             raise ValueError(f"box_margin must be in 0 .. 1 (a share of the box's side), got {self.box_margin}")
-        if not 0 < self.box_threshold < 1:
-            raise ValueError(f"box_threshold must be in 0 .. 1 (exclusive), got {self.box_threshold}")
+        if not 0 < self.box_threshold <= 0.5:  # a superset of y_app: never empty where y_app is not
+            raise ValueError(f"box_threshold must be in (0, 0.5] (0.5: y_app's box), got {self.box_threshold}")
         if not (self.use_point or self.use_mask or self.use_box):
             raise ValueError("propagation needs at least one of use_point, use_mask, use_box")
 

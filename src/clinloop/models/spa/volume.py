@@ -32,18 +32,13 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    Measured with spa-lidc on a 24x96x96 ellipsoid (13 slices) clicked at its
    centre, 3-D Dice: box 0.78, point 0.55, box+point+mask 0.56, point+mask
    0.50, mask alone 0.06 (the proposal vanishes on the next slice). spa-lidc's
-   decoder keeps LiteMedSAM's box training; SPA's own prompts (point, mask)
-   follow the previous slice too literally. Options, off by default (measured in
-   docs/methods/spa.md "Volumes"): ``box_margin`` widens the propagated box,
-   ``box_threshold`` < 0.5 takes the box of the pixels where more than that
-   share of the N samples is foreground (the samples' envelope).
+   decoder keeps LiteMedSAM's box training; SPA's own prompts (point, mask) follow the previous
+   slice too literally (``box_margin``, ``box_threshold``: off; docs/methods/spa.md "Volumes").
 3. **Stop rule** (slice t against the last kept slice, both in plane pixels):
    stop when the new y_app is empty ("vanished"), has fewer than ``min_area``
    pixels or less than ``min_area_fraction`` of the largest slice kept so far
    in this direction ("small"; off by default: neutral on every volume
-   measured), when it regrows -- more than ``regrow_factor`` times the
-   smallest slice kept in this direction once that fell below
-   ``regrow_below`` of the largest ("regrow", off by default) --, when the N samples disagree -- u, the
+   measured; "regrow": ``regrow_below``, off), when the N samples disagree -- u, the
    sum of 4p(1-p) over the plane divided by the mask's area
    (:func:`~clinloop.interaction.propagation.slice_uncertainty`), above
    ``max_uncertainty`` or, when that is higher, above ``anchor_uncertainty``
@@ -278,7 +273,7 @@ class VolumeState(SPAStateBase):
 
     def _prompt(self, t: int, s: _Slice, guide: torch.Tensor | None, box_guide: torch.Tensor | None = None):
         """(points, box, mask logits) for slice t; ``guide`` = the previous slice's y_app (model frame),
-        ``box_guide`` the mask whose box is propagated (``VolumeConfig.box_threshold``; None: ``guide``)."""
+        ``box_guide`` the mask whose box is propagated (``VolumeConfig.box_threshold``; None: guide's)."""
         from clinloop.models.spa.prompts import mask_prompt
 
         pts = self._user_points(t, s)
@@ -287,8 +282,7 @@ class VolumeState(SPAStateBase):
             if self.vcfg.use_point:
                 pts.append((interior_point(guide), 1))
             if self.vcfg.use_box:
-                box = propagated_box(guide if box_guide is None or not box_guide.any() else box_guide,
-                                     self.vcfg.box_margin)
+                box = propagated_box(guide if box_guide is None else box_guide, self.vcfg.box_margin)
             if self.vcfg.use_mask:
                 mp = mask_prompt(guide)
         user_box = self._box_prompt(t, s)
@@ -400,8 +394,7 @@ class VolumeState(SPAStateBase):
                         ahead.at(d, t)
                     used.add(t)
                     s = self._slice(t)
-                    guide = (None, None) if prev is None else (prev.y_model, prev.y_box)
-                    out = self._run(t, s, self._prompt(t, s, *guide), z)
+                    out = self._run(t, s, self._prompt(t, s, prev and prev.y_model, prev and prev.y_box), z)
                     clicked = t in positive
                     why = None if clicked or prev is None else stop_reason(prev.mask, out.mask, self.vcfg,
                                                                            out.prob.numpy(), peak, u_a, trough)
