@@ -56,7 +56,7 @@ def oracle_volume(state, target: np.ndarray, anchor: int, z, mode: str) -> np.nd
 def run(data: str, model_name: str, limit: int | None, threads: int, embedding_cache: bool) -> dict:
     import torch
 
-    from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_of, volume_split
+    from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_volumes, volume_split
     from clinloop.evaluation.spa_protocol import load_method
     from clinloop.metrics import dice
     from clinloop.models.spa.preference_distribution import sample
@@ -69,11 +69,7 @@ def run(data: str, model_name: str, limit: int | None, threads: int, embedding_c
     idx = idx[:limit] if limit else idx
     modes = ("session", "session-in-extent", "prev-box", "own-box")
     rows = []
-    for pos, i in enumerate(idx):
-        s = ds[i]
-        target = target_of(s.masks, s.rater_valid)
-        if not target.any():
-            continue
+    for pos, i, s, target in target_volumes(ds, idx):
         state = model.start_volume(s.image, seed=pos, profile=None, spacing=s.spacing, cache={})
         pt = click_point(target)
         p = state.click(pt, True)

@@ -27,7 +27,7 @@ def run(data: str, model_name: str, split: str, variants: list[dict], limit: int
         embedding_cache: bool) -> dict:
     import torch
 
-    from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_of, volume_split
+    from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_volumes, volume_split
     from clinloop.evaluation.spa_protocol import load_method
     from clinloop.interaction.propagation import VolumeConfig
     from clinloop.metrics import dice
@@ -40,11 +40,7 @@ def run(data: str, model_name: str, split: str, variants: list[dict], limit: int
     idx, note = volume_split(ds, model_name, split)
     idx = idx[:limit] if limit else idx
     rows = []
-    for pos, i in enumerate(idx):
-        s = ds[i]
-        target = target_of(s.masks, s.rater_valid)
-        if not target.any():
-            continue
+    for pos, i, s, target in target_volumes(ds, idx):
         cache: dict = {}
         row = {"case_id": ds.case_ids[i], "slices_target": int(target.any((1, 2)).sum()), "dice": [], "slices": []}
         for cfg in configs:

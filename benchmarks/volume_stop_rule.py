@@ -84,7 +84,7 @@ def main(argv=None) -> None:
     import torch
 
     from clinloop import load_model
-    from clinloop.evaluation.spa3d_protocol import load_volumes, target_of, volume_split
+    from clinloop.evaluation.spa3d_protocol import load_volumes, target_volumes, volume_split
     from clinloop.interaction.propagation import VolumeConfig
     from clinloop.metrics import dice
 
@@ -99,13 +99,8 @@ def main(argv=None) -> None:
     out = Path(a.out) / Path(a.model).name / Path(a.data).name / tag
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    for pos, i in enumerate(idx):  # the protocol's order and seeds (seed + position among held-back cases)
-        if a.limit is not None and len(runs) >= a.limit:
-            break
-        s = ds[i]
-        target = target_of(s.masks, s.rater_valid)
-        if not target.any():
-            continue
+    # the protocol's order and seeds (seed + position among held-back cases)
+    for pos, i, s, target in target_volumes(ds, idx, a.limit):
         f = out / (ds.case_ids[i].replace("/", "_") + ".npz")
         if not f.is_file():
             mask, prob = unstopped_run(model, s, target, a.seed + pos, options)

@@ -140,7 +140,7 @@ def test_volume_session_box_threshold_propagates_the_sample_envelope(model):
     assert box.tolist() == propagated_box(env).tolist() == [[60.0, 90.0, 119.0, 149.0]]
     _, box, _ = st._prompt(1, st._slice(1), g, None)
     assert box.tolist() == propagated_box(g).tolist()
-    p = st.click((24.0, 24.0, 2.0), True)  # the session keeps the envelope of each kept slice
+    p = st.click((24.0, 24.0, 2.0), True)  # a session runs with the option
     assert p.mask.shape == vol.shape
     assert VolumeConfig().box_threshold == 0.5
     with pytest.raises(ValueError, match="box_threshold"):

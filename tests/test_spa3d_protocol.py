@@ -210,3 +210,21 @@ def test_volume_split_partitions_by_the_models_patients(tmp_path):
     assert p3.volume_split(Ds(), str(tmp_path / "m"), "train") == ([1, 3], "the model's training volumes")
     with pytest.raises(ValueError, match="split"):
         p3.volume_split(Ds(), str(tmp_path / "m"), "val")
+
+
+def test_target_volumes_skips_empty_targets_and_stops_at_the_limit():
+    """target_volumes yields (position in idx, index, sample, target) for non-empty targets only and
+    loads no case past the limit."""
+    from types import SimpleNamespace
+
+    loaded = []
+
+    class Ds:
+        def __getitem__(self, i):
+            loaded.append(i)
+            m = np.zeros((1, 2, 3, 3), bool)
+            m[0, 0, 1, 1] = i != 5  # case 5 has an empty target
+            return SimpleNamespace(masks=m, rater_valid=[True])
+
+    got = [(pos, i) for pos, i, _, t in p3.target_volumes(Ds(), [7, 5, 3, 9], limit=2) if t.sum() == 1]
+    assert got == [(0, 7), (2, 3)] and loaded == [7, 5, 3]

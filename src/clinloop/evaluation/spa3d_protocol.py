@@ -251,6 +251,20 @@ def volume_split(ds, model: str | None, split: str = "held-back", method: str = 
     return idx, note
 
 
+def target_volumes(ds, idx, limit: int | None = None):
+    """``(pos, i, sample, target)`` for the cases ``idx`` whose protocol target is not empty, in
+    order; ``pos`` = the position in ``idx`` (the seed offset), at most ``limit`` of them."""
+    n = 0
+    for pos, i in enumerate(idx):
+        if limit is not None and n >= limit:
+            return
+        s = ds[i]
+        target = target_of(s.masks, s.rater_valid)
+        if target.any():
+            n += 1
+            yield pos, i, s, target
+
+
 def _mean(v) -> float | None:
     v = [x for x in v if x is not None]
     return float(np.mean(v)) if v else None
@@ -294,13 +308,7 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
     if out is not None and out.suffix != ".json":
         out = out / "results.json"
     rows, curves, n_steps = [], [], args.iterations + 1
-    for pos, i in enumerate(idx):
-        if args.limit is not None and len(rows) >= args.limit:
-            break
-        s = ds[i]
-        target = target_of(s.masks, s.rater_valid)
-        if not target.any():
-            continue
+    for pos, i, s, target in target_volumes(ds, idx, args.limit):
         seed, cache = args.seed + pos, {}
         row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "seed": seed, "depth": int(target.shape[0])}
         r, d, first, final = run_volume(model, s.image, target, s.spacing, seed, args.iterations, cache,
