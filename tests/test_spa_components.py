@@ -166,6 +166,29 @@ def test_candidates_fewer_distinct_masks_than_k():
     assert torch.equal(c[0], a) and torch.equal(c[1], b) and torch.equal(c[2], a) and torch.equal(c[3], b)
 
 
+def test_volume_candidates_are_cluster_means_per_slice_by_size():
+    # 4 samples over 2 slices of an 8x8 frame: samples 0 and 1 identical (slice 0: a 2x4 bar, slice 1: a 2x2
+    # square), sample 2 the same less one pixel of the square, sample 3 a full-width bar and nothing on slice 1
+    ys0 = torch.zeros(4, 2, 8, dtype=torch.bool)  # slice 0 cropped to rows 3..4, all 8 columns
+    ys0[:3, :, 2:6] = True
+    ys0[3] = True
+    ys1 = torch.zeros(4, 2, 2, dtype=torch.bool)  # slice 1 cropped to rows 0..1, cols 6..7
+    ys1[:3] = True
+    ys1[2, 0, 0] = False
+    out = cand.volume_candidates([ys0, ys1], [(3, 5, 0, 8), (0, 2, 6, 8)], k=4, n=4, seed=0, size=(8, 8))
+    assert [tuple(o.shape) for o in out] == [(4, 8, 8), (4, 8, 8)]
+    bar, wide, sq, empty = (np.zeros((8, 8), bool) for _ in range(4))
+    bar[3:5, 2:6] = wide[3:5] = sq[0:2, 6:8] = True
+    sq_less = sq.copy()
+    sq_less[0, 6] = False
+    pair = [(out[0][k].numpy().tobytes(), out[1][k].numpy().tobytes()) for k in range(4)]
+    # 3 distinct samples: clusters {0, 1}, {2}, {3}; the pair first (largest), the 4th slot repeats it
+    assert pair[0] == pair[3] == (bar.tobytes(), sq.tobytes())
+    assert set(pair[1:3]) == {(bar.tobytes(), sq_less.tobytes()), (wide.tobytes(), empty.tobytes())}
+    none = cand.volume_candidates([torch.zeros(4, 0, 0, dtype=torch.bool)], [(0, 0, 0, 0)], 2, 4, 0, (8, 8))
+    assert len(none) == 1 and none[0].shape == (2, 8, 8) and not none[0].any()  # no sample reached the slice
+
+
 def test_y_app_and_differences():
     masks = torch.tensor([[1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 1, 0]], dtype=torch.bool)
     p, y = cand.aggregate(masks)

@@ -106,6 +106,32 @@ def pooled_fraction(masks: torch.Tensor, pool: int) -> torch.Tensor:
     return counts.reshape(n, -1).float() / (pool * pool)
 
 
+def volume_candidates(ys: list[torch.Tensor], boxes: list[tuple[int, int, int, int]], k: int, n: int, seed: int,
+                      size: tuple[int, int] = (256, 256)) -> list[torch.Tensor]:
+    """{r_k} of a volume (§3.4 over 3-D samples): K-means (seeded with ``seed``) over the N 3-D samples
+    y_n, given per slice as ``ys[i] (N, bh, bw)`` bool cropped to ``boxes[i]`` (r0, r1, c0, c1, exclusive
+    ends, in a ``size`` frame) and 2x2-pooled (exact: the all-zero columns outside the boxes add nothing
+    to distances); candidate k is, on every slice, the 0.5-binarised mean of cluster k's members, ordered
+    by cluster size, duplicates filling the slots when fewer than K samples are distinct. Returns one
+    ``(K, *size)`` bool per slice."""
+    feats = [pooled_fraction(y, 2) for y in ys if y.numel()]
+    x = torch.cat(feats, 1) if feats else torch.zeros(n, 1)
+    kk = min(k, len({row.numpy().tobytes() for row in x}))
+    _, labels = kmeans(x, kk, seed=seed)
+    onehot = torch.nn.functional.one_hot(labels, kk).T.float()  # (kk, N)
+    sizes = onehot.sum(1)
+    rank = torch.argsort(sizes, descending=True, stable=True)
+    rank = torch.cat([rank, rank[torch.arange(k - kk) % kk]]) if kk < k else rank
+    out = []
+    for y, (r0, r1, c0, c1) in zip(ys, boxes):
+        cm = torch.zeros(k, *size, dtype=torch.bool)
+        if y.numel():
+            mean = (onehot @ y.reshape(n, -1).float()) / sizes[:, None]
+            cm[:, r0:r1, c0:c1] = (mean[rank] > 0.5).view(k, r1 - r0, c1 - c0)
+        out.append(cm)
+    return out
+
+
 def differences(candidates: torch.Tensor, y_app: torch.Tensor) -> torch.Tensor:
     """Delta_{r_k}: ``(K, 2, *spatial)`` bool; channel 0 = added (+), 1 = removed (-)."""
     return torch.stack([candidates & ~y_app[None], ~candidates & y_app[None]], dim=1)

@@ -54,8 +54,8 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    mask stays zero) and the direction ends, unless a slice further on carries
    a positive user click: propagation resumes there (a clicked slice is
    always segmented, never stopped).
-4. **3-D candidates.** K-means (:func:`clinloop.models.spa.candidates.kmeans`,
-   seeded with the step seed) clusters the N *3-D* samples y_n (2x2-pooled,
+4. **3-D candidates** (:func:`clinloop.models.spa.candidates.volume_candidates`).
+   K-means (seeded with the step seed) clusters the N *3-D* samples y_n (2x2-pooled,
    each slice cropped to the box where any sample is foreground: exact, since
    all-zero columns add nothing to distances); candidate k is, on every slice,
    the 0.5-binarised mean of the same member latents, so the K candidates are K
@@ -467,26 +467,13 @@ class VolumeState(SPAStateBase):
 
         k_n, n = self.model.config.n_candidates, self.model.config.n_samples
         order = sorted(outs)
-        feats = [cand.pooled_fraction(outs[t].ys, 2) for t in order if outs[t].ys.numel()]
-        x = torch.cat(feats, 1) if feats else torch.zeros(n, 1)
-        kk = min(k_n, len({row.numpy().tobytes() for row in x}))
-        _, labels = cand.kmeans(x, kk, seed=step_seed)
-        onehot = torch.nn.functional.one_hot(labels, kk).T.float()  # (kk, N)
-        sizes = onehot.sum(1)
-        rank = torch.argsort(sizes, descending=True, stable=True)
-        rank = torch.cat([rank, rank[torch.arange(k_n - kk) % kk]]) if kk < k_n else rank
+        cms = cand.volume_candidates([outs[t].ys for t in order], [outs[t].box for t in order], k_n, n, step_seed)
         prob = np.zeros(self.shape, np.float32)
         cands = np.zeros((k_n, *self.shape), bool)
-        self.slice_cands = {}
-        for t in order:
+        self.slice_cands = dict(zip(order, cms))
+        for t, cm in self.slice_cands.items():
             o, s = outs[t], self.cache[(self.axis, t)]
             pl.put(prob, self.axis, t, o.prob.numpy())
-            cm = torch.zeros(k_n, 256, 256, dtype=torch.bool)
-            if o.ys.numel():
-                mean = (onehot @ o.ys.reshape(n, -1).float()) / sizes[:, None]
-                r0, r1, c0, c1 = o.box
-                cm[:, r0:r1, c0:c1] = (mean[rank] > 0.5).view(k_n, r1 - r0, c1 - c0)
-            self.slice_cands[t] = cm
             ci = s.grid.from_model(postprocess_logits(cm.float(), s.info)) > 0.5
             pl.put(cands, self.axis, t, ci.numpy())
         self.candidates = cands
