@@ -38,6 +38,20 @@ def test_propagation_box_holds_a_guides_box_with_a_few_pixels_of_slack():
     assert picks == {True, False}  # either guide is drawn
 
 
+def test_propagation_box_with_shrink_also_moves_sides_inwards():
+    g = np.zeros((256, 256), bool)
+    g[100:141, 60:81] = True  # 21 wide, 41 high
+    rng = np.random.default_rng(1)
+    boxes = np.array([propagation_box((g,), rng, shrink=0.2) for _ in range(400)])
+    out = (boxes - np.array([60, 100, 80, 140], float)) * np.array([-1, -1, 1, 1])
+    # inwards: int(0.2 * side) + 3 -> x sides 4 + 3 = 7, y sides 8 + 3 = 11; outwards as without shrink
+    assert out.min(0).tolist() == [-7, -11, -7, -11]
+    assert out.max(0).tolist() == [4, 5, 4, 5]
+    # shrink 0 draws exactly the boxes it drew before the option existed
+    a = [propagation_box((g,), np.random.default_rng(s)) for s in range(5)]
+    assert a == [propagation_box((g,), np.random.default_rng(s), shrink=0.0) for s in range(5)]
+
+
 def _atrium(root, n=5, shape=(20, 20, 12), z=(3, 8)):
     """A Decathlon folder whose case k has a square 'atrium' on NIfTI slices z[0]..z[1] (k-shifted)."""
     from tests.fixtures_datasets import _save_vol, volume_affine
@@ -87,6 +101,10 @@ def test_source_cases_with_propagation_adds_guides_and_end_cases(tmp_path, monke
     occ = np.nonzero(ds[i].masks[0].any(axis=(1, 2)))[0]
     lo_end = next(c for c in ends if c.case_id == f"la:{ds.case_ids[i]}/z{occ[0] - 1}")
     np.testing.assert_array_equal(lo_end.guides[0], by_id[f"la:{ds.case_ids[i]}/z{occ[0]}"].masks.any(0))
+    # end_repeat 0: the guided slices only, no end case
+    no_ends, rec_n = source_cases(tmp_path, src, bb, progress=False, propagation=True, end_repeat=0)
+    assert [c.case_id for c in no_ends] == [c.case_id for c in plain] and rec_n["end_cases"] == 0
+    assert all(c.guides for c in no_ends)
 
 
 def _case(target: bool, guide_box=(40, 60, 120, 140)):
@@ -132,6 +150,8 @@ def test_trainer_runs_propagation_episodes_from_a_neighbours_box():
     assert first[0][0] is not None and first[0][2] is None
     with pytest.raises(ValueError, match="propagation_prob"):
         SPATrainer(net, propagation_prob=2.0)
+    with pytest.raises(ValueError, match="propagation_shrink"):
+        SPATrainer(net, propagation_shrink=0.5)
 
 
 def test_propagation_prob_needs_a_mix(tmp_path):
@@ -139,3 +159,9 @@ def test_propagation_prob_needs_a_mix(tmp_path):
 
     with pytest.raises(ValueError, match="--propagation-prob needs --mix"):
         train_model(SPATrainOptions(method="spa", data=str(tmp_path), out=str(tmp_path / "m"), propagation_prob=0.5))
+    with pytest.raises(ValueError, match="--propagation-ends must be >= 0"):
+        train_model(SPATrainOptions(method="spa", data=str(tmp_path), out=str(tmp_path / "m"), mix="general",
+                                    propagation_prob=0.5, propagation_ends=-1))
+    with pytest.raises(ValueError, match="--propagation-shrink must be in 0 .. 0.5"):
+        train_model(SPATrainOptions(method="spa", data=str(tmp_path), out=str(tmp_path / "m"), mix="general",
+                                    propagation_prob=0.5, propagation_shrink=0.6))

@@ -144,6 +144,11 @@ class SPATrainOptions(TrainOptions):
                                             "slices' episodes starts from a neighbour's box, as a volume session "
                                             "prompts the next slice (spa_corrective.propagation_box; measured to make "
                                             "volume sessions stop early: docs/methods/spa.md)")
+    propagation_ends: int = opt(3, help="with --propagation-prob: copies of each volume's two end slices (target "
+                                        "empty, prompted by the end slice's box) among the cases; 0: none")
+    propagation_shrink: float = opt(0.0, help="with --propagation-prob: each side of a neighbour's box may also "
+                                              "move inwards by up to this share of its side (a session's own "
+                                              "previous mask is often smaller than the structure)")
     exclude_rater: int | None = opt(None, help="leave rater R (0-based) out of training (leave-one-rater-out, "
                                                "spa.txt §4.3.2): its masks count as missing; slices left without "
                                                "a drawn mask are skipped")
@@ -185,6 +190,11 @@ def train_model(o: SPATrainOptions) -> Path:
         raise ValueError(f"clinloop.training.spa trains {', '.join(METHODS)}; got {o.method!r}")
     if o.propagation_prob > 0 and not o.mix:
         raise ValueError("--propagation-prob needs --mix (its propagation episodes come from the mix's 3-D sources)")
+    if o.propagation_ends < 0:
+        raise ValueError(f"--propagation-ends must be >= 0 (copies of each end slice), got {o.propagation_ends}")
+    if not 0 <= o.propagation_shrink < 0.5:
+        raise ValueError(f"--propagation-shrink must be in 0 .. 0.5 (a share of the box's side), "
+                         f"got {o.propagation_shrink}")
     if o.episodes_per_step < 1:
         raise ValueError(f"--episodes-per-step must be >= 1, got {o.episodes_per_step}")
     d = distributed.init(o.device)
@@ -223,7 +233,7 @@ def train_model(o: SPATrainOptions) -> Path:
         if o.finetune_encoder:
             raise ValueError("--mix trains on cached embeddings; it cannot be combined with --finetune-encoder")
         cases, sources = mixed_cases(o.data, o.mix, backbone, seed=split_seed, progress=d.main,
-                                     propagation=o.propagation_prob > 0)
+                                     propagation=o.propagation_prob > 0, end_repeat=o.propagation_ends)
         data_info = {"format": "mix", "mix": o.mix, "sources": sources,
                      "split": {"kind": "patients per source", "seed": split_seed, "train_cases": len(
                          {c.case_id for c in cases})},
@@ -247,7 +257,7 @@ def train_model(o: SPATrainOptions) -> Path:
                          fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]),
                          encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step,
                          click_prob=o.click_prob, box_prob=o.box_prob, click_weight=o.click_weight,
-                         propagation_prob=o.propagation_prob)
+                         propagation_prob=o.propagation_prob, propagation_shrink=o.propagation_shrink)
     ck = out / "checkpoint.pt"
     if o.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -264,7 +274,8 @@ def train_model(o: SPATrainOptions) -> Path:
     info = {
         "method": o.method, "data": str(o.data), **data_info,
         "click_prob": o.click_prob, "box_prob": o.box_prob, "click_weight": o.click_weight,
-        "propagation_prob": o.propagation_prob,
+        "propagation_prob": o.propagation_prob, "propagation_ends": o.propagation_ends,
+        "propagation_shrink": o.propagation_shrink,
         "init": init_info, "time_budget": o.time_budget,
         "finetune_encoder": o.finetune_encoder, "encoder_lr": o.encoder_lr if o.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": o.steps, "lr_new": o.lr_new,

@@ -33,17 +33,20 @@ import torch
 import torch.nn.functional as F
 
 
-def jittered_box(target: np.ndarray, rng: np.random.Generator, max_shift: float = 0.1, pad: int = 4) -> list[float]:
+def jittered_box(target: np.ndarray, rng: np.random.Generator, max_shift: float = 0.1, pad: int = 4,
+                 shrink: float = 0.0) -> list[float]:
     """A box ``[x0, y0, x1, y1]`` around the foreground of ``target (H, W)`` bool, each side
-    moved by a uniform integer in ``[-pad, max_shift * side + pad]`` outwards (MedSAM's training
-    boxes: the bounding box with a few pixels of random slack), clipped to the frame."""
+    moved by a uniform integer in ``[-(shrink * side + pad), max_shift * side + pad]`` outwards
+    (MedSAM's training boxes, ``shrink`` 0: the bounding box with a few pixels of random slack),
+    clipped to the frame."""
     ys, xs = np.nonzero(target)
     if len(ys) == 0:
         raise ValueError("jittered_box: the target is empty")
     h, w = target.shape
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
     sx, sy = max(1, int(max_shift * (x1 - x0 + 1)) + pad), max(1, int(max_shift * (y1 - y0 + 1)) + pad)
-    j = rng.integers(-pad, [sx + 1, sy + 1, sx + 1, sy + 1])
+    ix, iy = int(shrink * (x1 - x0 + 1)) + pad, int(shrink * (y1 - y0 + 1)) + pad
+    j = rng.integers([-ix, -iy, -ix, -iy], [sx + 1, sy + 1, sx + 1, sy + 1])
     box = [x0 - j[0], y0 - j[1], x1 + j[2], y1 + j[3]]
     box = [float(np.clip(box[0], 0, w - 1)), float(np.clip(box[1], 0, h - 1)),
            float(np.clip(box[2], 0, w - 1)), float(np.clip(box[3], 0, h - 1))]
@@ -54,7 +57,7 @@ def jittered_box(target: np.ndarray, rng: np.random.Generator, max_shift: float 
     return box
 
 
-def propagation_box(guides, rng: np.random.Generator) -> list[float]:
+def propagation_box(guides, rng: np.random.Generator, shrink: float = 0.0) -> list[float]:
     """The first prompt of a *propagation episode*: a volume session prompts each next slice with
     the box of the previous slice's mask (:func:`clinloop.interaction.propagation.propagated_box`),
     so with probability ``propagation_prob`` (always for an end case, whose target is empty) an
@@ -65,9 +68,11 @@ def propagation_box(guides, rng: np.random.Generator) -> list[float]:
     the next slice, where it grows, shrinks or ends (target empty), instead of reading the box as
     the outline of what it must segment. Measured (docs/methods/spa.md, 2026-12-04): with
     ``propagation_prob`` 0.5 volume sessions stop early (atrium 0.716 -> 0.398 after the click),
-    so no shipped model uses it."""
+    so no shipped model uses it. ``shrink`` > 0 lets each side also move inwards by up to that share
+    of the side: a session's previous mask is often smaller than the structure (the atrium's held-back
+    sessions lose 0.11 Dice to boxes that shrink from slice to slice: ``benchmarks/volume_oracle.py``)."""
     g = guides[int(rng.integers(len(guides)))]
-    return jittered_box(np.asarray(g, bool), rng, max_shift=0.05, pad=3)
+    return jittered_box(np.asarray(g, bool), rng, max_shift=0.05, pad=3, shrink=shrink)
 
 
 def add_corrective_click(points, target: np.ndarray, current: np.ndarray, rng: np.random.Generator,

@@ -118,11 +118,11 @@ def _attach_guides(cases: list, union: np.ndarray, guides: Sequence[Sequence[int
 
 
 def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progress: bool = True,
-                 propagation: bool = False):
+                 propagation: bool = False, end_repeat: int = END_REPEAT):
     """The training ``TrainCase`` list of one source and its record (case and patient ids).
 
     ``propagation`` (3-D sources): each slice case carries its neighbours' masks as
-    ``TrainCase.guides`` and each volume adds its two end cases, ``END_REPEAT`` times each
+    ``TrainCase.guides`` and each volume adds its two end cases, ``end_repeat`` times each (0: none)
     (:func:`propagation_guides`; the trainer's propagation episodes,
     :func:`clinloop.training.spa_corrective.propagation_box`)."""
     from clinloop.data import load_dataset
@@ -145,13 +145,14 @@ def source_cases(root: str | Path, src: Source, backbone, seed: int = 0, progres
             zs = structure_slices(s.masks, src.slices)
             union = np.asarray(s.masks, bool)[np.asarray(s.rater_valid, bool)].any(0)
             nb, ends = propagation_guides(union, zs) if propagation else ([(z, []) for z in zs], [])
+            ends = ends if end_repeat > 0 else []
             samples = [MultiRaterSample(image=s.image[:, z], masks=s.masks[:, z], case_id=f"{ds.case_ids[i]}/z{z}",
                                         patient_id=ds.patient_ids[i], rater_valid=s.rater_valid,
                                         structure=s.structure) for z, _ in nb + ends]
             vol = prepare_cases(ListDataset(samples), range(len(samples)), backbone, progress=False)
             if propagation and nb:  # (a volume without the structure has no slice to guide)
                 _attach_guides(vol, union, [g for _, g in nb] + [[g] for _, g in ends])
-            cases += vol[:len(nb)] + [replace(c) for c in vol[len(nb):] for _ in range(END_REPEAT)]
+            cases += vol[:len(nb)] + [replace(c) for c in vol[len(nb):] for _ in range(end_repeat)]
         ids = [c.case_id for c in cases]  # prepare_cases took them from the samples
     for c, cid in zip(cases, ids):
         c.case_id = f"{src.name}:{cid}"
@@ -181,13 +182,15 @@ def balanced_cases(groups: Sequence[Sequence[Any]], weights: Sequence[float], se
 
 
 def mixed_cases(root: str | Path, mix: str | Sequence[Source], backbone, seed: int = 0,
-                progress: bool = True, propagation: bool = False) -> tuple[list, dict[str, Any]]:
+                progress: bool = True, propagation: bool = False,
+                end_repeat: int = END_REPEAT) -> tuple[list, dict[str, Any]]:
     """All sources of ``mix`` (a name in ``MIXES`` or Source list): the balanced case list and
-    a record per source (for ``data.json``); ``propagation``: see :func:`source_cases`."""
+    a record per source (for ``data.json``); ``propagation``, ``end_repeat``: see :func:`source_cases`."""
     sources = MIXES[mix] if isinstance(mix, str) else tuple(mix)
     groups, records = [], {}
     for src in sources:
-        cases, rec = source_cases(root, src, backbone, seed=seed, progress=progress, propagation=propagation)
+        cases, rec = source_cases(root, src, backbone, seed=seed, progress=progress, propagation=propagation,
+                                  end_repeat=end_repeat)
         if not cases:
             raise ValueError(f"{Path(root) / src.folder}: no training case with a non-empty target for {src.name}")
         groups.append(cases)

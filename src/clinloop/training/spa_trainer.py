@@ -151,7 +151,7 @@ class SPATrainer:
                  wta_weight: float = 1.0, wta_relax: float = 0.05,
                  fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5,
                  episodes_per_step: int = 1, click_prob: float = 0.0, box_prob: float = 0.0,
-                 click_weight: float = 0.0, propagation_prob: float = 0.0) -> None:
+                 click_weight: float = 0.0, propagation_prob: float = 0.0, propagation_shrink: float = 0.0) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
         for name, v in (("click_prob", click_prob), ("box_prob", box_prob), ("propagation_prob", propagation_prob)):
             if not 0 <= v <= 1:
@@ -161,6 +161,9 @@ class SPATrainer:
         # the simulated user (spa_corrective): corrective clicks, a box first, the click term's weight
         self.click_prob, self.box_prob, self.click_weight = float(click_prob), float(box_prob), float(click_weight)
         self.propagation_prob = float(propagation_prob)  # share of guided cases prompted by a neighbour's box
+        if not 0 <= propagation_shrink < 0.5:
+            raise ValueError(f"propagation_shrink must be in 0 .. 0.5 (a share of the box's side), got {propagation_shrink}")
+        self.propagation_shrink = float(propagation_shrink)  # ... whose sides may move inwards by this share
         if int(episodes_per_step) < 1:
             raise ValueError(f"episodes_per_step must be >= 1, got {episodes_per_step}")
         self.episodes_per_step = int(episodes_per_step)  # B: episodes per training step (used by train())
@@ -308,7 +311,7 @@ class SPATrainer:
         if case.guides and (not y_np.any() or (self.propagation_prob > 0 and rng.random() < self.propagation_prob)):
             from clinloop.training.spa_corrective import propagation_box  # a volume session's next slice
 
-            ep.box = torch.tensor([propagation_box(case.guides, rng)], dtype=torch.float32, device=dev)
+            ep.box = torch.tensor([propagation_box(case.guides, rng, self.propagation_shrink)], dtype=torch.float32, device=dev)
             return ep
         if self.box_prob > 0 and rng.random() < self.box_prob:  # the first interaction is a box (spa_corrective)
             from clinloop.training.spa_corrective import jittered_box
