@@ -21,6 +21,9 @@ def _ellipsoid(shape=(12, 48, 48), centre=(6, 24, 24), radii=(4, 10, 12), seed=0
     return (100 + 120 * ell + rng.normal(0, 15, shape)).astype(np.float32), ell
 
 
+NO_ORTH = VolumeConfig(orthogonal=False)  # the propagation alone (the refinement: tests/test_orthogonal.py)
+
+
 @pytest.fixture(scope="module")
 def model():
     return SPAModel(tiny_net())
@@ -181,8 +184,8 @@ def test_anchor_slice_equals_the_2d_session(model):
 
 def test_volume_click_choose_undo_replay_exact(model):
     vol, _ = _ellipsoid(shape=(7, 48, 48), centre=(3, 24, 24), radii=(3, 10, 12))
-    seen = []
-    s = Session(model, vol, seed=2, progress=lambda r: seen.append(r))
+    seen = []  # the propagation alone (the refinement along the other axes: tests/test_orthogonal.py)
+    s = Session(model, vol, seed=2, progress=lambda r: seen.append(r), volume_config=NO_ORTH)
     p1 = s.click((24, 24, 3))
     assert p1.mask.shape == (7, 48, 48) and p1.probability.shape == (7, 48, 48)
     assert p1.uncertainty.shape == (7, 48, 48) and p1.candidates.shape == (4, 7, 48, 48)
@@ -209,7 +212,7 @@ def test_volume_click_choose_undo_replay_exact(model):
     assert back.extra["encoded_slices"] == 0
     p3b = s.click((20, 22, 5), positive=False)
     np.testing.assert_array_equal(p3b.mask, p3.mask)
-    r = Session.replay(model, vol, s.history, seed=2)
+    r = Session.replay(model, vol, s.history, seed=2, volume_config=NO_ORTH)
     np.testing.assert_array_equal(r.proposal.mask, p3.mask)
     np.testing.assert_array_equal(r.proposal.candidates, p3.candidates)
     assert s.accept().shape == (7, 48, 48)
@@ -265,7 +268,7 @@ def test_corrective_click_prompts_the_current_mask_and_undo_restores():
 
     m, calls = _spy_model()
     vol, _ = _ellipsoid(shape=(7, 48, 48), centre=(3, 24, 24), radii=(3, 10, 12))
-    s = Session(m, vol, seed=2)
+    s = Session(m, vol, seed=2, volume_config=NO_ORTH)
     p1, (pts, labs, mp) = _anchor_call(calls, lambda: s.click((24, 24, 3)))
     assert mp is None and labs.tolist() == [[1]]  # the first click: a point, no mask prompt
     info = s._state.cache[(0, 3)].info
@@ -302,7 +305,7 @@ def test_corrective_click_prompts_the_current_mask_and_undo_restores():
     np.testing.assert_array_equal(mp_again.numpy(), mp5.numpy())
     np.testing.assert_array_equal(again.mask, p5.mask)
     np.testing.assert_array_equal(again.candidates, p5.candidates)
-    r = Session.replay(m, vol, s.history, seed=2)
+    r = Session.replay(m, vol, s.history, seed=2, volume_config=NO_ORTH)
     np.testing.assert_array_equal(r.proposal.mask, p5.mask)
     np.testing.assert_array_equal(r.proposal.probability, p5.probability)
     # another axis: the current 3-D mask's coronal plane, resampled into that plane's model frame
@@ -317,7 +320,7 @@ def test_corrective_click_prompts_the_current_mask_and_undo_restores():
 def test_corrective_clicks_are_honoured_on_their_voxels():
     m, _ = _spy_model()
     vol, _ = _ellipsoid(shape=(7, 48, 48), centre=(3, 24, 24), radii=(3, 10, 12))
-    s = Session(m, vol, seed=2)
+    s = Session(m, vol, seed=2, volume_config=NO_ORTH)  # with the refinement: tests/test_orthogonal.py
     p1 = s.click((24, 24, 3))
     inside = np.argwhere(p1.mask[3])
     y0, x0 = (int(v) for v in inside[len(inside) // 3])
@@ -329,7 +332,7 @@ def test_corrective_clicks_are_honoured_on_their_voxels():
         p3 = s.click((x1, y1, 3))  # include a voxel the proposal misses
         assert p3.mask[3, y1, x1] and p3.candidates[:, 3, y1, x1].all()
         assert not p3.mask[3, y0, x0]  # the earlier exclude still holds
-    r = Session.replay(m, vol, s.history, seed=2)
+    r = Session.replay(m, vol, s.history, seed=2, volume_config=NO_ORTH)
     np.testing.assert_array_equal(r.proposal.mask, s.proposal.mask)
 
 
@@ -343,7 +346,7 @@ def test_encode_ahead_is_bit_identical_and_bounded():
     m = SPAModel(tiny_net())
     runs = []
     for ahead in (0, 2):
-        s = Session(m, vol, seed=4, volume_config=VolumeConfig(encode_ahead=ahead))
+        s = Session(m, vol, seed=4, volume_config=VolumeConfig(encode_ahead=ahead, orthogonal=False))
         ps = [s.click((24, 24, 4)), s.choose(2), s.click((20, 24, 5), positive=False)]
         runs.append((ps, s))
     (plain, s0), (fast, s2) = runs
@@ -451,6 +454,7 @@ def test_spa_lidc_one_click_follows_an_ellipsoid():
     assert p.mask.any((1, 2))[ell_slices].mean() >= 7 / 8
     assert not p.mask[:3].any() and not p.mask[13:].any()  # the stop rule ends the structure
     assert p.extra["encoded_slices"] <= 12
+    assert p.extra["orthogonal_planes"] is None  # 8 slices: too short for the orthogonal refinement
     differ = [z for z in range(16) if any((p.candidates[a, z] != p.candidates[b, z]).any()
                                           for a in range(4) for b in range(a + 1, 4))]
     assert len(differ) >= 4

@@ -90,6 +90,10 @@ class SPA3DProtocolOptions(ProtocolOptions):
                                         "share of its largest, stop at one that regrows (0: off, the default)")
     regrow_factor: float = opt(1.1, help="VolumeConfig.regrow_factor: 'regrows' = larger than this times the "
                                          "smallest slice kept in the direction")
+    no_orthogonal: bool = opt(False, help="VolumeConfig.orthogonal = False: the propagation along the clicked "
+                                          "axis alone, without the refinement along the two other axes")
+    orthogonal_min_extent: float = opt(16.0, help="VolumeConfig.orthogonal_min_extent: refine only structures "
+                                                  "whose propagated slices span at least this many pixels")
     threads: int | None = opt(None)
 
 
@@ -286,7 +290,8 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
     from clinloop.interaction.propagation import VolumeConfig
 
     propagation = {"use_mask": args.propagate_mask, "min_area_fraction": args.min_area_fraction,
-                   "regrow_below": args.regrow_below, "regrow_factor": args.regrow_factor}
+                   "regrow_below": args.regrow_below, "regrow_factor": args.regrow_factor,
+                   "orthogonal": not args.no_orthogonal, "orthogonal_min_extent": args.orthogonal_min_extent}
     VolumeConfig(box_margin=args.box_margin, **propagation)  # bad options fail before any work
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -342,7 +347,8 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         "n_cases": len(rows), "split": note, "n_excluded_trained": skipped, "iterations": args.iterations,
         "first": args.first, "box_margin": args.box_margin, "propagate_mask": args.propagate_mask,
         "min_area_fraction": args.min_area_fraction, "regrow_below": args.regrow_below,
-        "regrow_factor": args.regrow_factor,
+        "regrow_factor": args.regrow_factor, "orthogonal": not args.no_orthogonal,
+        "orthogonal_min_extent": args.orthogonal_min_extent,
         "dice_per_iteration": [float(np.mean([c[k] for c in curves])) for k in range(n_steps)],
         "assd_click": _mean(r["assd_click"] for r in rows), "assd_final": _mean(r["assd_final"] for r in rows),
         "assd_empty": sum(r["assd_click"] is None for r in rows),

@@ -44,6 +44,15 @@ class VolumeConfig:
     use_mask: bool = False  # ... with the previous mask as the mask prompt (±4 logits)
     anisotropy_tolerance: float = 0.05  # resample planes whose pixel spacings differ by more (relative)
     encode_ahead: int = 0  # encode up to this many slices beyond each frontier in a background thread (0: off)
+    # orthogonal refinement (clinloop.models.spa.orthogonal): the planes along the two other axes, prompted by
+    # the box of the propagated mask (sides moved out by orthogonal_margin), vote with it per latent sample;
+    # skipped when the propagated slices span less than orthogonal_min_extent in-plane pixels (slices x slice
+    # spacing / finest in-plane spacing: short structures, thin orthogonal planes) or their region holds more
+    # than orthogonal_max_voxels voxels
+    orthogonal: bool = True
+    orthogonal_margin: float = 0.05
+    orthogonal_min_extent: float = 16.0
+    orthogonal_max_voxels: int = 8_000_000
 
     def __post_init__(self) -> None:
         pl.check_axis(self.axis)
@@ -71,6 +80,13 @@ class VolumeConfig:
             raise ValueError(f"box_margin must be in 0 .. 1 (a share of the box's side), got {self.box_margin}")
         if not 0 < self.box_threshold <= 0.5:  # a superset of y_app: never empty where y_app is not
             raise ValueError(f"box_threshold must be in (0, 0.5] (0.5: y_app's box), got {self.box_threshold}")
+        if not 0 <= self.orthogonal_margin <= 1:
+            raise ValueError(f"orthogonal_margin must be in 0 .. 1 (a share of the box's side), got {self.orthogonal_margin}")
+        if not self.orthogonal_min_extent >= 1:
+            raise ValueError(f"orthogonal_min_extent must be >= 1 (pixels), got {self.orthogonal_min_extent}")
+        v = self.orthogonal_max_voxels
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"orthogonal_max_voxels must be a positive integer, got {v!r}")
         if not (self.use_point or self.use_mask or self.use_box):
             raise ValueError("propagation needs at least one of use_point, use_mask, use_box")
 

@@ -29,11 +29,8 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    chosen 3-D candidate's slice is the mask prompt. The decoder runs once per
    slice and the *same* N latents give that slice's N samples (the tail path's
    per-sample offsets), so sample n is one 3-D mask y_n under one latent.
-   Measured with spa-lidc on a 24x96x96 ellipsoid (13 slices) clicked at its
-   centre, 3-D Dice: box 0.78, point 0.55, box+point+mask 0.56, point+mask
-   0.50, mask alone 0.06 (the proposal vanishes on the next slice). spa-lidc's
-   decoder keeps LiteMedSAM's box training; SPA's own prompts (point, mask) follow the previous
-   slice too literally (``box_margin``, ``box_threshold``: off; docs/methods/spa.md "Volumes").
+   Measured with spa-lidc on a 24x96x96 ellipsoid, 3-D Dice: box 0.78, point 0.55, box+point+mask
+   0.56, mask alone 0.06 (``box_margin``, ``box_threshold``: off; docs/methods/spa.md "Volumes").
 3. **Stop rule** (slice t against the last kept slice, both in plane pixels):
    stop when the new y_app is empty ("vanished"), has fewer than ``min_area``
    pixels or less than ``min_area_fraction`` of the largest slice kept so far
@@ -62,6 +59,10 @@ a :class:`VolumeState`. Per user action (spa.txt Alg. 1, one iteration j):
    consistent 3-D styles, ordered by cluster size. ``choose(k)`` feeds
    candidate k back (its anchor slice to the PDG, every slice as mask prompt)
    and recomputes the volume.
+5. **Orthogonal refinement** (:mod:`.orthogonal`; ``VolumeConfig.orthogonal``, on): the planes along
+   the two other axes, box-prompted from y_app under the same latents, vote with the propagation per
+   sample (majority of three); y_app and the candidates (step 4) come from the fused samples, the
+   next steps' mask prompts are resampled from them, and ``progress`` ends with the fused slices.
 
 Image encoding is lazy: only the slices the propagation visits are encoded
 (the anchor, the reached slices and the one slice where each direction
@@ -415,11 +416,18 @@ class VolumeState(SPAStateBase):
                 ahead.cancel()
         with self._fresh_lock:
             encoded = len(self._fresh & {(self.axis, t) for t in used})
-        p = self._assemble(outs, step_seed, stops, time.perf_counter() - t_start, encoded)
+        from clinloop.models.spa import orthogonal as orth
+
+        fused = orth.fused_proposal(self, outs, z, step_seed)  # None: no orthogonal refinement
+        with self._fresh_lock:  # ... else also the planes it encoded along the other axes
+            encoded += 0 if fused is None else len({k for k in self._fresh if k[0] != self.axis})
+        p = self._assemble(outs, step_seed, stops, time.perf_counter() - t_start, encoded, fused)
         if ahead is not None:
             p.extra["encoded_ahead"] = len(ahead.encoded)
         changed = self._honour(p) if self.model.config.honour_clicks and self.corrective else set()
-        self._remember(outs, p.mask, action)
+        if fused is not None:
+            orth.report_fused(self, outs, p.mask, p.probability)
+        self._remember(outs if fused is None else {}, p.mask, action)
         for z in changed:  # the next prompt there: the constrained mask, resampled (_current_prompt)
             for key in [k for k in self.current if self.axis != 0 or k == (0, z)]:
                 del self.current[key]
@@ -445,14 +453,15 @@ class VolumeState(SPAStateBase):
 
     def _remember(self, outs: dict[int, _Out], mask: np.ndarray, action: str) -> None:
         """Keep the proposal as the current mask (the next click's mask prompt on its slice):
-        y_app in the model frame, zero outside the resized image as the candidates are."""
+        y_app in the model frame, zero outside the resized image as the candidates are (no ``outs``, after
+        orthogonal refinement: every slice's prompt is resampled from ``mask``, :meth:`_current_prompt`)."""
         self.current = {}
         for t, o in outs.items():
             h, w = self.cache[(self.axis, t)].info.resized_size
             m = torch.zeros_like(o.y_model)
             m[:h, :w] = o.y_model[:h, :w]
             self.current[(self.axis, t)] = m
-        for t in range(self.shape[self.axis]):
+        for t in range(self.shape[self.axis]) if outs else ():
             self.current.setdefault((self.axis, t), None)  # empty along this axis: no mask prompt
         self.current_mask, self.last_action = mask, action
 
@@ -461,7 +470,8 @@ class VolumeState(SPAStateBase):
             o = outs[t]
             self.progress(SliceResult(self.axis, t, o.mask, o.prob.numpy(), len(outs)))
 
-    def _assemble(self, outs: dict[int, _Out], step_seed: int, stops, seconds: float, encoded: int) -> Proposal:
+    def _assemble(self, outs: dict[int, _Out], step_seed: int, stops, seconds: float, encoded: int,
+                  fused=None) -> Proposal:
         from clinloop.models.litemedsam.preprocess import postprocess_logits
         from clinloop.models.spa import candidates as cand
 
@@ -476,6 +486,8 @@ class VolumeState(SPAStateBase):
             pl.put(prob, self.axis, t, o.prob.numpy())
             ci = s.grid.from_model(postprocess_logits(cm.float(), s.info)) > 0.5
             pl.put(cands, self.axis, t, ci.numpy())
+        if fused is not None:  # orthogonal refinement: the fused samples' y_app and candidates
+            prob, cands, self.slice_cands = fused[0], fused[1], {}
         self.candidates = cands
         mask = prob > 0.5
         lo, hi = (order[0], order[-1]) if order else (None, None)
@@ -483,5 +495,6 @@ class VolumeState(SPAStateBase):
             mask=mask, probability=prob, uncertainty=(4 * prob * (1 - prob)).astype(np.float32), candidates=cands,
             extra={"sample_seed": step_seed, "n_samples": n, "method": self.model.name, "axis": self.axis,
                    "anchor": self.anchor, "slices": [lo, hi], "n_slices": len(order), "stops": stops,
-                   "encoded_slices": encoded, "seconds_total": seconds},
+                   "encoded_slices": encoded, "seconds_total": seconds,
+                   "orthogonal_planes": None if fused is None else fused[2]},
         )
