@@ -81,7 +81,8 @@ class VolumeConfig:
         if not 0 < self.box_threshold <= 0.5:  # a superset of y_app: never empty where y_app is not
             raise ValueError(f"box_threshold must be in (0, 0.5] (0.5: y_app's box), got {self.box_threshold}")
         if not 0 <= self.orthogonal_margin <= 1:
-            raise ValueError(f"orthogonal_margin must be in 0 .. 1 (a share of the box's side), got {self.orthogonal_margin}")
+            raise ValueError(f"orthogonal_margin must be in 0 .. 1 (a share of the box's side), "
+                             f"got {self.orthogonal_margin}")
         if not self.orthogonal_min_extent >= 1:
             raise ValueError(f"orthogonal_min_extent must be >= 1 (pixels), got {self.orthogonal_min_extent}")
         v = self.orthogonal_max_voxels

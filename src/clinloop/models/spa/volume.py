@@ -477,17 +477,17 @@ class VolumeState(SPAStateBase):
 
         k_n, n = self.model.config.n_candidates, self.model.config.n_samples
         order = sorted(outs)
-        cms = cand.volume_candidates([outs[t].ys for t in order], [outs[t].box for t in order], k_n, n, step_seed)
-        prob = np.zeros(self.shape, np.float32)
-        cands = np.zeros((k_n, *self.shape), bool)
-        self.slice_cands = dict(zip(order, cms))
+        if fused is not None:  # orthogonal refinement: the fused samples' y_app and candidates
+            prob, cands, self.slice_cands = fused[0], fused[1], {}
+        else:
+            cms = cand.volume_candidates([outs[t].ys for t in order], [outs[t].box for t in order], k_n, n, step_seed)
+            prob, cands = np.zeros(self.shape, np.float32), np.zeros((k_n, *self.shape), bool)
+            self.slice_cands = dict(zip(order, cms))
         for t, cm in self.slice_cands.items():
             o, s = outs[t], self.cache[(self.axis, t)]
             pl.put(prob, self.axis, t, o.prob.numpy())
             ci = s.grid.from_model(postprocess_logits(cm.float(), s.info)) > 0.5
             pl.put(cands, self.axis, t, ci.numpy())
-        if fused is not None:  # orthogonal refinement: the fused samples' y_app and candidates
-            prob, cands, self.slice_cands = fused[0], fused[1], {}
         self.candidates = cands
         mask = prob > 0.5
         lo, hi = (order[0], order[-1]) if order else (None, None)
