@@ -13,6 +13,17 @@ from clinloop.interaction import planes as pl
 
 
 @dataclass
+class SliceResult:
+    """One slice of a growing 3-D proposal (what a volume session's ``progress`` receives)."""
+
+    axis: int
+    index: int
+    mask: np.ndarray  # (rows, cols) bool, the plane along ``axis`` (pl.plane_shape)
+    probability: np.ndarray  # (rows, cols) float
+    done: int  # slices finished so far in this action
+
+
+@dataclass
 class VolumeConfig:
     """Options of a volumetric session (rules: :mod:`clinloop.models.spa.volume`)."""
 

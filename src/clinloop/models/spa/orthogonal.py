@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from clinloop.interaction import planes as pl
-from clinloop.interaction.propagation import propagated_box
+from clinloop.interaction.propagation import SliceResult, propagated_box
 
 __all__ = ["fused_candidates", "fused_proposal", "orthogonal_samples", "plane_samples", "pooled_counts",
            "propagated_extent", "refine_region", "report_fused"]
@@ -175,8 +175,6 @@ def report_fused(state, outs: dict, mask: np.ndarray, prob: np.ndarray) -> None:
     """After refinement, tell ``state.progress`` the fused result along the session's axis: every
     slice the propagation reported or the fused mask holds, in order, ``done`` counting the slices
     with a mask, so a progress display ends on the proposal the step returns."""
-    from clinloop.models.spa.volume import SliceResult
-
     if state.progress is None:
         return
     a = state.axis

@@ -97,6 +97,7 @@ import torch
 
 from clinloop.interaction import planes as pl
 from clinloop.interaction.propagation import (
+    SliceResult,
     VolumeConfig,
     check_spacing,
     interior_point,
@@ -108,17 +109,6 @@ from clinloop.interaction.proposal import Proposal
 from clinloop.models.spa.prompts import SPAStateBase
 
 __all__ = ["VolumeConfig", "VolumeState", "SliceResult", "check_spacing", "interior_point", "stop_reason"]
-
-
-@dataclass
-class SliceResult:
-    """One slice of a growing 3-D proposal (what ``progress`` receives)."""
-
-    axis: int
-    index: int
-    mask: np.ndarray  # (rows, cols) bool, the plane along ``axis`` (pl.plane_shape)
-    probability: np.ndarray  # (rows, cols) float
-    done: int  # slices finished so far in this action
 
 
 @dataclass
