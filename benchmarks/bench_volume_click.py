@@ -20,7 +20,9 @@ with the process's encoder runtime (``auto``: ONNX Runtime when installed):
 * ``warm``: a second session on the first one's slice cache: decoding only;
 * ``cold+ahead``: a fresh session with ``VolumeConfig(encode_ahead=--ahead)`` (a background
   thread encodes the slices beyond the propagation frontier); its masks are checked
-  bit-identical to ``cold``'s.
+  bit-identical to ``cold``'s;
+* ``cold-axial``: a fresh session without the orthogonal refinement
+  (``VolumeConfig(orthogonal=False)``: the propagation alone, the default before 2026-12-04).
 
 Reported per L: seconds, slices in the mask, slices encoded (and by the worker), 3-D Dice to
 the tube. ``--quick``: 2 timing rounds for (a), one run per case for (b) and ``cold+ahead``
@@ -106,10 +108,11 @@ def bench_encoders(enc, slices: list[np.ndarray], threads: int, rounds: int) -> 
 
 
 # ------------------------------------------------------------------ (b) click -> 3-D mask
-def click_once(model, vol, point, cache: dict, ahead: int) -> tuple[object, float]:
+def click_once(model, vol, point, cache: dict, ahead: int, orthogonal: bool = True) -> tuple[object, float]:
     from clinloop.interaction.propagation import VolumeConfig
 
-    st = model.start_volume(vol[None], seed=0, config=VolumeConfig(encode_ahead=ahead), cache=cache)
+    st = model.start_volume(vol[None], seed=0, config=VolumeConfig(encode_ahead=ahead, orthogonal=orthogonal),
+                            cache=cache)
     t0 = time.perf_counter()
     p = st.click(point, True)
     sec = time.perf_counter() - t0
@@ -131,7 +134,7 @@ def bench_clicks(model, lengths: list[int], ahead: int, repeats: int, ahead_leng
         mid = 4 + length // 2
         ys, xs = np.nonzero(inside[mid])
         point = (float(np.round(xs.mean())), float(np.round(ys.mean())), float(mid))
-        results: dict[str, list] = {"cold": [], "warm": [], "cold+ahead": []}
+        results: dict[str, list] = {"cold": [], "warm": [], "cold+ahead": [], "cold-axial": []}
         for _ in range(repeats):
             cache: dict = {}
             la = load()
@@ -141,6 +144,8 @@ def bench_clicks(model, lengths: list[int], ahead: int, repeats: int, ahead_leng
             if length in ahead_lengths:
                 la = load()
                 results["cold+ahead"].append((*click_once(model, vol, point, {}, ahead), la))
+            la = load()
+            results["cold-axial"].append((*click_once(model, vol, point, {}, 0, orthogonal=False), la))
         ref = results["cold"][0][0].mask
         for mode, runs in results.items():
             if not runs:

@@ -7,7 +7,8 @@ it held back, through the protocols' own code (part of the ``spa`` suite).
   patient split (the held-out share ``spa-general`` was trained with), the click and 2
   candidate choices; ``--quick`` 3 cases, default up to 25 (8–18 are held back), ``--full`` all.
 * 3-D sources (BraTS 2018 FLAIR, the left atrium): the spa-3d protocol (one click inside
-  the target's largest axial slice, propagated through the volume, then 2 choices) on
+  the target's largest axial slice, propagated through the volume and refined along the other
+  two axes, then 2 choices) on
   the volumes ``spa-general`` did not train on (its ``data.json``), without the
   slice-by-slice baseline; ``--quick`` 1 volume, default and ``--full`` all.
 
@@ -42,7 +43,8 @@ def sources():
 
 def _options(ctx: Context, src) -> dict:
     if src.name in VOLUME_SOURCES:
-        return {"limit": ctx.size(1, None, None), "iterations": 2, "no_baseline": True}
+        # the on-disk embedding cache changes only the seconds (the protocol's float16 embeddings are exact)
+        return {"limit": ctx.size(1, None, None), "iterations": 2, "no_baseline": True, "embedding_cache": True}
     opts = {"split": "val", "held_out_fraction": src.held_out, "per_nodule": src.per_group,
             "limit": ctx.size(3, 25, None), "iterations": 3}
     if "structure" in src.options:
@@ -104,7 +106,9 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         "datasets at once) instead of one model per dataset; RIGA's 6 raters stand beside REFUGE2's 7, and the "
         "paper's BrainGrowth split is QUBIQ's (5 test cases); 2-D rows: the held-back patients of each dataset, "
         "Dice@3 after two candidate choices; 3-D rows (BraTS, the atrium): one click inside the target's "
-        "largest slice propagated through the volume, then 2 choices, 3-D Dice (the paper has no 3-D column). "
+        "largest slice propagated through the volume and refined along the two other axes "
+        "(`clinloop.models.spa.orthogonal`, not in the paper), then 2 choices, 3-D Dice (the paper has no 3-D "
+        "column). "
         "Intervals: patient bootstrap.\n", _baselines(recs)])
 
 
