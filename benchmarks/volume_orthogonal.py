@@ -31,7 +31,6 @@ def plane_probability(state, mask: np.ndarray, z, axis: int, margin: float) -> n
 
     from clinloop.interaction import planes as pl
     from clinloop.interaction.propagation import propagated_box
-    from clinloop.models.litemedsam.preprocess import mask_to_model
 
     out = np.zeros(mask.shape, np.float32)
     with torch.inference_mode():
@@ -40,7 +39,7 @@ def plane_probability(state, mask: np.ndarray, z, axis: int, margin: float) -> n
             if not plane.any():
                 continue
             s = state._slice(t, axis)
-            m = mask_to_model(s.grid.to_model(plane[None].astype(np.float32))[0] > 0.5, s.info) > 0.5
+            m = s.plane_to_model(plane)
             if m.any():
                 pl.put(out, axis, t, state._run(t, s, (None, propagated_box(m, margin), None), z).prob.numpy())
     return out

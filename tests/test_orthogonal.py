@@ -57,7 +57,9 @@ class _FakeState:
         self.axis, self.shape, self.cubes, self.n = 0, cubes[0].shape, cubes, n
         self.vcfg = VolumeConfig()
         info = resize_info((64, 64))
-        self.slice = type("S", (), {"grid": pl.plane_grid((64, 64), (1.0, 1.0)), "info": info})()
+        from clinloop.models.spa.volume import _Slice
+
+        self.slice = _Slice(None, info, pl.plane_grid((64, 64), (1.0, 1.0)))
         self.cache, self.prompts = {}, []
 
     def _slice(self, t, axis=None):

@@ -84,8 +84,6 @@ def orthogonal_samples(state, outs: dict, z: torch.Tensor) -> tuple[np.ndarray, 
     tuple of slices of the volume) and the number of orthogonal planes decoded. ``outs`` maps
     slice index -> ``_Out`` along ``state.axis``; their probability planes and y_app define the
     prompts; ``z`` are the step's N latents."""
-    from clinloop.models.litemedsam.preprocess import mask_to_model
-
     a, shape, vcfg = state.axis, state.shape, state.vcfg
     prob = np.zeros(shape, np.float32)
     mask = np.zeros(shape, bool)
@@ -104,7 +102,7 @@ def orthogonal_samples(state, outs: dict, z: torch.Tensor) -> tuple[np.ndarray, 
         for t in np.flatnonzero(mask.any(tuple(i for i in range(3) if i != b))):
             plane = pl.take(mask, b, int(t))
             s = state._slice(int(t), b)
-            m = mask_to_model(s.grid.to_model(plane[None].astype(np.float32))[0] > 0.5, s.info) > 0.5
+            m = s.plane_to_model(plane)
             if not m.any():
                 continue
             o = state._run(int(t), s, (None, propagated_box(m, vcfg.orthogonal_margin), None), z)

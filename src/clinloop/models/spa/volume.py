@@ -106,6 +106,7 @@ from clinloop.interaction.propagation import (
     stop_reason,
 )
 from clinloop.interaction.proposal import Proposal
+from clinloop.models.spa import orthogonal as orth
 from clinloop.models.spa.prompts import SPAStateBase
 
 __all__ = ["VolumeConfig", "VolumeState", "SliceResult", "check_spacing", "interior_point", "stop_reason"]
@@ -119,6 +120,12 @@ class _Slice:
     e_x: torch.Tensor  # (1, 256, 64, 64) float16
     info: Any  # litemedsam ResizeInfo of the square-pixel plane
     grid: pl.PlaneGrid
+
+    def plane_to_model(self, plane: np.ndarray) -> torch.Tensor:
+        """A ``(rows, cols)`` bool mask of this plane -> ``(256, 256)`` bool in its model frame."""
+        from clinloop.models.litemedsam.preprocess import mask_to_model
+
+        return mask_to_model(self.grid.to_model(plane[None].astype(np.float32))[0] > 0.5, self.info) > 0.5
 
 
 @dataclass
@@ -255,11 +262,7 @@ class VolumeState(SPAStateBase):
             return self.chosen_model[(self.axis, t)]
         if self.chosen is None:
             return None
-        from clinloop.models.litemedsam.preprocess import mask_to_model
-
-        plane = pl.take(self.chosen, self.axis, t)[None].astype(np.float32)
-        m = mask_to_model(s.grid.to_model(plane)[0] > 0.5, s.info) > 0.5
-        self.chosen_model[(self.axis, t)] = m
+        m = self.chosen_model[(self.axis, t)] = s.plane_to_model(pl.take(self.chosen, self.axis, t))
         return m
 
     def _prompt(self, t: int, s: _Slice, guide: torch.Tensor | None, box_guide: torch.Tensor | None = None):
@@ -315,11 +318,9 @@ class VolumeState(SPAStateBase):
         else the 3-D mask's plane resampled as :meth:`_chosen_prompt` resamples a choice."""
         m = self.current.get((self.axis, t))
         if m is None and self.current_mask is not None and (self.axis, t) not in self.current:
-            from clinloop.models.litemedsam.preprocess import mask_to_model
-
             plane = pl.take(self.current_mask, self.axis, t)
             if plane.any():
-                m = mask_to_model(s.grid.to_model(plane[None].astype(np.float32))[0] > 0.5, s.info) > 0.5
+                m = s.plane_to_model(plane)
         return m if m is not None and bool(m.any()) else None
 
     def _anchor_prompt(self, a: int, s: _Slice, action: str):
@@ -406,8 +407,6 @@ class VolumeState(SPAStateBase):
                 ahead.cancel()
         with self._fresh_lock:
             encoded = len(self._fresh & {(self.axis, t) for t in used})
-        from clinloop.models.spa import orthogonal as orth
-
         fused = orth.fused_proposal(self, outs, z, step_seed)  # None: no orthogonal refinement
         with self._fresh_lock:  # ... else also the planes it encoded along the other axes
             encoded += 0 if fused is None else len({k for k in self._fresh if k[0] != self.axis})
