@@ -92,7 +92,8 @@ def main(argv=None) -> None:
     from clinloop.interaction.propagation import VolumeConfig
 
     parts = set(a.prompt.split("+"))
-    cfg = VolumeConfig(use_box="box" in parts, use_point="point" in parts, use_mask="mask" in parts)
+    cfg = VolumeConfig(use_box="box" in parts, use_point="point" in parts, use_mask="mask" in parts,
+                       orthogonal=False)  # the propagation's prompts alone
     model = clinloop.load_model(a.model)
     model.disk_cache = False  # time the encoding too
     results: dict = {"model": a.model, "prompt": a.prompt, "threads": a.threads, "lidc": [], "brats": []}

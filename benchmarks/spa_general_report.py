@@ -103,8 +103,10 @@ def main() -> None:
     ap.add_argument("--embedding-cache", action="store_true",
                     help="spa-3d: use the on-disk embedding cache (the seconds then exclude encoding)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-orthogonal", action="store_true",
+                    help="spa-3d: the propagation alone (the 3-D figures measured before 2026-12-04)")
     a = ap.parse_args()
-    opts_3d = {"no_baseline": a.no_baseline, "embedding_cache": a.embedding_cache}
+    opts_3d = {"no_baseline": a.no_baseline, "embedding_cache": a.embedding_cache, "no_orthogonal": a.no_orthogonal}
     # every model on the volumes the first model held back
     res = {m: evaluate_model(m, Path(a.data_root), Path(a.out), a.limit, a.limit_3d, a.iterations_3d, a.threads,
                              a.sources, clicks=not a.no_clicks, held_back_of=a.models[0], options_3d=opts_3d)

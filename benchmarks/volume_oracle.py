@@ -31,10 +31,9 @@ import numpy as np
 def _slice_prompt_box(state, t: int, plane: np.ndarray):
     """The tight box of ``plane`` (input frame, bool) in slice t's model frame, ``(1, 4)``."""
     from clinloop.interaction.propagation import propagated_box
-    from clinloop.models.litemedsam.preprocess import mask_to_model
 
     s = state._slice(t)
-    m = mask_to_model(s.grid.to_model(plane[None].astype(np.float32))[0] > 0.5, s.info) > 0.5
+    m = s.plane_to_model(plane)
     return s, propagated_box(m)
 
 
@@ -58,6 +57,7 @@ def run(data: str, model_name: str, limit: int | None, threads: int, embedding_c
 
     from clinloop.evaluation.spa3d_protocol import click_point, load_volumes, target_volumes, volume_split
     from clinloop.evaluation.spa_protocol import load_method
+    from clinloop.interaction.propagation import VolumeConfig
     from clinloop.metrics import dice
     from clinloop.models.spa.preference_distribution import sample
 
@@ -70,7 +70,8 @@ def run(data: str, model_name: str, limit: int | None, threads: int, embedding_c
     modes = ("session", "session-in-extent", "prev-box", "own-box")
     rows = []
     for pos, i, s, target in target_volumes(ds, idx):
-        state = model.start_volume(s.image, seed=pos, profile=None, spacing=s.spacing, cache={})
+        state = model.start_volume(s.image, seed=pos, profile=None, spacing=s.spacing, cache={},
+                                   config=VolumeConfig(orthogonal=False))  # the propagation the oracles bound
         pt = click_point(target)
         p = state.click(pt, True)
         z, _ = sample(state.gmm, model.config.n_samples,

@@ -33,7 +33,8 @@ def run(data: str, model_name: str, split: str, variants: list[dict], limit: int
     from clinloop.metrics import dice
 
     torch.set_num_threads(threads)
-    configs = [VolumeConfig(**v) for v in variants]  # bad options fail before any work
+    # the propagation alone unless a variant asks for the orthogonal refinement; bad options fail before any work
+    configs = [VolumeConfig(**{"orthogonal": False, **v}) for v in variants]
     ds = load_volumes(data)  # as the protocol
     model = load_method("spa", model_name)
     model.disk_cache = embedding_cache

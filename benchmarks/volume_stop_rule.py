@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-NO_STOP = {"min_overlap": 0.0, "max_centroid_shift": 1e9, "max_uncertainty": 1e9}
+# no stop rule, and the propagation alone (the rules act on it; the orthogonal refinement follows it)
+NO_STOP = {"min_overlap": 0.0, "max_centroid_shift": 1e9, "max_uncertainty": 1e9, "orthogonal": False}
 
 
 def unstopped_run(model, sample, target: np.ndarray, seed: int, options: dict | None = None
