@@ -61,7 +61,7 @@ def resize_info(original_size: tuple[int, int], target: int = IMG_SIZE) -> Resiz
     return ResizeInfo((h, w), (max(1, int(round(h * s))), max(1, int(round(w * s)))), target)
 
 
-def _to_chw(image) -> torch.Tensor:
+def to_chw(image) -> torch.Tensor:
     """Accept (H, W) grey, (H, W, 3) RGB (channel-last), or (1|3, H, W)
     channel-first (e.g. ``MultiRaterSample.image``); return float32 ``(C, H, W)``."""
     arr = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
@@ -85,14 +85,23 @@ def _to_chw(image) -> torch.Tensor:
     return t
 
 
-def preprocess(image, target: int = IMG_SIZE) -> tuple[torch.Tensor, ResizeInfo]:
+def preprocess(image, target: int = IMG_SIZE, value_range: tuple[float, float] | None = None
+               ) -> tuple[torch.Tensor, ResizeInfo]:
     """Image of any size/modality -> ``(3, target, target)`` float32 in [0, 1]
-    and its :class:`ResizeInfo`. See the module docstring for the exact steps."""
-    x = _to_chw(image)
+    and its :class:`ResizeInfo`. See the module docstring for the exact steps.
+    ``value_range = (lo, hi)`` maps [lo, hi] to [0, 1] (clipped) instead of the image's
+    own min-max (a crop prepared as it looks in the whole image)."""
+    x = to_chw(image)
     info = resize_info(tuple(x.shape[1:]), target)
     x = F.interpolate(x[None], size=info.resized_size, mode="bilinear", align_corners=False)[0]
-    lo, hi = x.min(), x.max()
-    x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
+    if value_range is not None:
+        lo, hi = float(value_range[0]), float(value_range[1])
+        if not hi > lo:
+            raise ValueError(f"value_range must have hi > lo, got {value_range}")
+        x = ((x - lo) / (hi - lo)).clamp(0, 1)
+    else:
+        lo, hi = x.min(), x.max()
+        x = (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     out = x.new_zeros((3, target, target))

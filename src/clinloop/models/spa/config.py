@@ -22,6 +22,9 @@ class SPAConfig:
     finetune_encoder: bool = False  # train the TinyViT image encoder too (no embedding cache; weights.pt then holds it)
     honour_clicks: bool = True  # corrective clicks as hard constraints (clinloop.interaction.constraints)
     click_passes: int = 1  # decoder passes per corrective click (2-D sessions): each later pass prompts with the previous pass's y_app
+    zoom_in: float = 0.0  # 2-D corrective clicks also decode on a crop this many times the mask's size (0: off; .zoom)
+    zoom_min: float = 0.35  # the zoom crop's least side, as a share of the image's longest side
+    zoom_mode: str = "mean"  # "mean": the crop's and the full frame's logits averaged; "crop": the crop's alone
     backbone: str = "litemedsam"
     seed: int = 0
 
@@ -35,6 +38,12 @@ class SPAConfig:
         for f in ("n_components", "latent_dim", "n_samples", "n_candidates", "cond_width", "click_passes"):
             if getattr(self, f) < 1:
                 raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if self.zoom_in != 0 and self.zoom_in < 1:
+            raise ValueError(f"zoom_in must be 0 (off) or >= 1, got {self.zoom_in}")
+        if self.zoom_mode not in ("mean", "crop"):
+            raise ValueError(f"zoom_mode must be 'mean' or 'crop', got {self.zoom_mode!r}")
+        if not 0 < self.zoom_min <= 1:
+            raise ValueError(f"zoom_min must be in (0, 1], got {self.zoom_min}")
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

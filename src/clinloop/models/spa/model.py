@@ -172,9 +172,12 @@ class SPAState(SPAStateBase):
         if image.ndim != 3:
             raise ValueError(f"SPA segments 2-D images; got an image of shape {image.shape[1:]}")
         self.model, self.seed = model, int(seed)
+        self.image = image
         self.x, self.info = preprocess(image)
         self.e_x = model.embedding(self.x)
         self.points: list[tuple[float, float]] = []
+        self.points_in: list[tuple[float, float]] = []  # the same points, input pixels (for a zoom view)
+        self.box_in: list[float] | None = None
         self.labels: list[int] = []
         self.box_model: list[float] | None = None  # a first-interaction box, model frame (x0, y0, x1, y1)
         self.mask: torch.Tensor | None = None  # the mask prompt r_u (chosen candidate, or current mask), model frame
@@ -192,6 +195,7 @@ class SPAState(SPAStateBase):
         if len(point) != 2:
             raise ValueError(f"SPA takes 2-D points (x, y); got {tuple(point)}")
         self.points.append(tuple(points_to_model([point], self.info)[0]))
+        self.points_in.append((float(point[0]), float(point[1])))
         self.labels.append(1 if positive else 0)
         if self.iteration:  # a corrective click (input pixels), honoured as a hard constraint
             self.corrective.append(((float(point[0]), float(point[1])), bool(positive)))
@@ -209,6 +213,7 @@ class SPAState(SPAStateBase):
         if self.iteration:
             raise ValueError("a box must be the first interaction")
         self.box_model = box_to_model(box, self.info).tolist()
+        self.box_in = [float(b) for b in box]
         return self._step()
 
     def choose(self, k: int) -> Proposal:
@@ -223,24 +228,28 @@ class SPAState(SPAStateBase):
 
         net, cfg = self.model.net, self.model.config
         self.iteration += 1
-        pts = None
-        if self.points:
-            pts = (torch.tensor([self.points], dtype=torch.float32), torch.tensor([self.labels], dtype=torch.long))
-        mp = None if self.mask is None else mask_prompt(self.mask)
-        bx = None if self.box_model is None else torch.tensor([self.box_model], dtype=torch.float32)
+        e_x, pts, mp, bx = self._prompts(None)
         sparse, dense = net.encode_interaction(pts, mp, bx)
         # p^(0) from the first click, or the user's carried profile (spa.txt §4: transfer across images)
         if not (self.carried and self.iteration == 1):
-            self.gmm = net.distribution(self.e_x, sparse, dense).detach()
+            self.gmm = net.distribution(e_x, sparse, dense).detach()
         step_seed = self.seed * 1_000_003 + self.iteration
         passes = cfg.click_passes if corrective else 1  # choices, boxes and the first click: one pass
         for k in range(passes):
             if k:  # a refinement pass: the previous pass's y_app becomes the mask prompt
-                sparse, dense = net.encode_interaction(pts, mask_prompt(self.current), bx)
+                sparse, dense = net.encode_interaction(pts, mask_prompt(current), bx)
             g = torch.Generator().manual_seed(step_seed)
-            logits, _, _ = net.gen_mask(self.e_x, sparse, dense, self.gmm, cfg.n_samples, g)
-            ys = logits > 0  # (N, 256, 256)
-            prob_m, self.current = cand.aggregate(ys)
+            logits, _, _ = net.gen_mask(e_x, sparse, dense, self.gmm, cfg.n_samples, g)
+            _, current = cand.aggregate(logits > 0)
+        if cfg.zoom_in and corrective:  # .zoom: the crop around this answer, under the same latents z_n
+            view = self._zoom_view(current)
+            e_z, pz, mz, bz = self._prompts(view)
+            sz, dz = net.encode_interaction(pz, mz, bz)
+            zoomed, _, _ = net.gen_mask(e_z, sz, dz, self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
+            zoomed = view.to_full(zoomed, self.info, outside=logits)
+            logits = (zoomed + logits) / 2 if cfg.zoom_mode == "mean" else zoomed
+        ys = logits > 0  # (N, 256, 256)
+        prob_m, self.current = cand.aggregate(ys)
         h, w = self.info.resized_size
         crop = ys[:, :h, :w]  # cluster only the image part of the frame
         cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed, pool=2)
@@ -258,6 +267,46 @@ class SPAState(SPAStateBase):
             candidates=cand_in,
             extra={"sample_seed": step_seed, "n_samples": cfg.n_samples, "method": self.model.name},
         )
+
+    def _prompts(self, view):
+        """``(e_x, points, mask prompt, box)`` of this step, in the full image's model frame, or in
+        ``view``'s (a :class:`clinloop.models.spa.zoom.ZoomView`)."""
+        pts_xy, mask, box = self.points, self.mask, self.box_model
+        if view is not None:
+            pts_xy = view.points(self.points_in).tolist() if self.points_in else []
+            mask = None if mask is None else view.mask(self._input_mask(mask))
+            box = None if self.box_in is None else view.box_prompt(self.box_in).tolist()
+        pts = None
+        if pts_xy:
+            pts = (torch.tensor([pts_xy], dtype=torch.float32), torch.tensor([self.labels], dtype=torch.long))
+        mp = None if mask is None else mask_prompt(mask)
+        bx = None if box is None else torch.tensor([box], dtype=torch.float32)
+        e_x = self.e_x if view is None else self.model.embedding(view.x, disk=False)
+        return e_x, pts, mp, bx
+
+    def _input_mask(self, mask_model: torch.Tensor) -> np.ndarray:
+        from clinloop.models.litemedsam.preprocess import postprocess_logits
+
+        return (postprocess_logits(mask_model.float()[None], self.info)[0] > 0.5).numpy()
+
+    def _zoom_view(self, answer: torch.Tensor):
+        """The crop of this step (:mod:`clinloop.models.spa.zoom`): around the mask prompt, the
+        full frame's ``answer`` (y_app, model frame) and the clicks."""
+        from clinloop.models.litemedsam.preprocess import to_chw
+
+        from .zoom import ZoomView, zoom_box
+
+        cfg = self.model.config
+        chw = to_chw(self.image)
+        mask = self._input_mask(answer)
+        if self.mask is not None:
+            mask |= self._input_mask(self.mask)
+        pts = list(self.points_in)
+        if self.box_in is not None:
+            pts += [(self.box_in[0], self.box_in[1]), (self.box_in[2], self.box_in[3])]
+        box = zoom_box(mask, pts, cfg.zoom_in, cfg.zoom_min)
+        lo, hi = float(chw.min()), float(chw.max())
+        return ZoomView.crop(chw, box, (lo, hi if hi > lo else lo + 1.0))
 
     def _honour(self, mask: np.ndarray, cands: np.ndarray, prob: np.ndarray, prob_m: torch.Tensor):
         """The corrective clicks as hard constraints (:func:`clinloop.interaction.constraints.honour_clicks`)
@@ -295,7 +344,9 @@ class SPAModel:
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
 
-    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+    def embedding(self, x: torch.Tensor, disk: bool = True) -> torch.Tensor:
+        """e_x of a preprocessed ``x (3, 256, 256)``; ``disk=False`` keeps it out of the on-disk
+        cache (a zoom crop, seen once)."""
         key = hashlib.sha1(x.numpy().tobytes()).hexdigest()
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -303,7 +354,7 @@ class SPAModel:
         from clinloop.models.litemedsam.cache import embed
 
         # through LiteMedSAM's cache: float16-rounded like the training embeddings
-        e = embed([x], self.net.backbone, cache=self.disk_cache, progress=False)
+        e = embed([x], self.net.backbone, cache=self.disk_cache and disk, progress=False)
         self._cache[key] = e
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
