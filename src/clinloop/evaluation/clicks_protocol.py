@@ -17,7 +17,8 @@ mask has no error left (the remaining clicks are not counted; Dice carries).
 ``dice_per_click`` (mean Dice after each click, carried after an early stop),
 ``dice_gain_per_click`` (mean change of Dice per corrective click),
 ``seconds_per_click`` (median), ``model_only``, ``click_passes`` (SPA's decoder passes per
-corrective click, else null), ``missed`` (per corrective click not honoured: its
+corrective click, else null), ``zoom`` (SPA's zoom settings, :mod:`clinloop.models.spa.zoom`, else
+null), ``missed`` (per corrective click not honoured: its
 ``depth`` in pixels, the Euclidean distance from the clicked pixel to the edge of the error
 region it was placed in, which is the region's largest, and the region's ``area``; see
 :func:`click_depth`) and ``missed_depth_max``; per-case rows go to ``<out stem>_cases.csv``.
@@ -54,6 +55,10 @@ class ClicksProtocolOptions(SliceCasesOptions):
                                        "own response to each click")
     click_passes: int | None = opt(None, help="SPA: decoder passes per corrective click (config click_passes; "
                                               "default: the model's)")
+    zoom_in: float | None = opt(None, help="SPA: corrective clicks also decode on a crop this many times the mask's "
+                                          "size (config zoom_in; 0: off; default: the model's)")
+    zoom_min: float | None = opt(None, help="SPA: the zoom crop's least side as a share of the image (config zoom_min)")
+    zoom_mode: str | None = opt(None, help="SPA: 'mean' (crop and full frame averaged) or 'crop' (config zoom_mode)")
     threads: int | None = opt(None)
 
 
@@ -108,6 +113,21 @@ def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: 
     return {"dice": dices, "honoured": honoured, "missed": missed, "seconds": secs}
 
 
+def _set_zoom(model, args: ClicksProtocolOptions) -> None:
+    """``--zoom-in/--zoom-min/--zoom-mode`` onto an SPA model's config (validated as the config is)."""
+    given = {k: getattr(args, k) for k in ("zoom_in", "zoom_min", "zoom_mode") if getattr(args, k) is not None}
+    if not given:
+        return
+    cfg = getattr(model, "config", None)
+    if not hasattr(cfg, "zoom_in"):
+        raise ValueError(f"--zoom-in/--zoom-min/--zoom-mode apply to SPA models; {args.method!r} has no zoom")
+    from dataclasses import replace
+
+    new = replace(cfg, **given)  # __post_init__ checks the values
+    for k, v in given.items():
+        setattr(cfg, k, getattr(new, k))
+
+
 def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
     """Run the protocol; returns the ``results.json`` content (written to ``args.out`` if set)."""
     import torch
@@ -132,6 +152,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         if args.click_passes < 1:
             raise ValueError(f"--click-passes must be >= 1, got {args.click_passes}")
         model.config.click_passes = int(args.click_passes)
+    _set_zoom(model, args)
     rows, curves, honoured, missed, secs = [], [], [], [], []
     bar = tqdm(total=args.limit or len(idx), desc=f"clicks protocol ({args.method})", disable=not verbose)
     for pos, i in enumerate(idx):
@@ -169,6 +190,8 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         "seconds_per_click": float(statistics.median(secs)),
         "model_only": bool(args.model_only),
         "click_passes": getattr(getattr(model, "config", None), "click_passes", None),
+        "zoom": {k: getattr(model.config, k) for k in ("zoom_in", "zoom_min", "zoom_mode")}
+        if hasattr(getattr(model, "config", None), "zoom_in") else None,
         "missed": missed,
         "missed_depth_max": max((m["depth"] for m in missed), default=None),
     }
