@@ -3,8 +3,10 @@ interactive model (:class:`SPAModel`, an ``InteractiveModel``) and its loader.
 
 Every click after the first is a corrective click: its point joins the point
 prompt and the current mask (the last proposal's y_app) becomes the mask prompt,
-as the trainer simulates it (:mod:`clinloop.training.spa_corrective`); a
-``choose(k)`` makes candidate k the mask prompt (Alg. 1).
+as the trainer simulates it (:mod:`clinloop.training.spa_corrective`); with
+``SPAConfig.zoom_in`` > 0 it is decoded again on a crop around the answer
+(:mod:`clinloop.models.spa.zoom`, not in spa.txt); a ``choose(k)`` makes candidate
+k the mask prompt (Alg. 1).
 
 Per iteration j (spa.txt §3.2-3.4, Alg. 1 GenMask):
 
