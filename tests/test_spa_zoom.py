@@ -73,7 +73,7 @@ def test_zoom_applies_to_corrective_clicks_only():
     img = _image()
     net = tiny_net()
     plain, zoomed = SPAModel(net), SPAModel(net)
-    zoomed.config = type(net.config)(**{**net.config.__dict__, "zoom_in": 2.0})
+    zoomed.config = type(net.config)(**{**net.config.__dict__, "zoom_in": 2.0, "zoom_when": "always"})
     plain.config = type(net.config)(**{**net.config.__dict__, "zoom_in": 0.0})
     for m in (plain, zoomed):
         m.config.honour_clicks = False
@@ -96,6 +96,43 @@ def test_zoom_applies_to_corrective_clicks_only():
     assert len(decodes) == n + 2
 
 
+def test_zoom_when_missed_looks_again_only_at_unhonoured_clicks(monkeypatch):
+    """``zoom_when = "missed"``: the crop is decoded only when the full frame's answer leaves the
+    new corrective click on the wrong side; ``_answer_honours`` reads the answer as the proposal's mask."""
+    from clinloop.interaction.session import Session
+    from clinloop.models.spa.model import SPAModel, SPAState
+    from tests.test_spa_model import _image, tiny_net
+
+    img = _image()
+    net = tiny_net()
+    model = SPAModel(net)
+    model.config = type(net.config)(**{**net.config.__dict__, "zoom_in": 2.0, "zoom_when": "missed"})
+    decodes = []
+    real = net.gen_mask
+    net.gen_mask = lambda *a, **k: decodes.append(1) or real(*a, **k)
+    s = Session(model, img, seed=0)
+    s.click((25, 20))
+    st = s._state
+    for honours, extra in ((True, 1), (False, 2)):
+        monkeypatch.setattr(SPAState, "_answer_honours", lambda self, logits, h=honours: h)
+        n = len(decodes)
+        s.click((5, 5), positive=False)
+        assert len(decodes) == n + extra
+    monkeypatch.undo()
+    h, w = st.info.original_size
+    logits = torch.full((4, 256, 256), -5.0)
+    sy, sx = 256 / max(h, w), 256 / max(h, w)
+    logits[:, int(18 * sy): int(23 * sy), int(23 * sx): int(28 * sx)] = 5.0  # input pixels y 18..22, x 23..27
+    st.corrective = [((25.0, 20.0), True)]
+    assert st._answer_honours(logits)
+    st.corrective = [((25.0, 20.0), False), ((5.0, 5.0), False)]
+    assert st._answer_honours(logits)  # only the newest click counts
+    st.corrective = [((25.0, 20.0), False)]
+    assert not st._answer_honours(logits)
+    st.corrective = [((25.0, 20.0), True), ((5.0, 5.0), True)]
+    assert not st._answer_honours(logits)
+
+
 def test_config_rejects_bad_zoom_values():
     from clinloop.models.spa.config import SPAConfig
 
@@ -105,3 +142,5 @@ def test_config_rejects_bad_zoom_values():
         SPAConfig(zoom_min=0.0)
     with pytest.raises(ValueError, match="zoom_mode"):
         SPAConfig(zoom_mode="both")
+    with pytest.raises(ValueError, match="zoom_when"):
+        SPAConfig(zoom_when="sometimes")

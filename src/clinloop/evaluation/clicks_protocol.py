@@ -59,6 +59,8 @@ class ClicksProtocolOptions(SliceCasesOptions):
                                           "size (config zoom_in; 0: off; default: the model's)")
     zoom_min: float | None = opt(None, help="SPA: the zoom crop's least side as a share of the image (config zoom_min)")
     zoom_mode: str | None = opt(None, help="SPA: 'mean' (crop and full frame averaged) or 'crop' (config zoom_mode)")
+    zoom_when: str | None = opt(None, help="SPA: 'missed' (zoom only when the full frame leaves a click "
+                                           "unhonoured) or 'always' (config zoom_when)")
     threads: int | None = opt(None)
 
 
@@ -114,17 +116,19 @@ def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: 
 
 
 def _set_zoom(model, args: ClicksProtocolOptions) -> None:
-    """``--zoom-in/--zoom-min/--zoom-mode`` onto an SPA model's config (validated as the config is)."""
-    given = {k: getattr(args, k) for k in ("zoom_in", "zoom_min", "zoom_mode") if getattr(args, k) is not None}
+    """``--zoom-in/--zoom-min/--zoom-mode/--zoom-when`` onto an SPA model's config (validated as the config is)."""
+    keys = ("zoom_in", "zoom_min", "zoom_mode", "zoom_when")
+    given = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     if not given:
         return
     cfg = getattr(model, "config", None)
     if not hasattr(cfg, "zoom_in"):
-        raise ValueError(f"--zoom-in/--zoom-min/--zoom-mode apply to SPA models; {args.method!r} has no zoom")
+        raise ValueError(f"--zoom-in/--zoom-min/--zoom-mode/--zoom-when apply to SPA models; "
+                         f"{args.method!r} has no zoom")
     from dataclasses import replace
 
     new = replace(cfg, **given)  # __post_init__ checks the values
-    for k, v in given.items():
+    for k in given:
         setattr(cfg, k, getattr(new, k))
 
 
@@ -190,7 +194,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         "seconds_per_click": float(statistics.median(secs)),
         "model_only": bool(args.model_only),
         "click_passes": getattr(getattr(model, "config", None), "click_passes", None),
-        "zoom": {k: getattr(model.config, k) for k in ("zoom_in", "zoom_min", "zoom_mode")}
+        "zoom": {k: getattr(model.config, k) for k in ("zoom_in", "zoom_min", "zoom_mode", "zoom_when")}
         if hasattr(getattr(model, "config", None), "zoom_in") else None,
         "missed": missed,
         "missed_depth_max": max((m["depth"] for m in missed), default=None),

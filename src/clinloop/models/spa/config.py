@@ -25,6 +25,7 @@ class SPAConfig:
     zoom_in: float = 0.0  # 2-D corrective clicks also decode on a crop this many times the mask's size (0: off; .zoom)
     zoom_min: float = 0.35  # the zoom crop's least side, as a share of the image's longest side
     zoom_mode: str = "mean"  # "mean": the crop's and the full frame's logits averaged; "crop": the crop's alone
+    zoom_when: str = "missed"  # "missed": only when the full frame's answer leaves the new click unhonoured; "always"
     backbone: str = "litemedsam"
     seed: int = 0
 
@@ -42,6 +43,8 @@ class SPAConfig:
             raise ValueError(f"zoom_in must be 0 (off) or >= 1, got {self.zoom_in}")
         if self.zoom_mode not in ("mean", "crop"):
             raise ValueError(f"zoom_mode must be 'mean' or 'crop', got {self.zoom_mode!r}")
+        if self.zoom_when not in ("missed", "always"):
+            raise ValueError(f"zoom_when must be 'missed' or 'always', got {self.zoom_when!r}")
         if not 0 < self.zoom_min <= 1:
             raise ValueError(f"zoom_min must be in (0, 1], got {self.zoom_min}")
 

@@ -243,8 +243,8 @@ class SPAState(SPAStateBase):
             g = torch.Generator().manual_seed(step_seed)
             logits, _, _ = net.gen_mask(e_x, sparse, dense, self.gmm, cfg.n_samples, g)
             _, current = cand.aggregate(logits > 0)
-        if cfg.zoom_in and corrective:  # .zoom: the crop around this answer, under the same latents z_n
-            view = self._zoom_view(current)
+        if cfg.zoom_in and corrective and (cfg.zoom_when == "always" or not self._answer_honours(logits)):
+            view = self._zoom_view(current)  # .zoom: the crop around this answer, under the same latents z_n
             e_z, pz, mz, bz = self._prompts(view)
             sz, dz = net.encode_interaction(pz, mz, bz)
             zoomed, _, _ = net.gen_mask(e_z, sz, dz, self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
@@ -285,6 +285,18 @@ class SPAState(SPAStateBase):
         bx = None if box is None else torch.tensor([box], dtype=torch.float32)
         e_x = self.e_x if view is None else self.model.embedding(view.x, disk=False)
         return e_x, pts, mp, bx
+
+    def _answer_honours(self, logits: torch.Tensor) -> bool:
+        """Whether the y_app of ``logits (N, 256, 256)`` (input frame, as the proposal's mask) puts
+        the newest corrective click on its asked side (:mod:`.zoom`, ``zoom_when = "missed"``; the
+        earlier ones are the constraint's, so one click the image cannot honour does not make every
+        later click pay for a zoom)."""
+        from clinloop.models.litemedsam.preprocess import postprocess_logits
+
+        mask = postprocess_logits((logits > 0).float().mean(0)[None], self.info)[0] > 0.5
+        h, w = mask.shape
+        (x, y), positive = self.corrective[-1]
+        return bool(mask[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)]) == positive
 
     def _input_mask(self, mask_model: torch.Tensor) -> np.ndarray:
         from clinloop.models.litemedsam.preprocess import postprocess_logits

@@ -9,7 +9,8 @@ one token per 2 × 2 input pixels, so a corrective click on a one-pixel rim asks
 network to move the border by half a token; on a crop of 32 pixels it is two tokens.
 
 A corrective click (:meth:`clinloop.models.spa.model.SPAState._step`, config ``zoom_in`` > 0)
-is decoded in the full frame first; :func:`zoom_box` then places the crop around that answer,
+is decoded in the full frame first; with ``zoom_when = "missed"`` the zoom runs only when that
+answer leaves the new click on the wrong side. :func:`zoom_box` then places the crop around that answer,
 the mask prompt and the clicks (FocalClick's coarse-to-fine order, so a crop never cuts off
 what the click added), and the N samples are decoded again in the crop under the same latents
 z_n. ``zoom_mode = "mean"`` averages the two frames' logits inside the crop; ``"crop"`` keeps
