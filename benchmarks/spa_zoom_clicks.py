@@ -7,7 +7,8 @@ network alone (``--model-only``), with and without the zoom, through the ``click
    not below the zoom off's.
 2. **Held back**: the chosen setting against the zoom off on the 40 held-back LIDC slices (the
    workstation issue's target) and on the held-back cases of the other 2-D sources of the model's
-   mix (``clinloop.training.spa_mix.GENERAL``; their spa-protocol split).
+   mix (``clinloop.training.spa_mix.GENERAL``; their spa-protocol split), with ``ALWAYS`` (the
+   zoom on every corrective click, as first shipped) beside them.
 
 Each run is written to ``--out`` as ``<split>-<source>-<setting>.json`` and reused when present.
 
@@ -22,13 +23,12 @@ from pathlib import Path
 import clinloop
 
 OFF = {"zoom_in": 0.0}
-SETTINGS = {  # name -> config values; expansion, least side (share of the image), mode
-    "mean-2-0.25": {"zoom_in": 2.0, "zoom_min": 0.25, "zoom_mode": "mean"},
-    "mean-2-0.35": {"zoom_in": 2.0, "zoom_min": 0.35, "zoom_mode": "mean"},
-    "mean-2-0.5": {"zoom_in": 2.0, "zoom_min": 0.5, "zoom_mode": "mean"},
-    "mean-3-0.25": {"zoom_in": 3.0, "zoom_min": 0.25, "zoom_mode": "mean"},
-    "crop-2-0.25": {"zoom_in": 2.0, "zoom_min": 0.25, "zoom_mode": "crop"},
+SETTINGS = {  # name -> config values: mode, expansion, least side (share of the image); zoom only when missed
+    f"{mode}-{e:g}-{m:g}": {"zoom_in": e, "zoom_min": m, "zoom_mode": mode, "zoom_when": "missed"}
+    for mode, e, m in (("mean", 2.0, 0.25), ("mean", 2.0, 0.35), ("mean", 2.0, 0.5), ("mean", 3.0, 0.25),
+                       ("crop", 2.0, 0.25), ("crop", 2.0, 0.35))
 }
+ALWAYS = {"zoom_in": 2.0, "zoom_min": 0.35, "zoom_mode": "mean", "zoom_when": "always"}  # every corrective click
 
 
 def run(out: Path, root: Path, model: str, split: str, source, name: str, zoom: dict, threads: int) -> dict:
@@ -77,7 +77,7 @@ def main() -> None:
     best = max(ok, key=lambda n: sel[n]["honoured_rate"])
     print(f"\nchosen: {best} ({SETTINGS[best]})\n\n## Held back\n\n{head}")
     for src in a.sources or list(sources):
-        for name, z in (("off", OFF), (best, SETTINGS[best])):
+        for name, z in (("off", OFF), (best, SETTINGS[best]), ("always-mean-2-0.35", ALWAYS)):
             print(row(f"{src}: {name}", run(out, root, a.model, "val", sources[src], name, z, a.threads)))
 
 
