@@ -299,9 +299,9 @@ class SPAState(SPAStateBase):
         return bool(mask[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)]) == positive
 
     def _input_mask(self, mask_model: torch.Tensor) -> np.ndarray:
-        from clinloop.models.litemedsam.preprocess import postprocess_logits
+        from .zoom import input_mask
 
-        return (postprocess_logits(mask_model.float()[None], self.info)[0] > 0.5).numpy()
+        return input_mask(mask_model, self.info)
 
     def _zoom_view(self, answer: torch.Tensor):
         """The crop of this step (:mod:`clinloop.models.spa.zoom`): around the mask prompt, the
