@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from clinloop.models.litemedsam.preprocess import preprocess
+from clinloop.models.litemedsam.preprocess import postprocess_logits, preprocess
 from clinloop.models.spa.zoom import OUTSIDE_LOGIT, ZoomView, input_mask, zoom_box
 
 
@@ -98,7 +98,7 @@ def test_zoom_applies_to_corrective_clicks_only():
 
 def test_zoom_when_missed_looks_again_only_at_unhonoured_clicks(monkeypatch):
     """``zoom_when = "missed"``: the crop is decoded only when the full frame's answer leaves the
-    new corrective click on the wrong side; ``_answer_honours`` reads the answer as the proposal's mask."""
+    new corrective click on the wrong side; ``_answer_honours`` reads the proposal's probability."""
     from clinloop.interaction.session import Session
     from clinloop.models.spa.model import SPAModel, SPAState
     from tests.test_spa_model import _image, tiny_net
@@ -114,7 +114,7 @@ def test_zoom_when_missed_looks_again_only_at_unhonoured_clicks(monkeypatch):
     s.click((25, 20))
     st = s._state
     for honours, extra in ((True, 1), (False, 2)):
-        monkeypatch.setattr(SPAState, "_answer_honours", lambda self, logits, h=honours: h)
+        monkeypatch.setattr(SPAState, "_answer_honours", lambda self, prob, h=honours: h)
         n = len(decodes)
         s.click((5, 5), positive=False)
         assert len(decodes) == n + extra
@@ -123,6 +123,7 @@ def test_zoom_when_missed_looks_again_only_at_unhonoured_clicks(monkeypatch):
     logits = torch.full((4, 256, 256), -5.0)
     sy, sx = 256 / max(h, w), 256 / max(h, w)
     logits[:, int(18 * sy): int(23 * sy), int(23 * sx): int(28 * sx)] = 5.0  # input pixels y 18..22, x 23..27
+    logits = postprocess_logits((logits > 0).float().mean(0)[None], st.info)[0]  # the proposal's probability
     st.corrective = [((25.0, 20.0), True)]
     assert st._answer_honours(logits)
     st.corrective = [((25.0, 20.0), False), ((5.0, 5.0), False)]

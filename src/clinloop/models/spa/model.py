@@ -180,6 +180,7 @@ class SPAState(SPAStateBase):
         self.points: list[tuple[float, float]] = []
         self.points_in: list[tuple[float, float]] = []  # the same points, input pixels (for a zoom view)
         self.box_in: list[float] | None = None
+        self._chw: tuple | None = None  # (image (C, H, W), intensity range) for zoom crops, made on the first
         self.labels: list[int] = []
         self.box_model: list[float] | None = None  # a first-interaction box, model frame (x0, y0, x1, y1)
         self.mask: torch.Tensor | None = None  # the mask prompt r_u (chosen candidate, or current mask), model frame
@@ -242,23 +243,26 @@ class SPAState(SPAStateBase):
                 sparse, dense = net.encode_interaction(pts, mask_prompt(current), bx)
             g = torch.Generator().manual_seed(step_seed)
             logits, _, _ = net.gen_mask(e_x, sparse, dense, self.gmm, cfg.n_samples, g)
-            _, current = cand.aggregate(logits > 0)
-        if cfg.zoom_in and corrective and (cfg.zoom_when == "always" or not self._answer_honours(logits)):
-            view = self._zoom_view(current)  # .zoom: the crop around this answer, under the same latents z_n
-            e_z, pz, mz, bz = self._prompts(view)
+            ys = logits > 0  # (N, 256, 256)
+            prob_m, current = cand.aggregate(ys)
+        prob = postprocess_logits(prob_m[None], self.info)[0].clamp(0, 1)
+        if cfg.zoom_in and corrective and (cfg.zoom_when == "always" or not self._answer_honours(prob)):
+            prompt_in = None if self.mask is None else self._input_mask(self.mask)
+            view = self._zoom_view(current, prompt_in)  # .zoom: the crop around this answer, same latents z_n
+            e_z, pz, mz, bz = self._prompts(view, prompt_in)
             sz, dz = net.encode_interaction(pz, mz, bz)
             zoomed, _, _ = net.gen_mask(e_z, sz, dz, self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
             zoomed = view.to_full(zoomed, self.info, outside=logits)
-            logits = (zoomed + logits) / 2 if cfg.zoom_mode == "mean" else zoomed
-        ys = logits > 0  # (N, 256, 256)
-        prob_m, self.current = cand.aggregate(ys)
+            ys = ((zoomed + logits) / 2 if cfg.zoom_mode == "mean" else zoomed) > 0
+            prob_m, current = cand.aggregate(ys)
+            prob = postprocess_logits(prob_m[None], self.info)[0].clamp(0, 1)
+        self.current = current
         h, w = self.info.resized_size
         crop = ys[:, :h, :w]  # cluster only the image part of the frame
         cands_crop = cand.representative_candidates(crop, cfg.n_candidates, seed=step_seed, pool=2)
         cands = torch.zeros(cfg.n_candidates, *ys.shape[1:], dtype=torch.bool)
         cands[:, :h, :w] = cands_crop
         self.candidates_model = cands
-        prob = postprocess_logits(prob_m[None], self.info)[0].clamp(0, 1)
         mask = (prob > 0.5).numpy()
         cand_in = (postprocess_logits(cands.float(), self.info) > 0.5).numpy()
         if cfg.honour_clicks and self.corrective:
@@ -270,13 +274,14 @@ class SPAState(SPAStateBase):
             extra={"sample_seed": step_seed, "n_samples": cfg.n_samples, "method": self.model.name},
         )
 
-    def _prompts(self, view):
+    def _prompts(self, view, prompt_in: np.ndarray | None = None):
         """``(e_x, points, mask prompt, box)`` of this step, in the full image's model frame, or in
-        ``view``'s (a :class:`clinloop.models.spa.zoom.ZoomView`)."""
+        ``view``'s (a :class:`clinloop.models.spa.zoom.ZoomView`; ``prompt_in``: the mask prompt in
+        the input frame)."""
         pts_xy, mask, box = self.points, self.mask, self.box_model
         if view is not None:
             pts_xy = view.points(self.points_in).tolist() if self.points_in else []
-            mask = None if mask is None else view.mask(self._input_mask(mask))
+            mask = None if prompt_in is None else view.mask(prompt_in)
             box = None if self.box_in is None else view.box_prompt(self.box_in).tolist()
         pts = None
         if pts_xy:
@@ -286,41 +291,40 @@ class SPAState(SPAStateBase):
         e_x = self.e_x if view is None else self.model.embedding(view.x, disk=False)
         return e_x, pts, mp, bx
 
-    def _answer_honours(self, logits: torch.Tensor) -> bool:
-        """Whether the y_app of ``logits (N, 256, 256)`` (input frame, as the proposal's mask) puts
-        the newest corrective click on its asked side (:mod:`.zoom`, ``zoom_when = "missed"``; the
-        earlier ones are the constraint's, so one click the image cannot honour does not make every
-        later click pay for a zoom)."""
-        from clinloop.models.litemedsam.preprocess import postprocess_logits
-
-        mask = postprocess_logits((logits > 0).float().mean(0)[None], self.info)[0] > 0.5
-        h, w = mask.shape
+    def _answer_honours(self, prob: torch.Tensor) -> bool:
+        """Whether the proposal's mask ``prob (H, W) > 0.5`` (input frame) puts the newest corrective
+        click on its asked side (:mod:`.zoom`, ``zoom_when = "missed"``; the earlier ones are the
+        constraint's, so one click the image cannot honour does not make every later click pay for
+        a zoom)."""
+        h, w = prob.shape
         (x, y), positive = self.corrective[-1]
-        return bool(mask[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)]) == positive
+        return bool(prob[min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)] > 0.5) == positive
 
     def _input_mask(self, mask_model: torch.Tensor) -> np.ndarray:
         from .zoom import input_mask
 
         return input_mask(mask_model, self.info)
 
-    def _zoom_view(self, answer: torch.Tensor):
-        """The crop of this step (:mod:`clinloop.models.spa.zoom`): around the mask prompt, the
-        full frame's ``answer`` (y_app, model frame) and the clicks."""
+    def _zoom_view(self, answer: torch.Tensor, prompt_in: np.ndarray | None):
+        """The crop of this step (:mod:`clinloop.models.spa.zoom`): around the full frame's ``answer``
+        (y_app, model frame), the mask prompt ``prompt_in`` (input frame) and the clicks."""
         from clinloop.models.litemedsam.preprocess import to_chw
 
         from .zoom import ZoomView, zoom_box
 
+        if self._chw is None:  # the image channel-first and its intensity range, once per session
+            chw = to_chw(self.image)
+            lo, hi = float(chw.min()), float(chw.max())
+            self._chw = (chw, (lo, hi if hi > lo else lo + 1.0))
         cfg = self.model.config
-        chw = to_chw(self.image)
         mask = self._input_mask(answer)
-        if self.mask is not None:
-            mask |= self._input_mask(self.mask)
+        if prompt_in is not None:
+            mask |= prompt_in
         pts = list(self.points_in)
         if self.box_in is not None:
             pts += [(self.box_in[0], self.box_in[1]), (self.box_in[2], self.box_in[3])]
         box = zoom_box(mask, pts, cfg.zoom_in, cfg.zoom_min)
-        lo, hi = float(chw.min()), float(chw.max())
-        return ZoomView.crop(chw, box, (lo, hi if hi > lo else lo + 1.0))
+        return ZoomView.crop(self._chw[0], box, self._chw[1])
 
     def _honour(self, mask: np.ndarray, cands: np.ndarray, prob: np.ndarray, prob_m: torch.Tensor):
         """The corrective clicks as hard constraints (:func:`clinloop.interaction.constraints.honour_clicks`)

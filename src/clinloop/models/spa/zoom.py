@@ -1,4 +1,4 @@
-"""Zoom-in for the steps after the first interaction (not in spa.txt; deviation).
+"""Zoom-in for SPA's corrective clicks (not in spa.txt; deviation).
 
 RITM's Zoom-In (Sofiiuk et al., "Reviving iterative training with mask guidance for
 interactive segmentation", ICIP 2022) and FocalClick (Chen et al., CVPR 2022): once a
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from clinloop.models.litemedsam.preprocess import (ResizeInfo, box_to_model, mask_to_model, points_to_model,
-                                                   postprocess_logits, preprocess, to_chw)
+                                                   postprocess_logits, preprocess)
 
 OUTSIDE_LOGIT = -20.0  # the full frame outside the crop: background
 
@@ -74,11 +74,11 @@ class ZoomView:
     box: tuple[int, int, int, int]
 
     @classmethod
-    def crop(cls, image, box: tuple[int, int, int, int], value_range: tuple[float, float]) -> "ZoomView":
-        """``image`` (any layout :func:`preprocess` takes) cut to ``box``; intensities mapped with the
-        full image's ``value_range`` (lo, hi)."""
+    def crop(cls, chw, box: tuple[int, int, int, int], value_range: tuple[float, float]) -> "ZoomView":
+        """A channel-first ``chw (C, H, W)`` image (:func:`~clinloop.models.litemedsam.preprocess.to_chw`)
+        cut to ``box``; intensities mapped with the full image's ``value_range`` (lo, hi)."""
         y0, y1, x0, x1 = box
-        x, info = preprocess(to_chw(image)[:, y0:y1, x0:x1], value_range=value_range)
+        x, info = preprocess(chw[:, y0:y1, x0:x1], value_range=value_range)
         return cls(x, info, box)
 
     def points(self, points) -> np.ndarray:
