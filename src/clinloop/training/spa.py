@@ -77,7 +77,7 @@ import torch
 
 from clinloop.config_options import TrainOptions, command_line, opt
 from clinloop.training.spa_mix import MIXES
-from clinloop.training.spa_warmstart import check_init_split
+from clinloop.training.spa_warmstart import check_init_split, inference_settings
 from clinloop.training.spa_trainer import (  # noqa: F401  (public names of this module)
     MAX_USER_ITERATIONS,
     WARM_START_SHARED,
@@ -219,8 +219,9 @@ def train_model(o: SPATrainOptions) -> Path:
             raise ValueError(f"--{f.replace('_', '-')} {v!r} differs from --init's {arch[f]!r}")
         if v is not None:
             arch[f] = v
+    kept = inference_settings(o.init) if o.init else {}  # the init's click constraint and zoom
     cfg = SPAConfig(method=o.method, n_samples=o.samples, finetune_decoder=not o.freeze_decoder,
-                    finetune_encoder=o.finetune_encoder, seed=o.seed, **arch)
+                    finetune_encoder=o.finetune_encoder, seed=o.seed, **arch, **kept)
     backbone = build_litemedsam(True)
     net = SPANet(cfg, backbone)
     init_info = warm_start(net, o.init) if o.init else None

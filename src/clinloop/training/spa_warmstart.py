@@ -56,6 +56,20 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
             "tensors_loaded": len(take)}
 
 
+INFERENCE_SETTINGS = ("honour_clicks", "click_passes", "zoom_in", "zoom_min", "zoom_mode", "zoom_when")
+
+
+def inference_settings(folder: str | Path) -> dict[str, Any]:
+    """The ``--init`` model's inference-only config fields (:data:`INFERENCE_SETTINGS`: the click
+    constraint, refinement passes, the zoom of :mod:`clinloop.models.spa.zoom`), which training does
+    not change: a continuation's ``config.json`` keeps them, so it answers clicks as its init did."""
+    from clinloop.models import registry
+    from clinloop.models.spa.config import SPAConfig
+
+    src = SPAConfig.load(registry.resolve_model_dir(folder) / "config.json")
+    return {f: getattr(src, f) for f in INFERENCE_SETTINGS}
+
+
 def check_init_split(folder: str | Path, split_seed: int, explicit: bool) -> None:
     """Refuse a warm start whose patient split would differ from the ``--init`` model's.
 
