@@ -89,16 +89,17 @@ def test_train_cli_refuses_a_split_that_differs_from_the_init(tmp_path):
 def test_continuation_keeps_the_inits_click_and_zoom_settings(tmp_path):
     """A continuation (``--init``) keeps the init's inference-only settings: before this, a run from
     spa-general wrote ``zoom_in: 0`` into its config and lost the shipped zoom."""
+    from clinloop.models import registry
     from clinloop.models.spa.config import SPAConfig
     from clinloop.training.spa_warmstart import INFERENCE_SETTINGS, inference_settings
 
-    shipped = inference_settings("spa-general")
+    shipped = inference_settings(SPAConfig.load(registry.resolve_model_dir("spa-general") / "config.json"))
     assert shipped["zoom_in"] == 2.0 and shipped["zoom_min"] == 0.35 and shipped["zoom_when"] == "missed"
     cfg = SPAConfig(zoom_in=3.0, zoom_min=0.5, zoom_mode="crop", zoom_when="always", honour_clicks=False,
                     click_passes=2)
     (tmp_path / "m").mkdir()
     cfg.save(tmp_path / "m" / "config.json")
-    kept = inference_settings(tmp_path / "m")
+    kept = inference_settings(SPAConfig.load(tmp_path / "m" / "config.json"))
     assert kept == {"zoom_in": 3.0, "zoom_min": 0.5, "zoom_mode": "crop", "zoom_when": "always",
                     "honour_clicks": False, "click_passes": 2}
     assert set(kept) == set(INFERENCE_SETTINGS)

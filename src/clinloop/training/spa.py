@@ -207,19 +207,20 @@ def train_model(o: SPATrainOptions) -> Path:
         check_init_split(o.init, split_seed, explicit=o.split_seed is not None)
     out = Path(o.out)
     arch = {"latent_dim": 8, "cond_width": 32, "path": "tail"}
+    kept: dict = {}
     if o.init:
         from clinloop.models import registry
 
         src = SPAConfig.load(registry.resolve_model_dir(o.init) / "config.json")
         arch = {"n_components": src.n_components, "latent_dim": src.latent_dim, "cond_width": src.cond_width,
                 "path": src.path, "pdg_hidden": src.pdg_hidden}
+        kept = inference_settings(src)  # the init's click constraint and zoom
     for f in ("latent_dim", "cond_width", "path"):
         v = getattr(o, f)
         if v is not None and o.init and v != arch[f]:
             raise ValueError(f"--{f.replace('_', '-')} {v!r} differs from --init's {arch[f]!r}")
         if v is not None:
             arch[f] = v
-    kept = inference_settings(o.init) if o.init else {}  # the init's click constraint and zoom
     cfg = SPAConfig(method=o.method, n_samples=o.samples, finetune_decoder=not o.freeze_decoder,
                     finetune_encoder=o.finetune_encoder, seed=o.seed, **arch, **kept)
     backbone = build_litemedsam(True)

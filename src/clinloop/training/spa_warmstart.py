@@ -59,14 +59,11 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
 INFERENCE_SETTINGS = ("honour_clicks", "click_passes", "zoom_in", "zoom_min", "zoom_mode", "zoom_when")
 
 
-def inference_settings(folder: str | Path) -> dict[str, Any]:
+def inference_settings(src) -> dict[str, Any]:
     """The ``--init`` model's inference-only config fields (:data:`INFERENCE_SETTINGS`: the click
-    constraint, refinement passes, the zoom of :mod:`clinloop.models.spa.zoom`), which training does
-    not change: a continuation's ``config.json`` keeps them, so it answers clicks as its init did."""
-    from clinloop.models import registry
-    from clinloop.models.spa.config import SPAConfig
-
-    src = SPAConfig.load(registry.resolve_model_dir(folder) / "config.json")
+    constraint, refinement passes, the zoom of :mod:`clinloop.models.spa.zoom`) from its
+    :class:`~clinloop.models.spa.config.SPAConfig` ``src``; training does not change them, so a
+    continuation's ``config.json`` keeps them and answers clicks as its init did."""
     return {f: getattr(src, f) for f in INFERENCE_SETTINGS}
 
 
