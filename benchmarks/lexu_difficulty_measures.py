@@ -12,9 +12,11 @@ distortion and severity, the mean over the protocol's difficulty images of
 The images, distortions (:func:`clinloop.evaluation.lexu_protocol.distort`) and seeds are
 the protocol's (``clinloop evaluate --protocol lexu``: its first ``--cases`` held-out images
 with a valid rater, distorted at the network's resolution), so ``sum_H`` and
-``disagreement`` equal its ``.difficulty.json``.
+``disagreement`` equal its ``.difficulty.json``. ``--unseen`` adds the distortions of
+``UNSEEN_DISTORTIONS`` (pixelation), which neither the protocol nor ``--intensity-augment``
+uses: whether a model trained on the augmentation family also flags a shift it never saw.
 
-    python benchmarks/lexu_difficulty_measures.py --model lexu-lidc --data ../shared/data/lidc [--out m.json]
+    python benchmarks/lexu_difficulty_measures.py --model lexu-lidc --data ../shared/data/lidc [--unseen] [--out m.json]
 """
 from __future__ import annotations
 
@@ -26,11 +28,12 @@ import numpy as np
 MEASURES = ("sum_H", "disagreement", "sum_p", "entropy", "cv", "soft_dice")
 
 
-def measures(model: str, data: str, cases: int = 40, seed: int = 0) -> dict:
+def measures(model: str, data: str, cases: int = 40, seed: int = 0, unseen: bool = False) -> dict:
     """``{distortion: {"severity": [...], measure: [mean per severity]}}`` (module docstring)."""
     from clinloop import metrics
     from clinloop.data import fusion, load_dataset
-    from clinloop.evaluation.lexu_protocol import SEVERITIES, difficulty_inputs, select_cases
+    from clinloop.evaluation.lexu_protocol import (DISTORTIONS, SEVERITIES, UNSEEN_DISTORTIONS, difficulty_inputs,
+                                                   select_cases)
     from clinloop.models.lexu.heads import pairwise_agreement
     from clinloop.models.lexu.model import load_lexu
     from clinloop.models.registry import resolve_model_dir
@@ -43,7 +46,8 @@ def measures(model: str, data: str, cases: int = 40, seed: int = 0) -> dict:
     soft = [fusion.soft_label(pr.prepare_masks(s.masks).numpy().astype(bool), np.asarray(s.rater_valid, bool))
             for s in samples]
     out = {}
-    for kind, _, xs in difficulty_inputs(pr.cfg, samples, seed):
+    kinds = DISTORTIONS + (UNSEEN_DISTORTIONS if unseen else ())
+    for kind, _, xs in difficulty_inputs(pr.cfg, samples, seed, kinds):
         acc = {k: [] for k in MEASURES}
         for i, x in enumerate(xs):
             r = pr.run_batch(x)
@@ -67,12 +71,13 @@ def main(argv=None) -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--cases", type=int, default=40, help="the protocol's --difficulty-cases")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--unseen", action="store_true", help="also the distortions outside the augmentation family")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(a.threads)
-    res = measures(a.model, a.data, a.cases)
+    res = measures(a.model, a.data, a.cases, unseen=a.unseen)
     for kind, d in res["distortions"].items():
         print(kind)
         for k in MEASURES:

@@ -157,6 +157,74 @@ def test_lexu_loss_dgm_rows_uses_only_those_images():
     assert torch.isfinite(zt.grad).all()
 
 
+def test_boundary_band_matches_scipy_morphology():
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    from clinloop.models.lexu.losses import boundary_band
+
+    rng = np.random.default_rng(3)
+    m = (rng.random((2, 3, 12, 10)) > 0.7).astype(np.uint8)
+    valid = np.array([[True, True, False], [True, False, False]])
+    for r in (1, 2):
+        got = boundary_band(torch.from_numpy(m), torch.from_numpy(valid), r).numpy()
+        k = np.ones((2 * r + 1, 2 * r + 1), bool)
+        for b in range(2):
+            u = m[b][valid[b]].any(0)
+            # outside the image: background for the dilation, foreground-preserving for the erosion
+            want = binary_dilation(u, k) & ~binary_erosion(u, k, border_value=1)
+            assert np.array_equal(got[b].astype(bool), want)
+    # hand case: a 2x2 square in an 8x8 image -> its 4x4 (r = 1) / 6x6 (r = 2) dilation
+    sq = np.zeros((1, 1, 8, 8), np.uint8)
+    sq[0, 0, 3:5, 3:5] = 1
+    band = boundary_band(torch.from_numpy(sq)).numpy()[0]
+    assert band.sum() == 16 and band[2:6, 2:6].all()
+    assert boundary_band(torch.from_numpy(sq), radius=2).sum() == 36
+    assert boundary_band(torch.zeros(1, 2, 5, 5)).sum() == 0
+    with pytest.raises(ValueError, match="radius"):
+        boundary_band(torch.from_numpy(sq), radius=0)
+
+
+def test_distortion_disagreement_target_raises_h_only_on_the_band():
+    from clinloop.models.lexu.losses import boundary_band, distortion_disagreement_target, rater_variance
+
+    m = np.zeros((3, 4, 10, 10), np.uint8)
+    m[:, :, 3:7, 3:7] = 1
+    m[:, 0, 3:7, 6] = 0  # rater 0 leaves out one column: H = 3/16 there
+    mt = torch.from_numpy(m)
+    H = rater_variance(mt)
+    out = distortion_disagreement_target(H, mt, None, torch.tensor([0.0, 0.4, 1.0]), 0.25)
+    assert torch.equal(out[0], H[0])  # a clean image keeps its H
+    for b, r, floor in ((1, 1, 0.1), (2, 2, 0.25)):  # d < 0.5: the 1-px band; d >= 0.5: the 2-px band
+        band = boundary_band(mt, radius=r)[b].bool()
+        assert torch.equal(out[b][~band], H[b][~band])
+        assert torch.allclose(out[b][band], torch.maximum(H[b][band], torch.tensor(floor)))
+    assert float(out[1, 4, 6]) == pytest.approx(3 / 16)  # max(H, 0.1) keeps the larger H
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        distortion_disagreement_target(H, mt, None, torch.tensor([0.0, 1.2, 0.0]), 0.25)
+    with pytest.raises(ValueError, match=r"\[0, 0.25\]"):
+        distortion_disagreement_target(H, mt, None, torch.tensor([0.0, 0.5, 0.0]), 0.3)
+    with pytest.raises(ValueError, match="strength must be"):
+        distortion_disagreement_target(H, mt, None, torch.tensor([0.1]), 0.25)
+    # lexu_loss uses it as the DGM target: with Ĥ = 0 (one logit for every head) the DGM
+    # term is the RMSE of the raised target; without D it is Eq. 1's
+    z = torch.zeros(3, 3, 10, 10)
+    d = torch.tensor([0.0, 0.4, 1.0])
+    _, parts = lexu_loss(z, mt, distortion=d, distortion_disagreement=0.25)
+    assert parts["dgm"] == pytest.approx(float(torch.sqrt((out ** 2).mean())), rel=1e-5)
+    _, plain = lexu_loss(z, mt, distortion=d)
+    assert plain["dgm"] == pytest.approx(float(torch.sqrt((H ** 2).mean())), rel=1e-5)
+
+
+def test_distortion_strength_on_the_difficulty_test_scale():
+    from clinloop.training.lexu_augment import distortion_strength
+
+    assert distortion_strength(None, None, None) == 0.0
+    assert distortion_strength(None, None, 0.15) == pytest.approx(1.0)
+    assert distortion_strength(2.5, None, None) == pytest.approx(1.0)
+    assert distortion_strength(0.7, None, None) == pytest.approx(np.log(1 / 0.7) / np.log(2.5))
+    assert distortion_strength(1.75, 1.0, 0.03) == pytest.approx(max(np.log(1.75) / np.log(2.5), 0.5))
+
+
 def test_pairwise_agreement_matches_metrics():
     from clinloop import metrics
 
@@ -266,14 +334,15 @@ def test_intensity_augment_blur_matches_scipy_and_keeps_zscore():
     assert np.abs(got - want).max() < 1e-5
     x = normalise(torch.from_numpy(rng.random((3, 3, 16, 16)).astype(np.float32)))
     g = torch.Generator().manual_seed(0)
-    same, rows = augment_batch(x, 0.0, g)
-    assert same is x and not rows.any()
-    y, rows = augment_batch(x, 1.0, g)
+    same, rows, d = augment_batch(x, 0.0, g)
+    assert same is x and not rows.any() and not d.any()
+    y, rows, d = augment_batch(x, 1.0, g)
     assert rows.all() and y.shape == x.shape and not torch.allclose(y, x)
+    assert ((d > 0) & (d <= 1)).all()
     # p = 0.3: the rows flagged distorted are exactly the ones that changed
     x12 = normalise(torch.from_numpy(rng.random((12, 1, 16, 16)).astype(np.float32)))
-    z, rows = augment_batch(x12, 0.3, g)
+    z, rows, d = augment_batch(x12, 0.3, g)
     changed = (z - x12).abs().amax(dim=(1, 2, 3)) > 1e-6
-    assert 0 < int(rows.sum()) < 12 and torch.equal(changed, rows)
+    assert 0 < int(rows.sum()) < 12 and torch.equal(changed, rows) and torch.equal(d > 0, rows)
     assert torch.allclose(y.mean(dim=(2, 3)), torch.zeros(3, 3), atol=1e-5)
     assert torch.allclose(y.std(dim=(2, 3)), torch.ones(3, 3), atol=1e-4)

@@ -48,10 +48,12 @@ def test_training_decreases_loss_and_writes_folder(tiny, tmp_path):
     assert not (d / "lexu" / "checkpoint.pt").exists()
 
 
-@pytest.mark.parametrize("augment,clean_dgm", [(0.0, False), (0.5, False), (0.5, True)])
-def test_resume_continues_from_checkpoint(tmp_path, augment, clean_dgm):
+@pytest.mark.parametrize("augment,clean_dgm,raise_h", [(0.0, False, 0.0), (0.5, False, 0.0), (0.5, True, 0.0),
+                                                       (0.5, False, 0.25)])
+def test_resume_continues_from_checkpoint(tmp_path, augment, clean_dgm, raise_h):
     """Interrupted after 2 of 4 epochs and resumed == 4 uninterrupted epochs (with intensity
-    augmentation too: its generator is in the checkpoint; and with DGM on clean images only)."""
+    augmentation too: its generator is in the checkpoint; with DGM on clean images only; and
+    with the raised DGM target on distorted images)."""
     from clinloop.models.lexu.config import LexuConfig
     from clinloop.training.lexu import train
 
@@ -61,7 +63,7 @@ def test_resume_continues_from_checkpoint(tmp_path, augment, clean_dgm):
     m = (torch.rand(6, 3, 16, 16, generator=g) > 0.5).to(torch.uint8)
     v = torch.ones(6, 3, dtype=torch.bool)
     cfg = LexuConfig(method="lexu", widths=[4, 6, 8], size=16, epochs=4, batch_size=4, intensity_augment=augment,
-                     dgm_clean_only=clean_dgm)
+                     dgm_clean_only=clean_dgm, distortion_disagreement=raise_h)
     (tmp_path / "full").mkdir()
     full, h_full = train(cfg, x, m, v, tmp_path / "full", progress=False)
     (tmp_path / "cut").mkdir()
@@ -76,8 +78,13 @@ def test_resume_continues_from_checkpoint(tmp_path, augment, clean_dgm):
 def test_cli_refuses_to_overwrite_and_resume_of_finished_run_is_a_no_op(tiny, tmp_path):
     data, _ = tiny
     # --dgm-clean-only means nothing without augmentation, and only LEXU has a DGM term
+    # and so does --distortion-disagreement; it is a variance of binary masks (<= 0.25)
     for bad in (["--method", "lexu", "--dgm-clean-only"],
-                ["--method", "unet", "--dgm-clean-only", "--intensity-augment", "0.5"]):
+                ["--method", "unet", "--dgm-clean-only", "--intensity-augment", "0.5"],
+                ["--method", "lexu", "--distortion-disagreement", "0.1"],
+                ["--method", "lexu", "--distortion-disagreement", "0.3", "--intensity-augment", "0.5"],
+                ["--method", "lexu", "--distortion-disagreement", "0.1", "--intensity-augment", "0.5",
+                 "--dgm-clean-only"]):
         assert main(["train", *bad, "--data", str(data), "--out", str(tmp_path / "bad"), "--epochs", "1", *TINY]) == 2
     assert not (tmp_path / "bad" / "weights.pt").exists()
     _train(data, tmp_path / "u", "unet", 1)
@@ -140,6 +147,11 @@ def test_distortions():
     # blur lowers high-frequency energy; grey images get a gamma change
     assert np.abs(np.diff(distort(img, "blur", 1.0), axis=-1)).mean() < np.abs(np.diff(img, axis=-1)).mean()
     assert distort(img[:1], "colour", 1.0).shape == (1, 20, 20)
+    # pixelate at severity 1: 20 px -> 7 blocks (area means), nearest back up to 20
+    px = distort(img, "pixelate", 1.0)
+    np.testing.assert_allclose(distort(img, "pixelate", 0.0), img, atol=1e-3)
+    assert px.shape == img.shape and len(np.unique(px[0, 0])) <= 7
+    np.testing.assert_allclose(px.mean(), img.mean(), rtol=0.05)
     with pytest.raises(ValueError):
         distort(img, "rotate", 0.5)
     with pytest.raises(ValueError):

@@ -55,6 +55,9 @@ DEFAULT_POOR_DICE = 0.7  # ours, for structures the paper does not cover
 SHIPPED = {"riga": "lexu-riga-cup", "lidc": "lexu-lidc"}
 TIMED_TINYVIT = 3  # images timed without the feature cache for TinyViT models (each costs an encoder pass)
 SEVERITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+# distortions outside the protocol's three and outside --intensity-augment's family: for
+# checking whether a model trained on that family flags a shift it has never seen
+UNSEEN_DISTORTIONS = ("pixelate",)
 
 
 @dataclass(kw_only=True)
@@ -110,10 +113,12 @@ def distort(image: np.ndarray, kind: str, severity: float, seed: int = 0) -> np.
     ``noise``: + N(0, (0.15·s)²); ``blur``: Gaussian, σ = 0.03·s·max(H, W) px;
     ``colour``: RGB: hue + 0.1·s, saturation × (1 − 0.5·s), then gamma 1 + s;
     grey: gamma 1 + 1.5·s (a brightness/contrast change alone would be undone
-    by the per-image z-score).
+    by the per-image z-score). ``pixelate`` (not in the protocol's table, see
+    ``UNSEEN_DISTORTIONS``): area-averaged down to ``1 / (1 + 2·s)`` of the side, then
+    nearest-neighbour back up.
     """
-    if kind not in DISTORTIONS:
-        raise ValueError(f"unknown distortion {kind!r}; choose from {', '.join(DISTORTIONS)}")
+    if kind not in DISTORTIONS + UNSEEN_DISTORTIONS:
+        raise ValueError(f"unknown distortion {kind!r}; choose from {', '.join(DISTORTIONS + UNSEEN_DISTORTIONS)}")
     if not 0 <= severity <= 1:
         raise ValueError(f"severity must be in [0, 1], got {severity}")
     img = np.asarray(image, dtype=np.float32)
@@ -127,6 +132,13 @@ def distort(image: np.ndarray, kind: str, severity: float, seed: int = 0) -> np.
 
             sigma = 0.03 * severity * max(x.shape[-2:])
             x = np.stack([gaussian_filter(c, sigma) for c in x])
+        elif kind == "pixelate":
+            import torch
+            import torch.nn.functional as F
+
+            t = torch.from_numpy(np.ascontiguousarray(x))[None]
+            small = [max(1, round(n / (1 + 2 * severity))) for n in x.shape[-2:]]
+            x = F.interpolate(F.interpolate(t, size=small, mode="area"), size=x.shape[-2:], mode="nearest")[0].numpy()
         elif x.shape[0] == 3:
             from skimage.color import hsv2rgb, rgb2hsv
 
@@ -232,9 +244,10 @@ def summarise(method: str, predictor, rows: list[dict], times: list[float]) -> d
     return out
 
 
-def difficulty_inputs(cfg, samples, seed: int = 0):
-    """The difficulty test's network inputs: yields ``(distortion, severity, [x_i])``, one
-    prepared ``(1, C, S, S)`` input per sample, each image cropped and resized to the
+def difficulty_inputs(cfg, samples, seed: int = 0, kinds=DISTORTIONS):
+    """The difficulty test's network inputs: yields ``(distortion, severity, [x_i])`` for each
+    of ``kinds`` (default the protocol's three), one prepared ``(1, C, S, S)`` input per
+    sample, each image cropped and resized to the
     network's resolution, then distorted there (distortions applied at 512² would be mostly
     averaged away by the anti-aliased downsampling to ``cfg.size``²), noise seeded ``seed + i``."""
     from clinloop.models.lexu.model import crop_box, prepare_images
@@ -248,7 +261,7 @@ def difficulty_inputs(cfg, samples, seed: int = 0):
         t = torch.from_numpy(np.ascontiguousarray(s.image[:, y0:y1, x0:x1], dtype=np.float32))[None]
         small.append(F.interpolate(t, size=(cfg.size, cfg.size), mode="bilinear", antialias=True,
                                    align_corners=False)[0].numpy())
-    for kind in DISTORTIONS:
+    for kind in kinds:
         for sev in SEVERITIES:
             yield kind, sev, [prepare_images([distort(im, kind, sev, seed + i)], cfg.size, cfg.in_channels,
                                              cfg.normalisation) for i, im in enumerate(small)]

@@ -66,6 +66,10 @@ class LexuTrainOptions(TrainOptions):
                                              "image (clinloop.training.lexu_augment; cnn encoder only)")
     dgm_clean_only: bool = opt(False, help="with --intensity-augment (lexu only; not in the paper): Eq. 1's DGM "
                                            "term on the undistorted images of each batch only, MRO on all")
+    distortion_disagreement: float = opt(0.0, help="with --intensity-augment (lexu only; not in the paper): on a "
+                                                   "distorted image of strength d in [0, 1], Eq. 1's DGM target is "
+                                                   "max(H, D·d) on the raters' boundary band (1 px; 2 px for "
+                                                   "d >= 0.5; D <= 0.25)")
     threads: int | None = opt(None, help="torch CPU threads")
 
 
@@ -191,7 +195,10 @@ def train(cfg: LexuConfig, x, m, v, out: Path, resume: bool = False, progress: b
                 mb = mb.flip(flips)
             extra = {}
             if cfg.intensity_augment > 0:
-                xb, distorted = augment_batch(xb, cfg.intensity_augment, aug_gen)
+                xb, distorted, strength = augment_batch(xb, cfg.intensity_augment, aug_gen)
+                if cfg.distortion_disagreement > 0:  # raised DGM target on distorted images (not in the paper)
+                    extra["distortion"] = d.gather_rows(strength, sizes)
+                    extra["distortion_disagreement"] = cfg.distortion_disagreement
                 if cfg.dgm_clean_only:  # Eq. 1's DGM on the undistorted images only
                     extra["dgm_rows"] = d.gather_rows(distorted.to(torch.uint8), sizes) == 0  # (uint8: any backend)
             logits = d.gather_rows(step(xb, tuple(flips)), sizes)  # (B, ...) the global batch's outputs
@@ -262,12 +269,18 @@ def train_model(args: LexuTrainOptions) -> Path:
         mc_samples=args.mc_samples, size=size, structure=args.structure, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, crop=args.crop,
         normalisation="minmax" if args.encoder == "tinyvit" else "zscore", intensity_augment=args.intensity_augment,
-        dgm_clean_only=args.dgm_clean_only,
+        dgm_clean_only=args.dgm_clean_only, distortion_disagreement=args.distortion_disagreement,
     )
     if cfg.intensity_augment and cfg.encoder != "cnn":
         raise ValueError("--intensity-augment needs --encoder cnn (the TinyViT features are cached, not recomputed)")
     if cfg.dgm_clean_only and (cfg.method != "lexu" or not cfg.intensity_augment):
         raise ValueError("--dgm-clean-only needs --method lexu and --intensity-augment > 0")
+    if cfg.distortion_disagreement:
+        if cfg.method != "lexu" or not cfg.intensity_augment or cfg.dgm_clean_only:
+            raise ValueError("--distortion-disagreement needs --method lexu and --intensity-augment > 0, "
+                             "without --dgm-clean-only")
+        if not 0 < cfg.distortion_disagreement <= 0.25:
+            raise ValueError(f"--distortion-disagreement is a variance in (0, 0.25]; got {cfg.distortion_disagreement}")
     if not 0 <= cfg.intensity_augment <= 1:
         raise ValueError(f"--intensity-augment is a probability in [0, 1]; got {cfg.intensity_augment}")
     if cfg.method != "mc-dropout":

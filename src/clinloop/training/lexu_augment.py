@@ -46,31 +46,52 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return x[0]
 
 
-def augment_image(img: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor | None:
+def distortion_strength(gamma: float | None, blur: float | None, noise: float | None) -> float:
+    """``d`` in [0, 1]: how strongly one image was distorted, the largest of the drawn
+    distortions' strengths, each on the scale of the difficulty test's severity
+    (:func:`clinloop.evaluation.lexu_protocol.distort`): noise ``σ / 0.15``, blur
+    ``σ / 2`` px, gamma ``|ln γ| / ln 2.5`` (the test's severity 1 is noise σ 0.15, blur
+    σ 1.92 px at 64², gamma 2.5). ``None``: not drawn."""
+    parts = [0.0]
+    if gamma is not None:
+        parts.append(abs(math.log(gamma)) / math.log(GAMMA[1]))
+    if blur is not None:
+        parts.append(blur / BLUR_SIGMA[1])
+    if noise is not None:
+        parts.append(noise / NOISE_SIGMA[1])
+    return float(min(1.0, max(parts)))
+
+
+def augment_image(img: torch.Tensor, p: float, g: torch.Generator) -> tuple[torch.Tensor, float] | None:
     """One normalised image ``(C, H, W)``: each of gamma, blur and noise with probability
     ``p`` (in that order), then the per-channel z-score of
-    :func:`~clinloop.models.lexu.model.normalise`. ``None`` when nothing is drawn (the
-    image stays as it is)."""
+    :func:`~clinloop.models.lexu.model.normalise`; returns ``(image, d)`` with ``d`` its
+    :func:`distortion_strength`. ``None`` when nothing is drawn (the image stays as it is)."""
     draws = [float(torch.rand((), generator=g)) < p for _ in range(3)]
     if not any(draws):
         return None
     lo, hi = img.min(), img.max()
     x = (img - lo) / (hi - lo).clamp_min(1e-6)
+    gamma = blur = noise = None
     if draws[0]:
-        x = x.clamp(0, 1) ** _uniform(*GAMMA, g)
+        gamma = _uniform(*GAMMA, g)
+        x = x.clamp(0, 1) ** gamma
     if draws[1]:
-        x = gaussian_blur(x, _uniform(*BLUR_SIGMA, g))
+        blur = _uniform(*BLUR_SIGMA, g)
+        x = gaussian_blur(x, blur)
     if draws[2]:
-        sigma = _uniform(*NOISE_SIGMA, g)
-        x = (x + sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)).clamp(0, 1)
-    return normalise(x[None], "zscore")[0]
+        noise = _uniform(*NOISE_SIGMA, g)
+        x = (x + noise * torch.randn(x.shape, generator=g, dtype=x.dtype)).clamp(0, 1)
+    return normalise(x[None], "zscore")[0], distortion_strength(gamma, blur, noise)
 
 
-def augment_batch(x: torch.Tensor, p: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_batch(x: torch.Tensor, p: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``x (B, C, S, S)`` z-scored images -> (augmented copy, ``(B,)`` bool: which images
-    were distorted) (see :func:`augment_image`)."""
+    were distorted, ``(B,)`` float: each image's strength ``d``, 0 where undistorted)
+    (see :func:`augment_image`)."""
     if p <= 0:
-        return x, torch.zeros(len(x), dtype=torch.bool)
+        return x, torch.zeros(len(x), dtype=torch.bool), torch.zeros(len(x))
     out = [augment_image(img, p, g) for img in x]
     rows = torch.tensor([o is not None for o in out], dtype=torch.bool)
-    return torch.stack([img if o is None else o for img, o in zip(x, out)]), rows
+    strength = torch.tensor([0.0 if o is None else o[1] for o in out])
+    return torch.stack([img if o is None else o[0] for img, o in zip(x, out)]), rows, strength

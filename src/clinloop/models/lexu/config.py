@@ -58,6 +58,7 @@ class LexuConfig:
     seed: int = 0
     intensity_augment: float = 0.0  # training only: P of each of noise / blur / gamma (clinloop.training.lexu_augment)
     dgm_clean_only: bool = False  # training only: DGM on the undistorted images of a batch (not in the paper)
+    distortion_disagreement: float = 0.0  # training only: D of losses.distortion_disagreement_target (not in the paper)
 
     def __post_init__(self):
         if self.method not in METHODS:

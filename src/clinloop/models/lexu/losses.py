@@ -142,6 +142,43 @@ def multi_rater_optimisation_loss(
     return per.sum()
 
 
+def boundary_band(masks: torch.Tensor, valid: torch.Tensor | None = None, radius: int = 1) -> torch.Tensor:
+    """Pixels within ``radius`` pixels (chessboard distance) of the edge of the valid raters'
+    union: its (2r+1)² dilation minus its (2r+1)² erosion. ``(B, R, H, W) -> (B, H, W)``
+    float 0/1; empty where no rater marked anything."""
+    if radius < 1:
+        raise ValueError(f"radius must be >= 1 px, got {radius}")
+    valid = _valid(masks, valid, "boundary_band")
+    union = ((masks > 0) & valid[..., None, None]).any(1).float()[:, None]
+    k = 2 * radius + 1
+    dil = F.max_pool2d(union, k, stride=1, padding=radius)
+    ero = 1 - F.max_pool2d(1 - union, k, stride=1, padding=radius)
+    return (dil - ero)[:, 0]
+
+
+def distortion_disagreement_target(H: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor | None,
+                                   strength: torch.Tensor, D: float) -> torch.Tensor:
+    """Not in the paper (``--distortion-disagreement D``): the DGM target of a distorted
+    training image, ``H' = max(H, D · d_b · B_ρ)``, with ``d_b`` in [0, 1] the image's
+    distortion strength (0 for a clean image, where ``H' = H``) and ``B_ρ`` the raters'
+    :func:`boundary_band` of radius ``ρ = 1`` px, ``2`` px once ``d_b ≥ 0.5`` (a strong
+    distortion hides the edge over a wider ring). It teaches the heads to disagree about
+    the edge of the structure the more the image is degraded: the training signal Eq. 1
+    lacks for the example-difficulty test (§4.3). The idea is Outlier Exposure's
+    (Hendrycks et al., ICLR 2019: raise the uncertainty target on degraded or outlying
+    inputs). ``H (B, H, W)``, ``strength (B,)``; ``D`` in [0, 0.25] (0.25: a 2–2 split
+    of four raters, the largest variance of binary masks)."""
+    if strength.shape != H.shape[:1]:
+        raise ValueError(f"strength must be (B,) = ({H.shape[0]},), got {tuple(strength.shape)}")
+    if bool((strength < 0).any()) or bool((strength > 1).any()):
+        raise ValueError(f"distortion strength must lie in [0, 1], got {strength.tolist()}")
+    if not 0 <= D <= 0.25:
+        raise ValueError(f"D must lie in [0, 0.25] (a variance of binary masks), got {D}")
+    d = strength.to(H.device, torch.float32)
+    band = torch.where((d >= 0.5)[:, None, None], boundary_band(masks, valid, 2), boundary_band(masks, valid, 1))
+    return torch.maximum(H.float(), (D * d)[:, None, None] * band)
+
+
 def lexu_loss(
     logits: torch.Tensor,
     masks: torch.Tensor,
@@ -150,13 +187,18 @@ def lexu_loss(
     beta: float = 5.0,
     generator: torch.Generator | None = None,
     dgm_rows: torch.Tensor | None = None,
+    distortion: torch.Tensor | None = None,
+    distortion_disagreement: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 1: ``L = α·MRO + β·L_RMSE(H, Ĥ)``.
 
     Returns the scalar loss and its parts ``{"mro", "dgm"}`` as floats.
     ``α, β`` must be finite and ``>= 0`` (ValueError otherwise).
     ``dgm_rows (B,)`` bool (not in the paper; ``--dgm-clean-only``): the DGM term over
-    those images only (0 when none is), MRO over all.
+    those images only (0 when none is), MRO over all. ``distortion (B,)``, the images'
+    distortion strengths, with ``distortion_disagreement`` ``D > 0`` (not in the paper;
+    ``--distortion-disagreement``): the DGM target is :func:`distortion_disagreement_target`
+    instead of ``H``.
     """
     for name, v in (("alpha", alpha), ("beta", beta)):
         if not (float(v) >= 0 and float(v) < float("inf")):
@@ -164,6 +206,8 @@ def lexu_loss(
     valid = _check(logits, masks, valid)
     mro = multi_rater_optimisation_loss(logits, masks, valid, generator)
     H = rater_variance(masks, valid)
+    if distortion is not None and distortion_disagreement > 0:
+        H = distortion_disagreement_target(H, masks, valid, distortion, distortion_disagreement)
     H_hat = head_variance(torch.sigmoid(logits))
     if dgm_rows is None:
         dgm = disagreement_guidance_loss(H, H_hat)

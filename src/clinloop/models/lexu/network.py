@@ -314,10 +314,12 @@ class LEXU(UncertaintySegmenter):
     def train_logits(self, x, flip_dims=()):
         return self.net(x, flip_dims)
 
-    def loss(self, logits, masks, valid=None, generator=None, dgm_rows=None):
+    def loss(self, logits, masks, valid=None, generator=None, dgm_rows=None, distortion=None,
+             distortion_disagreement=0.0):
         from clinloop.models.lexu.losses import lexu_loss
 
-        return lexu_loss(logits, masks, valid, self.alpha, self.beta, generator, dgm_rows)
+        return lexu_loss(logits, masks, valid, self.alpha, self.beta, generator, dgm_rows, distortion,
+                         distortion_disagreement)
 
     def prediction(self, probs):
         return probs[:, -1]
