@@ -38,7 +38,7 @@ TITLE = "LIDC ambiguity: GED₁₆, GED₁₀₀, HM-IoU₃₂ (and HM-IoU₁₆
 N_SAMPLES = 100
 SPA_MODELS = {"spa": "spa-lidc", "meduhip": "meduhip-lidc"}
 LEXU_MODEL = "lexu-lidc"
-# K-sample sets: LEXU's heads, and a deep ensemble's members (5 U-Nets by lexu-lidc's command: the
+# K-sample sets: LEXU's heads, and a deep ensemble's members (5 U-Nets by lexu-lidc's recipe: the
 # lexu suite's ensemble-lidc, trained by whichever suite needs it first)
 K_MODELS = {"lexu": LEXU_MODEL, "ensemble": "ensemble-lidc"}
 K_SET = {"lexu": "heads", "ensemble": "members"}
@@ -182,7 +182,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                 "release, a random 40 % of its patients; see the data README), SPA's held-out patients, slices with a "
                 "non-empty rater majority only (no paper says its test split removes such slices), models trained "
                 "on a CPU budget; SPA/MedUHIP get one click at the centre of the raters' majority before "
-                "sampling. The deep ensemble is 5 U-Nets trained on the raters' majority vote by `lexu-lidc`'s command "
+                "sampling. The deep ensemble is 5 U-Nets trained on the raters' majority vote by `lexu-lidc`'s "
+                "recipe (64², 1,200 slices, 30 epochs, no augmentation) "
                 "(the lexu suite's `ensemble-lidc`). GED: d = 1 − IoU, d(empty, empty) = 0, within-set pairs i = j "
                 "included (`clinloop.metrics.ged`); HM-IoU: sets replicated to lcm(N, 4), empty/empty IoU 1 "
                 "(`clinloop.metrics.hm_iou`). 95 % CIs: patient bootstrap.\n")

@@ -26,7 +26,7 @@ LIDC slice (1,869).
   50 / 51 split, ``lexu-drishti-cup`` and ``unet-drishti-cup`` (~4 min each; its
   four "raters" are the nested agreement thresholds, so GED there is not against
   the experts); QUBIQ brain growth (27 / 12 cases), ``lexu-qubiq`` and ``unet-qubiq``;
-  and ``unet-lidc``, the plain U-Net trained by the shipped ``lexu-lidc``'s own command
+  and ``unet-lidc``, the plain U-Net trained by the shipped ``lexu-lidc``'s recipe (without its augmentation flags)
   (64², 1,200 training slices, batch 8, lr 1e-3, 30 epochs, ~13 min; ``--quick``: 2 epochs
   on 64 slices), so that LEXU's LIDC row has a U-Net of equal budget on the same split,
   and ``ensemble-lidc``, a deep ensemble (5 nets) by the same command (~35 min); the
@@ -83,7 +83,8 @@ def beta_stage_name(beta: float) -> str:
 
 
 _CUP = {"structure": "cup"}
-LIDC_RECIPE = {"size": 64, "batch_size": 8, "lr": 1e-3, "max_cases": 1200}  # the shipped lexu-lidc's command
+# the shipped lexu-lidc's command, without its augmentation flags
+LIDC_RECIPE = {"size": 64, "batch_size": 8, "lr": 1e-3, "max_cases": 1200}
 TRAINED: dict[str, Trained] = {
     **{beta_stage_name(b): Trained(f"lexu-riga-cup, β = {b:g}", "lexu", "riga_binrushed2", _CUP, {"beta": b})
        for b in BETAS},
@@ -215,7 +216,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             "100 epochs, one seeded 33/14 split of the 47 BinRushed2 photos; `lexu-lidc`: 64², 30 epochs; the "
             "rows marked by a stage name are trained by this suite with `lexu-riga-cup`'s recipe: RIGA cup on "
             "the same split, Drishti-GS1 cup on its official 50 / 51 split, QUBIQ brain growth 27 / 12 cases; "
-            "`unet-lidc` and `ensemble-lidc` with `lexu-lidc`'s command on its split). "
+            "`unet-lidc` and `ensemble-lidc` with `lexu-lidc`'s recipe on its split: 64², 1,200 slices, 30 "
+            "epochs, no augmentation). "
             "SR and DC intervals bootstrap the correlation over patients (a resample repeats patients, which "
             "adds distance correlation, so DC's interval sits high and can exclude its own estimate); the others "
             "are per-image means. "
