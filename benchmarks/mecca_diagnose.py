@@ -25,7 +25,9 @@ The same oracle from the paper's start ``p = 0.5`` (nothing predicted) shows
 what the hints alone give without an initial segmentation, and from the best
 single intensity threshold (a non-learned reference, chosen on the training
 cases) what they add to a good one. ``--minutes 0`` skips the training (the
-resolution ceiling, the threshold and the oracles only).
+resolution ceiling, the threshold and the oracles only); ``--pnet MODEL`` then runs the
+oracle from a trained P-Net's held-back prediction (e.g. the shipped ``pnet-atrium``:
+how far local corrections at the protocol's clicks can take its start).
 """
 from __future__ import annotations
 
@@ -52,6 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--oracle-radius", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pnet", default=None, help="a trained P-Net (mecca-unet folder or shipped name, e.g. "
+                                               "pnet-atrium): its held-back prediction replaces the trained one "
+                                               "(use with --minutes 0 and the model's --zoom/--norm/split)")
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
@@ -140,6 +145,11 @@ def main(argv=None) -> int:
                           "dice_full": None if df is None else round(df, 4), "loss": round(float(loss.detach()), 4)})
             print(json.dumps(curve[-1]), flush=True)
             next_eval += a.eval_every
+    if a.pnet:  # the oracle from a shipped P-Net's start instead of the network trained here
+        from clinloop.models import registry
+        from clinloop.models.mecca.model import load_mecca
+
+        net = load_mecca(registry.resolve_model_dir(a.pnet)).nets["net"]
     dc, df, probs = evaluate()
 
     def oracle(start_masks):
@@ -157,7 +167,8 @@ def main(argv=None) -> int:
             rows.append(ys)
         return np.mean(rows, 0).round(4).tolist()
 
-    res = {"data": a.data, "zoom": a.zoom, "norm": a.norm, "loss": a.loss, "width": a.width, "crop": crop,
+    res = {"data": a.data, "pnet": a.pnet, "zoom": a.zoom, "norm": a.norm, "loss": a.loss, "width": a.width,
+           "crop": crop,
            "iterations": it, "minutes": a.minutes, "threads": a.threads, "n_train": len(xtr), "n_held_back": len(xva),
            "held_back_dice_coarse": round(dc, 4), "held_back_dice_full": None if df is None else round(df, 4),
            "resolution_ceiling_dice": round(float(np.mean(ceiling)), 4),

@@ -232,9 +232,10 @@ def test_protocol_reads_the_volume_layouts_and_holds_back(tmp_path, layout):
                              **common))
     icnn = tmp_path / "icnn"
     train_model(make_options(MECCATrainOptions, "test", method="interactive-cnn", out=str(icnn),
-                             init_model=str(pnet), **common))
+                             init_model=str(pnet), hint_sigma=3.0, **common))
     m = load_mecca(icnn)
     assert m.cfg.zoom == 2 and m.cfg.norm == norm and m.cfg.init == "pnet" and "init" in m.nets
+    assert m.cfg.hint_sigma == 3.0  # --hint-sigma reaches the saved config (the hint map at inference)
     held = sorted(set(load_dataset(data).patient_ids) - set(m.data["train_patients"]))
     assert held  # some patients are held back
     o = make_options(MECCAProtocolOptions, "test", method="interactive-cnn", data=str(data), model=str(icnn),

@@ -74,6 +74,8 @@ class MECCATrainOptions(TrainOptions):
     iterations: int = opt(2000)
     max_minutes: float = opt(15.0, help="stop after this wall time")
     hint_points: int = opt(5, help="simulated clicks per step")
+    hint_sigma: float = opt(2.0, help="Gaussian radius of a click in the hint map, in working-grid voxels "
+                                      "(MECCAConfig.hint_sigma; the paper does not give the transform)")
     held_out_fraction: float = opt(0.2, flags=("--val-fraction",),
                                    help="held-back share of the cases (split by patient)")
     val_cases: int = opt(48, help="validation cases scored at the end")
@@ -437,7 +439,7 @@ def train_model(args: MECCATrainOptions) -> Path:
     cfg = MECCAConfig(method=method, ndim=args.ndim, width=args.width, conf_width=args.width,
                       downsample=args.downsample or (2 if args.ndim == 3 else 1), steps=args.steps, lr=args.lr,
                       shaping=(method == "mecca"), balance_confidence=bool(args.balance_confidence),
-                      delta=args.delta, hint_points=args.hint_points, size=args.size,
+                      delta=args.delta, hint_points=args.hint_points, hint_sigma=args.hint_sigma, size=args.size,
                       fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
                       seg_loss=args.seg_loss, confidence_gate=args.confidence_gate,
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",

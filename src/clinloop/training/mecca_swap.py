@@ -1,0 +1,51 @@
+"""Give a trained interactive MECCA model another P-Net as its start p^(0).
+
+    python benchmarks/mecca_swap_pnet.py --model mecca-atrium --pnet runs/pnet-atrium-j8 --out DIR
+
+An interactive model (``mecca``, ``mecca-no-confidence``, ``interactive-cnn``) trained with
+``--init-model P`` embeds a frozen copy of the P-Net P as its ``init`` network: its
+prediction (or mask) is p^(0), the state the first refinement step starts from. The policy
+itself only sees (image, p, hint), so a better P-Net can be put in front of it without
+retraining: :func:`swap_pnet` writes a copy of the model folder with the ``init`` weights
+of another P-Net. Not in the paper (which trains each method from its own P-Net); the
+policy was trained on the errors of the P-Net it came with, so whether a swapped start
+helps is measured, not assumed (docs/methods/mecca.md). ``data.json`` records both P-Nets
+("init_swapped"), and the held-back patients of the two must agree (the P-Net's own split
+is checked against the model's), so the protocol still evaluates patients neither saw.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
+    """Write ``out``: the interactive model ``model`` with ``pnet``'s weights as its
+    ``init`` network. Both are model folders or shipped names. ValueError if ``model`` has
+    no P-Net start, if the two differ in grid (``ndim``, ``zoom``, ``norm``,
+    ``downsample``) or P-Net width, or if their training patients differ."""
+    from clinloop.models import registry
+    from clinloop.models.mecca.model import load_mecca
+
+    mdir, pdir = registry.resolve_model_dir(model), registry.resolve_model_dir(pnet)
+    m, p = load_mecca(mdir), load_mecca(pdir)
+    if "init" not in m.nets:
+        raise ValueError(f"{mdir}: this {m.cfg.method!r} model has no P-Net start (trained without --init-model)")
+    if p.cfg.method != "mecca-unet":
+        raise ValueError(f"{pdir}: a P-Net (mecca-unet) folder is needed, got {p.cfg.method!r}")
+    for k in ("ndim", "zoom", "norm", "downsample"):
+        if getattr(p.cfg, k) != getattr(m.cfg, k):
+            raise ValueError(f"{pdir}: its {k} is {getattr(p.cfg, k)!r}, the model's {getattr(m.cfg, k)!r}")
+    if p.cfg.width != m.cfg.init_width:
+        raise ValueError(f"{pdir}: P-Net width {p.cfg.width}, the model's start network has {m.cfg.init_width}")
+    tm, tp = m.data.get("train_patients"), p.data.get("train_patients")
+    if tm is not None and tp is not None and sorted(map(str, tm)) != sorted(map(str, tp)):
+        raise ValueError(f"{pdir}: trained on other patients than {mdir} (its held-back cases would not be held back)")
+    m.nets["init"].load_state_dict(p.nets["net"].state_dict())
+    sha = hashlib.sha256((Path(pdir) / "weights.pt").read_bytes()).hexdigest()
+    data = {**m.data, "init_swapped": {"model": str(mdir), "model_command": m.data.get("command"),
+                                       "pnet": str(pnet), "pnet_weights_sha256": sha,
+                                       "pnet_metrics": p.metrics}}
+    m.save(out, data=data, metrics={**m.metrics, "note": "init P-Net swapped after training; see data.json "
+                                                         "init_swapped; these metrics are the original model's"})
+    return Path(out)
