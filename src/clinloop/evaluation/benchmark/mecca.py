@@ -119,7 +119,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      "\nWhat differs: 7 BraTS 2018 volumes (5 trained on) and 30 atrium LGE-MRI volumes (24 "
                      "trained on) instead of the paper's 234 BraTS2015 and 20 MM-WHS volumes; the networks work "
                      "on a grid 4× (BraTS) or 3× (atrium) coarser than the image, width 16, CPU-length training "
-                     "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes.\n"]
+                     "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes."
+                     + (" The atrium's interactive models start from the mask of the P-Net they were trained "
+                        "from (the earlier `pnet-atrium`, Dice 0.753, embedded in their folders); the pnet row "
+                        "is the retrained `pnet-atrium` of 2026-12-05." if task == "atrium" else "") + "\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
     text += [t for t in (mecca_semisup.section(ctx, recs),) if t] + [sizes_line(recs)]
