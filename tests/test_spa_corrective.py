@@ -207,3 +207,14 @@ def test_general_volumes_mix_changes_only_the_volume_sources():
             assert (v.slices, v.weight) == (3 * g.slices, 3.0)
         else:
             assert v == g
+
+
+def test_general_lidc400_mix_doubles_only_the_lidc_slices():
+    from clinloop.training.spa_mix import GENERAL_LIDC400, GENERAL_VOLUMES, MIXES
+
+    assert MIXES["general-lidc400"] is GENERAL_LIDC400
+    for v, w in zip(GENERAL_VOLUMES, GENERAL_LIDC400, strict=True):
+        if v.name == "lidc":  # spa-lidc's slice count, the same share of the episodes and held-back patients
+            assert (w.slices, w.weight, w.held_out, w.per_group) == (400, v.weight, v.held_out, 1)
+        else:
+            assert w == v

@@ -65,7 +65,10 @@ GENERAL: tuple[Source, ...] = (
 # at LIDC's share of the episodes (in GENERAL they get 1/10 each)
 GENERAL_VOLUMES: tuple[Source, ...] = tuple(
     replace(s, slices=s.slices * 3, weight=3.0) if s.name in ("brats", "left_atrium") else s for s in GENERAL)
-MIXES = {"general": GENERAL, "general-volumes": GENERAL_VOLUMES}
+# GENERAL_VOLUMES with spa-lidc's 400 LIDC training slices (one per nodule) in place of 200, at the same
+# share of the episodes: the LIDC decoder sees twice the nodules without taking episodes from the volumes
+GENERAL_LIDC400: tuple[Source, ...] = tuple(replace(s, slices=400) if s.name == "lidc" else s for s in GENERAL_VOLUMES)
+MIXES = {"general": GENERAL, "general-volumes": GENERAL_VOLUMES, "general-lidc400": GENERAL_LIDC400}
 
 
 def structure_slices(masks: np.ndarray, n: int) -> list[int]:
