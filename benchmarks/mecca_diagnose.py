@@ -27,7 +27,8 @@ single intensity threshold (a non-learned reference, chosen on the training
 cases) what they add to a good one. ``--minutes 0`` skips the training (the
 resolution ceiling, the threshold and the oracles only); ``--pnet MODEL`` then runs the
 oracle from a trained P-Net's held-back prediction (e.g. the shipped ``pnet-atrium``:
-how far local corrections at the protocol's clicks can take its start).
+how far local corrections at the protocol's clicks can take its start; with the model's
+``flip_average`` / ``one_component`` when its config sets them).
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ def main(argv=None) -> int:
     from clinloop.metrics import dice
     from clinloop.models.mecca.hints import simulate_clicks
     from clinloop.models.mecca.pnet import SegmentationNet
+    from clinloop.models.mecca.pnet_inference import pnet_probability
     from clinloop.models.mecca.volumes import normalise, upsample, zoom_image, zoom_label
     from clinloop.training.mecca import balanced_weights, soft_dice_loss
     from clinloop.training.mecca_data import prepare_volume, split_patients
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
         net.eval()
         dc, df, probs = [], [], []
         for x, y, yf in zip(xva, yva, fva):
-            pr = torch.sigmoid(net(torch.from_numpy(x)[None]))
+            pr = pnet_probability(net, torch.from_numpy(x)[None], *refine)
             probs.append(pr[0, 0].numpy())
             dc.append(dice(pr[0, 0].numpy() > 0.5, y))
             if yf is not None:
@@ -126,6 +128,7 @@ def main(argv=None) -> int:
         net.train()
         return float(np.mean(dc)), (float(np.mean(df)) if df else None), probs
 
+    refine = (False, False)  # a --pnet model's flip_average, one_component (clinloop.models.mecca.pnet_inference)
     curve, it, t_train, next_eval = [], 0, time.time(), a.eval_every
     while time.time() - t_train < a.minutes * 60:
         b = rng.choice(len(xtr), size=min(a.batch, len(xtr)), replace=False)
@@ -149,7 +152,8 @@ def main(argv=None) -> int:
         from clinloop.models import registry
         from clinloop.models.mecca.model import load_mecca
 
-        net = load_mecca(registry.resolve_model_dir(a.pnet)).nets["net"]
+        loaded = load_mecca(registry.resolve_model_dir(a.pnet))
+        net, refine = loaded.nets["net"], (loaded.cfg.flip_average, loaded.cfg.one_component)
     dc, df, probs = evaluate()
 
     def oracle(start_masks):

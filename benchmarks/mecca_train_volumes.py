@@ -43,8 +43,11 @@ TASKS = {
     # zoom 3 = 1.9 mm voxels (resolution ceiling: Dice 0.99)
     # the interactive models: smaller crops at random offsets (their P-Net, the one before 2026-12-05, was not)
     # the P-Net, too, on crops at random offsets since 2026-12-05 (0.753 -> 0.803 on whole held-back volumes)
+    # its prediction averaged over flips and kept to its largest component (one object; inference only,
+    # the interactive models take it over as p^(0): clinloop.models.mecca.pnet_inference)
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
-               "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6},
+               "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6,
+               "pnet_extra": ["--flip-average", "--one-component"]},
 }
 MODELS = {
     "pnet": {"method": "mecca-unet", "lr": 1e-3, "batch": 4, "iterations": 3000, "extra": ["--seg-loss", "bce-dice"]},
@@ -78,6 +81,8 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
     jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else t.get("jitter")
     if jitter:
         cmd += ["--crop-jitter", str(jitter)]
+    if model == "pnet":
+        cmd += t.get("pnet_extra", [])
     if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask): agents already right can stay
         cmd += ["--init-model", str(out_root / f"pnet-{task}"), "--init-mask"]
         if hint_sigma is not None:  # the hint map's click radius (working-grid voxels; default 2)

@@ -45,3 +45,17 @@ def test_swap_refuses_other_patients_other_grids_and_models_without_a_start(tmp_
     _model(tmp_path / "plain", "mecca", 0)
     with pytest.raises(ValueError, match="no P-Net start"):
         swap_pnet(tmp_path / "plain", tmp_path / "p_other", tmp_path / "s")
+
+
+def test_swap_and_init_from_take_over_the_pnets_inference_refinements(tmp_path):
+    from clinloop.training.mecca_swap import init_from
+
+    _model(tmp_path / "m", "mecca", 0, init="pnet-mask", init_width=4)
+    _model(tmp_path / "p", "mecca-unet", 1, flip_average=True, one_component=True)
+    s = load_mecca(swap_pnet(tmp_path / "m", tmp_path / "p", tmp_path / "s"))
+    assert (s.cfg.flip_average, s.cfg.one_component) == (True, True)
+    cfg = MECCAConfig(method="interactive-cnn", ndim=2, width=4, init="pnet-mask")
+    state, width = init_from(tmp_path / "p", cfg)
+    assert width == 4 and (cfg.flip_average, cfg.one_component) == (True, True) and state
+    with pytest.raises(ValueError, match="mecca-unet"):
+        init_from(tmp_path / "m", cfg)

@@ -104,6 +104,10 @@ class MECCATrainOptions(TrainOptions):
                                            "0 = off, the paper; see clinloop.models.mecca.model.gate_actions)")
     augment: bool = opt(False, help="random flips of the in-plane axes of every training case (volumes: few "
                                     "patients; see flip_batch)")
+    flip_average: bool = opt(False, help="inference: the P-Net's prediction (mecca-unet, p^(0)) is the mean over "
+                                         "the flips of each axis (MECCAConfig.flip_average; default: the init's)")
+    one_component: bool = opt(False, help="inference: the P-Net's mask keeps its largest connected component, for "
+                                          "one-object structures (MECCAConfig.one_component; default: the init's)")
 
 
 OPTIONS = MECCATrainOptions
@@ -286,20 +290,6 @@ def _initial(init_net, x: torch.Tensor, binary: bool = False) -> torch.Tensor | 
     return None if init_net is None else pnet_initial(init_net, x, binary)
 
 
-def init_from(folder: str, cfg) -> tuple[dict, int]:
-    """The P-Net of a ``mecca-unet`` model folder as the ``init`` network of ``cfg``:
-    ``(state_dict, width)``. Its grid (``zoom``, ``norm``, ``ndim``) must match ``cfg``'s."""
-    from clinloop.models.mecca.model import load_mecca
-
-    pnet = load_mecca(folder)
-    if pnet.cfg.method != "mecca-unet":
-        raise ValueError(f"{folder}: --init-model wants a mecca-unet (P-Net) folder, got {pnet.cfg.method!r}")
-    for k in ("ndim", "zoom", "norm", "downsample"):
-        if getattr(pnet.cfg, k) != getattr(cfg, k):
-            raise ValueError(f"{folder}: its {k} is {getattr(pnet.cfg, k)!r}, this model's {getattr(cfg, k)!r}")
-    return pnet.nets["net"].state_dict(), pnet.cfg.width
-
-
 def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None = None, iterations: int = 100,
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
                    resume: dict | None = None, progress: bool = True, dist=None, checkpoint_seconds: float = 300.0,
@@ -442,6 +432,7 @@ def train_model(args: MECCATrainOptions) -> Path:
                       delta=args.delta, hint_points=args.hint_points, hint_sigma=args.hint_sigma, size=args.size,
                       fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
                       seg_loss=args.seg_loss, confidence_gate=args.confidence_gate,
+                      flip_average=bool(args.flip_average), one_component=bool(args.one_component),
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              "algorithm": "A2C (synchronous, batched agents)"
@@ -456,6 +447,8 @@ def train_model(args: MECCATrainOptions) -> Path:
     resume = torch.load(ckpt, map_location="cpu", weights_only=False) if args.resume and ckpt.is_file() else None
     init_state = None
     if args.init_model:  # (a resumed run's checkpoint holds the same weights)
+        from clinloop.training.mecca_swap import init_from
+
         init_state, cfg.init_width = init_from(args.init_model, cfg)
     d = distributed.init("cpu")
     nets, log = train_networks(cfg, xtr, ytr, n_lab, args.iterations, args.batch, args.seed,

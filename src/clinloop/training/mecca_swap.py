@@ -1,4 +1,4 @@
-"""Give a trained interactive MECCA model another P-Net as its start p^(0).
+"""P-Net starts of interactive MECCA models: train from one (``init_from``), swap one in (``swap_pnet``).
 
     python benchmarks/mecca_swap_pnet.py --model mecca-atrium --pnet runs/pnet-atrium-j8 --out DIR
 
@@ -33,15 +33,14 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
         raise ValueError(f"{mdir}: this {m.cfg.method!r} model has no P-Net start (trained without --init-model)")
     if p.cfg.method != "mecca-unet":
         raise ValueError(f"{pdir}: a P-Net (mecca-unet) folder is needed, got {p.cfg.method!r}")
-    for k in ("ndim", "zoom", "norm", "downsample"):
-        if getattr(p.cfg, k) != getattr(m.cfg, k):
-            raise ValueError(f"{pdir}: its {k} is {getattr(p.cfg, k)!r}, the model's {getattr(m.cfg, k)!r}")
+    check_grid(p.cfg, m.cfg, pdir)
     if p.cfg.width != m.cfg.init_width:
         raise ValueError(f"{pdir}: P-Net width {p.cfg.width}, the model's start network has {m.cfg.init_width}")
     tm, tp = m.data.get("train_patients"), p.data.get("train_patients")
     if tm is not None and tp is not None and sorted(map(str, tm)) != sorted(map(str, tp)):
         raise ValueError(f"{pdir}: trained on other patients than {mdir} (its held-back cases would not be held back)")
     m.nets["init"].load_state_dict(p.nets["net"].state_dict())
+    m.cfg.flip_average, m.cfg.one_component = p.cfg.flip_average, p.cfg.one_component  # as that P-Net predicts
     sha = hashlib.sha256((Path(pdir) / "weights.pt").read_bytes()).hexdigest()
     data = {**m.data, "init_swapped": {"model": str(mdir), "model_command": m.data.get("command"),
                                        "pnet": str(pnet), "pnet_weights_sha256": sha,
@@ -49,3 +48,27 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     m.save(out, data=data, metrics={**m.metrics, "note": "init P-Net swapped after training; see data.json "
                                                          "init_swapped; these metrics are the original model's"})
     return Path(out)
+
+
+def check_grid(pnet_cfg, cfg, folder) -> None:
+    """ValueError naming ``folder`` unless the P-Net config ``pnet_cfg`` works on ``cfg``'s grid
+    (``ndim``, ``zoom``, ``norm``, ``downsample``)."""
+    for k in ("ndim", "zoom", "norm", "downsample"):
+        if getattr(pnet_cfg, k) != getattr(cfg, k):
+            raise ValueError(f"{folder}: its {k} is {getattr(pnet_cfg, k)!r}, this model's {getattr(cfg, k)!r}")
+
+
+def init_from(folder: str | Path, cfg) -> tuple[dict, int]:
+    """The P-Net of a ``mecca-unet`` model folder as the ``init`` network of ``cfg`` (``clinloop
+    train --init-model``): ``(state_dict, width)``. Its grid must match ``cfg``'s (:func:`check_grid`);
+    ``cfg`` takes over the P-Net's inference refinements (``flip_average``, ``one_component``)
+    where it does not set them itself."""
+    from clinloop.models.mecca.model import load_mecca
+
+    pnet = load_mecca(folder)
+    if pnet.cfg.method != "mecca-unet":
+        raise ValueError(f"{folder}: --init-model wants a mecca-unet (P-Net) folder, got {pnet.cfg.method!r}")
+    check_grid(pnet.cfg, cfg, folder)
+    cfg.flip_average = cfg.flip_average or pnet.cfg.flip_average
+    cfg.one_component = cfg.one_component or pnet.cfg.one_component
+    return pnet.nets["net"].state_dict(), pnet.cfg.width

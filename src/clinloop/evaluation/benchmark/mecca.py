@@ -122,7 +122,9 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes."
                      + (" The atrium's interactive models start from the mask of the P-Net they were trained "
                         "from (the earlier `pnet-atrium`, Dice 0.753, embedded in their folders); the pnet row "
-                        "is the retrained `pnet-atrium` of 2026-12-05." if task == "atrium" else "") + "\n"]
+                        "is the retrained `pnet-atrium` of 2026-12-05, with its flip average and largest "
+                        "connected component (inference only; clinloop.models.mecca.pnet_inference)."
+                        if task == "atrium" else "") + "\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
     text += [t for t in (mecca_semisup.section(ctx, recs),) if t] + [sizes_line(recs)]

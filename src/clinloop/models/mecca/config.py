@@ -72,6 +72,10 @@ class MECCAConfig:
     # p^(0) in {0, 1}); both deviations, see docs/methods/mecca.md
     init: str = "constant"
     init_width: int = 16  # channels of the `init` P-Net
+    # inference only, not in the paper: refinements of the P-Net's prediction (mecca-unet's output and
+    # p^(0)): the mean over the flips of each axis, and keeping the mask's largest component (pnet_inference)
+    flip_average: bool = False
+    one_component: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -99,6 +103,9 @@ class MECCAConfig:
             raise ValueError(f"init must be 'constant', 'pnet' or 'pnet-mask', got {self.init!r}")
         if self.init != "constant" and self.method == "mecca-unet":
             raise ValueError(f"the non-interactive P-Net (mecca-unet) has no initial segmentation (init={self.init!r})")
+        if (self.flip_average or self.one_component) and self.method != "mecca-unet" and self.init == "constant":
+            raise ValueError("flip_average / one_component refine a P-Net's prediction: they need a mecca-unet "
+                             "model or a P-Net start (init 'pnet' or 'pnet-mask')")
         self.crop = tuple(int(v) for v in self.crop)
         if self.crop and len(self.crop) != self.ndim:
             raise ValueError(f"crop {self.crop} needs {self.ndim} sizes")

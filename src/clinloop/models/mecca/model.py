@@ -44,6 +44,7 @@ from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, ma
 from clinloop.models.mecca.hints import hint_map, simulate_clicks
 from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
 from clinloop.models.mecca.pnet import PolicyValueNet, SegmentationNet
+from clinloop.models.mecca.pnet_inference import pnet_probability
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
@@ -53,13 +54,15 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def pnet_initial(pnet, image: torch.Tensor, binary: bool) -> torch.Tensor:
+def pnet_initial(pnet, image: torch.Tensor, binary: bool, flips: bool = False,
+                 one_component: bool = False) -> torch.Tensor:
     """p^(0) from a frozen P-Net: its probability, or with ``binary`` its mask (p > 0.5
     → 1, else 0). Deviation from Algorithm 1 (p^(0) = 0.5). The mask matters because
     the action set {±0.1, ±0.2, ±0.4} has no "stay": an agent at p = 0.9 must move,
     while one at p = 1 that pushes up is clipped in place (Eq. 1), so a right
-    pre-segmentation can be kept (docs/methods/mecca.md, "Why Dice was low", 4b)."""
-    prob = torch.sigmoid(pnet(image))
+    pre-segmentation can be kept (docs/methods/mecca.md, "Why Dice was low", 4b).
+    ``flips``, ``one_component``: :func:`clinloop.models.mecca.pnet_inference.pnet_probability`."""
+    prob = pnet_probability(pnet, image, flips, one_component)
     return (prob > 0.5).to(prob.dtype) if binary else prob
 
 
@@ -124,7 +127,8 @@ class MECCAModel:
         with ``cfg.init == "pnet"``, the probability of the frozen P-Net ``init``; with
         ``"pnet-mask"``, its mask (p^(0) ∈ {0, 1}: :func:`pnet_initial`)."""
         if "init" in self.nets:
-            return pnet_initial(self.nets["init"], image, self.cfg.init == "pnet-mask")
+            return pnet_initial(self.nets["init"], image, self.cfg.init == "pnet-mask", self.cfg.flip_average,
+                                self.cfg.one_component)
         return initial_probability(image.shape)
 
     # ------------------------------------------------------------ one step
@@ -150,7 +154,10 @@ class MECCAModel:
                 idx = pol.greedy(s)
                 c = torch.sigmoid(conf(s).gather(1, idx))
             return gate_actions(p, transition(p, idx), c, self.cfg.confidence_gate), c
-        p_next = torch.sigmoid(cnn_step(self.nets["net"], image, p, hint))
+        if self.cfg.method == "mecca-unet":  # the P-Net: no hint, no previous p
+            p_next = pnet_probability(self.nets["net"], image, self.cfg.flip_average, self.cfg.one_component)
+        else:
+            p_next = torch.sigmoid(cnn_step(self.nets["net"], image, p, hint))
         return p_next, (2 * p_next - 1).abs()
 
     # ------------------------------------------------------------ sessions
