@@ -63,3 +63,16 @@ def test_brats_pnet_stage_is_the_protocol_on_one_held_back_volume(shared_data, t
     assert dice[0] > 0.8  # the shipped P-Net segments a held-back tumour (0.888 / 0.890 measured)
     text = mecca.section(ctx, {"mecca-brats-pnet": {"result": rec, "config": {"mode": "quick"}, "seconds": 1}})
     assert "### brats" in text and "pnet-brats" in text
+
+
+def test_train_volumes_command_refines_only_the_atrium_pnet(tmp_path):
+    from _benchmarks import load_script
+
+    tv = load_script("mecca_train_volumes")
+    pnet = tv.command("atrium", "pnet", tmp_path, 1, 30.0, False)
+    assert pnet[-2:] == ["--flip-average", "--one-component"]
+    for task, model in (("brats", "pnet"), ("atrium", "mecca")):  # BraTS: several foci; the rest inherit
+        cmd = tv.command(task, model, tmp_path, 1, 30.0, False)
+        assert "--one-component" not in cmd and "--flip-average" not in cmd
+    assert tv.command("atrium", "mecca", tmp_path, 1, 30.0, False)[-3:] == [
+        "--init-model", str(tmp_path / "pnet-atrium"), "--init-mask"]

@@ -228,14 +228,16 @@ def test_protocol_reads_the_volume_layouts_and_holds_back(tmp_path, layout):
     common = {"data": str(data), "ndim": 3, "zoom": 2, "norm": norm, "crop": "6,6,6", "size": 0, "width": 4,
               "batch": 2, "iterations": 2, "max_minutes": 5.0, "held_out_fraction": 0.4, "val_cases": 1, "seed": 0}
     pnet = tmp_path / "pnet"
+    refine = layout == "atrium"  # the atrium's P-Net: flip average and largest component (inference only)
     train_model(make_options(MECCATrainOptions, "test", method="mecca-unet", out=str(pnet), seg_loss="bce-dice",
-                             **common))
+                             flip_average=refine, one_component=refine, **common))
     icnn = tmp_path / "icnn"
     train_model(make_options(MECCATrainOptions, "test", method="interactive-cnn", out=str(icnn),
                              init_model=str(pnet), hint_sigma=3.0, **common))
     m = load_mecca(icnn)
     assert m.cfg.zoom == 2 and m.cfg.norm == norm and m.cfg.init == "pnet" and "init" in m.nets
     assert m.cfg.hint_sigma == 3.0  # --hint-sigma reaches the saved config (the hint map at inference)
+    assert m.cfg.flip_average == m.cfg.one_component == refine  # taken over from the P-Net (init_from)
     held = sorted(set(load_dataset(data).patient_ids) - set(m.data["train_patients"]))
     assert held  # some patients are held back
     o = make_options(MECCAProtocolOptions, "test", method="interactive-cnn", data=str(data), model=str(icnn),
