@@ -121,9 +121,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      "on a grid 4× (BraTS) or 3× (atrium) coarser than the image, width 16, CPU-length training "
                      "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes."
                      + (" The atrium's interactive models start from the mask of the P-Net they were trained "
-                        "from (the earlier `pnet-atrium`, Dice 0.753, embedded in their folders); the pnet row "
-                        "is the retrained `pnet-atrium` of 2026-12-05, with its flip average and largest "
-                        "connected component (inference only; clinloop.models.mecca.pnet_inference)."
+                        "from, embedded in their folders: `mecca-atrium` from the retrained `pnet-atrium` of "
+                        "2026-12-05 (the pnet row), with its flip average and largest connected component "
+                        "(inference only; clinloop.models.mecca.pnet_inference), the ablation and interactive-cnn "
+                        "from the earlier `pnet-atrium` (Dice 0.753), so their rows do not share a start."
                         if task == "atrium" else "") + "\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
