@@ -6,7 +6,8 @@ standard refinements of a segmenter's output, switched on per model in its ``con
 
 * ``MECCAConfig.flip_average`` (test-time augmentation): the probability is the mean over the
   image and its flips along each spatial axis (:func:`flip_average`), 1 + ndim forward passes;
-  the models it is used with were trained with random flips (``--augment``);
+  the volume models were trained with random in-plane flips (``--augment``), not along the slice
+  axis, which is averaged too (what that gives is measured in the docs, not assumed);
 * ``MECCAConfig.one_component``: the mask keeps its largest connected component
   (:func:`keep_largest_component`; face connectivity), for structures that are one object, such
   as the left atrium; not for BraTS whole tumour, which can have several foci.
