@@ -28,12 +28,10 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     from clinloop.models.mecca.model import load_mecca
 
     mdir, pdir = registry.resolve_model_dir(model), registry.resolve_model_dir(pnet)
-    m, p = load_mecca(mdir), load_mecca(pdir)
+    m = load_mecca(mdir)
     if "init" not in m.nets:
         raise ValueError(f"{mdir}: this {m.cfg.method!r} model has no P-Net start (trained without --init-model)")
-    if p.cfg.method != "mecca-unet":
-        raise ValueError(f"{pdir}: a P-Net (mecca-unet) folder is needed, got {p.cfg.method!r}")
-    check_grid(p.cfg, m.cfg, pdir)
+    p = load_pnet(pdir, m.cfg)
     if p.cfg.width != m.cfg.init_width:
         raise ValueError(f"{pdir}: P-Net width {p.cfg.width}, the model's start network has {m.cfg.init_width}")
     tm, tp = m.data.get("train_patients"), p.data.get("train_patients")
@@ -50,25 +48,26 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
-def check_grid(pnet_cfg, cfg, folder) -> None:
-    """ValueError naming ``folder`` unless the P-Net config ``pnet_cfg`` works on ``cfg``'s grid
-    (``ndim``, ``zoom``, ``norm``, ``downsample``)."""
-    for k in ("ndim", "zoom", "norm", "downsample"):
-        if getattr(pnet_cfg, k) != getattr(cfg, k):
-            raise ValueError(f"{folder}: its {k} is {getattr(pnet_cfg, k)!r}, this model's {getattr(cfg, k)!r}")
-
-
-def init_from(folder: str | Path, cfg) -> tuple[dict, int]:
-    """The P-Net of a ``mecca-unet`` model folder as the ``init`` network of ``cfg`` (``clinloop
-    train --init-model``): ``(state_dict, width)``. Its grid must match ``cfg``'s (:func:`check_grid`);
-    ``cfg`` takes over the P-Net's inference refinements (``flip_average``, ``one_component``)
-    where it does not set them itself."""
+def load_pnet(folder: str | Path, cfg):
+    """The ``mecca-unet`` (P-Net) model in ``folder``, checked to work on ``cfg``'s grid (``ndim``,
+    ``zoom``, ``norm``, ``downsample``); ValueError naming ``folder`` otherwise."""
     from clinloop.models.mecca.model import load_mecca
 
     pnet = load_mecca(folder)
     if pnet.cfg.method != "mecca-unet":
-        raise ValueError(f"{folder}: --init-model wants a mecca-unet (P-Net) folder, got {pnet.cfg.method!r}")
-    check_grid(pnet.cfg, cfg, folder)
+        raise ValueError(f"{folder}: a P-Net (mecca-unet) folder is needed, got {pnet.cfg.method!r}")
+    for k in ("ndim", "zoom", "norm", "downsample"):
+        if getattr(pnet.cfg, k) != getattr(cfg, k):
+            raise ValueError(f"{folder}: its {k} is {getattr(pnet.cfg, k)!r}, this model's {getattr(cfg, k)!r}")
+    return pnet
+
+
+def init_from(folder: str | Path, cfg) -> tuple[dict, int]:
+    """The P-Net of a ``mecca-unet`` model folder as the ``init`` network of ``cfg`` (``clinloop
+    train --init-model``): ``(state_dict, width)``. Its grid must match ``cfg``'s (:func:`load_pnet`);
+    ``cfg`` takes over the P-Net's inference refinements (``flip_average``, ``one_component``)
+    where it does not set them itself."""
+    pnet = load_pnet(folder, cfg)
     cfg.flip_average = cfg.flip_average or pnet.cfg.flip_average
     cfg.one_component = cfg.one_component or pnet.cfg.one_component
     return pnet.nets["net"].state_dict(), pnet.cfg.width
