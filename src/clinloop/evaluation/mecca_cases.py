@@ -19,7 +19,7 @@ SHIPPED_3D = {"mecca": "mecca-lidc3d", "mecca-no-confidence": "mecca-no-confiden
 TASK_PREFIX = {"mecca": "mecca", "mecca-no-confidence": "mecca-no-confidence",
                "interactive-cnn": "interactive-cnn", "unet": "pnet", "pnet": "pnet"}
 RESULT_KEYS = ("method", "protocol", "n_cases", "dice_per_step", "assd_per_step", "seconds_per_step",
-               "misunderstanding_per_step", "flips_per_step")
+               "misunderstanding_per_step", "flips_per_step", "click_reach")
 
 
 def task_of(data, fmt: str | None = None) -> str | None:
@@ -180,10 +180,12 @@ def data_ndim(path, fmt: str | None, label: str | None = None) -> int:
 def evaluate_model(method: str, data, model: str | None = None, *, fmt: str | None = None,
                    limit: int | None = None, seed: int = 0, steps: int = 5, fusion: str = "majority",
                    size: int | None = None, hint_points: int | None = None, all_patients: bool = False,
-                   label: str | None = None, ndim: int | None = None, per_case: bool = False) -> dict[str, Any]:
+                   label: str | None = None, ndim: int | None = None, per_case: bool = False,
+                   click_reach: float | None = None) -> dict[str, Any]:
     """One model (``model`` folder, default the shipped one for ``method`` and the
     data's dimensionality) on the held-back cases of ``data``: the results dict
-    (:data:`RESULT_KEYS`, plus ``per_case`` with ``per_case=True``)."""
+    (:data:`RESULT_KEYS`, plus ``per_case`` with ``per_case=True``). ``click_reach``
+    replaces the model's ``MECCAConfig.click_reach`` (0: every agent acts, the paper)."""
     if steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     if ndim is None:
@@ -195,11 +197,15 @@ def evaluate_model(method: str, data, model: str | None = None, *, fmt: str | No
         else:
             ndim = data_ndim(data, fmt, label)
     net, _ = _load(method, model, ndim, None if label else task_of(data, fmt))
+    if click_reach is not None:
+        from dataclasses import replace
+
+        net.cfg = replace(net.cfg, click_reach=float(click_reach))
     ds = open_dataset(data, fmt, ndim, label)
     size = (net.cfg.size if net.cfg.zoom == 1 and net.cfg.norm == "image" else 0) if size is None else size
     cases = iter_cases(ds, net, fusion, size, limit, seed, hold_back=not all_patients)
     res = evaluate_cases(net, cases, steps, seed, hint_points, per_case)
     if res["n_cases"] == 0:
         raise ValueError(f"{data}: no held-back {net.cfg.ndim}-D case with a non-empty {fusion} label")
-    out = {"method": method, "protocol": "mecca", **res}
+    out = {"method": method, "protocol": "mecca", **res, "click_reach": net.cfg.click_reach}
     return {k: out[k] for k in RESULT_KEYS + ("per_case",) if k in out}

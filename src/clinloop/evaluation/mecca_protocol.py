@@ -111,6 +111,8 @@ class MECCAProtocolOptions(ProtocolOptions):
                            help="2-D slices or 3-D volumes (default: the model's, else the data's first case; "
                                 "LIDC is read as nodule volumes with --ndim 3)")
     per_case: bool = opt(False, help="also write per-case Dice and misunderstanding counts")
+    click_reach: float | None = opt(None, help="only agents within this many working-grid voxels of a click move "
+                                               "(default: the model's MECCAConfig.click_reach; 0: all, the paper)")
     # --mode compare
     methods: str = opt("mecca,mecca-no-confidence,interactive-cnn",
                        help="compare: comma-separated; the first is compared pairwise with each other")
@@ -159,7 +161,7 @@ def run_protocol(o: MECCAProtocolOptions, verbose: bool = False) -> dict[str, An
         res = compare(o.data, str(o.methods).split(","), [int(x) for x in str(o.seeds).split(",")], o.limit,
                       o.steps, o.ndim, models, o.format, o.fusion, o.label, o.all_patients)
         res["command"] = command_line("evaluate", o, skip=("train_options", "fractions", "iterations", "max_minutes",
-                                                           "per_case", "hint_points", "size", "figure"))
+                                                           "per_case", "hint_points", "size", "figure", "click_reach"))
         if o.out is not None:
             atomic_write_text(o.out, json.dumps(res, indent=2) + "\n")
         if o.figure:
@@ -173,7 +175,7 @@ def run_protocol(o: MECCAProtocolOptions, verbose: bool = False) -> dict[str, An
         torch.set_num_threads(o.threads)
     out = evaluate_model(o.method, o.data, o.model, fmt=o.format, limit=o.limit, seed=o.seed, steps=o.steps,
                          fusion=o.fusion, size=o.size, hint_points=o.hint_points, all_patients=o.all_patients,
-                         label=o.label, ndim=o.ndim, per_case=o.per_case)
+                         label=o.label, ndim=o.ndim, per_case=o.per_case, click_reach=o.click_reach)
     if o.out is not None:
         atomic_write_text(o.out, json.dumps(out, indent=2) + "\n")
     if verbose:

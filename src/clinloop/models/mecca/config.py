@@ -46,6 +46,9 @@ class MECCAConfig:
     # inference only, not in the paper (0 = off): an agent whose chosen action has confidence
     # C(s, a) < confidence_gate keeps its probability (MECCAModel.refine; docs/methods/mecca.md)
     confidence_gate: float = 0.0
+    # inference only, not in the paper (0 = off): agents farther than click_reach working-grid voxels
+    # from every click keep their probability (clinloop.models.mecca.hints.click_reach; docs/methods/mecca.md)
+    click_reach: float = 0.0
     delta: float = 0.8  # label-generation confidence threshold δ (Eq. 6)
     unlabeled_warmup: int = 30  # iterations on labeled data only before Eq. 6 labels are used
     unlabeled_weight: float = 0.5  # weight of the unlabeled rollout's loss
@@ -91,6 +94,10 @@ class MECCAConfig:
             raise ValueError(f"delta must lie in [0, 1], got {self.delta}")
         if not 0.0 <= self.confidence_gate <= 1.0:
             raise ValueError(f"confidence_gate must lie in [0, 1], got {self.confidence_gate}")
+        if self.click_reach < 0:
+            raise ValueError(f"click_reach must be >= 0 (0 = off), got {self.click_reach}")
+        if self.click_reach and self.method == "mecca-unet":
+            raise ValueError("click_reach limits what hints change: the P-Net (mecca-unet) takes no hints")
         if self.confidence_gate and not self.is_rl:
             raise ValueError(f"confidence_gate needs an RL method (mecca, mecca-no-confidence), not {self.method!r}")
         if self.zoom < 1:

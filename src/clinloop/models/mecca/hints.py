@@ -94,3 +94,31 @@ def hint_map(clicks: Sequence[Click], shape: Sequence[int], sigma: float = 2.0) 
         sl = tuple(slice(l, h) for l, h in zip(lo, hi))
         np.maximum(target[sl], bump, out=target[sl])
     return pos - neg
+
+
+def click_reach(clicks: Sequence[Click], shape: Sequence[int], radius: float) -> np.ndarray:
+    """The agents a session lets the hints move: bool ``(*shape)``, True within Euclidean
+    distance ``radius`` (voxels of ``shape``'s grid) of some click, of either sign.
+
+    Not in the paper (``MECCAConfig.click_reach``, inference only): mecca.txt lets every
+    agent act at every step; on BraTS the trained policies then drift away from the clicks
+    and lose Dice over the steps (docs/methods/mecca.md, "Clicks that act where they are
+    given"). ``radius <= 0`` or no clicks: all False."""
+    shape = tuple(int(s) for s in shape)
+    near = np.zeros(shape, bool)
+    if radius <= 0:
+        return near
+    axes = [np.arange(n, dtype=np.float32) for n in shape]
+    for point, _ in clicks:
+        if len(point) != len(shape):
+            raise ValueError(f"click {point} has {len(point)} coordinates for a {len(shape)}-D image")
+        centre = [float(c) for c in point[::-1]]  # array order
+        lo = [max(0, int(np.floor(c - radius))) for c in centre]
+        hi = [min(n, int(np.ceil(c + radius)) + 1) for c, n in zip(centre, shape)]
+        if any(h <= l for l, h in zip(lo, hi)):
+            continue
+        sl = tuple(slice(l, h) for l, h in zip(lo, hi))
+        d2 = sum(((a[s] - c) ** 2).reshape([-1 if k == j else 1 for k in range(len(shape))])
+                 for j, (a, s, c) in enumerate(zip(axes, sl, centre)))
+        near[sl] |= d2 <= radius * radius
+    return near

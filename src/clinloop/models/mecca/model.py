@@ -22,7 +22,8 @@ over all voxels, or over the non-zero ones). Volume models (``cfg.zoom`` > 1) wo
 on a grid ``zoom`` times coarser and answer at the input size (:mod:`.volumes`);
 with ``cfg.init == "pnet"`` the agents start from the folder's P-Net (``init``)
 instead of 0.5. Models trained on crops run a session on a crop around the first
-click when the image is larger (:mod:`.roi`).
+click when the image is larger (:mod:`.roi`). With ``cfg.click_reach`` (not in the
+paper) only agents near a click move (:func:`~clinloop.models.mecca.hints.click_reach`).
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from clinloop.models.mecca.confidence import ConfidenceNet
 from clinloop.models.mecca.config import MECCAConfig
 from clinloop.models.mecca.hint_state import HintOnlyState
 from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, make_state, transition
-from clinloop.models.mecca.hints import hint_map, simulate_clicks
+from clinloop.models.mecca.hints import click_reach, hint_map, simulate_clicks
 from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
 from clinloop.models.mecca.pnet import PolicyValueNet, SegmentationNet
 from clinloop.models.mecca.pnet_inference import pnet_probability
@@ -133,11 +134,22 @@ class MECCAModel:
 
     # ------------------------------------------------------------ one step
     @torch.no_grad()
-    def refine(self, image: torch.Tensor, p: torch.Tensor, hint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def refine(self, image: torch.Tensor, p: torch.Tensor, hint: torch.Tensor,
+               reach: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One refinement step for a batch: ``image``, ``p``, ``hint`` ``(B, 1, *spatial)``
         → ``(p_next, certainty)`` of the same shape; ``certainty`` = C(s, a) of the
         chosen actions (RL) or ``|2p - 1|`` (CNNs). RL agents whose C(s, a) is below
-        ``cfg.confidence_gate`` keep their probability (:func:`gate_actions`)."""
+        ``cfg.confidence_gate`` keep their probability (:func:`gate_actions`); with ``reach``
+        (bool, like ``p``; :func:`~clinloop.models.mecca.hints.click_reach`) so do all agents
+        outside it (the certainty stays that of the step they would have taken)."""
+        p_next, cert = self._step(image, p, hint)
+        if reach is not None and self.cfg.method != "mecca-unet":
+            p_next = torch.where(reach, p_next, p)
+            if not self.cfg.is_rl:
+                cert = torch.where(reach, cert, (2 * p - 1).abs())
+        return p_next, cert
+
+    def _step(self, image: torch.Tensor, p: torch.Tensor, hint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.cfg.is_rl:
             s = make_state(image, p, hint)
             pol, conf = self.nets["policy"], self.nets["confidence"]
@@ -231,7 +243,7 @@ class MECCAState(HintOnlyState):
             self.clicks.append((tuple(float(v) for v in pt), bool(pos)))
         t0 = time.perf_counter()
         h = torch.from_numpy(coarse_hint_map(self.clicks, self.image.shape, self.cfg))[None, None]
-        self.p, cert = self.model.refine(self.image_t, self.p, h)
+        self.p, cert = self.model.refine(self.image_t, self.p, h, coarse_reach(self.clicks, self.image.shape, self.cfg))
         prob = vol.upsample(self.p, self.shape, self.cfg.zoom)[0, 0].numpy().copy()
         cert_c = cert[0, 0].numpy()
         refine_s = time.perf_counter() - t0
@@ -256,6 +268,17 @@ def coarse_hint_map(clicks, coarse_shape, cfg: MECCAConfig) -> np.ndarray:
     if cfg.zoom > 1:
         clicks = [(vol.to_coarse_point(pt, cfg.zoom), pos) for pt, pos in clicks]
     return hint_map(clicks, coarse_shape, cfg.hint_sigma)
+
+
+def coarse_reach(clicks, coarse_shape, cfg: MECCAConfig, prepared: bool = False) -> torch.Tensor | None:
+    """``cfg.click_reach`` as a bool ``(1, 1, *coarse)`` tensor for :meth:`MECCAModel.refine`
+    (agents within that many working-grid voxels of a click; ``None`` when it is 0). Clicks
+    in input coordinates, or on the working grid with ``prepared``."""
+    if not cfg.click_reach:
+        return None
+    if cfg.zoom > 1 and not prepared:
+        clicks = [(vol.to_coarse_point(pt, cfg.zoom), pos) for pt, pos in clicks]
+    return torch.from_numpy(click_reach(clicks, coarse_shape, cfg.click_reach))[None, None]
 
 
 def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int, rng: np.random.Generator,
@@ -290,7 +313,7 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
         t0 = time.perf_counter()
         h = hint_map(clicks, img.shape, model.cfg.hint_sigma) if prepared else coarse_hint_map(clicks, img.shape, model.cfg)
         h = torch.from_numpy(h)[None, None]
-        p_next, _ = model.refine(x, p, h)
+        p_next, _ = model.refine(x, p, h, coarse_reach(clicks, img.shape, model.cfg, prepared))
         full = vol.upsample(p_next, lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
         secs.append(time.perf_counter() - t0)
         mis.append(count_misunderstanding(p, p_next, y))  # agents = working-grid voxels

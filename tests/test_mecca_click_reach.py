@@ -1,0 +1,101 @@
+"""MECCAConfig.click_reach: only agents near a click move (inference only, not in the paper)."""
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from clinloop.models.mecca.config import MECCAConfig
+from clinloop.models.mecca.hints import click_reach
+from clinloop.models.mecca.model import MECCAModel, build_networks, coarse_reach, simulate
+
+
+def _tiny(method="mecca", **kw):
+    torch.manual_seed(0)
+    cfg = MECCAConfig(method=method, ndim=3, width=4, conf_width=4, head_dilations=(2, 4),
+                      conf_dilations=(1, 2), slic_segments=20, **kw)
+    return MECCAModel(cfg, build_networks(cfg))
+
+
+def test_click_reach_is_the_union_of_balls_around_the_clicks():
+    """Against scipy's exact distance transform: a voxel is in reach iff its distance to the
+    nearest click voxel is <= radius (clicks on voxel centres, (x, y, z) = (col, row, slice))."""
+    shape = (7, 9, 11)
+    clicks = [((1.0, 2.0, 3.0), True), ((9.0, 8.0, 0.0), False), ((5.0, 4.0, 6.0), True)]
+    seeds = np.ones(shape, bool)
+    for (x, y, z), _ in clicks:
+        seeds[int(z), int(y), int(x)] = False
+    dist = ndi.distance_transform_edt(seeds)
+    for r in (1.0, 1.5, 2.9, 4.0):
+        np.testing.assert_array_equal(click_reach(clicks, shape, r), dist <= r)
+    assert not click_reach(clicks, shape, 0.0).any()
+    assert not click_reach([], shape, 3.0).any()
+    # a click between voxel centres: the voxels within the radius of the point itself
+    near = click_reach([((2.5, 3.0), True)], (6, 6), 0.6)
+    assert sorted(zip(*np.nonzero(near))) == [(3, 2), (3, 3)]
+    with pytest.raises(ValueError, match="2 coordinates for a 3-D image"):
+        click_reach([((1.0, 2.0), True)], shape, 2.0)
+
+
+@pytest.mark.parametrize("method", ["mecca", "mecca-no-confidence", "interactive-cnn"])
+def test_refine_moves_only_the_agents_in_reach(method):
+    torch.manual_seed(3)
+    x, h = torch.randn(1, 1, 6, 8, 8), torch.randn(1, 1, 6, 8, 8).clamp(-1, 1)
+    p = (torch.rand(1, 1, 6, 8, 8) > 0.5).float()
+    model = _tiny(method)
+    p_free, c_free = model.refine(x, p, h)
+    reach = torch.zeros_like(p, dtype=torch.bool)
+    reach[..., 2:4, 3:6, 1:5] = True
+    p_near, c_near = model.refine(x, p, h, reach)
+    assert torch.equal(p_near[~reach], p[~reach])  # out of reach: unchanged
+    assert torch.equal(p_near[reach], p_free[reach])  # in reach: the step as usual
+    assert not torch.equal(p_free[~reach], p[~reach])  # (the untrained step does move them)
+    if model.cfg.is_rl:  # C(s, a) of the action an agent would have taken
+        torch.testing.assert_close(c_near, c_free)
+    else:  # the CNN's certainty is that of the probability it shows
+        torch.testing.assert_close(c_near, (2 * p_near - 1).abs())
+
+
+def test_a_session_and_the_simulated_user_keep_the_agents_far_from_the_clicks():
+    """zoom 2: the reach is measured on the working grid (clicks scaled by 1 / zoom)."""
+    model = _tiny("mecca", zoom=2, click_reach=2.0)
+    rng = np.random.default_rng(0)
+    image = rng.normal(size=(1, 16, 20, 20)).astype(np.float32)
+    st = model.start(image)
+    p0 = st.p.clone()
+    st.hint([((4.0, 6.0, 8.0), True)])  # (x, y, z) -> coarse (1.75, 2.75, 3.75)
+    near = click_reach([((1.75, 2.75, 3.75), True)], st.image.shape, 2.0)
+    assert 0 < near.sum() < near.size
+    moved = (st.p != p0)[0, 0].numpy()
+    assert moved.any() and not moved[~near].any()
+    # simulate: the voxels out of every click's reach keep p^(0) (0.5 from the constant start)
+    label = np.zeros((16, 20, 20), bool)
+    label[5:11, 6:14, 6:14] = True
+    out = simulate(model, image, label, 2, np.random.default_rng(1), n_points=1)
+    far = out["probabilities"][-1] == 0.5
+    assert far.mean() > 0.5 and not (out["probabilities"][-1] == 0.5).all()
+
+
+def test_coarse_reach_is_off_by_default_and_checked():
+    assert coarse_reach([((1.0, 1.0, 1.0), True)], (4, 4, 4), MECCAConfig(method="mecca", ndim=3)) is None
+    with pytest.raises(ValueError, match="click_reach must be >= 0"):
+        MECCAConfig(method="mecca", click_reach=-1.0)
+    with pytest.raises(ValueError, match="takes no hints"):
+        MECCAConfig(method="mecca-unet", click_reach=3.0)
+
+
+def test_the_protocol_overrides_and_reports_the_click_reach(tmp_path, shared_data):
+    """``--click-reach`` replaces the folder's value; 0 is the paper's update; the result says which ran."""
+    import dataclasses
+
+    from clinloop.evaluation import mecca_protocol
+
+    torch.manual_seed(0)
+    cfg = MECCAConfig(method="mecca", width=4, conf_width=4, head_dilations=(2, 4), conf_dilations=(1, 2), size=48,
+                      click_reach=1.0)
+    MECCAModel(cfg, build_networks(cfg)).save(tmp_path / "m", data={"train_patients": []}, metrics={})
+    args = mecca_protocol.MECCAProtocolOptions(method="mecca", data=str(shared_data / "lidc" / "lidc_crops_dev.npz"),
+                                               model=str(tmp_path / "m"), limit=2, seed=0, steps=2)
+    own, paper = (mecca_protocol.run_protocol(dataclasses.replace(args, click_reach=r)) for r in (None, 0.0))
+    assert (own["click_reach"], paper["click_reach"]) == (1.0, 0.0)
+    # an untrained policy moves every agent: with a reach of 1 pixel around 5 clicks a step, far fewer
+    assert sum(own["misunderstanding_per_step"]) < sum(paper["misunderstanding_per_step"]) / 4
