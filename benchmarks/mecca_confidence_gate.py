@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True, help="a mecca or mecca-no-confidence volume model: folder or shipped name")
     p.add_argument("--data", required=True)
     p.add_argument("--gates", default="0,0.5", help="comma-separated confidence gates")
+    p.add_argument("--click-reach", type=float, default=None,
+                   help="MECCAConfig.click_reach for every gate (default: the model's; 0: every agent acts)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--far", type=float, default=10.0, help="mm from the label beyond which a false positive is 'far'")
@@ -68,13 +70,15 @@ def main(argv=None) -> int:
     model = load_mecca(resolve_model_dir(a.model))
     if not model.cfg.is_rl:
         p.error(f"{a.model}: a {model.cfg.method!r} model has no action confidence to gate")
+    if a.click_reach is not None:
+        model.cfg = dataclasses.replace(model.cfg, click_reach=a.click_reach)
     ds = open_dataset(a.data, None, model.cfg.ndim)
     cases = list(iter_cases(ds, model, model.cfg.fusion, 0, None, a.seed))
     results = {}
     for g in (float(v) for v in a.gates.split(",")):
         model.cfg = dataclasses.replace(model.cfg, confidence_gate=g)
         r = results[str(g)] = run_gate(model, cases, a.steps, a.seed, a.far)
-        print(f"gate {g:.2f}: Dice per step {r['dice_per_step']}  ASSD (mm) {r['assd_per_step']}  "
+        print(f"gate {g:.2f} (click reach {model.cfg.click_reach:g}): Dice per step {r['dice_per_step']}  ASSD (mm) {r['assd_per_step']}  "
               f"misunderstanding {r['misunderstanding_per_step']}")
         for row in r["per_case"]:
             e = row["errors"]
@@ -84,7 +88,7 @@ def main(argv=None) -> int:
     if a.out:
         with open(a.out, "w") as f:
             json.dump({"model": a.model, "data": a.data, "steps": a.steps, "seed": a.seed, "far_mm": a.far,
-                       "gates": results}, f, indent=2)
+                       "click_reach": model.cfg.click_reach, "gates": results}, f, indent=2)
     return 0
 
 

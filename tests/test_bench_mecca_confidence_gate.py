@@ -33,11 +33,13 @@ def test_gate_run_reproduces_the_protocol(shared_data):
     from clinloop.models.registry import resolve_model_dir
 
     model = load_mecca(resolve_model_dir("mecca-brats"))
-    assert model.cfg.confidence_gate == 0.5
+    assert (model.cfg.confidence_gate, model.cfg.click_reach) == (0.5, 3.0)
+    # the gate alone: every agent may act (click reach 0, the paper)
+    model.cfg = dataclasses.replace(model.cfg, click_reach=0.0)
     cases = list(iter_cases(open_dataset(d, None, 3), model, model.cfg.fusion, 0, 1, 0))
     mod = _script()
     gated = mod.run_gate(model, cases, 2, 0, 10.0)
-    ref = evaluate_model("mecca", d, limit=1, steps=2, seed=0)
+    ref = evaluate_model("mecca", d, limit=1, steps=2, seed=0, click_reach=0.0)
     assert gated["dice_per_step"] == ref["dice_per_step"]
     assert gated["misunderstanding_per_step"] == ref["misunderstanding_per_step"]
     # gate 1: only actions whose C(s, a) is exactly 1 in float32 move (3 agents of this
