@@ -103,11 +103,12 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
             "no LIDC row exists in the paper, ASSD is in pixels (the LIDC crops store no spacing; a step with an "
             "empty prediction gets the image diagonal). Dice intervals: patient bootstrap; ASSD: mean only.\n"]
     for task in VOLUME_TASKS:
-        vrows = []
+        vrows, reach = [], set()
         for m in VOLUME_METHODS:
             r = recs.get(f"mecca-{task}-{m}", {}).get("result")
             if r:
                 p = r["protocol"]
+                reach |= {float(p["click_reach"])} if p.get("click_reach") else set()
                 vrows.append([f"{m} (`{r['model']}`, ours)", *(fmt_ci(r["ci"][f"dice_{k}"]) for k in (1, 3, STEPS)),
                               fmt(p["assd_per_step"][-1], 2), fmt(p["misunderstanding_per_step"][-1], 0),
                               fmt(float(sum(p["seconds_per_step"]) / len(p["seconds_per_step"])), 3),
@@ -120,6 +121,9 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      "trained on) instead of the paper's 234 BraTS2015 and 20 MM-WHS volumes; the networks work "
                      "on a grid 4× (BraTS) or 3× (atrium) coarser than the image, width 16, CPU-length training "
                      "(docs/methods/mecca.md). Intervals: bootstrap over the held-back volumes."
+                     + (f" Click reach {', '.join(f'{x:g}' for x in sorted(reach))}: the interactive models move only "
+                        "agents within that many working-grid voxels of a click (MECCAConfig.click_reach, inference "
+                        "only, not in the paper; docs/methods/mecca.md)." if reach else "")
                      + (" The atrium's interactive models start from the mask of the P-Net they were trained "
                         "from, embedded in their folders: `mecca-atrium` from the retrained `pnet-atrium` of "
                         "2026-12-05 (the pnet row), with its flip average and largest connected component "

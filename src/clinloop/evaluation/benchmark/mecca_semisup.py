@@ -133,8 +133,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
     if not rows:
         return ""
     full = recs.get("mecca-brats-mecca", {}).get("result")
+    reach = float(full["protocol"].get("click_reach") or 0.0) if full else 0.0
     if full:
-        rows.append(["`mecca-brats` (shipped, 1/1 labelled, 1,200 iterations)", f"{N_TRAIN} of {N_TRAIN}",
+        what = f", click reach {reach:g}" if reach else ""
+        rows.append([f"`mecca-brats` (shipped, 1/1 labelled, 1,200 iterations{what})", f"{N_TRAIN} of {N_TRAIN}",
                      *(fmt_ci(full["ci"][f"dice_{k}"]) for k in (1, 3, STEPS)),
                      f"{full['protocol']['assd_per_step'][-1]:.2f}", str(full["n_cases"])])
     rows += [[f"{m}, {f:g} labelled (**published**, BraTS2015)", "—", "—", "—", v[f], "—", "BraTS2015 test"]
@@ -150,4 +152,8 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         "training (the iterations in each row; the paper trains to convergence on 234 BraTS2015 volumes). "
         "Scored on the 2 held-back volumes at full resolution; intervals bootstrap over those 2. The paper's "
         "rows are its Table 2 (Dice %; its MECCA after 5 steps, as its Table 3 shows; its P-Net trained on the "
-        "labelled part only, where ours is not retrained per fraction).\n"])
+        "labelled part only, where ours is not retrained per fraction)."
+        + (f" The MECCA rows above the shipped one let every agent act at every step (the paper's update); the "
+           f"shipped model moves only agents within {reach:g} working-grid voxels of a click (click_reach, inference "
+           "only; docs/methods/mecca.md, \"Clicks that act where they are given\", has it without)." if reach else "")
+        + "\n"])
