@@ -141,7 +141,8 @@ class MECCAModel:
         chosen actions (RL) or ``|2p - 1|`` (CNNs). RL agents whose C(s, a) is below
         ``cfg.confidence_gate`` keep their probability (:func:`gate_actions`); with ``reach``
         (bool, like ``p``; :func:`~clinloop.models.mecca.hints.click_reach`) so do all agents
-        outside it (the certainty stays that of the step they would have taken)."""
+        outside it (their certainty: RL, C(s, a) of the step they would have taken; CNNs,
+        ``|2p - 1|`` of the probability they keep)."""
         p_next, cert = self._step(image, p, hint)
         if reach is not None and self.cfg.method != "mecca-unet":
             p_next = torch.where(reach, p_next, p)
