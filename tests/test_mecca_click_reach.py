@@ -99,3 +99,42 @@ def test_the_protocol_overrides_and_reports_the_click_reach(tmp_path, shared_dat
     assert (own["click_reach"], paper["click_reach"]) == (1.0, 0.0)
     # an untrained policy moves every agent: with a reach of 1 pixel around 5 clicks a step, far fewer
     assert sum(own["misunderstanding_per_step"]) < sum(paper["misunderstanding_per_step"]) / 4
+
+
+def test_pnet_boundary_shows_the_pnets_answer_where_no_agent_moved():
+    """With a p^(0) mask, agents still at p^(0) show the P-Net's probability: outside the click
+    reach the session's mask is the P-Net's own full-resolution mask (zoom 2), not the upsampled
+    0/1 mask, and inside it the agents' probabilities."""
+    from clinloop.models.mecca import volumes as vol
+    from clinloop.models.mecca.pnet_inference import pnet_probability
+
+    model = _tiny("mecca", zoom=2, init="pnet-mask", init_width=3, click_reach=2.0, pnet_boundary=True)
+    with torch.no_grad():  # a P-Net whose probability is not already 0/1
+        for prm in model.nets["init"].parameters():
+            prm.mul_(3.0)
+    image = np.random.default_rng(2).normal(size=(1, 16, 20, 20)).astype(np.float32)
+    st = model.start(image)
+    with torch.no_grad():
+        prob = pnet_probability(model.nets["init"], st.image_t)
+    assert 0.02 < float((prob > 0.5).float().mean()) < 0.98
+    torch.testing.assert_close(st.p0, (prob > 0.5).float())
+    plain = vol.upsample(st.p0, image.shape[1:], 2)[0, 0].numpy() > 0.5
+    pnet_mask = vol.upsample(prob, image.shape[1:], 2)[0, 0].numpy() > 0.5
+    assert (plain != pnet_mask).any()  # the two starts differ at the boundary
+    # a click on a foreground agent (the untrained policy lowers those; it pushes background ones further down)
+    fg = np.argwhere(st.p0[0, 0].numpy() > 0.5)
+    z, y, x = (int(v) for v in fg[len(fg) // 2])
+    out = st.hint([((2.0 * x + 0.5, 2.0 * y + 0.5, 2.0 * z + 0.5), True)])  # coarse (x, y, z)
+    moved = vol.upsample_labels((st.p != st.p0)[0, 0].numpy(), image.shape[1:], 2)
+    near = vol.upsample_labels(click_reach([((x, y, z), True)], st.image.shape, 2.0), image.shape[1:], 2)
+    assert moved.any() and not (moved & ~near).any()
+    far = ~ndi.binary_dilation(near, iterations=3)  # beyond the blend of upsampling
+    np.testing.assert_array_equal(out.mask[far], pnet_mask[far])
+    # the step itself: shown() keeps moved agents' p and the P-Net's probability elsewhere
+    p0 = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    p = torch.tensor([0.6, 0.4, 1.0, 0.0])
+    start = torch.tensor([0.9, 0.2, 0.7, 0.3])
+    torch.testing.assert_close(MECCAModel.shown(p, p0, start), torch.tensor([0.6, 0.4, 0.7, 0.3]))
+    assert MECCAModel.shown(p, p0, None) is p
+    with pytest.raises(ValueError, match="needs init 'pnet-mask'"):
+        MECCAConfig(method="mecca", init="pnet", pnet_boundary=True)

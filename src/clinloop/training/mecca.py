@@ -105,6 +105,8 @@ class MECCATrainOptions(TrainOptions):
     click_reach: float = opt(0.0, help="inference (and the final validation): only agents within this many "
                                        "working-grid voxels of a click move (0 = off, the paper; "
                                        "MECCAConfig.click_reach)")
+    pnet_boundary: bool = opt(False, help="inference, with --init-mask: agents still at p^(0) show the P-Net's "
+                                          "probability (its boundary; MECCAConfig.pnet_boundary)")
     augment: bool = opt(False, help="random flips of the in-plane axes of every training case (volumes: few "
                                     "patients; see flip_batch)")
     flip_average: bool = opt(False, help="inference: the P-Net's prediction (mecca-unet, p^(0)) is the mean over "
@@ -435,6 +437,7 @@ def train_model(args: MECCATrainOptions) -> Path:
                       delta=args.delta, hint_points=args.hint_points, hint_sigma=args.hint_sigma, size=args.size,
                       fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
                       seg_loss=args.seg_loss, confidence_gate=args.confidence_gate, click_reach=args.click_reach,
+                      pnet_boundary=bool(args.pnet_boundary),
                       flip_average=bool(args.flip_average), one_component=bool(args.one_component),
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,

@@ -79,6 +79,10 @@ class MECCAConfig:
     # p^(0)): the mean over the flips of each axis, and keeping the mask's largest component (pnet_inference)
     flip_average: bool = False
     one_component: bool = False
+    # inference only, not in the paper, with init "pnet-mask": agents still at p^(0) show the P-Net's
+    # probability that their mask came from, so the proposal keeps the P-Net's boundary where no agent moved
+    # (the mask alone, upsampled from the coarse grid, loses up to 0.005 Dice; MECCAModel.shown)
+    pnet_boundary: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -94,6 +98,9 @@ class MECCAConfig:
             raise ValueError(f"delta must lie in [0, 1], got {self.delta}")
         if not 0.0 <= self.confidence_gate <= 1.0:
             raise ValueError(f"confidence_gate must lie in [0, 1], got {self.confidence_gate}")
+        if self.pnet_boundary and self.init != "pnet-mask":
+            raise ValueError(f"pnet_boundary shows the P-Net's probability behind a p^(0) mask: it needs init "
+                             f"'pnet-mask', not {self.init!r}")
         if self.click_reach < 0:
             raise ValueError(f"click_reach must be >= 0 (0 = off), got {self.click_reach}")
         if self.click_reach and self.method == "mecca-unet":

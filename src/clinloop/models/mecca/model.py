@@ -127,10 +127,26 @@ class MECCAModel:
         """``p^(0)`` for ``image`` ``(B, 1, *coarse)``: 0.5 everywhere (Algorithm 1) or,
         with ``cfg.init == "pnet"``, the probability of the frozen P-Net ``init``; with
         ``"pnet-mask"``, its mask (p^(0) ∈ {0, 1}: :func:`pnet_initial`)."""
-        if "init" in self.nets:
-            return pnet_initial(self.nets["init"], image, self.cfg.init == "pnet-mask", self.cfg.flip_average,
-                                self.cfg.one_component)
-        return initial_probability(image.shape)
+        return self.initial_and_start(image)[0]
+
+    @torch.no_grad()
+    def initial_and_start(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(p^(0), start)``: :meth:`initial`, and with ``cfg.pnet_boundary`` the P-Net's
+        probability whose mask p^(0) is (one P-Net pass for both; else ``None``)."""
+        if "init" not in self.nets:
+            return initial_probability(image.shape), None
+        prob = pnet_probability(self.nets["init"], image, self.cfg.flip_average, self.cfg.one_component)
+        p0 = (prob > 0.5).to(prob.dtype) if self.cfg.init == "pnet-mask" else prob
+        return p0, (prob if self.cfg.pnet_boundary else None)
+
+    @staticmethod
+    def shown(p: torch.Tensor, p0: torch.Tensor, start: torch.Tensor | None) -> torch.Tensor:
+        """The probability a proposal shows (working grid): ``p``, except that agents still at
+        ``p^(0)`` show ``start``, the P-Net probability their mask came from
+        (``cfg.pnet_boundary``; not in the paper): upsampled to the image, the mask of that
+        probability is the P-Net's own answer, where the upsampled 0/1 mask puts the boundary
+        half-way between coarse voxels. ``start`` ``None``: ``p``."""
+        return p if start is None else torch.where(p == p0, start, p)
 
     # ------------------------------------------------------------ one step
     @torch.no_grad()
@@ -216,7 +232,8 @@ class MECCAState(HintOnlyState):
         self.shape = tuple(image.shape[1:])
         self.image = model.prepare_image(image)
         self.image_t = torch.from_numpy(self.image)[None, None]
-        self.p = model.initial(self.image_t)
+        self.p0, self.start_prob = model.initial_and_start(self.image_t)
+        self.p = self.p0
         self.clicks: list[tuple[tuple[float, ...], bool]] = []
         self.t = 0
         self._slic: dict[int, np.ndarray] = {}  # supervoxels cached per segment count
@@ -245,7 +262,8 @@ class MECCAState(HintOnlyState):
         t0 = time.perf_counter()
         h = torch.from_numpy(coarse_hint_map(self.clicks, self.image.shape, self.cfg))[None, None]
         self.p, cert = self.model.refine(self.image_t, self.p, h, coarse_reach(self.clicks, self.image.shape, self.cfg))
-        prob = vol.upsample(self.p, self.shape, self.cfg.zoom)[0, 0].numpy().copy()
+        prob = vol.upsample(self.model.shown(self.p, self.p0, self.start_prob), self.shape,
+                            self.cfg.zoom)[0, 0].numpy().copy()
         cert_c = cert[0, 0].numpy()
         refine_s = time.perf_counter() - t0
         n_seg = advice_mod.n_segments_at(self.t, self.cfg.slic_segments, self.cfg.slic_decay, self.cfg.slic_min_segments)
@@ -305,8 +323,9 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
     img = np.asarray(image[0], np.float32) if prepared else model.prepare_image(image)
     y = torch.from_numpy((lab if prepared else vol.zoom_label(lab, model.cfg.zoom)).astype(np.float32))[None, None]
     x = torch.from_numpy(img)[None, None]
-    p = model.initial(x)
-    full = vol.upsample(p, lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
+    p0, start = model.initial_and_start(x)
+    p = p0
+    full = vol.upsample(model.shown(p, p0, start), lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
     clicks: list = []
     probs, mis, flips, secs = [], [], [], []
     for _ in range(steps):
@@ -315,7 +334,7 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
         h = hint_map(clicks, img.shape, model.cfg.hint_sigma) if prepared else coarse_hint_map(clicks, img.shape, model.cfg)
         h = torch.from_numpy(h)[None, None]
         p_next, _ = model.refine(x, p, h, coarse_reach(clicks, img.shape, model.cfg, prepared))
-        full = vol.upsample(p_next, lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
+        full = vol.upsample(model.shown(p_next, p0, start), lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
         secs.append(time.perf_counter() - t0)
         mis.append(count_misunderstanding(p, p_next, y))  # agents = working-grid voxels
         flips.append(count_harmful_flips(p, p_next, y))
