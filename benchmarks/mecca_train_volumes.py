@@ -52,15 +52,16 @@ TASKS = {
 MODELS = {
     "pnet": {"method": "mecca-unet", "lr": 1e-3, "batch": 4, "iterations": 3000, "extra": ["--seg-loss", "bce-dice"]},
     # --click-reach 3 (the interactive models): at inference only agents within 3 working-grid voxels of a
-    # click move (MECCAConfig.click_reach; inference only, the training is the same; docs/methods/mecca.md)
+    # click move (MECCAConfig.click_reach); --pnet-boundary: agents still at p^(0) show the P-Net's probability
+    # (MECCAConfig.pnet_boundary); both inference only, the training is the same; docs/methods/mecca.md
     "interactive-cnn": {"method": "interactive-cnn", "lr": 1e-3, "batch": 4, "iterations": 1500, "init": True,
-                        "extra": ["--seg-loss", "bce-dice", "--click-reach", "3"]},
+                        "extra": ["--seg-loss", "bce-dice", "--click-reach", "3", "--pnet-boundary"]},
     # --confidence-gate 0.5: at inference an agent whose action has C(s,a) < 0.5 keeps its probability
     # (gate_actions; inference only, the training is the same; docs/methods/mecca.md)
     "mecca-no-confidence": {"method": "mecca-no-confidence", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
-                            "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3"]},
+                            "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3", "--pnet-boundary"]},
     "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
-              "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3"]},
+              "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3", "--pnet-boundary"]},
 }
 ORDER = ("pnet", "interactive-cnn", "mecca-no-confidence", "mecca")
 # iterations of the shipped models (the run ended by its time budget there; this count reproduces it)

@@ -79,7 +79,7 @@ def test_train_volumes_command_refines_only_the_atrium_pnet(tmp_path):
 
 
 def test_train_volumes_command_gives_the_interactive_models_a_click_reach(tmp_path):
-    """Only the models that take hints get ``--click-reach 3`` (the shipped configs); the P-Net has none."""
+    """Only the models that take hints get ``--click-reach 3 --pnet-boundary`` (the shipped configs)."""
     from _benchmarks import load_script
 
     from clinloop.training.mecca import MECCATrainOptions
@@ -89,5 +89,5 @@ def test_train_volumes_command_gives_the_interactive_models_a_click_reach(tmp_pa
         assert "--click-reach" not in tv.command(task, "pnet", tmp_path, 1, 30.0, False)
         for model in ("interactive-cnn", "mecca-no-confidence", "mecca"):
             cmd = tv.command(task, model, tmp_path, 1, 30.0, False)
-            assert cmd[cmd.index("--click-reach") + 1] == "3"
+            assert cmd[cmd.index("--click-reach") + 1] == "3" and "--pnet-boundary" in cmd
     assert MECCATrainOptions.__dataclass_fields__["click_reach"].default == 0.0  # the paper, unless asked

@@ -4,7 +4,8 @@ training volumes labelled, the rest used unlabelled through Eq. 6's labels (δ =
 Each fraction trains one ``mecca`` model with ``mecca-brats``'s recipe (the flags of
 ``benchmarks/mecca_train_volumes.py --task brats --model mecca``: 24×32×32 crops of the
 4-mm grid, batch 2, lr 1e-4, T = 5, class-balanced L_C, in-plane flips, p^(0) the mask of the
-shipped ``pnet-brats``, confidence gate 0.5 at inference) and ``--labeled-fraction f``
+shipped ``pnet-brats`` (with its flip average at inference), confidence gate 0.5, click reach 3 and
+the P-Net's boundary where no agent moved, at inference) and ``--labeled-fraction f``
 (:func:`clinloop.training.mecca.train_model`: ``max(1, round(f · 5))`` of the 5 training
 patients keep their labels; from iteration 30 the others add rollouts rewarded by their Eq. 6
 labels), into ``out/models/mecca-semisup/brats/labeled-<n>-of-5/<iterations>-iterations/``
@@ -37,6 +38,7 @@ from clinloop.evaluation.benchmark.stats import fmt_ci
 TITLE = "mecca.txt Table 2: semi-supervised MECCA on BraTS (labelled fraction, the rest through Eq. 6)"
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 STEPS = 5
+CLICK_REACH = 3.0  # inference, as the shipped mecca-brats (MECCAConfig.click_reach; not in the paper)
 N_TRAIN = 5  # BraTS training patients (7 volumes, 2 held back; mecca-brats' split)
 # mecca.txt Table 2 (BraTS2015, Dice %) as printed: MECCA and the P-Net trained on the labelled part
 PUBLISHED = {"MECCA": {0.125: "87.14", 0.25: "88.23", 0.5: "89.17", 1.0: "90.29"},
@@ -77,6 +79,7 @@ def train_options(ctx: Context, fraction: float, out: Path, labelled_only: bool 
         zoom=4, norm="nonzero", crop="24,32,32", crop_jitter=8, held_out_fraction=0.25,
         val_cases=1, width=16, downsample=1, lr=1e-4, batch=2, iterations=_iterations(ctx), max_minutes=600.0,
         threads=int(ctx.options.threads or 1), augment=True, balance_confidence=True, confidence_gate=0.5,
+        click_reach=CLICK_REACH, pnet_boundary=True,
         init_model=str(resolve_model_dir("pnet-brats")), init_mask=True, delta=0.8, resume=True,
         labeled_fraction=1.0 if labelled_only else fraction, max_cases=n_labeled(fraction) if labelled_only else None)
 
@@ -111,7 +114,7 @@ def _compute(fraction: float, labelled_only: bool = False):
 
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"iterations": _iterations(ctx), "steps": STEPS, "limit": ctx.size(1, None, None), "recipe": "mecca-brats",
-           "models": ["pnet-brats"]}  # p^(0): a new pnet-brats makes these stages stale
+           "click_reach": CLICK_REACH, "pnet_boundary": True, "models": ["pnet-brats"]}  # p^(0): a new pnet-brats makes these stages stale
     out = [Stage(stage_name(f), _compute(f), {**cfg, "labeled_fraction": f}) for f in _fractions(ctx)]
     return out + [Stage(control_name(f), _compute(f, True), {**cfg, "labeled_fraction": f, "labelled_only": True})
                   for f in _fractions(ctx) if f < 1]
@@ -132,6 +135,9 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                              f"{r['protocol']['assd_per_step'][-1]:.2f}", str(r["n_cases"])])
     if not rows:
         return ""
+    reaches = {float(r["protocol"].get("click_reach") or 0.0) for name in
+               (n for f in FRACTIONS for n in (stage_name(f), control_name(f)))
+               if (r := recs.get(name, {}).get("result"))}
     full = recs.get("mecca-brats-mecca", {}).get("result")
     reach = float(full["protocol"].get("click_reach") or 0.0) if full else 0.0
     if full:
@@ -153,7 +159,15 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
         "Scored on the 2 held-back volumes at full resolution; intervals bootstrap over those 2. The paper's "
         "rows are its Table 2 (Dice %; its MECCA after 5 steps, as its Table 3 shows; its P-Net trained on the "
         "labelled part only, where ours is not retrained per fraction)."
-        + (f" The MECCA rows above the shipped one let every agent act at every step (the paper's update); the "
-           f"shipped model moves only agents within {reach:g} working-grid voxels of a click (click_reach, inference "
-           "only; docs/methods/mecca.md, \"Clicks that act where they are given\", has it without)." if reach else "")
+        + _reach_text(reaches, reach)
         + "\n"])
+
+
+def _reach_text(rows: set[float], shipped: float) -> str:
+    """What the table's MECCA rows did with agents far from the clicks (``MECCAConfig.click_reach``)."""
+    if rows == {shipped} or (not rows and shipped):
+        return "" if not shipped else (
+            f" Every MECCA row moves only agents within {shipped:g} working-grid voxels of a click (click_reach, "
+            "inference only, not in the paper; docs/methods/mecca.md, \"Clicks that act where they are given\").")
+    return (f" Click reach (agents within R working-grid voxels of a click move; 0: every agent, the paper's update): "
+            f"the fraction rows {', '.join(f'{r:g}' for r in sorted(rows))}, the shipped model {shipped:g}.")
