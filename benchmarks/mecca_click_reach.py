@@ -20,7 +20,7 @@ DATA = {"brats": "brats2018_flair", "atrium": "left_atrium"}
 METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn")
 
 
-def main(argv=None) -> int:
+def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=sorted(DATA), required=True)
     p.add_argument("--data-root", default="../shared/data")

@@ -78,7 +78,8 @@ def main(argv=None) -> int:
     for g in (float(v) for v in a.gates.split(",")):
         model.cfg = dataclasses.replace(model.cfg, confidence_gate=g)
         r = results[str(g)] = run_gate(model, cases, a.steps, a.seed, a.far)
-        print(f"gate {g:.2f} (click reach {model.cfg.click_reach:g}): Dice per step {r['dice_per_step']}  ASSD (mm) {r['assd_per_step']}  "
+        print(f"gate {g:.2f} (click reach {model.cfg.click_reach:g}): Dice per step {r['dice_per_step']}  "
+              f"ASSD (mm) {r['assd_per_step']}  "
               f"misunderstanding {r['misunderstanding_per_step']}")
         for row in r["per_case"]:
             e = row["errors"]

@@ -59,7 +59,8 @@ MODELS = {
     # --confidence-gate 0.5: at inference an agent whose action has C(s,a) < 0.5 keeps its probability
     # (gate_actions; inference only, the training is the same; docs/methods/mecca.md)
     "mecca-no-confidence": {"method": "mecca-no-confidence", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
-                            "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3", "--pnet-boundary"]},
+                            "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3",
+                                      "--pnet-boundary"]},
     "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
               "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3", "--pnet-boundary"]},
 }

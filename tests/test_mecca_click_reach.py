@@ -138,3 +138,11 @@ def test_pnet_boundary_shows_the_pnets_answer_where_no_agent_moved():
     assert MECCAModel.shown(p, p0, None) is p
     with pytest.raises(ValueError, match="needs init 'pnet-mask'"):
         MECCAConfig(method="mecca", init="pnet", pnet_boundary=True)
+
+
+def test_click_reach_is_refused_where_the_protocol_would_ignore_it():
+    from clinloop.evaluation import mecca_protocol
+
+    with pytest.raises(ValueError, match="--click-reach applies to --mode evaluate, not 'compare'"):
+        mecca_protocol.run_protocol(mecca_protocol.MECCAProtocolOptions(method="mecca", data="x", mode="compare",
+                                                                        click_reach=3.0))

@@ -139,6 +139,9 @@ def run_protocol(o: MECCAProtocolOptions, verbose: bool = False) -> dict[str, An
 
     if o.mode not in MODES:
         raise ValueError(f"unknown mode {o.mode!r}; choose from {', '.join(MODES)}")
+    if o.click_reach is not None and o.mode != "evaluate":
+        raise ValueError(f"--click-reach applies to --mode evaluate, not {o.mode!r} "
+                         "(set it in the model's config.json)")
     if o.mode == "semisup":
         if o.out is None:
             raise ValueError("--mode semisup needs --out (the folder its models are trained into)")

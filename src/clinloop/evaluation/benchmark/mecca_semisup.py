@@ -114,7 +114,8 @@ def _compute(fraction: float, labelled_only: bool = False):
 
 def stages(ctx: Context) -> list[Stage]:
     cfg = {"iterations": _iterations(ctx), "steps": STEPS, "limit": ctx.size(1, None, None), "recipe": "mecca-brats",
-           "click_reach": CLICK_REACH, "pnet_boundary": True, "models": ["pnet-brats"]}  # p^(0): a new pnet-brats makes these stages stale
+           # p^(0): a new pnet-brats makes these stages stale
+           "click_reach": CLICK_REACH, "pnet_boundary": True, "models": ["pnet-brats"]}
     out = [Stage(stage_name(f), _compute(f), {**cfg, "labeled_fraction": f}) for f in _fractions(ctx)]
     return out + [Stage(control_name(f), _compute(f, True), {**cfg, "labeled_fraction": f, "labelled_only": True})
                   for f in _fractions(ctx) if f < 1]

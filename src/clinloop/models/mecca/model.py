@@ -261,7 +261,8 @@ class MECCAState(HintOnlyState):
             self.clicks.append((tuple(float(v) for v in pt), bool(pos)))
         t0 = time.perf_counter()
         h = torch.from_numpy(coarse_hint_map(self.clicks, self.image.shape, self.cfg))[None, None]
-        self.p, cert = self.model.refine(self.image_t, self.p, h, coarse_reach(self.clicks, self.image.shape, self.cfg))
+        reach = coarse_reach(self.clicks, self.image.shape, self.cfg)
+        self.p, cert = self.model.refine(self.image_t, self.p, h, reach)
         prob = vol.upsample(self.model.shown(self.p, self.p0, self.start_prob), self.shape,
                             self.cfg.zoom)[0, 0].numpy().copy()
         cert_c = cert[0, 0].numpy()
@@ -325,7 +326,8 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
     x = torch.from_numpy(img)[None, None]
     p0, start = model.initial_and_start(x)
     p = p0
-    full = vol.upsample(model.shown(p, p0, start), lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
+    zoom = 1 if prepared else model.cfg.zoom
+    full = vol.upsample(model.shown(p, p0, start), lab.shape, zoom)[0, 0].numpy()
     clicks: list = []
     probs, mis, flips, secs = [], [], [], []
     for _ in range(steps):
@@ -334,7 +336,7 @@ def simulate(model: MECCAModel, image: np.ndarray, label: np.ndarray, steps: int
         h = hint_map(clicks, img.shape, model.cfg.hint_sigma) if prepared else coarse_hint_map(clicks, img.shape, model.cfg)
         h = torch.from_numpy(h)[None, None]
         p_next, _ = model.refine(x, p, h, coarse_reach(clicks, img.shape, model.cfg, prepared))
-        full = vol.upsample(model.shown(p_next, p0, start), lab.shape, 1 if prepared else model.cfg.zoom)[0, 0].numpy()
+        full = vol.upsample(model.shown(p_next, p0, start), lab.shape, zoom)[0, 0].numpy()
         secs.append(time.perf_counter() - t0)
         mis.append(count_misunderstanding(p, p_next, y))  # agents = working-grid voxels
         flips.append(count_harmful_flips(p, p_next, y))
