@@ -125,10 +125,10 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                         "agents within that many working-grid voxels of a click (MECCAConfig.click_reach, inference "
                         "only, not in the paper; docs/methods/mecca.md)." if reach else "")
                      + (" The atrium's interactive models start from the mask of the P-Net they were trained "
-                        "from, embedded in their folders: `mecca-atrium` from the retrained `pnet-atrium` of "
-                        "2026-12-05 (the pnet row), with its flip average and largest connected component "
-                        "(inference only; clinloop.models.mecca.pnet_inference), the ablation and interactive-cnn "
-                        "from the earlier `pnet-atrium` (Dice 0.753), so their rows do not share a start."
+                        "from, embedded in their folders: `mecca-atrium` and its ablation from the retrained "
+                        "`pnet-atrium` of 2026-12-05 (the pnet row), with its flip average and largest connected "
+                        "component (inference only; clinloop.models.mecca.pnet_inference), interactive-cnn "
+                        "from the earlier `pnet-atrium` (Dice 0.753), so its row does not share their start."
                         if task == "atrium" else "") + "\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
