@@ -179,6 +179,23 @@ def test_checkpoint_resume_equals_an_uninterrupted_run(tmp_path):
             torch.testing.assert_close(resumed[k].state_dict()[name], v)
 
 
+
+def test_lr_step_lowers_the_rate_from_its_iteration_also_after_a_resume(tmp_path):
+    from clinloop.training.mecca import train_networks
+
+    cfg = _tiny("mecca-unet", ndim=2).cfg
+    xs = np.random.default_rng(0).normal(size=(4, 1, 12, 12)).astype(np.float32)
+    ys = np.stack([_ball((12, 12), 3 + k % 2) for k in range(4)])
+    _, log = train_networks(cfg, xs, ys, iterations=4, batch=2, seed=1, progress=False, lr_step=(2, 0.1))
+    assert [r["lr"] for r in log] == pytest.approx([cfg.lr, cfg.lr, cfg.lr * 0.1, cfg.lr * 0.1])
+    _, log = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=1, progress=False)
+    assert {r["lr"] for r in log} == {cfg.lr}  # no step: constant
+    ck = tmp_path / "checkpoint.pt"  # a run at the constant rate, resumed with a step already passed
+    train_networks(cfg, xs, ys, iterations=3, batch=2, seed=1, progress=False, checkpoint=ck, max_seconds=0.0)
+    _, log = train_networks(cfg, xs, ys, iterations=3, batch=2, seed=1, progress=False, lr_step=(1, 0.5),
+                            resume=torch.load(ck, weights_only=False))
+    assert [r["lr"] for r in log] == pytest.approx([cfg.lr * 0.5] * 2)  # the schedule's, not the checkpoint's
+
 # ---------------------------------------------------------------- the protocol on the new layouts
 def _save(path, a, zoom=1.0):
     import nibabel as nib

@@ -70,6 +70,8 @@ class MECCATrainOptions(TrainOptions):
     width: int = opt(16)
     downsample: int | None = opt(None, help="conv grid factor (default 1 in 2-D, 2 in 3-D)")
     lr: float = opt(1e-4)
+    lr_step: int = opt(0, help="from this iteration on the learning rate is --lr x --lr-step-factor (0: constant)")
+    lr_step_factor: float = opt(0.1, help="the factor of --lr-step")
     batch: int = opt(8)
     iterations: int = opt(2000)
     max_minutes: float = opt(15.0, help="stop after this wall time")
@@ -298,7 +300,8 @@ def _initial(init_net, x: torch.Tensor, binary: bool = False) -> torch.Tensor | 
 def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None = None, iterations: int = 100,
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
                    resume: dict | None = None, progress: bool = True, dist=None, checkpoint_seconds: float = 300.0,
-                   init_state: dict | None = None, augment: bool = False, subcrop: tuple[int, ...] = ()):
+                   init_state: dict | None = None, augment: bool = False, subcrop: tuple[int, ...] = (),
+                   lr_step: tuple[int, float] = (0, 1.0)):
     """The training loop on arrays: ``xtr`` ``(N, 1, *spatial)`` z-scored images,
     ``ytr`` ``(N, *spatial)`` bool labels; the first ``n_labeled`` cases are labeled
     (default all), the rest are used as unlabeled data (RL methods only).
@@ -307,7 +310,9 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     actions; each network forward runs on the rank's share of the batch and the
     gradients are averaged (the loss of ``backward`` is scaled by the world size),
     so the steps equal one process's up to float order. ``augment``: :func:`flip_batch`
-    on every drawn batch; ``subcrop``: :func:`random_subcrop` to this size first."""
+    on every drawn batch; ``subcrop``: :func:`random_subcrop` to this size first; ``lr_step``
+    ``(iteration, factor)``: from that iteration on (if > 0) Adam's lr is ``cfg.lr * factor`` (a
+    resumed run takes the lr of the schedule, not the checkpoint's)."""
     from tqdm import tqdm
 
     from clinloop.models.mecca.model import build_networks
@@ -356,6 +361,8 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     seconds_before = float(resume.get("seconds", 0.0)) if resume is not None else 0.0  # earlier chunks
     bar = tqdm(range(start_it, iterations), desc=f"train {cfg.method}", mininterval=10, disable=not (progress and d.main))
     for it in bar:
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * (lr_step[1] if 0 < lr_step[0] <= it else 1.0)
         b = rng.choice(lab_ids, size=min(batch, len(lab_ids)), replace=False)
         xb, yb = random_subcrop(xtr[b], ytr[b], subcrop, rng) if subcrop else (xtr[b], ytr[b])
         xb, yb = flip_batch(xb, yb, rng) if augment else (xb, yb)
@@ -382,7 +389,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         d.average_grads(params)
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
-        log.append({"iteration": it + 1, "loss": loss.item(), **st})
+        log.append({"iteration": it + 1, "loss": loss.item(), "lr": opt.param_groups[0]["lr"], **st})
         if (it + 1) % 10 == 0:
             bar.set_postfix(loss=f"{np.mean([l['loss'] for l in log[-10:]]):.4f}")
         out_of_time = max_seconds is not None and d.any(time.time() - t0 > max_seconds)
@@ -441,6 +448,7 @@ def train_model(args: MECCATrainOptions) -> Path:
                       flip_average=bool(args.flip_average), one_component=bool(args.one_component),
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
+                             **({"lr_step": [args.lr_step, args.lr_step_factor]} if args.lr_step else {}),
                              "algorithm": "A2C (synchronous, batched agents)"
                              if method in ("mecca", "mecca-no-confidence") else f"supervised ({args.seg_loss})"})
     out = Path(args.out)
@@ -461,7 +469,8 @@ def train_model(args: MECCATrainOptions) -> Path:
                                max_seconds=args.max_minutes * 60.0 - (time.time() - t_start),
                                checkpoint=ckpt, resume=resume, progress=d.main, dist=d, init_state=init_state,
                                augment=bool(args.augment),
-                               subcrop=parse_crop(args.crop) if args.crop_jitter else ())
+                               subcrop=parse_crop(args.crop) if args.crop_jitter else (),
+                               lr_step=(args.lr_step, args.lr_step_factor))
     if not d.main:  # rank 0 validates and writes the model folder
         d.barrier()
         d.close()
