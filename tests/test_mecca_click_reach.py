@@ -146,3 +146,50 @@ def test_click_reach_is_refused_where_the_protocol_would_ignore_it():
     with pytest.raises(ValueError, match="--click-reach applies to --mode evaluate, not 'compare'"):
         mecca_protocol.run_protocol(mecca_protocol.MECCAProtocolOptions(method="mecca", data="x", mode="compare",
                                                                         click_reach=3.0))
+
+
+# ---------------------------------------------------------------- the reach in training (--reach-rollouts)
+def _rollout(reach, p0, y, seed=4):
+    from clinloop.training.mecca import rl_loss
+
+    model = _tiny("mecca")
+    x = torch.randn((1, 1, 6, 8, 8), generator=torch.Generator().manual_seed(1))
+    return rl_loss(model.cfg, model.nets["policy"], model.nets["confidence"], x, y, np.random.default_rng(seed),
+                   labeled=True, p0=p0, reach=reach)
+
+
+def test_reach_rollouts_leave_a_correct_start_alone_and_equal_the_paper_when_the_reach_covers_all():
+    y = np.zeros((1, 6, 8, 8), bool)
+    y[0, 1:5, 2:6, 2:7] = True
+    perfect = torch.from_numpy(y[:, None].astype(np.float32))
+    # no error, so no click: nothing in reach moves, no agent enters the policy and value losses
+    _, st = _rollout(3.0, perfect, y)
+    assert st["reward"] == 0.0 and st["policy"] == 0.0 and st["value"] == 0.0
+    _, st_free = _rollout(0.0, perfect, y)
+    assert st_free["reward"] != 0.0  # (every agent acting: the untrained policy moves them off)
+    wrong = perfect.clone()
+    wrong[0, 0, 2, 2:6, 2:4] = 0.0  # a miss: clicks at its boundary
+    loss_all, st_all = _rollout(100.0, wrong, y)  # a reach covering the whole crop: the paper's rollout
+    loss_paper, st_paper = _rollout(0.0, wrong, y)
+    torch.testing.assert_close(loss_all, loss_paper)
+    assert st_all == pytest.approx(st_paper)
+    _, st_near = _rollout(1.0, wrong, y)
+    assert abs(st_near["reward"]) < abs(st_paper["reward"])  # only the few agents by the clicks are rewarded
+
+
+def test_warm_start_loads_the_trained_networks_and_refuses_another_method(tmp_path):
+    from clinloop.training.mecca import _warm_state, train_networks
+
+    model = _tiny("mecca")
+    model.save(tmp_path / "m", data={}, metrics={})
+    state = _warm_state(str(tmp_path / "m"), model.cfg)
+    assert set(state) == {"policy", "confidence"}  # the frozen init is --init-model's
+    x = np.random.default_rng(0).normal(size=(2, 1, 6, 8, 8)).astype(np.float32)
+    nets, _ = train_networks(model.cfg, x, x[:, 0] > 0, iterations=0, progress=False, warm_state=state)
+    for k in state:
+        for name, v in model.nets[k].state_dict().items():
+            torch.testing.assert_close(nets[k].state_dict()[name], v)
+    with pytest.raises(ValueError, match="a mecca model, this run trains interactive-cnn"):
+        _warm_state(str(tmp_path / "m"), _tiny("interactive-cnn").cfg)
+    with pytest.raises(ValueError, match="its width is 4, this run's 8"):
+        _warm_state(str(tmp_path / "m"), MECCAConfig(method="mecca", ndim=3, width=8))

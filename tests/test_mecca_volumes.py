@@ -349,3 +349,28 @@ def test_unlabeled_rollouts_get_the_labeled_crop(tmp_path, monkeypatch):
     lab = [s for s in seen if s[0]]
     assert len(lab) == 3 and len(unl) == 3  # (the final validation calls no rl_loss)
     assert all(s[1] == (6, 6, 6) and s[2] == (6, 6, 6) for s in lab + unl)
+
+
+def test_fine_tuning_with_reach_rollouts_from_a_trained_model(tmp_path):
+    """``--warm-start DIR --reach-rollouts``: the run starts from DIR's networks and records both."""
+    from clinloop.config_options import make_options
+    from clinloop.training.mecca import MECCATrainOptions, train_model
+
+    data = make_atrium(tmp_path / "a")
+    common = {"data": str(data), "ndim": 3, "zoom": 2, "norm": "image", "crop": "6,6,6", "size": 0, "width": 4,
+              "batch": 2, "max_minutes": 5.0, "held_out_fraction": 0.4, "val_cases": 1, "seed": 0}
+    pnet, first, tuned = tmp_path / "pnet", tmp_path / "first", tmp_path / "tuned"
+    train_model(make_options(MECCATrainOptions, "test", method="mecca-unet", out=str(pnet), iterations=2, **common))
+    rl = {"method": "mecca", "init_model": str(pnet), "init_mask": True, "click_reach": 2.0, **common}
+    train_model(make_options(MECCATrainOptions, "test", out=str(first), iterations=2, **rl))
+    with pytest.raises(ValueError, match="--reach-rollouts needs --click-reach"):
+        train_model(make_options(MECCATrainOptions, "test", out=str(tuned), iterations=1, reach_rollouts=True,
+                                 **{**rl, "click_reach": 0.0}))
+    train_model(make_options(MECCATrainOptions, "test", out=str(tuned), iterations=0, reach_rollouts=True,
+                             warm_start=str(first), **rl))
+    m0, m1 = load_mecca(first), load_mecca(tuned)
+    for k in ("policy", "confidence", "init"):  # no iteration: the warm start's networks, the same init
+        for name, v in m0.nets[k].state_dict().items():
+            torch.testing.assert_close(m1.nets[k].state_dict()[name], v)
+    assert m1.cfg.extra["reach_rollouts"] == 2.0 and m1.cfg.extra["warm_start"] == str(first)
+    assert "--reach-rollouts" in m1.data["command"] and "--warm-start" in m1.data["command"]

@@ -50,7 +50,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from clinloop.config_options import TrainOptions, opt
 
@@ -107,6 +106,11 @@ class MECCATrainOptions(TrainOptions):
     click_reach: float = opt(0.0, help="inference (and the final validation): only agents within this many "
                                        "working-grid voxels of a click move (0 = off, the paper; "
                                        "MECCAConfig.click_reach)")
+    reach_rollouts: bool = opt(False, help="RL methods: in the training rollouts too only agents within --click-reach "
+                                           "of the episode's clicks move and enter the loss, as at inference (not in "
+                                           "the paper; see rl_loss)")
+    warm_start: str | None = opt(None, type=str, help="a model folder of the same method whose trained networks "
+                                                      "(not the frozen init: --init-model) this run starts from")
     pnet_boundary: bool = opt(False, help="inference, with --init-mask: agents still at p^(0) show the P-Net's "
                                           "probability (its boundary; MECCAConfig.pnet_boundary)")
     augment: bool = opt(False, help="random flips of the in-plane axes of every training case (volumes: few "
@@ -132,176 +136,23 @@ from clinloop.training.mecca_data import (  # noqa: E402,F401  (public names of 
 )
 
 
-def balanced_weights(y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-agent weights giving foreground and background agents of each image equal
-    total weight (each class sums to 1/2 of the image's agents), restricted to ``mask``.
-
-    Deviation (CPU-sized training): nodules cover ~2-5 % of a crop, and with a few
-    hundred iterations an unweighted mean over agents lets the policy collapse to
-    "always decrease" before it learns the foreground; balancing the agents'
-    losses by class avoids that. ``y`` ``(B, 1, *spatial)`` float {0, 1}."""
-    m = torch.ones_like(y) if mask is None else mask.float()
-    fg, bg = y * m, (1 - y) * m
-    dims = tuple(range(1, y.ndim))
-    n = m.sum(dims, keepdim=True).clamp_min(1.0)
-    w_fg = 0.5 * n / fg.sum(dims, keepdim=True).clamp_min(1.0)
-    w_bg = 0.5 * n / bg.sum(dims, keepdim=True).clamp_min(1.0)
-    return fg * w_fg + bg * w_bg
-
-
-def soft_dice_loss(prob: torch.Tensor, y: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """``1 - (2 Σ p y + eps) / (Σ p + Σ y + eps)`` per image, averaged over the batch;
-    ``prob``, ``y`` ``(B, 1, *spatial)``. Used with a plain BCE by ``seg_loss="bce-dice"``."""
-    dims = tuple(range(1, y.ndim))
-    inter = (prob * y).sum(dims)
-    return (1.0 - (2.0 * inter + eps) / (prob.sum(dims) + y.sum(dims) + eps)).mean()
-
-
-def flip_batch(x: np.ndarray, y: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Training augmentation (not in the paper): each case of ``x`` ``(B, 1, *spatial)``
-    and its label ``y`` ``(B, *spatial)`` flipped, each with probability 1/2, along
-    each of the last two (in-plane) axes; the slice axis of a volume is kept. With
-    5 (BraTS) or 24 (atrium) training volumes the fixed crops alone are memorised."""
-    x, y = x.copy(), y.copy()
-    for b in range(len(x)):
-        for ax in (-1, -2):
-            if rng.random() < 0.5:
-                x[b] = np.flip(x[b], ax)
-                y[b] = np.flip(y[b], ax)
-    return x, y
-
-
-def random_subcrop(x: np.ndarray, y: np.ndarray, crop: tuple[int, ...], rng) -> tuple[np.ndarray, np.ndarray]:
-    """Training augmentation (not in the paper) for ``--crop-jitter J``: the cases are
-    prepared as ``crop + 2J`` regions centred on the label; each case of ``x``
-    ``(B, 1, *big)`` / ``y`` ``(B, *big)`` is cut to ``crop`` at an offset drawn
-    uniformly in ``0..2J`` per axis, so the structure sits up to ±J voxels off the
-    centre. Measured reason: a P-Net trained only on label-centred BraTS crops (Dice
-    0.85–0.99 on them) finds the tumour by its distance to the crop border, and on
-    the whole volume it gets Dice 0.00–0.90 (docs/methods/mecca.md)."""
-    big = x.shape[2:]
-    xs, ys = [], []
-    for b in range(len(x)):
-        o = [int(rng.integers(0, n - c + 1)) for n, c in zip(big, crop)]
-        sl = tuple(slice(a, a + c) for a, c in zip(o, crop))
-        xs.append(x[b][(slice(None),) + sl])
-        ys.append(y[b][sl])
-    return np.stack(xs), np.stack(ys)
-
-
-def _hints(p: torch.Tensor, y: np.ndarray, clicks: list, n: int, sigma: float, rng) -> torch.Tensor:
-    from clinloop.models.mecca.hints import hint_map, simulate_clicks
-
-    pred = p[:, 0].numpy() > 0.5
-    maps = []
-    for b in range(len(clicks)):
-        clicks[b] += simulate_clicks(pred[b], y[b], n, rng)
-        maps.append(hint_map(clicks[b], y.shape[1:], sigma))
-    return torch.from_numpy(np.stack(maps))[:, None]
-
-
-def _plain(fn, *xs):
-    return fn(*xs)
-
-
-def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain, p0: torch.Tensor | None = None):
-    """One A2C rollout of T steps on a batch; returns (loss, stats). ``run(fn, *batch)``
-    applies a network (:meth:`clinloop.training.distributed.Dist.run_rows` splits it over ranks).
-    ``p0`` ``(B, 1, *spatial)``: the initial probabilities (default 0.5, Algorithm 1 line 3)."""
-    from clinloop.models.mecca.confidence import confidence_loss
-    from clinloop.models.mecca.environment import action_values, initial_probability, make_state, transition
-    from clinloop.models.mecca.label_generation import generate_labels
-    from clinloop.models.mecca.reward import gain, plain_reward, shaped_reward
-
-    y = torch.from_numpy(y_np.astype(np.float32))[:, None]
-    p = initial_probability(x.shape) if p0 is None else p0
-    clicks = [[] for _ in range(x.shape[0])]
-    logps, values, ents, rewards, weights = [], [], [], [], []
-    lc = torch.zeros(())
-    for _ in range(cfg.steps):
-        h = _hints(p, y_np, clicks, cfg.hint_points, cfg.hint_sigma, rng)
-        s = make_state(x, p, h)
-        logits, v = run(policy, s)
-        logp_all = F.log_softmax(logits, 1)
-        with torch.no_grad():
-            idx = torch.distributions.Categorical(logits=logits.movedim(1, -1)).sample().unsqueeze(1)
-        a = action_values(idx)
-        p_next = transition(p, idx)
-        conf_logits = run(confnet, s) if labeled else run(confnet, s).detach()
-        c = torch.sigmoid(conf_logits.gather(1, idx)).detach()
-        if labeled:
-            w = balanced_weights(y)
-            lc = lc + confidence_loss(conf_logits, idx, a, y, w if cfg.balance_confidence else None)
-            r = shaped_reward(p, p_next, y, c, cfg.alpha, cfg.beta) if cfg.shaping else plain_reward(p, p_next, y)
-        else:
-            y_hat, m = generate_labels(a, c, cfg.delta)
-            g = gain(p, p_next, y_hat)
-            r = (cfg.alpha * (2.0 - c) ** cfg.beta * g if cfg.shaping else g) * m
-            w = balanced_weights(y_hat, m)
-        logps.append(logp_all.gather(1, idx))
-        ents.append(-(logp_all.exp() * logp_all).sum(1, keepdim=True))
-        values.append(v)
-        rewards.append(r.detach())
-        weights.append(w)
-        p = p_next.detach()
-    R = torch.zeros_like(rewards[0])
-    pl = vl = el = torch.zeros(())
-    for t in reversed(range(cfg.steps)):
-        R = rewards[t] + cfg.gamma * R
-        adv = R - values[t]
-        wsum = weights[t].sum().clamp_min(1e-6)
-        pl = pl - (logps[t] * adv.detach() * weights[t]).sum() / wsum
-        vl = vl + 0.5 * (adv.pow(2) * weights[t]).sum() / wsum
-        el = el + (ents[t] * weights[t]).sum() / wsum
-    loss = (pl + cfg.value_coef * vl - cfg.entropy_coef * el) / cfg.steps + lc / cfg.steps
-    return loss, {"policy": float(pl.detach()) / cfg.steps, "value": float(vl.detach()) / cfg.steps,
-                  "conf": float(lc.detach()) / cfg.steps,
-                  "reward": float(sum(r.sum() for r in rewards)) / x.shape[0]}
-
-
-def seg_loss(cfg, logit: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The CNNs' loss on logits ``(B, 1, *spatial)``: ``cfg.seg_loss`` = ``"balanced-bce"``
-    (BCE weighted by :func:`balanced_weights`, the LIDC models) or ``"bce-dice"`` (plain
-    BCE + :func:`soft_dice_loss`; the class-balanced weights over-segment small
-    structures, see docs/methods/mecca.md "Why Dice was low")."""
-    if cfg.seg_loss == "bce-dice":
-        return F.binary_cross_entropy_with_logits(logit, y) + soft_dice_loss(torch.sigmoid(logit), y)
-    return F.binary_cross_entropy_with_logits(logit, y, weight=balanced_weights(y))
-
-
-def cnn_loss(cfg, net, x, y_np, rng, run=_plain, p0: torch.Tensor | None = None):
-    """InterCNN: T unrolled steps, loss at each step; non-interactive CNN: one loss
-    (:func:`seg_loss`). ``p0``: the initial probabilities (default 0.5)."""
-    from clinloop.models.mecca.environment import initial_probability
-    from clinloop.models.mecca.interactive_cnn import cnn_step
-
-    y = torch.from_numpy(y_np.astype(np.float32))[:, None]
-    if cfg.method == "mecca-unet":
-        return seg_loss(cfg, run(net, x), y), {}
-    p = initial_probability(x.shape) if p0 is None else p0
-    clicks = [[] for _ in range(x.shape[0])]
-    loss = torch.zeros(())
-    for _ in range(cfg.steps):
-        h = _hints(p, y_np, clicks, cfg.hint_points, cfg.hint_sigma, rng)
-        logit = run(lambda *a: cnn_step(net, *a), x, p, h)
-        loss = loss + seg_loss(cfg, logit, y)
-        p = torch.sigmoid(logit).detach()
-    return loss / cfg.steps, {}
-
-
-def _initial(init_net, x: torch.Tensor, binary: bool = False) -> torch.Tensor | None:
-    """p^(0) from the frozen P-Net ``init`` (``cfg.init`` "pnet" or, ``binary``, "pnet-mask":
-    :func:`clinloop.models.mecca.model.pnet_initial`), else None (0.5)."""
-    from clinloop.models.mecca.model import pnet_initial
-
-    return None if init_net is None else pnet_initial(init_net, x, binary)
+from clinloop.training.mecca_losses import (  # noqa: E402,F401  (public names of this module)
+    _initial,
+    balanced_weights,
+    cnn_loss,
+    flip_batch,
+    random_subcrop,
+    rl_loss,
+    seg_loss,
+    soft_dice_loss,
+)
 
 
 def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None = None, iterations: int = 100,
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
                    resume: dict | None = None, progress: bool = True, dist=None, checkpoint_seconds: float = 300.0,
                    init_state: dict | None = None, augment: bool = False, subcrop: tuple[int, ...] = (),
-                   lr_step: tuple[int, float] = (0, 1.0)):
+                   lr_step: tuple[int, float] = (0, 1.0), warm_state: dict | None = None, reach: float = 0.0):
     """The training loop on arrays: ``xtr`` ``(N, 1, *spatial)`` z-scored images,
     ``ytr`` ``(N, *spatial)`` bool labels; the first ``n_labeled`` cases are labeled
     (default all), the rest are used as unlabeled data (RL methods only).
@@ -312,7 +163,9 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     so the steps equal one process's up to float order. ``augment``: :func:`flip_batch`
     on every drawn batch; ``subcrop``: :func:`random_subcrop` to this size first; ``lr_step``
     ``(iteration, factor)``: from that iteration on (if > 0) Adam's lr is ``cfg.lr * factor`` (a
-    resumed run takes the lr of the schedule, not the checkpoint's)."""
+    resumed run takes the lr of the schedule, not the checkpoint's); ``warm_state``: state dicts of
+    the trained networks to start from (a resumed run's checkpoint overrides them); ``reach``:
+    :func:`rl_loss`'s."""
     from tqdm import tqdm
 
     from clinloop.models.mecca.model import build_networks
@@ -329,6 +182,8 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     nets = build_networks(cfg)
     if init_state is not None:
         nets["init"].load_state_dict(init_state)
+    for k, st in (warm_state or {}).items():
+        nets[k].load_state_dict(st)
     params = [q for k, n in nets.items() if k != "init" for q in n.parameters()]  # `init` stays frozen
     opt = torch.optim.Adam(params, lr=cfg.lr)
     start_it = 0
@@ -370,7 +225,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         p0 = _initial(init_net, x, binary_p0)
         if cfg.is_rl:
             loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, yb, rng, labeled=True, run=d.run_rows,
-                               p0=p0)
+                               p0=p0, reach=reach)
             if len(unl_ids) and it >= cfg.unlabeled_warmup:  # Algorithm 1, lines 7-10
                 bu = rng.choice(unl_ids, size=min(batch, len(unl_ids)), replace=False)
                 # the unlabeled cases are cut and flipped as the labeled ones (until 2026-12-04 they
@@ -380,7 +235,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
                 xu = torch.from_numpy(xun)
                 lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, yun, rng,
                                 labeled=False, run=d.run_rows,
-                                p0=_initial(init_net, xu, binary_p0))
+                                p0=_initial(init_net, xu, binary_p0), reach=reach)
                 loss = loss + cfg.unlabeled_weight * lu
         else:
             loss, st = cnn_loss(cfg, nets["net"], x, yb, rng, run=d.run_rows, p0=p0)
@@ -417,6 +272,19 @@ def validate(model, imgs, labs, steps, seed) -> dict[str, Any]:
     return {"val_dice_per_step": dice.mean(0).round(4).tolist(), "val_cases": len(imgs)}
 
 
+def _warm_state(folder: str, cfg) -> dict:
+    """The trained networks of model ``folder`` (``--warm-start``), checked against ``cfg``."""
+    from clinloop.models.mecca.model import load_mecca
+
+    m = load_mecca(folder)
+    if m.cfg.method != cfg.method:
+        raise ValueError(f"--warm-start {folder}: a {m.cfg.method} model, this run trains {cfg.method}")
+    for k in ("ndim", "zoom", "norm", "width", "downsample"):
+        if getattr(m.cfg, k) != getattr(cfg, k):
+            raise ValueError(f"--warm-start {folder}: its {k} is {getattr(m.cfg, k)!r}, this run's {getattr(cfg, k)!r}")
+    return {k: n.state_dict() for k, n in m.nets.items() if k != "init"}
+
+
 # ---------------------------------------------------------------- entry
 def command_line(args: MECCATrainOptions) -> str:
     """The ``clinloop train`` command that reproduces this run (from its options)."""
@@ -437,6 +305,8 @@ def train_model(args: MECCATrainOptions) -> Path:
     torch.manual_seed(args.seed)
     if not 0.0 < args.labeled_fraction <= 1.0:
         raise ValueError(f"--labeled-fraction must lie in (0, 1], got {args.labeled_fraction}")
+    if args.reach_rollouts and not (args.click_reach > 0 and args.method in ("mecca", "mecca-no-confidence")):
+        raise ValueError("--reach-rollouts needs --click-reach R > 0 and an RL method (mecca, mecca-no-confidence)")
     method = args.method
     cfg = MECCAConfig(method=method, ndim=args.ndim, width=args.width, conf_width=args.width,
                       downsample=args.downsample or (2 if args.ndim == 3 else 1), steps=args.steps, lr=args.lr,
@@ -449,6 +319,8 @@ def train_model(args: MECCATrainOptions) -> Path:
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              **({"lr_step": [args.lr_step, args.lr_step_factor]} if args.lr_step else {}),
+                             **({"reach_rollouts": args.click_reach} if args.reach_rollouts else {}),
+                             **({"warm_start": str(args.warm_start)} if args.warm_start else {}),
                              "algorithm": "A2C (synchronous, batched agents)"
                              if method in ("mecca", "mecca-no-confidence") else f"supervised ({args.seg_loss})"})
     out = Path(args.out)
@@ -464,13 +336,15 @@ def train_model(args: MECCATrainOptions) -> Path:
         from clinloop.training.mecca_swap import init_from
 
         init_state, cfg.init_width = init_from(args.init_model, cfg)
+    warm_state = _warm_state(args.warm_start, cfg) if args.warm_start else None
     d = distributed.init("cpu")
     nets, log = train_networks(cfg, xtr, ytr, n_lab, args.iterations, args.batch, args.seed,
                                max_seconds=args.max_minutes * 60.0 - (time.time() - t_start),
                                checkpoint=ckpt, resume=resume, progress=d.main, dist=d, init_state=init_state,
                                augment=bool(args.augment),
                                subcrop=parse_crop(args.crop) if args.crop_jitter else (),
-                               lr_step=(args.lr_step, args.lr_step_factor))
+                               lr_step=(args.lr_step, args.lr_step_factor), warm_state=warm_state,
+                               reach=args.click_reach if args.reach_rollouts else 0.0)
     if not d.main:  # rank 0 validates and writes the model folder
         d.barrier()
         d.close()
