@@ -374,3 +374,15 @@ def test_fine_tuning_with_reach_rollouts_from_a_trained_model(tmp_path):
             torch.testing.assert_close(m1.nets[k].state_dict()[name], v)
     assert m1.cfg.extra["reach_rollouts"] == 2.0 and m1.cfg.extra["warm_start"] == str(first)
     assert "--reach-rollouts" in m1.data["command"] and "--warm-start" in m1.data["command"]
+
+
+def test_a_start_trained_on_a_held_back_patient_is_refused(tmp_path):
+    """--init-model / --warm-start: a model whose training patients include one this run holds back
+    (another --seed split them differently) would leak the evaluation cases; refused by name."""
+    from clinloop.training.mecca import check_held_back
+
+    (tmp_path / "data.json").write_text(json.dumps({"train_patients": ["la_000", "la_001", "la_002"]}))
+    check_held_back(tmp_path, ["la_003", "la_004"], "--warm-start")  # disjoint: fine
+    check_held_back(tmp_path / "none", ["la_001"], "--init-model")  # no data.json: nothing to check
+    with pytest.raises(ValueError, match="--warm-start .*: trained on la_001, la_002, which this run holds back"):
+        check_held_back(tmp_path, ["la_002", "la_001", "la_009"], "--warm-start")

@@ -285,6 +285,17 @@ def _warm_state(folder: str, cfg) -> dict:
     return {k: n.state_dict() for k, n in m.nets.items() if k != "init"}
 
 
+def check_held_back(folder: str | Path, held_back, flag: str) -> None:
+    """ValueError if the model in ``folder`` (its ``data.json``) was trained on a patient this run
+    holds back: its networks would have seen the cases this model is evaluated on."""
+    meta = Path(folder) / "data.json"
+    seen = json.loads(meta.read_text()).get("train_patients") or [] if meta.is_file() else []
+    both = sorted(set(map(str, seen)) & set(map(str, held_back)))
+    if both:
+        raise ValueError(f"{flag} {folder}: trained on {', '.join(both)}, which this run holds back (its --seed or "
+                         "--held-out-fraction split the patients differently)")
+
+
 # ---------------------------------------------------------------- entry
 def command_line(args: MECCATrainOptions) -> str:
     """The ``clinloop train`` command that reproduces this run (from its options)."""
@@ -336,7 +347,11 @@ def train_model(args: MECCATrainOptions) -> Path:
         from clinloop.training.mecca_swap import init_from
 
         init_state, cfg.init_width = init_from(args.init_model, cfg)
-    warm_state = _warm_state(args.warm_start, cfg) if args.warm_start else None
+        check_held_back(args.init_model, data["val_patients"], "--init-model")
+    warm_state = None
+    if args.warm_start:
+        warm_state = _warm_state(args.warm_start, cfg)
+        check_held_back(args.warm_start, data["val_patients"], "--warm-start")
     d = distributed.init("cpu")
     nets, log = train_networks(cfg, xtr, ytr, n_lab, args.iterations, args.batch, args.seed,
                                max_seconds=args.max_minutes * 60.0 - (time.time() - t_start),
