@@ -88,11 +88,7 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain, p0: t
     ``p0`` ``(B, 1, *spatial)``: the initial probabilities (default 0.5, Algorithm 1 line 3).
     ``reach`` > 0 (not in the paper; ``--reach-rollouts``): as at inference with
     ``MECCAConfig.click_reach``, only agents within ``reach`` voxels of the episode's clicks
-    move, and only they enter the policy and value losses (the others' reward would be 0),
-    foreground and background weighted equally among them (:func:`balanced_weights` on the
-    reach: balanced over the whole crop, where the structure is small, a foreground agent weighs
-    several background ones and the fine-tuned BraTS policy grew the tumour near the clicks;
-    docs/methods/mecca.md)."""
+    move, and only they enter the policy and value losses (the others' reward would be 0)."""
     from clinloop.models.mecca.hints import click_reach
     from clinloop.models.mecca.confidence import confidence_loss
     from clinloop.models.mecca.environment import action_values, initial_probability, make_state, transition
@@ -118,14 +114,15 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain, p0: t
         conf_logits = run(confnet, s) if labeled else run(confnet, s).detach()
         c = torch.sigmoid(conf_logits.gather(1, idx)).detach()
         if labeled:
-            w = balanced_weights(y, near)  # (near: fg and bg balanced among the agents in reach)
+            w = balanced_weights(y)
             lc = lc + confidence_loss(conf_logits, idx, a, y, w if cfg.balance_confidence else None)
             r = shaped_reward(p, p_next, y, c, cfg.alpha, cfg.beta) if cfg.shaping else plain_reward(p, p_next, y)
         else:
             y_hat, m = generate_labels(a, c, cfg.delta)
             g = gain(p, p_next, y_hat)
             r = (cfg.alpha * (2.0 - c) ** cfg.beta * g if cfg.shaping else g) * m
-            w = balanced_weights(y_hat, m if near is None else m * near)
+            w = balanced_weights(y_hat, m)
+        w = w if near is None else w * near
         logps.append(logp_all.gather(1, idx))
         ents.append(-(logp_all.exp() * logp_all).sum(1, keepdim=True))
         values.append(v)
