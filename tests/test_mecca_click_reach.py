@@ -149,13 +149,13 @@ def test_click_reach_is_refused_where_the_protocol_would_ignore_it():
 
 
 # ---------------------------------------------------------------- the reach in training (--reach-rollouts)
-def _rollout(reach, p0, y, seed=4):
+def _rollout(reach, p0, y, seed=4, balance="crop"):
     from clinloop.training.mecca import rl_loss
 
     model = _tiny("mecca")
     x = torch.randn((1, 1, 6, 8, 8), generator=torch.Generator().manual_seed(1))
     return rl_loss(model.cfg, model.nets["policy"], model.nets["confidence"], x, y, np.random.default_rng(seed),
-                   labeled=True, p0=p0, reach=reach)
+                   labeled=True, p0=p0, reach=reach, reach_balance=balance)
 
 
 def test_reach_rollouts_leave_a_correct_start_alone_and_equal_the_paper_when_the_reach_covers_all():
@@ -175,6 +175,16 @@ def test_reach_rollouts_leave_a_correct_start_alone_and_equal_the_paper_when_the
     assert st_all == pytest.approx(st_paper)
     _, st_near = _rollout(1.0, wrong, y)
     assert abs(st_near["reward"]) < abs(st_paper["reward"])  # only the few agents by the clicks are rewarded
+    # --reach-balance reach: the classes balanced among the agents in reach; over the whole crop the same
+    loss_all_b, _ = _rollout(100.0, wrong, y, balance="reach")
+    torch.testing.assert_close(loss_all_b, loss_paper)
+    loss_near, st_near_b = _rollout(1.0, wrong, y, balance="reach")
+    assert st_near_b["reward"] == pytest.approx(st_near["reward"])  # the same rollout (same draws) ...
+    assert not torch.isclose(loss_near, _rollout(1.0, wrong, y)[0])  # ... other weights
+    _, st = _rollout(3.0, perfect, y, balance="reach")
+    assert st["policy"] == 0.0 and st["value"] == 0.0
+    with pytest.raises(ValueError, match="reach_balance must be 'crop' or 'reach'"):
+        _rollout(1.0, wrong, y, balance="clicks")
 
 
 def test_warm_start_loads_the_trained_networks_and_refuses_another_method(tmp_path):

@@ -109,6 +109,8 @@ class MECCATrainOptions(TrainOptions):
     reach_rollouts: bool = opt(False, help="RL methods: in the training rollouts too only agents within --click-reach "
                                            "of the episode's clicks move and enter the loss, as at inference (not in "
                                            "the paper; see rl_loss)")
+    reach_balance: str = opt("crop", choices=("crop", "reach"), help="with --reach-rollouts: foreground and "
+                             "background agents weighted as over the whole crop, or balanced among those in reach")
     warm_start: str | None = opt(None, type=str, help="a model folder of the same method whose trained networks "
                                                       "(not the frozen init: --init-model) this run starts from")
     pnet_boundary: bool = opt(False, help="inference, with --init-mask: agents still at p^(0) show the P-Net's "
@@ -152,7 +154,8 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
                    batch: int = 8, seed: int = 0, max_seconds: float | None = None, checkpoint: Path | None = None,
                    resume: dict | None = None, progress: bool = True, dist=None, checkpoint_seconds: float = 300.0,
                    init_state: dict | None = None, augment: bool = False, subcrop: tuple[int, ...] = (),
-                   lr_step: tuple[int, float] = (0, 1.0), warm_state: dict | None = None, reach: float = 0.0):
+                   lr_step: tuple[int, float] = (0, 1.0), warm_state: dict | None = None, reach: float = 0.0,
+                   reach_balance: str = "crop"):
     """The training loop on arrays: ``xtr`` ``(N, 1, *spatial)`` z-scored images,
     ``ytr`` ``(N, *spatial)`` bool labels; the first ``n_labeled`` cases are labeled
     (default all), the rest are used as unlabeled data (RL methods only).
@@ -165,7 +168,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
     ``(iteration, factor)``: from that iteration on (if > 0) Adam's lr is ``cfg.lr * factor`` (a
     resumed run takes the lr of the schedule, not the checkpoint's); ``warm_state``: state dicts of
     the trained networks to start from (a resumed run's checkpoint overrides them); ``reach``:
-    :func:`rl_loss`'s."""
+    :func:`rl_loss`'s, and ``reach_balance``."""
     from tqdm import tqdm
 
     from clinloop.models.mecca.model import build_networks
@@ -225,7 +228,7 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
         p0 = _initial(init_net, x, binary_p0)
         if cfg.is_rl:
             loss, st = rl_loss(cfg, nets["policy"], nets["confidence"], x, yb, rng, labeled=True, run=d.run_rows,
-                               p0=p0, reach=reach)
+                               p0=p0, reach=reach, reach_balance=reach_balance)
             if len(unl_ids) and it >= cfg.unlabeled_warmup:  # Algorithm 1, lines 7-10
                 bu = rng.choice(unl_ids, size=min(batch, len(unl_ids)), replace=False)
                 # the unlabeled cases are cut and flipped as the labeled ones (until 2026-12-04 they
@@ -235,7 +238,8 @@ def train_networks(cfg, xtr: np.ndarray, ytr: np.ndarray, n_labeled: int | None 
                 xu = torch.from_numpy(xun)
                 lu, _ = rl_loss(cfg, nets["policy"], nets["confidence"], xu, yun, rng,
                                 labeled=False, run=d.run_rows,
-                                p0=_initial(init_net, xu, binary_p0), reach=reach)
+                                p0=_initial(init_net, xu, binary_p0), reach=reach,
+                                reach_balance=reach_balance)
                 loss = loss + cfg.unlabeled_weight * lu
         else:
             loss, st = cnn_loss(cfg, nets["net"], x, yb, rng, run=d.run_rows, p0=p0)
@@ -330,7 +334,8 @@ def train_model(args: MECCATrainOptions) -> Path:
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,
                              **({"lr_step": [args.lr_step, args.lr_step_factor]} if args.lr_step else {}),
-                             **({"reach_rollouts": args.click_reach} if args.reach_rollouts else {}),
+                             **({"reach_rollouts": args.click_reach, "reach_balance": args.reach_balance}
+                                if args.reach_rollouts else {}),
                              **({"warm_start": str(args.warm_start)} if args.warm_start else {}),
                              "algorithm": "A2C (synchronous, batched agents)"
                              if method in ("mecca", "mecca-no-confidence") else f"supervised ({args.seg_loss})"})
@@ -359,7 +364,7 @@ def train_model(args: MECCATrainOptions) -> Path:
                                augment=bool(args.augment),
                                subcrop=parse_crop(args.crop) if args.crop_jitter else (),
                                lr_step=(args.lr_step, args.lr_step_factor), warm_state=warm_state,
-                               reach=args.click_reach if args.reach_rollouts else 0.0)
+                               reach=args.click_reach if args.reach_rollouts else 0.0, reach_balance=args.reach_balance)
     if not d.main:  # rank 0 validates and writes the model folder
         d.barrier()
         d.close()

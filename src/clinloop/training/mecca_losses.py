@@ -82,13 +82,19 @@ def _plain(fn, *xs):
 
 
 def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain, p0: torch.Tensor | None = None,
-            reach: float = 0.0):
+            reach: float = 0.0, reach_balance: str = "crop"):
     """One A2C rollout of T steps on a batch; returns (loss, stats). ``run(fn, *batch)``
     applies a network (:meth:`clinloop.training.distributed.Dist.run_rows` splits it over ranks).
     ``p0`` ``(B, 1, *spatial)``: the initial probabilities (default 0.5, Algorithm 1 line 3).
     ``reach`` > 0 (not in the paper; ``--reach-rollouts``): as at inference with
     ``MECCAConfig.click_reach``, only agents within ``reach`` voxels of the episode's clicks
-    move, and only they enter the policy and value losses (the others' reward would be 0)."""
+    move, and only they enter the policy and value losses (the others' reward would be 0);
+    ``reach_balance`` "crop" keeps the foreground/background weights of the whole crop
+    (:func:`balanced_weights`), "reach" balances the two classes among the agents in reach.
+    Measured (docs/methods/mecca.md): on BraTS "crop" held the start with the gate and "reach"
+    lost 0.01; on the atrium from the P-Net's probability "reach" gave the one rising curve."""
+    if reach_balance not in ("crop", "reach"):
+        raise ValueError(f"reach_balance must be 'crop' or 'reach', got {reach_balance!r}")
     from clinloop.models.mecca.hints import click_reach
     from clinloop.models.mecca.confidence import confidence_loss
     from clinloop.models.mecca.environment import action_values, initial_probability, make_state, transition
@@ -114,14 +120,14 @@ def rl_loss(cfg, policy, confnet, x, y_np, rng, labeled: bool, run=_plain, p0: t
         conf_logits = run(confnet, s) if labeled else run(confnet, s).detach()
         c = torch.sigmoid(conf_logits.gather(1, idx)).detach()
         if labeled:
-            w = balanced_weights(y)
+            w = balanced_weights(y, near if reach_balance == "reach" else None)
             lc = lc + confidence_loss(conf_logits, idx, a, y, w if cfg.balance_confidence else None)
             r = shaped_reward(p, p_next, y, c, cfg.alpha, cfg.beta) if cfg.shaping else plain_reward(p, p_next, y)
         else:
             y_hat, m = generate_labels(a, c, cfg.delta)
             g = gain(p, p_next, y_hat)
             r = (cfg.alpha * (2.0 - c) ** cfg.beta * g if cfg.shaping else g) * m
-            w = balanced_weights(y_hat, m)
+            w = balanced_weights(y_hat, m * near if near is not None and reach_balance == "reach" else m)
         w = w if near is None else w * near
         logps.append(logp_all.gather(1, idx))
         ents.append(-(logp_all.exp() * logp_all).sum(1, keepdim=True))
