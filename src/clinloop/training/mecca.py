@@ -279,13 +279,12 @@ def validate(model, imgs, labs, steps, seed) -> dict[str, Any]:
 def _warm_state(folder: str, cfg) -> dict:
     """The trained networks of model ``folder`` (``--warm-start``), checked against ``cfg``."""
     from clinloop.models.mecca.model import load_mecca
+    from clinloop.training.mecca_swap import check_grid
 
     m = load_mecca(folder)
     if m.cfg.method != cfg.method:
         raise ValueError(f"--warm-start {folder}: a {m.cfg.method} model, this run trains {cfg.method}")
-    for k in ("ndim", "zoom", "norm", "width", "downsample"):
-        if getattr(m.cfg, k) != getattr(cfg, k):
-            raise ValueError(f"--warm-start {folder}: its {k} is {getattr(m.cfg, k)!r}, this run's {getattr(cfg, k)!r}")
+    check_grid(m.cfg, cfg, f"--warm-start {folder}", ("ndim", "zoom", "norm", "width", "downsample"))
     return {k: n.state_dict() for k, n in m.nets.items() if k != "init"}
 
 
@@ -293,7 +292,7 @@ def check_held_back(folder: str | Path, held_back, flag: str) -> None:
     """ValueError if the model in ``folder`` (its ``data.json``) was trained on a patient this run
     holds back: its networks would have seen the cases this model is evaluated on."""
     meta = Path(folder) / "data.json"
-    seen = json.loads(meta.read_text()).get("train_patients") or [] if meta.is_file() else []
+    seen = (json.loads(meta.read_text()).get("train_patients") or []) if meta.is_file() else []
     both = sorted(set(map(str, seen)) & set(map(str, held_back)))
     if both:
         raise ValueError(f"{flag} {folder}: trained on {', '.join(both)}, which this run holds back (its --seed or "

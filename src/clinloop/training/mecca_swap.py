@@ -56,10 +56,16 @@ def load_pnet(folder: str | Path, cfg):
     pnet = load_mecca(folder)
     if pnet.cfg.method != "mecca-unet":
         raise ValueError(f"{folder}: a P-Net (mecca-unet) folder is needed, got {pnet.cfg.method!r}")
-    for k in ("ndim", "zoom", "norm", "downsample"):
-        if getattr(pnet.cfg, k) != getattr(cfg, k):
-            raise ValueError(f"{folder}: its {k} is {getattr(pnet.cfg, k)!r}, this model's {getattr(cfg, k)!r}")
+    check_grid(pnet.cfg, cfg, str(folder), whose="this model's")
     return pnet
+
+
+def check_grid(other, cfg, label: str, keys=("ndim", "zoom", "norm", "downsample"), whose: str = "this run's") -> None:
+    """ValueError naming ``label`` if the config ``other`` of a model to start from differs from
+    ``cfg`` (this model's) in one of ``keys``: its networks would not fit this model's grid."""
+    for k in keys:
+        if getattr(other, k) != getattr(cfg, k):
+            raise ValueError(f"{label}: its {k} is {getattr(other, k)!r}, {whose} {getattr(cfg, k)!r}")
 
 
 def init_from(folder: str | Path, cfg) -> tuple[dict, int]:
