@@ -12,8 +12,8 @@ from clinloop.training.mecca_swap import swap_pnet
 
 def _model(folder, method, seed, patients=("p0", "p1"), **kw):
     torch.manual_seed(seed)
-    cfg = MECCAConfig(method=method, ndim=2, width=4, conf_width=4, head_dilations=(2, 4), conf_dilations=(1, 2),
-                      **kw)
+    kw = {"ndim": 2, "width": 4, "conf_width": 4, "head_dilations": (2, 4), "conf_dilations": (1, 2), **kw}
+    cfg = MECCAConfig(method=method, **kw)
     m = MECCAModel(cfg, build_networks(cfg))
     m.save(folder, data={"train_patients": list(patients), "command": f"train {method}"}, metrics={"dice": 0.5})
     return m
@@ -59,3 +59,23 @@ def test_swap_and_init_from_take_over_the_pnets_inference_refinements(tmp_path):
     assert width == 4 and (cfg.flip_average, cfg.one_component) == (True, True) and state
     with pytest.raises(ValueError, match="mecca-unet"):
         init_from(tmp_path / "m", cfg)
+
+
+def test_a_unet_pnet_swaps_in_and_starts_a_training_with_its_architecture(tmp_path):
+    """A P-Net of the other architecture (pnet_arch "unet") replaces a dilated start network:
+    the saved model rebuilds it from init_arch / init_width and starts from its mask."""
+    from clinloop.training.mecca_swap import init_from
+
+    _model(tmp_path / "m", "mecca", 0, init="pnet-mask", init_width=4)
+    other = _model(tmp_path / "u", "mecca-unet", 1, pnet_arch="unet", unet_levels=2, width=3)
+    s = load_mecca(swap_pnet(tmp_path / "m", tmp_path / "u", tmp_path / "s"))
+    assert (s.cfg.init_arch, s.cfg.init_width) == ("unet", 3)
+    x = torch.from_numpy(np.random.default_rng(1).normal(size=(1, 1, 11, 13)).astype(np.float32))
+    with torch.no_grad():
+        want = (torch.sigmoid(other.nets["net"](x)) > 0.5).float()
+    torch.testing.assert_close(s.initial(x), want)
+    cfg = MECCAConfig(method="mecca", ndim=2, width=4, init="pnet-mask")
+    state, width = init_from(tmp_path / "u", cfg)
+    assert (cfg.init_arch, cfg.unet_levels, width) == ("unet", 2, 3)
+    cfg.init_width = width
+    build_networks(cfg)["init"].load_state_dict(state)  # the run's start network takes the U-Net's weights

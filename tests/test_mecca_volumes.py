@@ -376,6 +376,38 @@ def test_fine_tuning_with_reach_rollouts_from_a_trained_model(tmp_path):
     assert "--reach-rollouts" in m1.data["command"] and "--warm-start" in m1.data["command"]
 
 
+def test_a_unet_pnet_trains_and_a_policy_fine_tunes_from_it(tmp_path):
+    """``--pnet-arch unet`` trains the U-Net P-Net; an RL model trained from a dilated P-Net is
+    warm-started with that U-Net as its new start (the atrium recipe of stop 44)."""
+    from clinloop.config_options import make_options
+    from clinloop.models.mecca.unet import UNetSegNet
+    from clinloop.training.mecca import MECCATrainOptions, train_model
+
+    data = make_atrium(tmp_path / "a")
+    common = {"data": str(data), "ndim": 3, "zoom": 2, "norm": "image", "crop": "6,6,6", "size": 0, "width": 4,
+              "batch": 2, "max_minutes": 5.0, "held_out_fraction": 0.4, "val_cases": 1, "seed": 0}
+    pnet, upnet = tmp_path / "pnet", tmp_path / "upnet"
+    train_model(make_options(MECCATrainOptions, "test", method="mecca-unet", out=str(pnet), iterations=1, **common))
+    train_model(make_options(MECCATrainOptions, "test", method="mecca-unet", out=str(upnet), iterations=2,
+                             pnet_arch="unet", **{**common, "width": 3}))
+    u = load_mecca(upnet)
+    assert u.cfg.pnet_arch == "unet" and isinstance(u.nets["net"], UNetSegNet) and "--pnet-arch" in u.data["command"]
+    rl = {"method": "mecca", "init_mask": True, "click_reach": 2.0, **common}
+    first, tuned = tmp_path / "first", tmp_path / "tuned"
+    train_model(make_options(MECCATrainOptions, "test", out=str(first), iterations=1, init_model=str(pnet), **rl))
+    train_model(make_options(MECCATrainOptions, "test", out=str(tuned), iterations=0, init_model=str(upnet),
+                             warm_start=str(first), **rl))
+    m0, m1 = load_mecca(first), load_mecca(tuned)
+    assert (m0.cfg.init_arch, m1.cfg.init_arch, m1.cfg.init_width) == ("dilated", "unet", 3)
+    for name, v in m0.nets["policy"].state_dict().items():
+        torch.testing.assert_close(m1.nets["policy"].state_dict()[name], v)
+    for name, v in u.nets["net"].state_dict().items():
+        torch.testing.assert_close(m1.nets["init"].state_dict()[name], v)
+    with pytest.raises(ValueError, match="init_arch"):
+        train_model(make_options(MECCATrainOptions, "test", out=str(tmp_path / "x"), iterations=0,
+                                 pnet_arch="unet", **rl))
+
+
 def test_a_start_trained_on_a_held_back_patient_is_refused(tmp_path):
     """--init-model / --warm-start: a model whose training patients include one this run holds back
     (another --seed split them differently) would leak the evaluation cases; refused by name."""

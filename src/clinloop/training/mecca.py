@@ -67,6 +67,8 @@ class MECCATrainOptions(TrainOptions):
     delta: float = opt(0.8, help="label-generation threshold δ (Eq. 6)")
     fusion: str = opt("majority", help="rater fusion giving the target (clinloop.data.fusion)")
     width: int = opt(16)
+    pnet_arch: str = opt("dilated", choices=("dilated", "unet"), help="mecca-unet: the P-Net's network, mecca.txt's "
+                         "dilated P-Net or a U-Net with instance norm (MECCAConfig.pnet_arch; not in the paper)")
     downsample: int | None = opt(None, help="conv grid factor (default 1 in 2-D, 2 in 3-D)")
     lr: float = opt(1e-4)
     lr_step: int = opt(0, help="from this iteration on the learning rate is --lr x --lr-step-factor (0: constant)")
@@ -328,7 +330,7 @@ def train_model(args: MECCATrainOptions) -> Path:
                       delta=args.delta, hint_points=args.hint_points, hint_sigma=args.hint_sigma, size=args.size,
                       fusion=args.fusion, zoom=args.zoom, norm=args.norm, crop=parse_crop(args.crop),
                       seg_loss=args.seg_loss, confidence_gate=args.confidence_gate, click_reach=args.click_reach,
-                      pnet_boundary=bool(args.pnet_boundary),
+                      pnet_boundary=bool(args.pnet_boundary), pnet_arch=args.pnet_arch,
                       flip_average=bool(args.flip_average), one_component=bool(args.one_component),
                       init=("pnet-mask" if args.init_mask else "pnet") if args.init_model else "constant",
                       extra={"labeled_fraction": args.labeled_fraction, "batch": args.batch,

@@ -23,7 +23,8 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     """Write ``out``: the interactive model ``model`` with ``pnet``'s weights as its
     ``init`` network. Both are model folders or shipped names. ValueError if ``model`` has
     no P-Net start, if the two differ in grid (``ndim``, ``zoom``, ``norm``,
-    ``downsample``) or P-Net width, or if their training patients differ."""
+    ``downsample``), or if their training patients differ. The start network takes the
+    P-Net's width and architecture (``init_width``, ``init_arch``)."""
     from clinloop.models import registry
     from clinloop.models.mecca.model import load_mecca
 
@@ -32,12 +33,11 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     if "init" not in m.nets:
         raise ValueError(f"{mdir}: this {m.cfg.method!r} model has no P-Net start (trained without --init-model)")
     p = load_pnet(pdir, m.cfg)
-    if p.cfg.width != m.cfg.init_width:
-        raise ValueError(f"{pdir}: P-Net width {p.cfg.width}, the model's start network has {m.cfg.init_width}")
     tm, tp = m.data.get("train_patients"), p.data.get("train_patients")
     if tm is not None and tp is not None and sorted(map(str, tm)) != sorted(map(str, tp)):
         raise ValueError(f"{pdir}: trained on other patients than {mdir} (its held-back cases would not be held back)")
-    m.nets["init"].load_state_dict(p.nets["net"].state_dict())
+    m.nets["init"] = p.nets["net"]  # its network, whatever the width or architecture
+    m.cfg.init_width, m.cfg.init_arch, m.cfg.unet_levels = p.cfg.width, p.cfg.pnet_arch, p.cfg.unet_levels
     m.cfg.flip_average, m.cfg.one_component = p.cfg.flip_average, p.cfg.one_component  # as that P-Net predicts
     sha = hashlib.sha256((Path(pdir) / "weights.pt").read_bytes()).hexdigest()
     data = {**m.data, "init_swapped": {"model": str(mdir), "model_command": m.data.get("command"),
@@ -70,10 +70,12 @@ def check_grid(other, cfg, label: str, keys=("ndim", "zoom", "norm", "downsample
 
 def init_from(folder: str | Path, cfg) -> tuple[dict, int]:
     """The P-Net of a ``mecca-unet`` model folder as the ``init`` network of ``cfg`` (``clinloop
-    train --init-model``): ``(state_dict, width)``. Its grid must match ``cfg``'s (:func:`load_pnet`);
+    train --init-model``): ``(state_dict, width)``; ``cfg.init_arch`` and ``unet_levels`` become the P-Net's.
+    Its grid must match ``cfg``'s (:func:`load_pnet`);
     ``cfg`` takes over the P-Net's inference refinements (``flip_average``, ``one_component``)
     where it does not set them itself."""
     pnet = load_pnet(folder, cfg)
     cfg.flip_average = cfg.flip_average or pnet.cfg.flip_average
     cfg.one_component = cfg.one_component or pnet.cfg.one_component
+    cfg.init_arch, cfg.unet_levels = pnet.cfg.pnet_arch, pnet.cfg.unet_levels
     return pnet.nets["net"].state_dict(), pnet.cfg.width

@@ -17,6 +17,7 @@ from typing import Any
 from clinloop.config_io import config_from_dict, config_to_dict, load_config, save_config
 
 METHODS = ("mecca", "mecca-no-confidence", "interactive-cnn", "mecca-unet")
+PNET_ARCHS = ("dilated", "unet")
 
 
 @dataclass
@@ -75,6 +76,12 @@ class MECCAConfig:
     # p^(0) in {0, 1}); both deviations, see docs/methods/mecca.md
     init: str = "constant"
     init_width: int = 16  # channels of the `init` P-Net
+    # the non-interactive segmenter's network (mecca-unet's `net`, and `init` of models trained from one):
+    # "dilated", mecca.txt's P-Net (pnet.SegmentationNet), or "unet", an encoder-decoder with instance
+    # normalisation (unet.UNetSegNet; a deviation, see that module) with `unet_levels` resolutions
+    pnet_arch: str = "dilated"
+    init_arch: str = "dilated"
+    unet_levels: int = 4
     # inference only, not in the paper: refinements of the P-Net's prediction (mecca-unet's output and
     # p^(0)): the mean over the flips of each axis, and keeping the mask's largest component (pnet_inference)
     flip_average: bool = False
@@ -113,6 +120,14 @@ class MECCAConfig:
             raise ValueError(f"norm must be 'image' or 'nonzero', got {self.norm!r}")
         if self.seg_loss not in ("balanced-bce", "bce-dice"):
             raise ValueError(f"seg_loss must be 'balanced-bce' or 'bce-dice', got {self.seg_loss!r}")
+        for key in ("pnet_arch", "init_arch"):
+            if getattr(self, key) not in PNET_ARCHS:
+                raise ValueError(f"{key} must be one of {', '.join(PNET_ARCHS)}, got {getattr(self, key)!r}")
+        if self.pnet_arch != "dilated" and self.method != "mecca-unet":
+            raise ValueError(f"pnet_arch is the P-Net's (mecca-unet) network; a {self.method!r} model's P-Net start "
+                             f"is init_arch")
+        if self.unet_levels < 1:
+            raise ValueError(f"unet_levels must be >= 1, got {self.unet_levels}")
         if self.init not in ("constant", "pnet", "pnet-mask"):
             raise ValueError(f"init must be 'constant', 'pnet' or 'pnet-mask', got {self.init!r}")
         if self.init != "constant" and self.method == "mecca-unet":

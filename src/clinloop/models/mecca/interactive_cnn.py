@@ -16,6 +16,7 @@ import torch
 
 from clinloop.models.mecca.config import MECCAConfig
 from clinloop.models.mecca.pnet import SegmentationNet
+from clinloop.models.mecca.unet import UNetSegNet
 
 
 def build_interactive_cnn(cfg: MECCAConfig) -> SegmentationNet:
@@ -23,9 +24,14 @@ def build_interactive_cnn(cfg: MECCAConfig) -> SegmentationNet:
     return SegmentationNet(cfg.ndim, 3, cfg.width, cfg.trunk_dilations, cfg.head_dilations, cfg.downsample)
 
 
-def build_unet(cfg: MECCAConfig) -> SegmentationNet:
-    """b → logit; ``(B, 1, *spatial)`` → ``(B, 1, *spatial)`` (no interaction input)."""
-    return SegmentationNet(cfg.ndim, 1, cfg.width, cfg.trunk_dilations, cfg.head_dilations, cfg.downsample)
+def build_unet(cfg: MECCAConfig, arch: str | None = None, width: int | None = None) -> torch.nn.Module:
+    """b → logit; ``(B, 1, *spatial)`` → ``(B, 1, *spatial)`` (no interaction input): the P-Net of
+    ``arch`` (default ``cfg.pnet_arch``; "unet": :class:`.unet.UNetSegNet`, which ignores
+    ``downsample``) with ``width`` channels (default ``cfg.width``)."""
+    arch, width = arch or cfg.pnet_arch, width or cfg.width
+    if arch == "unet":
+        return UNetSegNet(cfg.ndim, 1, width, cfg.unet_levels)
+    return SegmentationNet(cfg.ndim, 1, width, cfg.trunk_dilations, cfg.head_dilations, cfg.downsample)
 
 
 def cnn_step(net: SegmentationNet, image: torch.Tensor, p: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,7 @@ from clinloop.models.mecca.hint_state import HintOnlyState
 from clinloop.models.mecca.environment import N_ACTIONS, initial_probability, make_state, transition
 from clinloop.models.mecca.hints import click_reach, hint_map, simulate_clicks
 from clinloop.models.mecca.interactive_cnn import build_interactive_cnn, build_unet, cnn_step
-from clinloop.models.mecca.pnet import PolicyValueNet, SegmentationNet
+from clinloop.models.mecca.pnet import PolicyValueNet
 from clinloop.models.mecca.pnet_inference import pnet_probability
 
 
@@ -97,8 +97,7 @@ def build_networks(cfg: MECCAConfig) -> dict[str, torch.nn.Module]:
     else:
         nets = {"net": build_unet(cfg)}
     if cfg.init in ("pnet", "pnet-mask"):  # the frozen P-Net giving p^(0) (see MECCAModel.initial)
-        nets["init"] = SegmentationNet(cfg.ndim, 1, cfg.init_width, cfg.trunk_dilations, cfg.head_dilations,
-                                       cfg.downsample)
+        nets["init"] = build_unet(cfg, cfg.init_arch, cfg.init_width)
     return nets
 
 
