@@ -31,6 +31,7 @@ def test_the_swapped_model_starts_from_the_other_pnet_and_keeps_its_policy(tmp_p
     torch.testing.assert_close(s.initial(x), want)
     assert not torch.equal(a.initial(x), s.initial(x))
     d = json.loads((out / "data.json").read_text())
+    assert d["init_swapped"]["model"] == str(tmp_path / "m")  # as given: a shipped name stays a name
     assert d["init_swapped"]["model_command"] == "train mecca" and len(d["init_swapped"]["pnet_weights_sha256"]) == 64
 
 

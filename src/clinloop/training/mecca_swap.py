@@ -40,7 +40,7 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     m.cfg.init_width, m.cfg.init_arch, m.cfg.unet_levels = p.cfg.width, p.cfg.pnet_arch, p.cfg.unet_levels
     m.cfg.flip_average, m.cfg.one_component = p.cfg.flip_average, p.cfg.one_component  # as that P-Net predicts
     sha = hashlib.sha256((Path(pdir) / "weights.pt").read_bytes()).hexdigest()
-    data = {**m.data, "init_swapped": {"model": str(mdir), "model_command": m.data.get("command"),
+    data = {**m.data, "init_swapped": {"model": str(model), "model_command": m.data.get("command"),
                                        "pnet": str(pnet), "pnet_weights_sha256": sha,
                                        "pnet_metrics": p.metrics}}
     m.save(out, data=data, metrics={**m.metrics, "note": "init P-Net swapped after training; see data.json "
