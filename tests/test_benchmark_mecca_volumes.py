@@ -65,12 +65,15 @@ def test_brats_pnet_stage_is_the_protocol_on_one_held_back_volume(shared_data, t
     assert "### brats" in text and "pnet-brats" in text
 
 
-def test_train_volumes_command_refines_only_the_atrium_pnet(tmp_path):
+def test_train_volumes_command_refines_only_the_atrium_pnet_a_unet(tmp_path):
     from _benchmarks import load_script
 
     tv = load_script("mecca_train_volumes")
     pnet = tv.command("atrium", "pnet", tmp_path, 1, 30.0, False)
-    assert pnet[-2:] == ["--flip-average", "--one-component"]
+    assert pnet[-4:] == ["--flip-average", "--one-component", "--pnet-arch", "unet"]
+    assert pnet[pnet.index("--width") + 1] == "12" and pnet[pnet.index("--iterations") + 1] == "2000"
+    brats = tv.command("brats", "pnet", tmp_path, 1, 30.0, False)
+    assert "--pnet-arch" not in brats and brats[brats.index("--width") + 1] == "16"  # the dilated P-Net there
     for task, model in (("brats", "pnet"), ("atrium", "mecca")):  # BraTS: several foci; the rest inherit
         cmd = tv.command(task, model, tmp_path, 1, 30.0, False)
         assert "--one-component" not in cmd and "--flip-average" not in cmd
