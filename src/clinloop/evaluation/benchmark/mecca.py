@@ -124,11 +124,11 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                      + (f" Click reach {', '.join(f'{x:g}' for x in sorted(reach))}: the interactive models move only "
                         "agents within that many working-grid voxels of a click (MECCAConfig.click_reach, inference "
                         "only, not in the paper; docs/methods/mecca.md)." if reach else "")
-                     + (" The atrium's interactive models start from the mask of the P-Net they were trained "
-                        "from, embedded in their folders: `mecca-atrium` and its ablation from the retrained "
-                        "`pnet-atrium` of 2026-12-05 (the pnet row), with its flip average and largest connected "
-                        "component (inference only; clinloop.models.mecca.pnet_inference), interactive-cnn "
-                        "from the earlier `pnet-atrium` (Dice 0.753), so its row does not share their start."
+                     + (" The atrium's `pnet-atrium` is a U-Net with instance norm since stop 44 "
+                        "(MECCAConfig.pnet_arch, not the paper's dilated P-Net); the three interactive models start "
+                        "from its mask (with its flip average and largest connected component; "
+                        "clinloop.models.mecca.pnet_inference), swapped in after training: their networks were "
+                        "trained from the earlier dilated P-Nets (clinloop.training.mecca_swap.swap_pnet)."
                         if task == "atrium" else "") + "\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
