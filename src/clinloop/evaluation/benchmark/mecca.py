@@ -125,10 +125,11 @@ def section(ctx: Context, recs: dict[str, dict]) -> str:
                         "agents within that many working-grid voxels of a click (MECCAConfig.click_reach, inference "
                         "only, not in the paper; docs/methods/mecca.md)." if reach else "")
                      + (" The atrium's `pnet-atrium` is a U-Net with instance norm since stop 44 "
-                        "(MECCAConfig.pnet_arch, not the paper's dilated P-Net); the three interactive models start "
-                        "from its mask (with its flip average and largest connected component; "
-                        "clinloop.models.mecca.pnet_inference), swapped in after training: their networks were "
-                        "trained from the earlier dilated P-Nets (clinloop.training.mecca_swap.swap_pnet)."
+                        "(MECCAConfig.pnet_arch, not the paper's dilated P-Net; with its flip average and largest connected "
+                        "component, clinloop.models.mecca.pnet_inference). MECCA and its ablation start from its "
+                        "probability, trained from the earlier dilated P-Net and fine-tuned alike on this start; "
+                        "interactive-cnn starts from its mask, swapped in after training "
+                        "(clinloop.training.mecca_swap.swap_pnet)."
                         if task == "atrium" else "") + "\n"]
     from clinloop.evaluation.benchmark import mecca_semisup
 
