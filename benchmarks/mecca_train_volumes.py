@@ -46,7 +46,8 @@ TASKS = {
     # its prediction averaged over flips and kept to its largest component (one object; inference only,
     # the interactive models take it over as p^(0): clinloop.models.mecca.pnet_inference)
     # since 2026-12-05 (stop 44) the P-Net is a U-Net with instance norm, width 12 (--pnet-arch unet;
-    # 0.820 -> 0.86 on whole held-back volumes; clinloop.models.mecca.unet)
+    # 0.820 -> 0.878 on whole held-back volumes; clinloop.models.mecca.unet); mecca and its ablation were then
+    # fine-tuned on it (docs/methods/mecca.md, "A U-Net as the atrium's P-Net": not this script's command)
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
                "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6,
                "pnet_extra": ["--flip-average", "--one-component", "--pnet-arch", "unet"], "pnet_width": 12},
@@ -80,7 +81,8 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
            "--zoom", str(t["zoom"]), "--norm", t["norm"],
            "--crop", t.get("rl_crop", t["crop"]) if m.get("init") else t["crop"], "--size", "0",
            "--held-out-fraction", str(t["held_out_fraction"]), "--val-cases", "1" if tiny else str(t["val_cases"]),
-           "--width", str(t.get("pnet_width", 16) if model == "pnet" else 16), "--downsample", "1", "--lr", str(m["lr"]), "--batch", str(m["batch"]),
+           "--width", str(t.get("pnet_width", 16) if model == "pnet" else 16), "--downsample", "1",
+           "--lr", str(m["lr"]), "--batch", str(m["batch"]),
            "--iterations", "4" if tiny else str(ITERATIONS.get((task, model), m["iterations"])),
            "--max-minutes", str(chunk_minutes),
            "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), "--augment", *m["extra"]]
