@@ -99,10 +99,10 @@ def test_split_conditioning_equals_concat(k1, k2, residual, cout):
     a = m(e, z)
     b = m.forward_concat(e, z)
     assert a.shape == (6, cout, 9, 11)
-    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # float32: the two orders of summation differ by ~1e-5
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # float32 sums in other orders: ~1e-5 apart
     with torch.inference_mode():  # the channels-last inference path (1x1 tails) gives the same numbers
         c = m(e, z)
-    torch.testing.assert_close(c, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(c, b, rtol=1e-4, atol=1e-4)
 
 
 def test_conditioning_starts_as_identity_and_checks_shapes():
