@@ -243,10 +243,10 @@ def _spy_model():
     calls = []
     orig = m.net.encode_interaction
 
-    def spy(points, mask, box=None):
+    def spy(points, mask, box=None, structure=0):
         calls.append((None if points is None else points[0].clone(), None if points is None else points[1].clone(),
                       None if mask is None else mask.clone()))
-        return orig(points, mask, box)
+        return orig(points, mask, box, structure)
 
     m.net.encode_interaction = spy
     return m, calls

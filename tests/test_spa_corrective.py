@@ -85,9 +85,9 @@ def test_spa_session_corrective_click_uses_the_current_mask():
     seen = []
     real = model.net.encode_interaction
 
-    def spy(points, mask_logits, box=None):
+    def spy(points, mask_logits, box=None, structure=0):
         seen.append((None if points is None else points[1].tolist(), None if mask_logits is None else mask_logits.clone()))
-        return real(points, mask_logits, box)
+        return real(points, mask_logits, box, structure)
 
     model.net.encode_interaction = spy
     s = Session(model, img, seed=0)
@@ -122,7 +122,7 @@ def test_click_passes_reprompt_a_corrective_click_with_its_own_y_app():
     img = _image()
     prompts = []
     real_enc, real_gen = model.net.encode_interaction, model.net.gen_mask
-    model.net.encode_interaction = lambda pts, mp, box=None: (prompts.append(mp), real_enc(pts, mp, box))[1]
+    model.net.encode_interaction = lambda pts, mp, box=None, st=0: (prompts.append(mp), real_enc(pts, mp, box, st))[1]
     decodes = []
     model.net.gen_mask = lambda *a, **k: decodes.append(real_gen(*a, **k)) or decodes[-1]
     s = Session(model, img, seed=0)
@@ -171,9 +171,9 @@ def test_trainer_simulates_boxes_and_corrective_clicks():
     prompts = []
     real = net.encode_interaction
 
-    def spy(points, mask_logits, box=None):
+    def spy(points, mask_logits, box=None, structure=0):
         prompts.append((None if points is None else points[1][0].tolist(), mask_logits is not None, box is not None))
-        return real(points, mask_logits, box)
+        return real(points, mask_logits, box, structure)
 
     net.encode_interaction = spy
     tr = SPATrainer(net, lr=1e-3, n_samples=2, seed=0, user_iterations=3, click_prob=1.0, box_prob=1.0,

@@ -127,9 +127,9 @@ def test_trainer_runs_propagation_episodes_from_a_neighbours_box():
     first = []
     real = net.encode_interaction
 
-    def spy(points, mask_logits, box=None):
+    def spy(points, mask_logits, box=None, structure=0):
         first.append((points, mask_logits, None if box is None else box[0].tolist()))
-        return real(points, mask_logits, box)
+        return real(points, mask_logits, box, structure)
 
     net.encode_interaction = spy
     tr = SPATrainer(net, lr=1e-3, n_samples=2, seed=0, user_iterations=2, click_prob=1.0, propagation_prob=1.0,

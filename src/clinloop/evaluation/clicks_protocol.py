@@ -86,7 +86,8 @@ def click_depth(target: np.ndarray, mask: np.ndarray | None, x: float, y: float)
     return float(dt[int(y), int(x)]), int(region.sum())
 
 
-def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: int) -> dict:
+def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: int,
+               structure: str | None = None) -> dict:
     """One case: ``clicks`` clicks on ``model`` (an ``InteractiveModel``) for the 2-D ``target``.
     Returns ``dice`` (after each click made), ``honoured`` (one bool per corrective click),
     ``missed`` (``{"click", "positive", "depth", "area"}`` per corrective click not honoured; the depth and
@@ -94,7 +95,9 @@ def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: 
     from clinloop.interaction.session import as_channels_first
     from clinloop.interaction.users import dice, largest_error_click
 
-    state = model.start(as_channels_first(image, (2,)), seed=seed, profile=None)
+    from clinloop.interaction.session import structure_options
+
+    state = model.start(as_channels_first(image, (2,)), seed=seed, profile=None, **structure_options(model, structure))
     dices, honoured, missed, secs = [], [], [], []
     mask = None
     for k in range(clicks):
@@ -168,7 +171,7 @@ def run_protocol(args: ClicksProtocolOptions, verbose: bool = False) -> dict:
         if not target.any():
             continue
         img = s.image[0] if s.image.shape[0] == 1 else np.moveaxis(s.image, 0, -1)
-        r = run_clicks(model, img, target, seed, args.clicks)
+        r = run_clicks(model, img, target, seed, args.clicks, s.structure)
         d = r["dice"] + [r["dice"][-1]] * (args.clicks - len(r["dice"]))
         curves.append(d)
         honoured += r["honoured"]

@@ -58,6 +58,7 @@ import numpy as np
 
 from clinloop.config_options import ProtocolOptions, opt
 from clinloop.evaluation.spa_protocol import FAIL_VALUE, SHIPPED, load_method
+from clinloop.interaction.session import structure_options
 
 METHODS = ("spa", "meduhip", "spa-random-gmm", "spa-mean-variance", "spa-weights")  # the SPA family
 THRESHOLDS = ("0.8", "0.9")
@@ -161,7 +162,7 @@ def first_box(target: np.ndarray) -> tuple[float, float, float, float, float]:
 
 
 def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int, iterations: int, cache: dict,
-               box_margin: float = 0.0, first: str = "click",
+               box_margin: float = 0.0, first: str = "click", structure: str | None = None,
                **propagation) -> tuple[dict, list[float], np.ndarray, np.ndarray]:
     """SPA on one ``(C, D, H, W)`` volume: the click (``first="box"``: the tight box of the same
     slice, :func:`first_box`), then up to ``iterations`` choices (``box_margin`` and any other
@@ -174,7 +175,8 @@ def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int,
     if first not in FIRST:
         raise ValueError(f"first must be one of {', '.join(FIRST)}; got {first!r}")
     config = VolumeConfig(box_margin=box_margin, **propagation)
-    state = model.start_volume(image, seed=seed, profile=None, config=config, spacing=spacing, cache=cache)
+    state = model.start_volume(image, seed=seed, profile=None, config=config, spacing=spacing, cache=cache,
+                               **structure_options(model, structure))
     t0 = time.perf_counter()
     p = state.click(click_point(target), True) if first == "click" else state.box(first_box(target))
     seconds = time.perf_counter() - t0
@@ -197,8 +199,8 @@ def run_volume(model, image: np.ndarray, target: np.ndarray, spacing, seed: int,
     return row, dices, first, p.mask.astype(bool)
 
 
-def run_baseline(model, image: np.ndarray, target: np.ndarray, spacing, seed: int, cache: dict
-                 ) -> tuple[dict, np.ndarray]:
+def run_baseline(model, image: np.ndarray, target: np.ndarray, spacing, seed: int, cache: dict,
+                 structure: str | None = None) -> tuple[dict, np.ndarray]:
     """One click per target slice, each slice a one-slice session (2-D SPA); returns
     (row: ``baseline_clicks``, ``baseline_seconds``, ``baseline_encoded``; the stacked mask)."""
     from clinloop.interaction.propagation import VolumeConfig
@@ -208,7 +210,7 @@ def run_baseline(model, image: np.ndarray, target: np.ndarray, spacing, seed: in
     for t in np.flatnonzero(target.any((1, 2))):
         sub = image[:, t:t + 1]
         state = model.start_volume(sub, seed=seed, profile=None, config=VolumeConfig(), spacing=spacing,
-                                   cache=_OffsetCache(cache, int(t)))
+                                   cache=_OffsetCache(cache, int(t)), **structure_options(model, structure))
         x, y, _ = click_point(target[t:t + 1])
         mask[t] = state.click((x, y, 0.0), True).mask[0]
         clicks += 1
@@ -317,14 +319,14 @@ def run_protocol(args: SPA3DProtocolOptions, verbose: bool = False) -> dict:
         seed, cache = args.seed + pos, {}
         row = {"case_id": ds.case_ids[i], "patient_id": s.patient_id, "seed": seed, "depth": int(target.shape[0])}
         r, d, first, final = run_volume(model, s.image, target, s.spacing, seed, args.iterations, cache,
-                                        args.box_margin, args.first, **propagation)
+                                        args.box_margin, args.first, s.structure, **propagation)
         row.update(r)
         row["assd_click"], row["assd_final"] = _assd(first, target, s.spacing), _assd(final, target, s.spacing)
         row.update({f"dice_{k + 1}": round(v, 5) for k, v in enumerate(d)})
         row.update({f"noc_{t}": noc(d, float(t), max_iterations=n_steps, fail_value=FAIL_VALUE) for t in THRESHOLDS})
         base = None
         if not args.no_baseline:
-            rb, base = run_baseline(model, s.image, target, s.spacing, seed, cache)
+            rb, base = run_baseline(model, s.image, target, s.spacing, seed, cache, s.structure)
             row.update(rb, baseline_dice=round(dice(base, target), 5), baseline_assd=_assd(base, target, s.spacing))
         if out is not None and args.save_masks:
             mdir = out.with_name(out.stem + "_masks")

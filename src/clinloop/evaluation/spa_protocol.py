@@ -125,7 +125,7 @@ def load_method(method: str, model: str | None):
 
 
 def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, seed: int, iterations: int,
-             click_strategy: str = "center"):
+             click_strategy: str = "center", structure: str | None = None):
     """One case. Returns (dice per iteration, seconds per step, set-image seconds, user's raters,
     info: ``candidate_pairwise_dice`` after the first step (None without candidates), ``accepted_at``)."""
     from clinloop.interaction.session import as_channels_first
@@ -142,7 +142,9 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
     target = user.target
     img = as_channels_first(image, (2,))
     t0 = time.perf_counter()
-    state = model.start(img, seed=seed, profile=None)
+    from clinloop.interaction.session import structure_options
+
+    state = model.start(img, seed=seed, profile=None, **structure_options(model, structure))
     t_set = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
     dices, secs = [], []
@@ -208,7 +210,7 @@ def run_protocol(args: SPAProtocolOptions, verbose: bool = False) -> dict:
             continue
         img = s.image[0] if s.image.shape[0] == 1 else np.moveaxis(s.image, 0, -1)  # (C,H,W) -> grey / RGB
         d, secs, t_set, raters, info = run_case(model, args.method, img, s.masks, s.rater_valid, seed, args.iterations,
-                                          args.click_strategy)
+                                                args.click_strategy, s.structure)
         curves.append(d)
         all_secs += secs
         set_secs.append(t_set)

@@ -103,6 +103,13 @@ def as_channels_first(image: Any, spatial_ndims: Sequence[int] = (2, 3)) -> np.n
     return arr
 
 
+def structure_options(model, structure: str | None) -> dict:
+    """The keyword ``model.start`` / ``start_volume`` take for ``structure`` (what the image shows):
+    ``{"structure": ...}`` for models that take one (``takes_structure``: SPA with its structure tokens,
+    :mod:`clinloop.models.spa.structure`, and the server's wrappers of it), else ``{}``."""
+    return {"structure": str(structure)} if structure and getattr(model, "takes_structure", False) else {}
+
+
 class Session:
     """One interactive segmentation of one image (see the module docstring)."""
 
@@ -114,10 +121,15 @@ class Session:
         profile: dict[str, Any] | None = None,
         volume_config: Any = None,
         progress: Any = None,
+        structure: str | None = None,
     ):
         from clinloop.data.sample import MultiRaterSample
 
         self.model = model
+        # what the image shows ("nodule", "left atrium"; default: a sample's own): a model with structure
+        # tokens (clinloop.models.spa.structure) segments with that structure's token
+        self.structure = structure if structure is not None or not isinstance(image, MultiRaterSample) \
+            else image.structure
         self.seed = int(seed)
         self.initial_profile = profile
         volumes = hasattr(model, "start_volume")
@@ -134,11 +146,12 @@ class Session:
         self.set_image_seconds = time.perf_counter() - t0
 
     def _start(self) -> ModelState:
+        opts = structure_options(self.model, self.structure)
         if self.image.ndim == 4 and hasattr(self.model, "start_volume"):
             return self.model.start_volume(self.image, seed=self.seed, profile=self.initial_profile,
                                            config=self.volume_config, spacing=self.spacing,
-                                           cache=self._slice_cache, progress=self.progress)
-        return self.model.start(self.image, seed=self.seed, profile=self.initial_profile)
+                                           cache=self._slice_cache, progress=self.progress, **opts)
+        return self.model.start(self.image, seed=self.seed, profile=self.initial_profile, **opts)
 
     # ----------------------------------------------------------- properties
     @property

@@ -75,13 +75,15 @@ def start_session(ctx: Context, img: np.ndarray, seed: int, profile: dict | None
     profile that does not fit the model is dropped (logged)."""
     inner, driven = served(ctx, model)
     vc = _vcfg(ctx, img, meta or {}, inner)
+    structure = (meta or {}).get("structure") or None  # (a model's structure token, if it has one)
     try:
-        return Session(driven, user_image(img), seed=seed, profile=profile, volume_config=vc), profile
+        return Session(driven, user_image(img), seed=seed, profile=profile, volume_config=vc,
+                       structure=structure), profile
     except ValueError:
         if profile is None:
             raise
         log.warning("stored profile does not fit model %s; starting without it", inner.name)
-        return Session(driven, user_image(img), seed=seed, profile=None, volume_config=vc), None
+        return Session(driven, user_image(img), seed=seed, profile=None, volume_config=vc, structure=structure), None
 
 
 def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: dict[str, Any], case_id: str | None,

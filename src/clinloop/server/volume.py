@@ -34,11 +34,12 @@ class SerialStart:
         self.inner = inner
         self.name = inner.name
         self.spatial_ndims = tuple(inner.spatial_ndims)
+        self.takes_structure = bool(getattr(inner, "takes_structure", False))  # (clinloop.models.spa.structure)
         self._lock = threading.Lock()
 
-    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None):
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None, **options):
         with self._lock:
-            return self.inner.start(image, seed=seed, profile=profile)
+            return self.inner.start(image, seed=seed, profile=profile, **options)
 
 
 class SliceWiseModel:

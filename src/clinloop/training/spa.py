@@ -152,6 +152,13 @@ class SPATrainOptions(TrainOptions):
     exclude_rater: int | None = opt(None, help="leave rater R (0-based) out of training (leave-one-rater-out, "
                                                "spa.txt §4.3.2): its masks count as missing; slices left without "
                                                "a drawn mask are skipped")
+    structure_tokens: bool = opt(False, help="learn a token per structure of the training data (the readers' "
+                                             "structure names; clinloop.models.spa.structure): one set of weights "
+                                             "told which structure it segments. A continuation of a model with "
+                                             "tokens keeps them")
+    structure_drop: float = opt(0.2, help="share of the episodes trained without their structure token (the generic "
+                                          "answer for structures the model has no token for)")
+    structure_lr: float = opt(1e-3, help="Adam lr of the structure tokens (zero-initialised)")
     save_every: int = opt(25, help="checkpoint every this many training steps")
     threads: int | None = opt(None)
 
@@ -172,6 +179,29 @@ def exclude_rater(cases: list, rater: int) -> list:
         if c.masks[valid].any():
             out.append(replace(c, valid=valid))
     return out
+
+
+def add_structure_tokens(net, cases) -> bool:
+    """Give ``net`` a structure token per structure of ``cases`` (``--structure-tokens``), in the
+    order they first appear; a net that has tokens (from ``--init``) must already know every one.
+    Returns whether a fresh token table was added."""
+    from clinloop.models.spa.structure import StructureToken, normalise_structure
+
+    names: dict[str, str] = {}
+    for c in cases:
+        if c.structure is not None and normalise_structure(c.structure):
+            names.setdefault(normalise_structure(c.structure), str(c.structure))
+    if not names:
+        raise ValueError("--structure-tokens: the training data names no structure (MultiRaterSample.structure)")
+    if net.structure is not None:
+        unknown = sorted(k for k in names if not net.structure.index(k))
+        if unknown:
+            raise ValueError(f"--structure-tokens: --init's tokens ({', '.join(net.config.structures)}) lack "
+                             f"{', '.join(unknown)}; continue on data of those structures or start a new token table")
+        return False
+    net.config.structures = list(names.values())
+    net.structure = StructureToken(net.config.structures, net.channels)
+    return True
 
 
 def train_model(o: SPATrainOptions) -> Path:
@@ -215,6 +245,8 @@ def train_model(o: SPATrainOptions) -> Path:
         arch = {"n_components": src.n_components, "latent_dim": src.latent_dim, "cond_width": src.cond_width,
                 "path": src.path, "pdg_hidden": src.pdg_hidden}
         kept = inference_settings(src)  # the init's click constraint and zoom
+        if src.structures:  # a continuation keeps the init's structure tokens
+            kept["structures"] = list(src.structures)
     for f in ("latent_dim", "cond_width", "path"):
         v = getattr(o, f)
         if v is not None and o.init and v != arch[f]:
@@ -252,6 +284,10 @@ def train_model(o: SPATrainOptions) -> Path:
                      "split": {"kind": "patients", "val_fraction": o.held_out_fraction, "seed": split_seed,
                                "train_cases": len(cases), "per_nodule": o.per_nodule},
                      "train_case_ids": [c.case_id for c in cases], "excluded_rater": o.exclude_rater}
+    if o.structure_tokens:
+        added = add_structure_tokens(net, cases)
+        if init_info is not None and added:
+            init_info["fresh"] = list(init_info["fresh"]) + ["structure"]
     net.to(device)
     trainer = SPATrainer(net, lr=o.lr, step_size=o.step_size, gamma=o.gamma, n_samples=o.train_samples,
                          seed=o.seed, lr_new=o.lr_new, user_iterations=o.user_iterations,
@@ -259,7 +295,8 @@ def train_model(o: SPATrainOptions) -> Path:
                          fresh=("conditioning", "variant") if init_info is None else tuple(init_info["fresh"]),
                          encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step,
                          click_prob=o.click_prob, box_prob=o.box_prob, click_weight=o.click_weight,
-                         propagation_prob=o.propagation_prob, propagation_shrink=o.propagation_shrink)
+                         propagation_prob=o.propagation_prob, propagation_shrink=o.propagation_shrink,
+                         structure_drop=o.structure_drop, structure_lr=o.structure_lr)
     ck = out / "checkpoint.pt"
     if o.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -278,6 +315,8 @@ def train_model(o: SPATrainOptions) -> Path:
         "click_prob": o.click_prob, "box_prob": o.box_prob, "click_weight": o.click_weight,
         "propagation_prob": o.propagation_prob, "propagation_ends": o.propagation_ends,
         "propagation_shrink": o.propagation_shrink,
+        "structures": list(net.config.structures), "structure_drop": o.structure_drop if net.config.structures
+        else None, "structure_lr": o.structure_lr if net.config.structures else None,
         "init": init_info, "time_budget": o.time_budget,
         "finetune_encoder": o.finetune_encoder, "encoder_lr": o.encoder_lr if o.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": o.steps, "lr_new": o.lr_new,

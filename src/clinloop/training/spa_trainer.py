@@ -35,6 +35,7 @@ class TrainCase:
     case_id: str = ""
     image: torch.Tensor | None = None  # (3, 256, 256) model input, kept for --finetune-encoder
     guides: tuple = ()  # (256, 256) bool masks of neighbouring slices (propagation episodes, spa_mix)
+    structure: str | None = None  # the reader's structure name (the learnt token t_s, clinloop.models.spa.structure)
 
 
 def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = True,
@@ -53,7 +54,7 @@ def prepare_cases(dataset, indices: Sequence[int], backbone, progress: bool = Tr
         e = None if keep_images else embed([x], backbone, cache=True, progress=False)[0].half()
         masks = np.stack([mask_to_model(m, info).numpy() > 0.5 for m in s.masks])
         out.append(TrainCase(e, masks, np.asarray(s.rater_valid, bool), s.case_id if hasattr(s, "case_id") else str(i),
-                             image=x if keep_images else None))
+                             image=x if keep_images else None, structure=getattr(s, "structure", None)))
     return out
 
 
@@ -129,6 +130,7 @@ class _Episode:
     box: Any = None  # (1, 4) model-frame box of a box-first episode, else None
     rng: Any = None  # the episode's numpy generator (the simulated user's draws)
     mp: Any = None  # the mask prompt (the simulated user's last choice, or the current mask after a click)
+    structure: int = 0  # the structure token's index this episode (0: none, or dropped)
     sparse0: Any = None
     dense0: Any = None
     logits1: Any = None
@@ -151,9 +153,11 @@ class SPATrainer:
                  wta_weight: float = 1.0, wta_relax: float = 0.05,
                  fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5,
                  episodes_per_step: int = 1, click_prob: float = 0.0, box_prob: float = 0.0,
-                 click_weight: float = 0.0, propagation_prob: float = 0.0, propagation_shrink: float = 0.0) -> None:
+                 click_weight: float = 0.0, propagation_prob: float = 0.0, propagation_shrink: float = 0.0,
+                 structure_drop: float = 0.2, structure_lr: float = 1e-3) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
-        for name, v in (("click_prob", click_prob), ("box_prob", box_prob), ("propagation_prob", propagation_prob)):
+        for name, v in (("click_prob", click_prob), ("box_prob", box_prob), ("propagation_prob", propagation_prob),
+                        ("structure_drop", structure_drop)):
             if not 0 <= v <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if click_weight < 0:
@@ -161,6 +165,7 @@ class SPATrainer:
         # the simulated user (spa_corrective): corrective clicks, a box first, the click term's weight
         self.click_prob, self.box_prob, self.click_weight = float(click_prob), float(box_prob), float(click_weight)
         self.propagation_prob = float(propagation_prob)  # share of guided cases prompted by a neighbour's box
+        self.structure_drop = float(structure_drop)  # share of episodes without their structure token
         if not 0 <= propagation_shrink < 0.5:
             raise ValueError(f"propagation_shrink must be in 0 .. 0.5 (a share of the box's side), got {propagation_shrink}")
         self.propagation_shrink = float(propagation_shrink)  # ... whose sides may move inwards by this share
@@ -203,6 +208,8 @@ class SPATrainer:
         self.opt = {k: torch.optim.Adam(param_groups(ps)) for k, ps in self.groups.items() if ps}
         if enc:  # the image encoder learns with the segmentation update, at its own lr
             self.opt["seg"].add_param_group({"params": enc, "lr": encoder_lr})
+        if getattr(net, "structure", None) is not None:  # the tokens t_s: zero-initialised, so a larger lr
+            self.opt["seg"].add_param_group({"params": list(net.structure.parameters()), "lr": structure_lr})
         self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
         self.step = 0
 
@@ -308,6 +315,9 @@ class SPATrainer:
         else:
             ep.e_x = case.embedding.to(dev).float()[None]
         ep.rng = rng
+        if net_structure := self.net.structure_index(case.structure):  # own generator: the user's draws unchanged
+            drop = np.random.default_rng([ep.rs, 7]).random() < self.structure_drop
+            ep.structure = 0 if drop else net_structure
         if case.guides and (not y_np.any() or (self.propagation_prob > 0 and rng.random() < self.propagation_prob)):
             from clinloop.training.spa_corrective import propagation_box  # a volume session's next slice
 
@@ -334,7 +344,7 @@ class SPATrainer:
 
     def _prompt(self, ep: _Episode):
         """e_u of the episode's current prompt: (sparse, dense)."""
-        return self.net.encode_interaction(ep.points, ep.mp, ep.box)
+        return self.net.encode_interaction(ep.points, ep.mp, ep.box, ep.structure)
 
     def _genmask_ori(self, ep: _Episode, n_episodes: int) -> None:
         net = self.net

@@ -35,7 +35,9 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
 
     sd = read_weights(d / "weights.pt")
     same_variant = src.method == cfg.method
-    prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ())
+    if list(src.structures) != list(cfg.structures):
+        raise ValueError(f"--init {d}: structure tokens {src.structures} there but {cfg.structures} here")
+    prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ()) + (("structure.",) if cfg.structures else ())
     take = {k: v for k, v in sd.items() if k.startswith(prefixes)}  # read_weights gives float32
     own = net.state_dict()
     want = [k for k in own if k.startswith(prefixes)]

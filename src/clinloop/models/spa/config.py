@@ -1,7 +1,7 @@
 """SPA configuration (saved as ``config.json`` beside ``weights.pt``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ class SPAConfig:
     zoom_when: str = "missed"  # "missed": only when the full frame's answer leaves the new click unhonoured; "always"
     backbone: str = "litemedsam"
     seed: int = 0
+    structures: list[str] = field(default_factory=list)  # a learnt token per structure (.structure; [] = none)
 
     def __post_init__(self) -> None:
         from .variants import VARIANTS
@@ -45,6 +46,11 @@ class SPAConfig:
             raise ValueError(f"zoom_mode must be 'mean' or 'crop', got {self.zoom_mode!r}")
         if self.zoom_when not in ("missed", "always"):
             raise ValueError(f"zoom_when must be 'missed' or 'always', got {self.zoom_when!r}")
+        if self.structures:
+            from .structure import check_structures
+
+            self.structures = [str(x) for x in self.structures]
+            check_structures(self.structures)
         if not 0 < self.zoom_min <= 1:
             raise ValueError(f"zoom_min must be in (0, 1], got {self.zoom_min}")
 

@@ -69,6 +69,7 @@ from .conditioning import PreferenceConditioning
 from .config import SPAConfig
 from .distribution_generator import interaction_vector
 from .preference_distribution import GMM, sample
+from .structure import StructureToken
 from .variants import build_variant
 from .prompts import MASK_PROMPT_SCALE, SPAStateBase, mask_prompt  # noqa: F401  (MASK_PROMPT_SCALE re-exported)
 
@@ -97,6 +98,8 @@ class SPANet(nn.Module):
             self.conditioning = PreferenceConditioning(c, config.latent_dim, c, c, k1=3, k2=3, residual=True)
         self.variant = build_variant(config.method, 2 * c, config.n_components, config.latent_dim,
                                      config.pdg_hidden, config.seed)
+        # t_s: a learnt token per structure (our addition, .structure); absent when none are configured
+        self.structure = StructureToken(config.structures, c) if config.structures else None
 
     # ------------------------------------------------------------------ parts
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -119,10 +122,18 @@ class SPANet(nn.Module):
         """e_x = ViT(x): ``(3, 256, 256)`` model input -> ``(1, 256, 64, 64)``."""
         return self.backbone.image_encoder(x[None])
 
+    def structure_index(self, name: str | None) -> int:
+        """The token index of structure ``name`` (0: no token; always 0 without ``config.structures``)."""
+        return 0 if self.structure is None else self.structure.index(name)
+
     def encode_interaction(self, points: tuple[torch.Tensor, torch.Tensor] | None, mask_logits: torch.Tensor | None,
-                           box: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """E_I: points ``((1, P, 2), (1, P))`` model frame, mask prompt ``(1, 1, 256, 256)`` -> sparse, dense."""
-        return self.backbone.prompt_encoder(points, box, mask_logits)
+                           box: torch.Tensor | None = None, structure: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """E_I: points ``((1, P, 2), (1, P))`` model frame, mask prompt ``(1, 1, 256, 256)`` -> sparse, dense;
+        ``structure`` (:meth:`structure_index`) adds that structure's token t_s to dense."""
+        sparse, dense = self.backbone.prompt_encoder(points, box, mask_logits)
+        if structure and self.structure is None:
+            raise ValueError(f"structure index {structure} given to a model without structure tokens")
+        return sparse, dense if not structure else self.structure(dense, structure)
 
     def distribution(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> GMM:
         """p_theta from e_u (and the features, for MedUHIP)."""
@@ -168,7 +179,8 @@ class SPANet(nn.Module):
 class SPAState(SPAStateBase):
     """One image's interaction (see :class:`SPAModel`)."""
 
-    def __init__(self, model: "SPAModel", image: np.ndarray, seed: int, profile: dict[str, Any] | None) -> None:
+    def __init__(self, model: "SPAModel", image: np.ndarray, seed: int, profile: dict[str, Any] | None,
+                 structure: str | None = None) -> None:
         from clinloop.models.litemedsam.preprocess import preprocess
 
         if image.ndim != 3:
@@ -190,6 +202,8 @@ class SPAState(SPAStateBase):
         self.gmm: GMM | None = self.carried_gmm(profile, model.config.latent_dim)
         self.carried = self.gmm is not None
         self.candidates_model: torch.Tensor | None = None
+        self.structure = structure  # what the case shows; its learnt token t_s, if the model has one
+        self.structure_id = model.net.structure_index(structure)
 
     # ------------------------------------------------------------------ actions
     def click(self, point, positive: bool) -> Proposal:
@@ -232,7 +246,7 @@ class SPAState(SPAStateBase):
         net, cfg = self.model.net, self.model.config
         self.iteration += 1
         e_x, pts, mp, bx = self._prompts(None)
-        sparse, dense = net.encode_interaction(pts, mp, bx)
+        sparse, dense = net.encode_interaction(pts, mp, bx, self.structure_id)
         # p^(0) from the first click, or the user's carried profile (spa.txt §4: transfer across images)
         if not (self.carried and self.iteration == 1):
             self.gmm = net.distribution(e_x, sparse, dense).detach()
@@ -240,7 +254,7 @@ class SPAState(SPAStateBase):
         passes = cfg.click_passes if corrective else 1  # choices, boxes and the first click: one pass
         for k in range(passes):
             if k:  # a refinement pass: the previous pass's y_app becomes the mask prompt
-                sparse, dense = net.encode_interaction(pts, mask_prompt(current), bx)
+                sparse, dense = net.encode_interaction(pts, mask_prompt(current), bx, self.structure_id)
             g = torch.Generator().manual_seed(step_seed)
             logits, _, _ = net.gen_mask(e_x, sparse, dense, self.gmm, cfg.n_samples, g)
             ys = logits > 0  # (N, 256, 256)
@@ -250,7 +264,7 @@ class SPAState(SPAStateBase):
             prompt_in = None if self.mask is None else self._input_mask(self.mask)
             view = self._zoom_view(current, prompt_in)  # .zoom: the crop around this answer, same latents z_n
             e_z, pz, mz, bz = self._prompts(view, prompt_in)
-            sz, dz = net.encode_interaction(pz, mz, bz)
+            sz, dz = net.encode_interaction(pz, mz, bz, self.structure_id)
             zoomed, _, _ = net.gen_mask(e_z, sz, dz, self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
             zoomed = view.to_full(zoomed, self.info, outside=logits)
             ys = ((zoomed + logits) / 2 if cfg.zoom_mode == "mean" else zoomed) > 0
@@ -378,12 +392,18 @@ class SPAModel:
             self._cache.popitem(last=False)
         return e
 
-    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None) -> SPAState:
-        return SPAState(self, np.asarray(image, dtype=np.float32), seed, profile)
+    takes_structure = True  # start/start_volume take the case's structure (.structure; Session passes it)
+
+    def start(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None,
+              structure: str | None = None) -> SPAState:
+        """One image's interaction; ``structure`` (the case's, e.g. "nodule") picks the model's learnt
+        structure token when it has one for it (:mod:`.structure`), else the generic answer."""
+        return SPAState(self, np.asarray(image, dtype=np.float32), seed, profile, structure)
 
     def start_volume(self, image: np.ndarray, *, seed: int = 0, profile: dict[str, Any] | None = None, **options):
         """A ``(C, D, H, W)`` volume: one click follows the structure through the slices
-        (:class:`clinloop.models.spa.volume.VolumeState`; ``options``: config, spacing, cache, progress)."""
+        (:class:`clinloop.models.spa.volume.VolumeState`; ``options``: config, spacing, cache, progress,
+        structure)."""
         from clinloop.models.spa.volume import VolumeState
 
         return VolumeState(self, np.asarray(image, dtype=np.float32), seed, profile, **options)

@@ -149,8 +149,9 @@ class VolumeState(SPAStateBase):
 
     def __init__(self, model, image: np.ndarray, seed: int, profile: dict[str, Any] | None,
                  config: VolumeConfig | None = None, spacing=None, cache: SliceCache | None = None,
-                 progress: Callable[[SliceResult], None] | None = None) -> None:
+                 progress: Callable[[SliceResult], None] | None = None, structure: str | None = None) -> None:
         self.model, self.net, self.seed = model, model.net, int(seed)
+        self.structure, self.structure_id = structure, model.net.structure_index(structure)  # (.structure)
         self.vcfg = config or VolumeConfig()
         if image.ndim != 4:
             raise ValueError(f"a volume must be (D, H, W); got an image of shape {image.shape[1:]}")
@@ -295,7 +296,8 @@ class VolumeState(SPAStateBase):
         from clinloop.models.litemedsam.preprocess import postprocess_logits
 
         e_x = s.e_x.float()
-        sparse, dense = encoded if encoded is not None else self.net.encode_interaction(prompt[0], prompt[2], prompt[1])
+        sparse, dense = encoded if encoded is not None else self.net.encode_interaction(
+            prompt[0], prompt[2], prompt[1], self.structure_id)
         base = self.net.decode_base(e_x, sparse, dense) if self.net.config.path == "tail" else None
         ys = self.net.sample_logits(e_x, sparse, dense, z, base) > 0  # (N, 256, 256)
         prob_m = ys.float().mean(0)
@@ -362,7 +364,7 @@ class VolumeState(SPAStateBase):
         try:
             s = self._slice(a)
             prompt = self._anchor_prompt(a, s, action)
-            sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1])
+            sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1], self.structure_id)
             if not (self.carried and self.iteration == 1):  # p^(0) from the click, or the carried profile
                 self.gmm = self.net.distribution(s.e_x.float(), sparse, dense).detach()
             step_seed = self.seed * 1_000_003 + self.iteration
