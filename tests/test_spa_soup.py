@@ -52,3 +52,6 @@ def test_interpolate_writes_a_loadable_model_between_the_two(tmp_path):
     save_spa(tiny_net("spa", cond_width=16), tmp_path / "c")
     with pytest.raises(ValueError, match="cond_width"):
         interpolate(InterpolateConfig(str(tmp_path / "a"), str(tmp_path / "c"), 0.5, str(tmp_path / "x")))
+    save_spa(tiny_net("spa", cond_width=8, structures=["nodule"]), tmp_path / "t")
+    with pytest.raises(ValueError, match="structures"):  # one with structure tokens, one without
+        interpolate(InterpolateConfig(str(tmp_path / "a"), str(tmp_path / "t"), 0.5, str(tmp_path / "y")))
