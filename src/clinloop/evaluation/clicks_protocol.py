@@ -92,10 +92,8 @@ def run_clicks(model, image: np.ndarray, target: np.ndarray, seed: int, clicks: 
     Returns ``dice`` (after each click made), ``honoured`` (one bool per corrective click),
     ``missed`` (``{"click", "positive", "depth", "area"}`` per corrective click not honoured; the depth and
     area of the error region it was placed in, before the click) and ``seconds`` (per click)."""
-    from clinloop.interaction.session import as_channels_first
+    from clinloop.interaction.session import as_channels_first, structure_options
     from clinloop.interaction.users import dice, largest_error_click
-
-    from clinloop.interaction.session import structure_options
 
     state = model.start(as_channels_first(image, (2,)), seed=seed, profile=None, **structure_options(model, structure))
     dices, honoured, missed, secs = [], [], [], []

@@ -128,7 +128,7 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
              click_strategy: str = "center", structure: str | None = None):
     """One case. Returns (dice per iteration, seconds per step, set-image seconds, user's raters,
     info: ``candidate_pairwise_dice`` after the first step (None without candidates), ``accepted_at``)."""
-    from clinloop.interaction.session import as_channels_first
+    from clinloop.interaction.session import as_channels_first, structure_options
     from clinloop.interaction.users import (
         CLICK_STRATEGIES,
         PreferredRaterUser,
@@ -142,8 +142,6 @@ def run_case(model, method: str, image: np.ndarray, masks: np.ndarray, valid, se
     target = user.target
     img = as_channels_first(image, (2,))
     t0 = time.perf_counter()
-    from clinloop.interaction.session import structure_options
-
     state = model.start(img, seed=seed, profile=None, **structure_options(model, structure))
     t_set = time.perf_counter() - t0
     rng = np.random.default_rng(seed)
