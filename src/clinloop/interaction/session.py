@@ -128,8 +128,7 @@ class Session:
         self.model = model
         # what the image shows ("nodule", "left atrium"; default: a sample's own): a model with structure
         # tokens (clinloop.models.spa.structure) segments with that structure's token
-        self.structure = structure if structure is not None or not isinstance(image, MultiRaterSample) \
-            else image.structure
+        self.structure = structure if structure is not None else getattr(image, "structure", None)
         self.seed = int(seed)
         self.initial_profile = profile
         volumes = hasattr(model, "start_volume")
