@@ -47,10 +47,15 @@ TASKS = {
     # the interactive models take it over as p^(0): clinloop.models.mecca.pnet_inference)
     # since 2026-12-05 (stop 44) the P-Net is a U-Net with instance norm, width 12 (--pnet-arch unet;
     # 0.820 -> 0.878 on whole held-back volumes; clinloop.models.mecca.unet); mecca and its ablation were then
-    # fine-tuned on it (docs/methods/mecca.md, "A U-Net as the atrium's P-Net": not this script's command)
+    # fine-tuned on it (docs/methods/mecca.md, "A U-Net as the atrium's P-Net")
+    # rl_recipe (since stop 46): mecca and its ablation from scratch on the U-Net's start with the fine-tune's
+    # recipe: p^(0) the P-Net's probability (no --init-mask), training rollouts that move only agents within
+    # --click-reach of the clicks, balanced there (--reach-rollouts --reach-balance reach), no --pnet-boundary
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
                "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6,
-               "pnet_extra": ["--flip-average", "--one-component", "--pnet-arch", "unet"], "pnet_width": 12},
+               "pnet_extra": ["--flip-average", "--one-component", "--pnet-arch", "unet"], "pnet_width": 12,
+               "rl_recipe": {"iterations": 600, "init_mask": False, "add": ["--reach-rollouts", "--reach-balance",
+                                                                            "reach"], "drop": ["--pnet-boundary"]}},
 }
 MODELS = {
     "pnet": {"method": "mecca-unet", "lr": 1e-3, "batch": 4, "iterations": 3000, "extra": ["--seg-loss", "bce-dice"]},
@@ -62,9 +67,10 @@ MODELS = {
     # --confidence-gate 0.5: at inference an agent whose action has C(s,a) < 0.5 keeps its probability
     # (gate_actions; inference only, the training is the same; docs/methods/mecca.md)
     "mecca-no-confidence": {"method": "mecca-no-confidence", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
+                            "rl": True,
                             "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3",
                                       "--pnet-boundary"]},
-    "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True,
+    "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True, "rl": True,
               "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3", "--pnet-boundary"]},
 }
 ORDER = ("pnet", "interactive-cnn", "mecca-no-confidence", "mecca")
@@ -77,22 +83,26 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
             hint_sigma: float | None = None) -> list[str]:
     """The ``clinloop train`` command of ``<model>-<task>`` (one chunk; add ``--resume`` to continue)."""
     t, m = TASKS[task], MODELS[model]
+    recipe = t.get("rl_recipe", {}) if m.get("rl") else {}
+    iterations = recipe.get("iterations", ITERATIONS.get((task, model), m["iterations"]))
+    extra = [x for x in m["extra"] if x not in recipe.get("drop", ())] + recipe.get("add", [])
     cmd = ["clinloop", "train", "--method", m["method"], "--data", t["data"], "--ndim", "3",
            "--zoom", str(t["zoom"]), "--norm", t["norm"],
            "--crop", t.get("rl_crop", t["crop"]) if m.get("init") else t["crop"], "--size", "0",
            "--held-out-fraction", str(t["held_out_fraction"]), "--val-cases", "1" if tiny else str(t["val_cases"]),
            "--width", str(t.get("pnet_width", 16) if model == "pnet" else 16), "--downsample", "1",
            "--lr", str(m["lr"]), "--batch", str(m["batch"]),
-           "--iterations", "4" if tiny else str(ITERATIONS.get((task, model), m["iterations"])),
+           "--iterations", "4" if tiny else str(iterations),
            "--max-minutes", str(chunk_minutes),
-           "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), "--augment", *m["extra"]]
+           "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), "--augment", *extra]
     jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else t.get("jitter")
     if jitter:
         cmd += ["--crop-jitter", str(jitter)]
     if model == "pnet":
         cmd += t.get("pnet_extra", [])
-    if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask): agents already right can stay
-        cmd += ["--init-model", str(out_root / f"pnet-{task}"), "--init-mask"]
+    if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask; else its probability): agents already right can stay
+        cmd += ["--init-model", str(out_root / f"pnet-{task}")]
+        cmd += ["--init-mask"] if recipe.get("init_mask", True) else []
         if hint_sigma is not None:  # the hint map's click radius (working-grid voxels; default 2)
             cmd += ["--hint-sigma", str(hint_sigma)]
     return cmd
