@@ -158,7 +158,13 @@ class SPATrainOptions(TrainOptions):
                                              "tokens keeps them")
     structure_drop: float = opt(0.2, help="share of the episodes trained without their structure token (the generic "
                                           "answer for structures the model has no token for)")
-    structure_lr: float = opt(1e-3, help="Adam lr of the structure tokens (zero-initialised)")
+    structure_lr: float = opt(1e-3, help="Adam lr of the structure tokens and adapters (zero-initialised)")
+    structure_rank: int = opt(0, help="with structure tokens: also a rank-R change of the mask decoder's linear "
+                                      "layers per structure (LoRA; clinloop.models.spa.adapters); 0: none. A "
+                                      "continuation of a model with adapters keeps them (and their rank)")
+    structure_only: bool = opt(False, help="train only the structure tokens and adapters; the shared weights stay "
+                                           "the init's, so the generic answer and structures without a token do "
+                                           "not change (--structure-drop is then ignored)")
     save_every: int = opt(25, help="checkpoint every this many training steps")
     threads: int | None = opt(None)
 
@@ -204,6 +210,23 @@ def add_structure_tokens(net, cases) -> bool:
     return True
 
 
+def add_structure_adapters(net, rank: int) -> bool:
+    """Give ``net`` (which has structure tokens) rank-``rank`` decoder adapters per structure
+    (``--structure-rank``); a net that has adapters (from ``--init``) must have that rank.
+    Returns whether fresh adapters were added."""
+    from clinloop.models.spa.adapters import StructureAdapters
+
+    if net.structure is None:
+        raise ValueError("--structure-rank needs structure tokens (--structure-tokens, or an --init that has them)")
+    if net.structure_adapters is not None:
+        if net.config.structure_rank != rank:
+            raise ValueError(f"--structure-rank {rank}: --init's adapters have rank {net.config.structure_rank}")
+        return False
+    net.config.structure_rank = int(rank)
+    net.structure_adapters = StructureAdapters(net.backbone.mask_decoder, len(net.config.structures), rank)
+    return True
+
+
 def train_model(o: SPATrainOptions) -> Path:
     """Train an SPA-family model into ``o.out``; returns the model folder.
 
@@ -245,8 +268,9 @@ def train_model(o: SPATrainOptions) -> Path:
         arch = {"n_components": src.n_components, "latent_dim": src.latent_dim, "cond_width": src.cond_width,
                 "path": src.path, "pdg_hidden": src.pdg_hidden}
         kept = inference_settings(src)  # the init's click constraint and zoom
-        if src.structures:  # a continuation keeps the init's structure tokens
+        if src.structures:  # a continuation keeps the init's structure tokens (and adapters)
             kept["structures"] = list(src.structures)
+            kept["structure_rank"] = src.structure_rank
     for f in ("latent_dim", "cond_width", "path"):
         v = getattr(o, f)
         if v is not None and o.init and v != arch[f]:
@@ -288,6 +312,12 @@ def train_model(o: SPATrainOptions) -> Path:
         added = add_structure_tokens(net, cases)
         if init_info is not None and added:
             init_info["fresh"] = list(init_info["fresh"]) + ["structure"]
+    if o.structure_rank < 0:
+        raise ValueError(f"--structure-rank must be >= 0, got {o.structure_rank}")
+    if o.structure_rank and add_structure_adapters(net, o.structure_rank) and init_info is not None:
+        init_info["fresh"] = list(init_info["fresh"]) + ["structure_adapters"]
+    if o.structure_only and net.structure is None:
+        raise ValueError("--structure-only needs structure tokens (--structure-tokens, or an --init that has them)")
     net.to(device)
     trainer = SPATrainer(net, lr=o.lr, step_size=o.step_size, gamma=o.gamma, n_samples=o.train_samples,
                          seed=o.seed, lr_new=o.lr_new, user_iterations=o.user_iterations,
@@ -296,7 +326,8 @@ def train_model(o: SPATrainOptions) -> Path:
                          encoder_lr=o.encoder_lr, episodes_per_step=o.episodes_per_step,
                          click_prob=o.click_prob, box_prob=o.box_prob, click_weight=o.click_weight,
                          propagation_prob=o.propagation_prob, propagation_shrink=o.propagation_shrink,
-                         structure_drop=o.structure_drop, structure_lr=o.structure_lr)
+                         structure_drop=o.structure_drop, structure_lr=o.structure_lr,
+                         structure_only=o.structure_only)
     ck = out / "checkpoint.pt"
     if o.resume and ck.is_file():
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
@@ -317,6 +348,7 @@ def train_model(o: SPATrainOptions) -> Path:
         "propagation_shrink": o.propagation_shrink,
         "structures": list(net.config.structures), "structure_drop": o.structure_drop if net.config.structures
         else None, "structure_lr": o.structure_lr if net.config.structures else None,
+        "structure_rank": net.config.structure_rank, "structure_only": o.structure_only,
         "init": init_info, "time_budget": o.time_budget,
         "finetune_encoder": o.finetune_encoder, "encoder_lr": o.encoder_lr if o.finetune_encoder else None,
         "steps": trainer.step, "steps_requested": o.steps, "lr_new": o.lr_new,

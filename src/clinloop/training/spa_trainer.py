@@ -154,7 +154,7 @@ class SPATrainer:
                  fresh: Sequence[str] = ("conditioning", "variant"), encoder_lr: float = 1e-5,
                  episodes_per_step: int = 1, click_prob: float = 0.0, box_prob: float = 0.0,
                  click_weight: float = 0.0, propagation_prob: float = 0.0, propagation_shrink: float = 0.0,
-                 structure_drop: float = 0.2, structure_lr: float = 1e-3) -> None:
+                 structure_drop: float = 0.2, structure_lr: float = 1e-3, structure_only: bool = False) -> None:
         self.net, self.n_samples, self.seed = net, n_samples, seed
         for name, v in (("click_prob", click_prob), ("box_prob", box_prob), ("propagation_prob", propagation_prob),
                         ("structure_drop", structure_drop)):
@@ -165,7 +165,9 @@ class SPATrainer:
         # the simulated user (spa_corrective): corrective clicks, a box first, the click term's weight
         self.click_prob, self.box_prob, self.click_weight = float(click_prob), float(box_prob), float(click_weight)
         self.propagation_prob = float(propagation_prob)  # share of guided cases prompted by a neighbour's box
-        self.structure_drop = float(structure_drop)  # share of episodes without their structure token
+        # share of episodes without their structure token (none when only structure parameters learn:
+        # such an episode would train nothing)
+        self.structure_drop = 0.0 if structure_only else float(structure_drop)
         if not 0 <= propagation_shrink < 0.5:
             raise ValueError(f"propagation_shrink must be in 0 .. 0.5 (a share of the box's side), got {propagation_shrink}")
         self.propagation_shrink = float(propagation_shrink)  # ... whose sides may move inwards by this share
@@ -208,8 +210,17 @@ class SPATrainer:
         self.opt = {k: torch.optim.Adam(param_groups(ps)) for k, ps in self.groups.items() if ps}
         if enc:  # the image encoder learns with the segmentation update, at its own lr
             self.opt["seg"].add_param_group({"params": enc, "lr": encoder_lr})
-        if getattr(net, "structure", None) is not None:  # the tokens t_s: zero-initialised, so a larger lr
-            self.opt["seg"].add_param_group({"params": list(net.structure.parameters()), "lr": structure_lr})
+        structure = net.structure_parameters()  # tokens t_s, adapters B_s A_s: zero-initialised, so a larger lr
+        if structure_only:  # only they learn: the generic answer stays the init's (--structure-only)
+            if not structure:
+                raise ValueError("structure_only needs a model with structure tokens (--structure-tokens)")
+            for p in net.parameters():
+                p.requires_grad_(False)
+            for p in structure:
+                p.requires_grad_(True)
+            self.groups, self.opt = {"seg": structure}, {"seg": torch.optim.Adam(structure, lr=structure_lr)}
+        elif structure:
+            self.opt["seg"].add_param_group({"params": structure, "lr": structure_lr})
         self.sched = {k: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma) for k, o in self.opt.items()}
         self.step = 0
 
@@ -263,22 +274,26 @@ class SPATrainer:
             if "mv" in self.opt:
                 self._zero()
             for ep in eps:  # GenMask #1 (ori) -> mean/variance update
-                self._genmask_ori(ep, n_episodes)
+                with net.structure_scope(ep.structure):  # its decoder adapters (.adapters)
+                    self._genmask_ori(ep, n_episodes)
             if "mv" in self.opt:
                 self._step("mv", dist)
             if "pi" in self.opt:
                 self._zero()
             for ep in eps:  # E-step target for pi (with the updated mean/variance)
-                self._estep(ep, n_episodes)
+                with net.structure_scope(ep.structure):  # its decoder adapters (.adapters)
+                    self._estep(ep, n_episodes)
             if "pi" in self.opt:
                 self._step("pi", dist)
             self._zero()
             for ep in eps:  # GenMask #2 (gmm) -> segmentation + interaction encoder update
-                self._genmask_gmm(ep, n_episodes)
+                with net.structure_scope(ep.structure):  # its decoder adapters (.adapters)
+                    self._genmask_gmm(ep, n_episodes)
             if "seg" in self.opt:
                 self._step("seg", dist)
             for ep in eps:  # GenMask #3 (fin) -> candidates, simulated choice
-                self._genmask_fin(ep, j)
+                with net.structure_scope(ep.structure):  # its decoder adapters (.adapters)
+                    self._genmask_fin(ep, j)
         for s in self.sched.values():
             s.step()
         self.step += 1

@@ -37,7 +37,11 @@ def warm_start(net, folder: str | Path) -> dict[str, Any]:
     same_variant = src.method == cfg.method
     if list(src.structures) != list(cfg.structures):
         raise ValueError(f"--init {d}: structure tokens {src.structures} there but {cfg.structures} here")
-    prefixes = WARM_START_SHARED + (("variant.",) if same_variant else ()) + (("structure.",) if cfg.structures else ())
+    if src.structure_rank != cfg.structure_rank:
+        raise ValueError(f"--init {d}: structure adapters of rank {src.structure_rank} there but "
+                         f"{cfg.structure_rank} here")
+    prefixes = (WARM_START_SHARED + (("variant.",) if same_variant else ()) + (("structure.",) if cfg.structures else ())
+                + (("structure_adapters.",) if cfg.structure_rank else ()))
     take = {k: v for k, v in sd.items() if k.startswith(prefixes)}  # read_weights gives float32
     own = net.state_dict()
     want = [k for k in own if k.startswith(prefixes)]

@@ -29,6 +29,7 @@ class SPAConfig:
     backbone: str = "litemedsam"
     seed: int = 0
     structures: list[str] = field(default_factory=list)  # a learnt token per structure (.structure; [] = none)
+    structure_rank: int = 0  # rank r of each structure's decoder adapters (.adapters; 0 = none; needs structures)
 
     def __post_init__(self) -> None:
         from .variants import VARIANTS
@@ -51,6 +52,9 @@ class SPAConfig:
 
             self.structures = [str(x) for x in self.structures]
             check_structures(self.structures)
+        if self.structure_rank < 0 or (self.structure_rank and not self.structures):
+            raise ValueError(f"structure_rank must be 0, or >= 1 with structures; got {self.structure_rank} "
+                             f"with structures {self.structures}")
         if not 0 < self.zoom_min <= 1:
             raise ValueError(f"zoom_min must be in (0, 1], got {self.zoom_min}")
 

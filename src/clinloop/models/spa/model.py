@@ -69,6 +69,7 @@ from .conditioning import PreferenceConditioning
 from .config import SPAConfig
 from .distribution_generator import interaction_vector
 from .preference_distribution import GMM, sample
+from .adapters import StructureAdapters, structure_scope
 from .structure import StructureToken
 from .variants import build_variant
 from .prompts import MASK_PROMPT_SCALE, SPAStateBase, mask_prompt  # noqa: F401  (MASK_PROMPT_SCALE re-exported)
@@ -100,6 +101,9 @@ class SPANet(nn.Module):
                                      config.pdg_hidden, config.seed)
         # t_s: a learnt token per structure (our addition, .structure); absent when none are configured
         self.structure = StructureToken(config.structures, c) if config.structures else None
+        # a low-rank decoder change per structure (our addition, .adapters); absent when structure_rank is 0
+        self.structure_adapters = (StructureAdapters(backbone.mask_decoder, len(config.structures),
+                                                     config.structure_rank) if config.structure_rank else None)
 
     # ------------------------------------------------------------------ parts
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -125,6 +129,17 @@ class SPANet(nn.Module):
     def structure_index(self, name: str | None) -> int:
         """The token index of structure ``name`` (0: no token; always 0 without ``config.structures``)."""
         return 0 if self.structure is None else self.structure.index(name)
+
+    def structure_parameters(self) -> list[nn.Parameter]:
+        """What is learnt per structure: the tokens t_s and the decoder adapters (A_s, B_s)."""
+        return [p for m in (self.structure, self.structure_adapters) if m is not None for p in m.parameters()]
+
+    def structure_scope(self, index: int):
+        """A context in which this thread decodes with structure ``index``'s adapters (:mod:`.adapters`;
+        0: none). Sessions, volume slices and training episodes open it around a step's decoding."""
+        if index and self.structure is None:
+            raise ValueError(f"structure index {index} given to a model without structure tokens")
+        return structure_scope(index if self.structure_adapters is not None else 0)
 
     def encode_interaction(self, points: tuple[torch.Tensor, torch.Tensor] | None, mask_logits: torch.Tensor | None,
                            box: torch.Tensor | None = None, structure: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,6 +256,10 @@ class SPAState(SPAStateBase):
     # ------------------------------------------------------------------ the step
     @torch.inference_mode()
     def _step(self, corrective: bool = False) -> Proposal:
+        with self.model.net.structure_scope(self.structure_id):  # the structure's decoder adapters (.adapters)
+            return self._decode_step(corrective)
+
+    def _decode_step(self, corrective: bool) -> Proposal:
         from clinloop.models.litemedsam.preprocess import postprocess_logits
 
         net, cfg = self.model.net, self.model.config

@@ -293,6 +293,10 @@ class VolumeState(SPAStateBase):
         return p, box, mp
 
     def _run(self, t: int, s: _Slice, prompt, z: torch.Tensor, encoded=None) -> _Out:
+        with self.net.structure_scope(self.structure_id):  # in this thread: the structure's decoder adapters
+            return self._decode(t, s, prompt, z, encoded)
+
+    def _decode(self, t: int, s: _Slice, prompt, z: torch.Tensor, encoded=None) -> _Out:
         from clinloop.models.litemedsam.preprocess import postprocess_logits
 
         e_x = s.e_x.float()
