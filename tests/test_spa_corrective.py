@@ -218,3 +218,10 @@ def test_general_lidc400_mix_doubles_only_the_lidc_slices():
             assert (w.slices, w.weight, w.held_out, w.per_group) == (400, v.weight, v.held_out, 1)
         else:
             assert w == v
+
+
+def test_general_lidc_only_mix_is_the_general_lidc_source():
+    from clinloop.training.spa_mix import GENERAL, MIXES
+
+    (only,) = MIXES["general-lidc-only"]
+    assert only is GENERAL[0] and only.name == "lidc"  # same slices and held-back patients as spa-general's

@@ -68,7 +68,11 @@ GENERAL_VOLUMES: tuple[Source, ...] = tuple(
 # GENERAL_VOLUMES with spa-lidc's 400 LIDC training slices (one per nodule) in place of 200, at the same
 # share of the episodes: the LIDC decoder sees twice the nodules without taking episodes from the volumes
 GENERAL_LIDC400: tuple[Source, ...] = tuple(replace(s, slices=400) if s.name == "lidc" else s for s in GENERAL_VOLUMES)
-MIXES = {"general": GENERAL, "general-volumes": GENERAL_VOLUMES, "general-lidc400": GENERAL_LIDC400}
+# the general mixes' LIDC source alone (its 200 slices and held-back patients): a structure adapter for the
+# nodule on a frozen general model (--structure-rank --structure-only) learns from it without other episodes
+GENERAL_LIDC_ONLY: tuple[Source, ...] = tuple(s for s in GENERAL if s.name == "lidc")
+MIXES = {"general": GENERAL, "general-volumes": GENERAL_VOLUMES, "general-lidc400": GENERAL_LIDC400,
+         "general-lidc-only": GENERAL_LIDC_ONLY}
 
 
 def structure_slices(masks: np.ndarray, n: int) -> list[int]:
