@@ -12,7 +12,12 @@ with ``--resume`` until the model has done all its iterations (the trainer keeps
 chunk, so an interrupted run continues where its last checkpoint was: checkpoints
 are written every 50 iterations, every 5 minutes and when a chunk ends). The
 interactive models start from the P-Net's prediction (``--init-model``), so
-``pnet`` is trained first (``--model all`` does the order).
+``pnet`` is trained first (``--model all`` does the order; an interactive model trains
+the P-Nets it needs first when their folders are missing or unfinished).
+``interactive-cnn-atrium`` is trained from the earlier dilated P-Net (``pnet-dilated``,
+``TASKS["atrium"]["starts"]``) into ``interactive-cnn-atrium-pnet-dilated`` and then
+swapped to ``pnet-atrium`` (:func:`clinloop.training.mecca_swap.swap_pnet`), as the
+shipped one was; the atrium's ``mecca`` and ``mecca-no-confidence`` use ``rl_recipe``.
 
 Budgets: ``ITERATIONS`` holds, per shipped model, the iterations it was trained for
 (so this script reproduces it; measured on 1 thread of the 2-core machine: a BraTS
@@ -54,6 +59,7 @@ TASKS = {
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
                "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6,
                "pnet_extra": ["--flip-average", "--one-component", "--pnet-arch", "unet"], "pnet_width": 12,
+               "starts": {"interactive-cnn": "pnet-dilated"},  # trained from that P-Net, then swapped to pnet
                "rl_recipe": {"iterations": 600, "init_mask": False, "add": ["--reach-rollouts", "--reach-balance",
                                                                             "reach"], "drop": ["--pnet-boundary"]}},
 }
@@ -73,16 +79,36 @@ MODELS = {
     "mecca": {"method": "mecca", "lr": 1e-4, "batch": 2, "iterations": 1200, "init": True, "rl": True,
               "extra": ["--balance-confidence", "--confidence-gate", "0.5", "--click-reach", "3", "--pnet-boundary"]},
 }
-ORDER = ("pnet", "interactive-cnn", "mecca-no-confidence", "mecca")
+# the dilated P-Net that interactive-cnn-atrium was trained from (before 2026-12-05: crops at the label, 1,327
+# iterations), trained only as that model's start (TASKS "starts"); the shipped one then swaps to pnet-atrium
+MODELS["pnet-dilated"] = {**MODELS["pnet"], "jitter": 0, "width": 16}
+ORDER = ("pnet", "pnet-dilated", "interactive-cnn", "mecca-no-confidence", "mecca")
 # iterations of the shipped models (the run ended by its time budget there; this count reproduces it)
 ITERATIONS = {("brats", "pnet"): 789, ("atrium", "pnet"): 2000, ("brats", "interactive-cnn"): 500,
-              ("atrium", "interactive-cnn"): 500}
+              ("atrium", "interactive-cnn"): 500, ("atrium", "pnet-dilated"): 1327}
+
+
+def start_of(task: str, model: str) -> str | None:
+    """The P-Net an interactive model is trained from (``pnet`` unless ``TASKS[task]["starts"]`` names
+    another; None for the P-Nets)."""
+    if not MODELS[model].get("init"):
+        return None
+    return TASKS[task].get("starts", {}).get(model, "pnet")
+
+
+def trained_folder(task: str, model: str, out_root: Path) -> Path:
+    """Where ``model`` trains: ``<model>-<task>``, or ``<model>-<task>-<start>`` when it starts from
+    another P-Net than ``pnet`` (the model folder ``<model>-<task>`` is then that one swapped to ``pnet``)."""
+    start = start_of(task, model)
+    return out_root / (f"{model}-{task}" if start in (None, "pnet") else f"{model}-{task}-{start}")
 
 
 def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: float, tiny: bool,
             hint_sigma: float | None = None) -> list[str]:
     """The ``clinloop train`` command of ``<model>-<task>`` (one chunk; add ``--resume`` to continue)."""
     t, m = TASKS[task], MODELS[model]
+    if model not in ORDER or (model == "pnet-dilated" and "pnet-dilated" not in t.get("starts", {}).values()):
+        raise ValueError(f"{task} has no model {model!r}")
     recipe = t.get("rl_recipe", {}) if m.get("rl") else {}
     iterations = recipe.get("iterations", ITERATIONS.get((task, model), m["iterations"]))
     extra = [x for x in m["extra"] if x not in recipe.get("drop", ())] + recipe.get("add", [])
@@ -90,18 +116,18 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
            "--zoom", str(t["zoom"]), "--norm", t["norm"],
            "--crop", t.get("rl_crop", t["crop"]) if m.get("init") else t["crop"], "--size", "0",
            "--held-out-fraction", str(t["held_out_fraction"]), "--val-cases", "1" if tiny else str(t["val_cases"]),
-           "--width", str(t.get("pnet_width", 16) if model == "pnet" else 16), "--downsample", "1",
+           "--width", str(m.get("width", t.get("pnet_width", 16) if model == "pnet" else 16)), "--downsample", "1",
            "--lr", str(m["lr"]), "--batch", str(m["batch"]),
            "--iterations", "4" if tiny else str(iterations),
            "--max-minutes", str(chunk_minutes),
-           "--threads", str(threads), "--seed", "0", "--out", str(out_root / f"{model}-{task}"), "--augment", *extra]
-    jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else t.get("jitter")
+           "--threads", str(threads), "--seed", "0", "--out", str(trained_folder(task, model, out_root)), "--augment", *extra]
+    jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else m.get("jitter", t.get("jitter"))
     if jitter:
         cmd += ["--crop-jitter", str(jitter)]
     if model == "pnet":
         cmd += t.get("pnet_extra", [])
     if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask; else its probability): agents already right can stay
-        cmd += ["--init-model", str(out_root / f"pnet-{task}")]
+        cmd += ["--init-model", str(out_root / f"{start_of(task, model)}-{task}")]
         cmd += ["--init-mask"] if recipe.get("init_mask", True) else []
         if hint_sigma is not None:  # the hint map's click radius (working-grid voxels; default 2)
             cmd += ["--hint-sigma", str(hint_sigma)]
@@ -129,7 +155,8 @@ def run_resumable(cmd: list[str], folder: Path, max_chunks: int) -> int:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--task", choices=sorted(TASKS), required=True)
-    p.add_argument("--model", choices=(*ORDER, "all"), required=True)
+    p.add_argument("--model", choices=(*ORDER, "all"), required=True,
+                   help="pnet-dilated: atrium only, interactive-cnn's start (trained by it when missing)")
     p.add_argument("--out-root", default="models")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--chunk-minutes", type=float, default=30.0)
@@ -141,14 +168,38 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     out_root = Path(a.out_root)
     chunk = 0.05 if a.tiny else a.chunk_minutes
-    for model in ORDER if a.model == "all" else (a.model,):
-        cmd = command(a.task, model, out_root, a.threads, chunk, a.tiny, a.hint_sigma)
-        print(shlex.join(cmd) + "   # then again with --resume while checkpoint.pt exists", flush=True)
-        if a.print:
-            continue
-        rc = run_resumable(cmd, out_root / f"{model}-{a.task}", 20 if a.tiny else a.max_chunks)
+    models = [m for m in ORDER if m != "pnet-dilated"] if a.model == "all" else [a.model]
+    for model in models:
+        start = start_of(a.task, model)
+        for first in [] if start is None or a.print else sorted({start, "pnet"}, key=ORDER.index):
+            done = out_root / f"{first}-{a.task}"  # the P-Nets it needs (its start, pnet for the swap)
+            if (done / "config.json").is_file() and not (done / "checkpoint.pt").is_file():
+                continue
+            rc = run_model(a, first, out_root, chunk)  # trained first when missing or unfinished
+            if rc:
+                return rc
+        rc = run_model(a, model, out_root, chunk)
         if rc:
             return rc
+    return 0
+
+
+def run_model(a, model: str, out_root: Path, chunk: float) -> int:
+    """Train (or print) ``model``; one that starts from another P-Net is then swapped to ``pnet``."""
+    cmd = command(a.task, model, out_root, a.threads, chunk, a.tiny, a.hint_sigma)
+    print(shlex.join(cmd) + "   # then again with --resume while checkpoint.pt exists", flush=True)
+    trained, folder = trained_folder(a.task, model, out_root), out_root / f"{model}-{a.task}"
+    if trained != folder:
+        print(f"python benchmarks/mecca_swap_pnet.py --model {trained} --pnet {out_root / f'pnet-{a.task}'} "
+              f"--out {folder}   # its start swapped to the shipped P-Net's", flush=True)
+    if a.print:
+        return 0
+    rc = run_resumable(cmd, trained, 20 if a.tiny else a.max_chunks)
+    if rc or trained == folder or (trained / "checkpoint.pt").is_file():
+        return rc
+    from clinloop.training.mecca_swap import swap_pnet
+
+    print(f"wrote {swap_pnet(str(trained), str(out_root / f'pnet-{a.task}'), str(folder))}", flush=True)
     return 0
 
 

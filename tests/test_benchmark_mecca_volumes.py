@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 
 def test_volume_stages_follow_the_shipped_models(monkeypatch):
@@ -77,8 +78,30 @@ def test_train_volumes_command_refines_only_the_atrium_pnet_a_unet(tmp_path):
     for task, model in (("brats", "pnet"), ("atrium", "mecca")):  # BraTS: several foci; the rest inherit
         cmd = tv.command(task, model, tmp_path, 1, 30.0, False)
         assert "--one-component" not in cmd and "--flip-average" not in cmd
-    assert tv.command("atrium", "mecca", tmp_path, 1, 30.0, False)[-3:] == [
-        "--init-model", str(tmp_path / "pnet-atrium"), "--init-mask"]
+    assert tv.command("brats", "mecca", tmp_path, 1, 30.0, False)[-3:] == [
+        "--init-model", str(tmp_path / "pnet-brats"), "--init-mask"]
+    for model in ("mecca", "mecca-no-confidence"):  # the atrium's: from the U-Net's probability, reach rollouts
+        cmd = tv.command("atrium", model, tmp_path, 1, 30.0, False)
+        assert cmd[-2:] == ["--init-model", str(tmp_path / "pnet-atrium")] and "--init-mask" not in cmd
+        assert cmd[cmd.index("--iterations") + 1] == "600" and "--reach-rollouts" in cmd
+        assert cmd[cmd.index("--reach-balance") + 1] == "reach" and "--pnet-boundary" not in cmd
+
+
+def test_train_volumes_interactive_cnn_atrium_starts_from_the_dilated_pnet(tmp_path):
+    """interactive-cnn-atrium is trained from the earlier dilated P-Net (label-centred crops, 1,327
+    iterations) into its own folder; the model folder is that one swapped to pnet-atrium."""
+    from _benchmarks import load_script
+
+    tv = load_script("mecca_train_volumes")
+    start = tv.command("atrium", "pnet-dilated", tmp_path, 1, 30.0, False)
+    assert start[start.index("--iterations") + 1] == "1327" and start[start.index("--width") + 1] == "16"
+    assert "--crop-jitter" not in start and "--pnet-arch" not in start
+    cmd = tv.command("atrium", "interactive-cnn", tmp_path, 1, 30.0, False)
+    assert cmd[cmd.index("--out") + 1] == str(tmp_path / "interactive-cnn-atrium-pnet-dilated")
+    assert cmd[-3:] == ["--init-model", str(tmp_path / "pnet-dilated-atrium"), "--init-mask"]
+    assert tv.trained_folder("brats", "interactive-cnn", tmp_path) == tmp_path / "interactive-cnn-brats"
+    with pytest.raises(ValueError, match="no model"):
+        tv.command("brats", "pnet-dilated", tmp_path, 1, 30.0, False)
 
 
 def test_train_volumes_command_gives_the_interactive_models_a_click_reach(tmp_path):
@@ -92,5 +115,7 @@ def test_train_volumes_command_gives_the_interactive_models_a_click_reach(tmp_pa
         assert "--click-reach" not in tv.command(task, "pnet", tmp_path, 1, 30.0, False)
         for model in ("interactive-cnn", "mecca-no-confidence", "mecca"):
             cmd = tv.command(task, model, tmp_path, 1, 30.0, False)
-            assert cmd[cmd.index("--click-reach") + 1] == "3" and "--pnet-boundary" in cmd
+            # the atrium's RL models show their own probability (the U-Net's p^(0)), not the P-Net's boundary
+            boundary = not (task == "atrium" and model != "interactive-cnn")
+            assert cmd[cmd.index("--click-reach") + 1] == "3" and ("--pnet-boundary" in cmd) == boundary
     assert MECCATrainOptions.__dataclass_fields__["click_reach"].default == 0.0  # the paper, unless asked
