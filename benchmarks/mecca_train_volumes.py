@@ -53,14 +53,14 @@ TASKS = {
     # since 2026-12-05 (stop 44) the P-Net is a U-Net with instance norm, width 12 (--pnet-arch unet;
     # 0.820 -> 0.878 on whole held-back volumes; clinloop.models.mecca.unet); mecca and its ablation were then
     # fine-tuned on it (docs/methods/mecca.md, "A U-Net as the atrium's P-Net")
-    # rl_recipe (since stop 46): mecca and its ablation from scratch on the U-Net's start with the fine-tune's
-    # recipe: p^(0) the P-Net's probability (no --init-mask), training rollouts that move only agents within
+    # rl_recipe (since stop 46): mecca and its ablation from scratch (1,200 iterations, the earlier recipe's
+    # count) on the U-Net's start with the fine-tune's recipe: p^(0) the P-Net's probability (no --init-mask), training rollouts that move only agents within
     # --click-reach of the clicks, balanced there (--reach-rollouts --reach-balance reach), no --pnet-boundary
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
                "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6,
                "pnet_extra": ["--flip-average", "--one-component", "--pnet-arch", "unet"], "pnet_width": 12,
                "starts": {"interactive-cnn": "pnet-dilated"},  # trained from that P-Net, then swapped to pnet
-               "rl_recipe": {"iterations": 600, "init_mask": False, "add": ["--reach-rollouts", "--reach-balance",
+               "rl_recipe": {"iterations": 1200, "init_mask": False, "add": ["--reach-rollouts", "--reach-balance",
                                                                             "reach"], "drop": ["--pnet-boundary"]}},
 }
 MODELS = {
@@ -120,7 +120,8 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
            "--lr", str(m["lr"]), "--batch", str(m["batch"]),
            "--iterations", "4" if tiny else str(iterations),
            "--max-minutes", str(chunk_minutes),
-           "--threads", str(threads), "--seed", "0", "--out", str(trained_folder(task, model, out_root)), "--augment", *extra]
+           "--threads", str(threads), "--seed", "0", "--out", str(trained_folder(task, model, out_root)),
+           "--augment", *extra]
     jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else m.get("jitter", t.get("jitter"))
     if jitter:
         cmd += ["--crop-jitter", str(jitter)]

@@ -83,7 +83,7 @@ def test_train_volumes_command_refines_only_the_atrium_pnet_a_unet(tmp_path):
     for model in ("mecca", "mecca-no-confidence"):  # the atrium's: from the U-Net's probability, reach rollouts
         cmd = tv.command("atrium", model, tmp_path, 1, 30.0, False)
         assert cmd[-2:] == ["--init-model", str(tmp_path / "pnet-atrium")] and "--init-mask" not in cmd
-        assert cmd[cmd.index("--iterations") + 1] == "600" and "--reach-rollouts" in cmd
+        assert cmd[cmd.index("--iterations") + 1] == "1200" and "--reach-rollouts" in cmd
         assert cmd[cmd.index("--reach-balance") + 1] == "reach" and "--pnet-boundary" not in cmd
 
 
