@@ -85,6 +85,21 @@ def test_sessions_decode_with_the_cases_adapters():
     assert not np.array_equal(v_plain.probability, v_told.probability)  # volume slices decode with them too
 
 
+def test_the_ambiguity_samples_decode_with_the_nodules_adapters():
+    from clinloop.evaluation.benchmark.ambiguity import spa_samples
+
+    net = tiny_net(structures=["nodule"], structure_rank=2)
+    model, img = SPAModel(net), _image()
+    target = np.zeros(img.shape[:2], bool)
+    target[15:35, 10:30] = True
+    fresh = spa_samples(model, img, target, 4, seed=0)
+    np.testing.assert_array_equal(fresh, spa_samples(model, img, target, 4, seed=0, structure=None))
+    _strong(net, 1, 0.5)
+    told = spa_samples(model, img, target, 4, seed=0)
+    assert told.shape == fresh.shape and not np.array_equal(told, fresh)
+    np.testing.assert_array_equal(fresh, spa_samples(model, img, target, 4, seed=0, structure=None))
+
+
 def test_training_only_the_structure_parameters_keeps_the_shared_weights():
     from clinloop.training.spa_trainer import SPATrainer, TrainCase
 
@@ -105,6 +120,9 @@ def test_training_only_the_structure_parameters_keeps_the_shared_weights():
     assert float(net.structure.embed.weight[1].detach().abs().max()) > 0
     with pytest.raises(ValueError, match="structure tokens"):
         SPATrainer(tiny_net(), structure_only=True)
+    both = SPATrainer(tiny_net(structures=["nodule", "cup"], structure_rank=2), structure_lr=1e-2)
+    with pytest.raises(ValueError, match=r"optimisers \['seg'\].*--structure-only"):
+        both.load_state(tr.state())  # a --structure-only checkpoint resumed without the flag: named, not a KeyError
 
 
 def test_save_load_and_warm_start_keep_the_adapters(tmp_path):

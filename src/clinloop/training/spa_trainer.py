@@ -442,6 +442,9 @@ class SPATrainer:
         if b != self.episodes_per_step:
             raise ValueError(f"the checkpoint was trained with --episodes-per-step {b}, not {self.episodes_per_step}: "
                              "resume with the same value (the steps and the learning-rate schedule count B episodes)")
+        if set(st["opt"]) != set(self.opt):  # e.g. a --structure-only run (one "seg" optimiser) resumed without it
+            raise ValueError(f"the checkpoint has the optimisers {sorted(st['opt'])}, this run {sorted(self.opt)}: "
+                             "resume with the options it was trained with (--structure-only, --structure-tokens)")
         self.net.load_state_dict(st["net"], strict=False)
         for k, o in self.opt.items():
             o.load_state_dict(st["opt"][k])

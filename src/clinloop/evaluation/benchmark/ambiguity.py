@@ -58,26 +58,29 @@ def _cases(ctx: Context):
     return ds, idx
 
 
-def spa_samples(model, image: np.ndarray, target: np.ndarray, n: int, seed: int) -> np.ndarray:
+def spa_samples(model, image: np.ndarray, target: np.ndarray, n: int, seed: int,
+                structure: str | None = "nodule") -> np.ndarray:
     """GenMask's N binary samples ``(n, H, W)`` after one click at the centre of ``target (H, W)``.
 
     ``model``: an ``SPAModel`` (SPA, MedUHIP, ablations). The click goes through the
     model's own first step (which fits p_θ from it); the samples are then drawn from
     that p_θ with ``torch.Generator().manual_seed(seed)`` and mapped to the input
-    frame as the model's proposals are (logits > 0 after ``postprocess_logits``)."""
+    frame as the model's proposals are (logits > 0 after ``postprocess_logits``). ``structure``: the
+    case's (LIDC: "nodule"), whose token and decoder adapters a model that learnt it decodes with, as
+    its sessions do."""
     import torch
 
     from clinloop.interaction.session import as_channels_first
     from clinloop.interaction.users import largest_error_click
     from clinloop.models.litemedsam.preprocess import postprocess_logits
 
-    state = model.start(as_channels_first(image, (2,)), seed=seed)
+    state = model.start(as_channels_first(image, (2,)), seed=seed, structure=structure)
     (pt, pos) = largest_error_click(target, None)
     state.click(pt, pos)
     net = model.net
-    with torch.inference_mode():
+    with torch.inference_mode(), net.structure_scope(state.structure_id):
         pts = (torch.tensor([state.points], dtype=torch.float32), torch.tensor([state.labels], dtype=torch.long))
-        sparse, dense = net.encode_interaction(pts, None, None)
+        sparse, dense = net.encode_interaction(pts, None, None, state.structure_id)
         g = torch.Generator().manual_seed(int(seed))
         logits, _, _ = net.gen_mask(state.e_x, sparse, dense, state.gmm, n, g)
         return (postprocess_logits(logits, state.info) > 0).numpy()
