@@ -17,7 +17,10 @@ the P-Nets it needs first when their folders are missing or unfinished).
 ``interactive-cnn-atrium`` is trained from the earlier dilated P-Net (``pnet-dilated``,
 ``TASKS["atrium"]["starts"]``) into ``interactive-cnn-atrium-pnet-dilated`` and then
 swapped to ``pnet-atrium`` (:func:`clinloop.training.mecca_swap.swap_pnet`), as the
-shipped one was; the atrium's ``mecca`` and ``mecca-no-confidence`` use ``rl_recipe``.
+shipped one was; the atrium's ``mecca`` and ``mecca-no-confidence`` are the chain that made the
+shipped pair (``TASKS["atrium"]["chains"]``: stages ``<model>-atrium-stage1``, ``-stage2``, then the
+model folder, each warm-started from the one before; a finished stage is kept, so the command resumes
+a chain wherever it stopped).
 
 Budgets: ``ITERATIONS`` holds, per shipped model, the iterations it was trained for
 (so this script reproduces it; measured on 1 thread of the 2-core machine: a BraTS
@@ -53,15 +56,23 @@ TASKS = {
     # since 2026-12-05 (stop 44) the P-Net is a U-Net with instance norm, width 12 (--pnet-arch unet;
     # 0.820 -> 0.878 on whole held-back volumes; clinloop.models.mecca.unet); mecca and its ablation were then
     # fine-tuned on it (docs/methods/mecca.md, "A U-Net as the atrium's P-Net")
-    # rl_recipe (since stop 46): mecca and its ablation from scratch (1,200 iterations, the earlier recipe's
-    # count) on the U-Net's start with the fine-tune's recipe: p^(0) the P-Net's probability (no --init-mask), training rollouts that move only agents within
-    # --click-reach of the clicks, balanced there (--reach-rollouts --reach-balance reach), no --pnet-boundary
+    # rl_recipe: the fine-tune's recipe on the U-Net's start: p^(0) the P-Net's probability (no --init-mask),
+    # training rollouts that move only agents within --click-reach of the clicks, balanced there
+    # (--reach-rollouts --reach-balance reach), no --pnet-boundary; from scratch for 1,200 iterations (stops
+    # 46-47) it ended at held-back Dice@5 .8800 (ablation .8801) and was not shipped
     "atrium": {"data": "../shared/data/left_atrium", "zoom": 3, "norm": "image", "crop": "32,48,64",
                "jitter": 8, "rl_crop": "24,32,48", "rl_jitter": 8, "held_out_fraction": 0.2, "val_cases": 6,
                "pnet_extra": ["--flip-average", "--one-component", "--pnet-arch", "unet"], "pnet_width": 12,
                "starts": {"interactive-cnn": "pnet-dilated"},  # trained from that P-Net, then swapped to pnet
-               "rl_recipe": {"iterations": 1200, "init_mask": False, "add": ["--reach-rollouts", "--reach-balance",
-                                                                            "reach"], "drop": ["--pnet-boundary"]}},
+               "rl_recipe": {"init_mask": False, "add": ["--reach-rollouts", "--reach-balance", "reach"],
+                             "drop": ["--pnet-boundary"]},
+               # the chain that made the shipped pair (stop 47; the models' data.json and docs/methods/mecca.md):
+               # 1,200 iterations from the mask of the dilated P-Net of stop 40 (every agent acting), then the
+               # rl_recipe from the U-Net's probability, warm-started from the stage before: 300 iterations
+               # (135 + 165 resumed), 150 more with a fresh optimiser
+               "chains": {m: [{"start": "pnet-dilated-j8", "iterations": 1200, "recipe": False},
+                              {"iterations": 300}, {"iterations": 150}]
+                          for m in ("mecca", "mecca-no-confidence")}},
 }
 MODELS = {
     "pnet": {"method": "mecca-unet", "lr": 1e-3, "batch": 4, "iterations": 3000, "extra": ["--seg-loss", "bce-dice"]},
@@ -82,35 +93,52 @@ MODELS = {
 # the dilated P-Net that interactive-cnn-atrium was trained from (before 2026-12-05: crops at the label, 1,327
 # iterations), trained only as that model's start (TASKS "starts"); the shipped one then swaps to pnet-atrium
 MODELS["pnet-dilated"] = {**MODELS["pnet"], "jitter": 0, "width": 16}
-ORDER = ("pnet", "pnet-dilated", "interactive-cnn", "mecca-no-confidence", "mecca")
+# the dilated P-Net the shipped atrium RL pair's chain starts from (stop 40: crops at random offsets, 1,664 it.)
+MODELS["pnet-dilated-j8"] = {**MODELS["pnet"], "width": 16}
+STARTS = ("pnet-dilated", "pnet-dilated-j8")  # P-Nets trained only as a start of interactive models
+ORDER = ("pnet", *STARTS, "interactive-cnn", "mecca-no-confidence", "mecca")
 # iterations of the shipped models (the run ended by its time budget there; this count reproduces it)
 ITERATIONS = {("brats", "pnet"): 789, ("atrium", "pnet"): 2000, ("brats", "interactive-cnn"): 500,
-              ("atrium", "interactive-cnn"): 500, ("atrium", "pnet-dilated"): 1327}
+              ("atrium", "interactive-cnn"): 500, ("atrium", "pnet-dilated"): 1327,
+              ("atrium", "pnet-dilated-j8"): 1664}
 
 
-def start_of(task: str, model: str) -> str | None:
-    """The P-Net an interactive model is trained from (``pnet`` unless ``TASKS[task]["starts"]`` names
-    another; None for the P-Nets)."""
+def stages(task: str, model: str) -> list[dict]:
+    """The trainings that make ``<model>-<task>``: its chain (``TASKS[task]["chains"]``; each stage
+    warm-started from the one before) or one stage."""
+    return TASKS[task].get("chains", {}).get(model, [{}])
+
+
+def start_of(task: str, model: str, stage: int = -1) -> str | None:
+    """The P-Net an interactive model (or its chain's ``stage``) is trained from (``pnet`` unless the stage or
+    ``TASKS[task]["starts"]`` names another; None for the P-Nets)."""
     if not MODELS[model].get("init"):
         return None
-    return TASKS[task].get("starts", {}).get(model, "pnet")
+    return stages(task, model)[stage].get("start") or TASKS[task].get("starts", {}).get(model, "pnet")
 
 
-def trained_folder(task: str, model: str, out_root: Path) -> Path:
-    """Where ``model`` trains: ``<model>-<task>``, or ``<model>-<task>-<start>`` when it starts from
-    another P-Net than ``pnet`` (the model folder ``<model>-<task>`` is then that one swapped to ``pnet``)."""
-    start = start_of(task, model)
+def trained_folder(task: str, model: str, out_root: Path, stage: int = -1) -> Path:
+    """Where ``model`` (or its chain's ``stage``) trains: ``<model>-<task>``, ``<model>-<task>-<start>`` when it
+    starts from another P-Net than ``pnet`` (the model folder ``<model>-<task>`` is then that one swapped to
+    ``pnet``), ``<model>-<task>-stage<k>`` for a chain's stages before its last."""
+    n = len(stages(task, model))
+    if stage % n != n - 1:
+        return out_root / f"{model}-{task}-stage{stage % n + 1}"
+    start = start_of(task, model, stage)
     return out_root / (f"{model}-{task}" if start in (None, "pnet") else f"{model}-{task}-{start}")
 
 
 def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: float, tiny: bool,
-            hint_sigma: float | None = None) -> list[str]:
-    """The ``clinloop train`` command of ``<model>-<task>`` (one chunk; add ``--resume`` to continue)."""
+            hint_sigma: float | None = None, stage: int = -1) -> list[str]:
+    """The ``clinloop train`` command of ``<model>-<task>`` or its chain's ``stage`` (one chunk; add
+    ``--resume`` to continue)."""
     t, m = TASKS[task], MODELS[model]
-    if model not in ORDER or (model == "pnet-dilated" and "pnet-dilated" not in t.get("starts", {}).values()):
+    used = {*t.get("starts", {}).values(), *(st.get("start") for c in t.get("chains", {}).values() for st in c)}
+    if model not in ORDER or (model in STARTS and model not in used):
         raise ValueError(f"{task} has no model {model!r}")
-    recipe = t.get("rl_recipe", {}) if m.get("rl") else {}
-    iterations = recipe.get("iterations", ITERATIONS.get((task, model), m["iterations"]))
+    st = stages(task, model)[stage]
+    recipe = t.get("rl_recipe", {}) if m.get("rl") and st.get("recipe", True) else {}
+    iterations = st.get("iterations", ITERATIONS.get((task, model), m["iterations"]))
     extra = [x for x in m["extra"] if x not in recipe.get("drop", ())] + recipe.get("add", [])
     cmd = ["clinloop", "train", "--method", m["method"], "--data", t["data"], "--ndim", "3",
            "--zoom", str(t["zoom"]), "--norm", t["norm"],
@@ -120,7 +148,7 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
            "--lr", str(m["lr"]), "--batch", str(m["batch"]),
            "--iterations", "4" if tiny else str(iterations),
            "--max-minutes", str(chunk_minutes),
-           "--threads", str(threads), "--seed", "0", "--out", str(trained_folder(task, model, out_root)),
+           "--threads", str(threads), "--seed", "0", "--out", str(trained_folder(task, model, out_root, stage)),
            "--augment", *extra]
     jitter = t.get("rl_jitter", t.get("jitter")) if m.get("init") else m.get("jitter", t.get("jitter"))
     if jitter:
@@ -128,8 +156,10 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
     if model == "pnet":
         cmd += t.get("pnet_extra", [])
     if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask; else its probability): agents already right can stay
-        cmd += ["--init-model", str(out_root / f"{start_of(task, model)}-{task}")]
+        cmd += ["--init-model", str(out_root / f"{start_of(task, model, stage)}-{task}")]
         cmd += ["--init-mask"] if recipe.get("init_mask", True) else []
+        if stage % len(stages(task, model)):  # a chain's later stage: warm-started from the stage before
+            cmd += ["--warm-start", str(trained_folder(task, model, out_root, stage % len(stages(task, model)) - 1))]
         if hint_sigma is not None:  # the hint map's click radius (working-grid voxels; default 2)
             cmd += ["--hint-sigma", str(hint_sigma)]
     return cmd
@@ -157,7 +187,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--task", choices=sorted(TASKS), required=True)
     p.add_argument("--model", choices=(*ORDER, "all"), required=True,
-                   help="pnet-dilated: atrium only, interactive-cnn's start (trained by it when missing)")
+                   help="pnet-dilated, pnet-dilated-j8: atrium only, starts of interactive-cnn and of the RL "
+                        "pair's chain (trained by them when missing)")
     p.add_argument("--out-root", default="models")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--chunk-minutes", type=float, default=30.0)
@@ -169,10 +200,10 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     out_root = Path(a.out_root)
     chunk = 0.05 if a.tiny else a.chunk_minutes
-    models = [m for m in ORDER if m != "pnet-dilated"] if a.model == "all" else [a.model]
+    models = [m for m in ORDER if m not in STARTS] if a.model == "all" else [a.model]
     for model in models:
-        start = start_of(a.task, model)
-        for first in [] if start is None or a.print else sorted({start, "pnet"}, key=ORDER.index):
+        starts = {start_of(a.task, model, k) for k in range(len(stages(a.task, model)))} - {None}
+        for first in [] if not starts or a.print else sorted(starts | {"pnet"}, key=ORDER.index):
             done = out_root / f"{first}-{a.task}"  # the P-Nets it needs (its start, pnet for the swap)
             if (done / "config.json").is_file() and not (done / "checkpoint.pt").is_file():
                 continue
@@ -186,7 +217,18 @@ def main(argv=None) -> int:
 
 
 def run_model(a, model: str, out_root: Path, chunk: float) -> int:
-    """Train (or print) ``model``; one that starts from another P-Net is then swapped to ``pnet``."""
+    """Train (or print) ``model``: its chain's stages in turn (a finished one is kept), the last one into the model
+    folder; one that starts from another P-Net is then swapped to ``pnet``."""
+    n = len(stages(a.task, model))
+    for k in range(n - 1):
+        cmd = command(a.task, model, out_root, a.threads, chunk, a.tiny, a.hint_sigma, stage=k)
+        print(shlex.join(cmd) + f"   # stage {k + 1} of {n}; again with --resume while checkpoint.pt exists", flush=True)
+        folder = trained_folder(a.task, model, out_root, k)
+        if a.print or ((folder / "config.json").is_file() and not (folder / "checkpoint.pt").is_file()):
+            continue  # printed, or done
+        rc = run_resumable(cmd, folder, 20 if a.tiny else a.max_chunks)
+        if rc or (folder / "checkpoint.pt").is_file():  # failed, or stopped by --max-chunks: the next call goes on
+            return rc
     cmd = command(a.task, model, out_root, a.threads, chunk, a.tiny, a.hint_sigma)
     print(shlex.join(cmd) + "   # then again with --resume while checkpoint.pt exists", flush=True)
     trained, folder = trained_folder(a.task, model, out_root), out_root / f"{model}-{a.task}"

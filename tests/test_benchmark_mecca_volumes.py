@@ -80,11 +80,21 @@ def test_train_volumes_command_refines_only_the_atrium_pnet_a_unet(tmp_path):
         assert "--one-component" not in cmd and "--flip-average" not in cmd
     assert tv.command("brats", "mecca", tmp_path, 1, 30.0, False)[-3:] == [
         "--init-model", str(tmp_path / "pnet-brats"), "--init-mask"]
-    for model in ("mecca", "mecca-no-confidence"):  # the atrium's: from the U-Net's probability, reach rollouts
-        cmd = tv.command("atrium", model, tmp_path, 1, 30.0, False)
-        assert cmd[-2:] == ["--init-model", str(tmp_path / "pnet-atrium")] and "--init-mask" not in cmd
-        assert cmd[cmd.index("--iterations") + 1] == "1200" and "--reach-rollouts" in cmd
-        assert cmd[cmd.index("--reach-balance") + 1] == "reach" and "--pnet-boundary" not in cmd
+    for model in ("mecca", "mecca-no-confidence"):  # the atrium's: the chain that made the shipped pair
+        first = tv.command("atrium", model, tmp_path, 1, 30.0, False, stage=0)  # from the dilated P-Net's mask
+        assert first[-3:] == ["--init-model", str(tmp_path / "pnet-dilated-j8-atrium"), "--init-mask"]
+        assert first[first.index("--iterations") + 1] == "1200" and "--reach-rollouts" not in first
+        assert first[first.index("--out") + 1] == str(tmp_path / f"{model}-atrium-stage1")
+        for k, n in ((1, "300"), (-1, "150")):  # then from the U-Net's probability, reach rollouts, warm-started
+            cmd = tv.command("atrium", model, tmp_path, 1, 30.0, False, stage=k)
+            assert cmd[-4:] == ["--init-model", str(tmp_path / "pnet-atrium"),
+                                "--warm-start", str(tmp_path / f"{model}-atrium-stage{k % 3}")]
+            assert cmd[cmd.index("--iterations") + 1] == n and "--reach-rollouts" in cmd and "--init-mask" not in cmd
+            assert cmd[cmd.index("--reach-balance") + 1] == "reach" and "--pnet-boundary" not in cmd
+        assert tv.trained_folder("atrium", model, tmp_path) == tmp_path / f"{model}-atrium"
+    start = tv.command("atrium", "pnet-dilated-j8", tmp_path, 1, 30.0, False)  # the dilated P-Net of stop 40
+    assert start[start.index("--iterations") + 1] == "1664" and start[start.index("--crop-jitter") + 1] == "8"
+    assert start[start.index("--width") + 1] == "16" and "--pnet-arch" not in start
 
 
 def test_train_volumes_interactive_cnn_atrium_starts_from_the_dilated_pnet(tmp_path):
