@@ -136,7 +136,9 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
     used = {*t.get("starts", {}).values(), *(st.get("start") for c in t.get("chains", {}).values() for st in c)}
     if model not in ORDER or (model in STARTS and model not in used):
         raise ValueError(f"{task} has no model {model!r}")
-    st = stages(task, model)[stage]
+    chain = stages(task, model)
+    stage %= len(chain)  # -1: the last (the model folder)
+    st = chain[stage]
     recipe = t.get("rl_recipe", {}) if m.get("rl") and st.get("recipe", True) else {}
     iterations = st.get("iterations", ITERATIONS.get((task, model), m["iterations"]))
     extra = [x for x in m["extra"] if x not in recipe.get("drop", ())] + recipe.get("add", [])
@@ -158,8 +160,8 @@ def command(task: str, model: str, out_root: Path, threads: int, chunk_minutes: 
     if m.get("init"):  # p^(0) = the P-Net's mask (--init-mask; else its probability): agents already right can stay
         cmd += ["--init-model", str(out_root / f"{start_of(task, model, stage)}-{task}")]
         cmd += ["--init-mask"] if recipe.get("init_mask", True) else []
-        if stage % len(stages(task, model)):  # a chain's later stage: warm-started from the stage before
-            cmd += ["--warm-start", str(trained_folder(task, model, out_root, stage % len(stages(task, model)) - 1))]
+        if stage:  # a chain's later stage: warm-started from the stage before
+            cmd += ["--warm-start", str(trained_folder(task, model, out_root, stage - 1))]
         if hint_sigma is not None:  # the hint map's click radius (working-grid voxels; default 2)
             cmd += ["--hint-sigma", str(hint_sigma)]
     return cmd
