@@ -25,6 +25,7 @@ COMMANDS = {
     "state": "clinloop.cli.state",
     "benchmark": "clinloop.cli.benchmark",
     "interpolate": "clinloop.cli.interpolate",
+    "extract-expert": "clinloop.cli.extract_expert",
 }
 
 

@@ -265,6 +265,9 @@ def train_model(o: SPATrainOptions) -> Path:
         from clinloop.models import registry
 
         src = SPAConfig.load(registry.resolve_model_dir(o.init) / "config.json")
+        if src.expert_rank:  # extracted from a specialist (clinloop.training.spa_experts), not trainable
+            raise ValueError(f"--init {o.init} holds a structure expert (expert_rank {src.expert_rank}), which is "
+                             "extracted, not trained: continue its general model and run extract-expert again")
         arch = {"n_components": src.n_components, "latent_dim": src.latent_dim, "cond_width": src.cond_width,
                 "path": src.path, "pdg_hidden": src.pdg_hidden}
         kept = inference_settings(src)  # the init's click constraint and zoom

@@ -60,7 +60,7 @@ def interpolate(cfg: InterpolateConfig) -> dict[str, Any]:
     da, db = registry.resolve_model_dir(cfg.model_a), registry.resolve_model_dir(cfg.model_b)
     ca, cb = SPAConfig.load(da / "config.json"), SPAConfig.load(db / "config.json")
     for f in ("method", "n_components", "latent_dim", "cond_width", "path", "pdg_hidden", "finetune_encoder",
-              "structures", "structure_rank"):
+              "structures", "structure_rank", "expert_rank"):
         if getattr(ca, f) != getattr(cb, f):
             raise ValueError(f"{f} is {getattr(ca, f)!r} in {cfg.model_a} but {getattr(cb, f)!r} in {cfg.model_b}")
     sd = interpolate_states(read_weights(da / "weights.pt"), read_weights(db / "weights.pt"), float(cfg.alpha))

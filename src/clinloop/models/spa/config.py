@@ -30,6 +30,9 @@ class SPAConfig:
     seed: int = 0
     structures: list[str] = field(default_factory=list)  # a learnt token per structure (.structure; [] = none)
     structure_rank: int = 0  # rank r of each structure's decoder adapters (.adapters; 0 = none; needs structures)
+    expert_rank: int = 0  # rank r of each structure's expert, a specialist's change (.experts; 0 = none; extracted)
+    # "until-corrected": the structure's token, adapters or expert decode until the session's first corrective click
+    structure_route: str = "always"
 
     def __post_init__(self) -> None:
         from .variants import VARIANTS
@@ -55,6 +58,12 @@ class SPAConfig:
         if self.structure_rank < 0 or (self.structure_rank and not self.structures):
             raise ValueError(f"structure_rank must be 0, or >= 1 with structures; got {self.structure_rank} "
                              f"with structures {self.structures}")
+        if self.expert_rank < 0 or (self.expert_rank and (not self.structures or self.structure_rank)):
+            raise ValueError(f"expert_rank must be 0, or >= 1 with structures and without structure adapters; "
+                             f"got {self.expert_rank} with structures {self.structures}, "
+                             f"structure_rank {self.structure_rank}")
+        if self.structure_route not in ("always", "until-corrected"):
+            raise ValueError(f"structure_route must be 'always' or 'until-corrected', got {self.structure_route!r}")
         if not 0 < self.zoom_min <= 1:
             raise ValueError(f"zoom_min must be in (0, 1], got {self.zoom_min}")
 

@@ -69,7 +69,8 @@ from .conditioning import PreferenceConditioning
 from .config import SPAConfig
 from .distribution_generator import interaction_vector
 from .preference_distribution import GMM, sample
-from .adapters import StructureAdapters, structure_scope
+from .adapters import StructureAdapters, active_structure, structure_scope
+from .experts import StructureExperts
 from .structure import StructureToken
 from .variants import build_variant
 from .prompts import MASK_PROMPT_SCALE, SPAStateBase, mask_prompt  # noqa: F401  (MASK_PROMPT_SCALE re-exported)
@@ -104,6 +105,9 @@ class SPANet(nn.Module):
         # a low-rank decoder change per structure (our addition, .adapters); absent when structure_rank is 0
         self.structure_adapters = (StructureAdapters(backbone.mask_decoder, len(config.structures),
                                                      config.structure_rank) if config.structure_rank else None)
+        # a specialist's weights per structure as a low-rank change (our addition, .experts); extracted, not trained
+        self.structure_experts = (StructureExperts(self, len(config.structures), config.expert_rank)
+                                  if config.expert_rank else None)
 
     # ------------------------------------------------------------------ parts
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -135,34 +139,44 @@ class SPANet(nn.Module):
         return [p for m in (self.structure, self.structure_adapters) if m is not None for p in m.parameters()]
 
     def structure_scope(self, index: int):
-        """A context in which this thread decodes with structure ``index``'s adapters (:mod:`.adapters`;
-        0: none). Sessions, volume slices and training episodes open it around a step's decoding."""
+        """A context in which this thread decodes with structure ``index``'s adapters (:mod:`.adapters`) or
+        expert (:mod:`.experts`; 0: none). Sessions, volume slices and training episodes open it around a step."""
         if index and self.structure is None:
             raise ValueError(f"structure index {index} given to a model without structure tokens")
-        return structure_scope(index if self.structure_adapters is not None else 0)
+        specific = self.structure_adapters is not None or self.structure_experts is not None
+        return structure_scope(index if specific else 0)
+
+    def part(self, name: str) -> nn.Module:
+        """``prompt_encoder``, ``mask_decoder``, ``conditioning`` or ``variant`` as this thread decodes it now:
+        the shared module, or the active structure's expert copy (:mod:`.experts`)."""
+        full = f"backbone.{name}" if name in ("prompt_encoder", "mask_decoder") else name
+        s = active_structure()
+        if self.structure_experts is None or not s:
+            return self.get_submodule(full)
+        return self.structure_experts.merged(self, s)[full]
 
     def encode_interaction(self, points: tuple[torch.Tensor, torch.Tensor] | None, mask_logits: torch.Tensor | None,
                            box: torch.Tensor | None = None, structure: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """E_I: points ``((1, P, 2), (1, P))`` model frame, mask prompt ``(1, 1, 256, 256)`` -> sparse, dense;
         ``structure`` (:meth:`structure_index`) adds that structure's token t_s to dense."""
-        sparse, dense = self.backbone.prompt_encoder(points, box, mask_logits)
+        sparse, dense = self.part("prompt_encoder")(points, box, mask_logits)
         if structure and self.structure is None:
             raise ValueError(f"structure index {structure} given to a model without structure tokens")
         return sparse, dense if not structure else self.structure(dense, structure)
 
     def distribution(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> GMM:
         """p_theta from e_u (and the features, for MedUHIP)."""
-        return self.variant(interaction_vector(sparse, dense), e_x + dense)
+        return self.part("variant")(interaction_vector(sparse, dense), e_x + dense)
 
     def decode_base(self, e_x: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder run once (tail path): base logits ``(1, 256, 256)`` (single-mask token) and the
         decoded image tokens ``(1, C, 64, 64)``."""
-        dec = self.backbone.mask_decoder
+        dec = self.part("mask_decoder")
         out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens[None], sparse], dim=1)
         src = e_x + dense
         _, c, h, w = src.shape
-        hs, keys = dec.transformer(src, self.backbone.prompt_encoder.get_dense_pe(), tokens)
+        hs, keys = dec.transformer(src, self.part("prompt_encoder").get_dense_pe(), tokens)
         feats = keys.view(1, h, w, c).permute(0, 3, 1, 2)  # (1, C, h, w) view, channels-last memory: no copy
         hyper = dec.output_hypernetworks_mlps[0](hs[:, 1])  # (1, C/8)
         base = dec.upscaled_logits(keys, (h, w), hyper[:, None])[:, 0]
@@ -175,12 +189,12 @@ class SPANet(nn.Module):
         ``base``: a cached :meth:`decode_base` result (tail path only)."""
         if self.config.path == "tail":
             logit0, feats = self.decode_base(e_x, sparse, dense) if base is None else base
-            delta = self.conditioning(feats, z)  # (N, 1, 64, 64)
+            delta = self.part("conditioning")(feats, z)  # (N, 1, 64, 64)
             delta = F.interpolate(delta, size=logit0.shape[-2:], mode="bilinear", align_corners=False)
             return logit0 + delta[:, 0]
-        e_xn = self.conditioning(e_x, z)  # (N, C, 64, 64)
+        e_xn = self.part("conditioning")(e_x, z)  # (N, C, 64, 64)
         n = z.shape[0]
-        logits, _ = self.backbone.mask_decoder(e_xn, self.backbone.prompt_encoder.get_dense_pe(),
+        logits, _ = self.part("mask_decoder")(e_xn, self.part("prompt_encoder").get_dense_pe(),
                                                sparse.expand(n, -1, -1), dense, False)
         return logits[:, 0]
 
@@ -256,16 +270,17 @@ class SPAState(SPAStateBase):
     # ------------------------------------------------------------------ the step
     @torch.inference_mode()
     def _step(self, corrective: bool = False) -> Proposal:
-        with self.model.net.structure_scope(self.structure_id):  # the structure's decoder adapters (.adapters)
-            return self._decode_step(corrective)
+        sid = self.decoding_structure(self.model.config)
+        with self.model.net.structure_scope(sid):  # the structure's adapters (.adapters) or expert (.experts)
+            return self._decode_step(corrective, sid)
 
-    def _decode_step(self, corrective: bool) -> Proposal:
+    def _decode_step(self, corrective: bool, sid: int) -> Proposal:
         from clinloop.models.litemedsam.preprocess import postprocess_logits
 
         net, cfg = self.model.net, self.model.config
         self.iteration += 1
         e_x, pts, mp, bx = self._prompts(None)
-        sparse, dense = net.encode_interaction(pts, mp, bx, self.structure_id)
+        sparse, dense = net.encode_interaction(pts, mp, bx, sid)
         # p^(0) from the first click, or the user's carried profile (spa.txt §4: transfer across images)
         if not (self.carried and self.iteration == 1):
             self.gmm = net.distribution(e_x, sparse, dense).detach()
@@ -273,7 +288,7 @@ class SPAState(SPAStateBase):
         passes = cfg.click_passes if corrective else 1  # choices, boxes and the first click: one pass
         for k in range(passes):
             if k:  # a refinement pass: the previous pass's y_app becomes the mask prompt
-                sparse, dense = net.encode_interaction(pts, mask_prompt(current), bx, self.structure_id)
+                sparse, dense = net.encode_interaction(pts, mask_prompt(current), bx, sid)
             g = torch.Generator().manual_seed(step_seed)
             logits, _, _ = net.gen_mask(e_x, sparse, dense, self.gmm, cfg.n_samples, g)
             ys = logits > 0  # (N, 256, 256)
@@ -283,7 +298,7 @@ class SPAState(SPAStateBase):
             prompt_in = None if self.mask is None else self._input_mask(self.mask)
             view = self._zoom_view(current, prompt_in)  # .zoom: the crop around this answer, same latents z_n
             e_z, pz, mz, bz = self._prompts(view, prompt_in)
-            sz, dz = net.encode_interaction(pz, mz, bz, self.structure_id)
+            sz, dz = net.encode_interaction(pz, mz, bz, sid)
             zoomed, _, _ = net.gen_mask(e_z, sz, dz, self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
             zoomed = view.to_full(zoomed, self.info, outside=logits)
             ys = ((zoomed + logits) / 2 if cfg.zoom_mode == "mean" else zoomed) > 0

@@ -43,6 +43,12 @@ class SPAStateBase:
 
         return GMM.from_json(g, dim=latent_dim)
 
+    def decoding_structure(self, config) -> int:
+        """The structure index this step decodes with (``structure_id``), or 0 (the shared weights) from the
+        session's first corrective click on when ``config.structure_route`` is "until-corrected"
+        (:mod:`clinloop.models.spa.experts`)."""
+        return 0 if config.structure_route == "until-corrected" and self.corrective else self.structure_id
+
     def hint(self, points):
         raise ValueError("SPA takes clicks and candidate choices, not hint maps (use click/choose)")
 

@@ -152,6 +152,7 @@ class VolumeState(SPAStateBase):
                  progress: Callable[[SliceResult], None] | None = None, structure: str | None = None) -> None:
         self.model, self.net, self.seed = model, model.net, int(seed)
         self.structure, self.structure_id = structure, model.net.structure_index(structure)  # (.structure)
+        self._sid = self.structure_id  # the index this step decodes with (decoding_structure)
         self.vcfg = config or VolumeConfig()
         if image.ndim != 4:
             raise ValueError(f"a volume must be (D, H, W); got an image of shape {image.shape[1:]}")
@@ -293,7 +294,7 @@ class VolumeState(SPAStateBase):
         return p, box, mp
 
     def _run(self, t: int, s: _Slice, prompt, z: torch.Tensor, encoded=None) -> _Out:
-        with self.net.structure_scope(self.structure_id):  # in this thread: the structure's decoder adapters
+        with self.net.structure_scope(self._sid):  # in this thread: the structure's adapters or expert
             return self._decode(t, s, prompt, z, encoded)
 
     def _decode(self, t: int, s: _Slice, prompt, z: torch.Tensor, encoded=None) -> _Out:
@@ -301,7 +302,7 @@ class VolumeState(SPAStateBase):
 
         e_x = s.e_x.float()
         sparse, dense = encoded if encoded is not None else self.net.encode_interaction(
-            prompt[0], prompt[2], prompt[1], self.structure_id)
+            prompt[0], prompt[2], prompt[1], self._sid)
         base = self.net.decode_base(e_x, sparse, dense) if self.net.config.path == "tail" else None
         ys = self.net.sample_logits(e_x, sparse, dense, z, base) > 0  # (N, 256, 256)
         prob_m = ys.float().mean(0)
@@ -359,6 +360,7 @@ class VolumeState(SPAStateBase):
 
         cfg, t_start = self.model.config, time.perf_counter()
         self.iteration += 1
+        self._sid = self.decoding_structure(cfg)
         n_sl = self.shape[self.axis]
         a = self.anchor
         with self._fresh_lock:  # before the worker starts: a slice it encodes first must count
@@ -368,9 +370,10 @@ class VolumeState(SPAStateBase):
         try:
             s = self._slice(a)
             prompt = self._anchor_prompt(a, s, action)
-            sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1], self.structure_id)
-            if not (self.carried and self.iteration == 1):  # p^(0) from the click, or the carried profile
-                self.gmm = self.net.distribution(s.e_x.float(), sparse, dense).detach()
+            with self.net.structure_scope(self._sid):
+                sparse, dense = self.net.encode_interaction(prompt[0], prompt[2], prompt[1], self._sid)
+                if not (self.carried and self.iteration == 1):  # p^(0) from the click, or the carried profile
+                    self.gmm = self.net.distribution(s.e_x.float(), sparse, dense).detach()
             step_seed = self.seed * 1_000_003 + self.iteration
             z, _ = sample(self.gmm, cfg.n_samples, torch.Generator().manual_seed(step_seed))
             outs = {a: self._run(a, s, prompt, z, (sparse, dense))}

@@ -1,0 +1,99 @@
+"""A general SPA model with a specialist as one structure's expert (``clinloop extract-expert
+--general spa-general --specialist spa-lidc --structure nodule --rank 8 --out DIR``).
+
+Not in the SPA paper (:mod:`clinloop.models.spa.experts`). The general model keeps every
+weight; the new model adds the structure (its token, zero) and the expert
+Δ = θ_specialist − θ_general: rank-``r`` truncated SVD for the matrices, in full for every
+other tensor. With ``structure_route = "until-corrected"`` (the default here) a session on
+that structure decodes with the specialist's weights until its first corrective click, then
+with the general model's (trained for corrective clicks). Nothing is trained: the result is
+deterministic, seconds on a CPU. The general model's ``data.json`` (its split, the held-back
+patients its figures use) is kept, with "expert" added; the specialist must not have trained
+on those patients (its split is recorded beside them; docs/methods/spa.md checks it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHITECTURE = ("method", "n_components", "latent_dim", "cond_width", "path", "pdg_hidden", "backbone")
+
+
+@dataclass
+class ExtractExpertConfig:
+    """``general``, ``specialist``: model folders or shipped names (one architecture); ``structure``: the name
+    sessions give the specialist's structure (the reader's, e.g. "nodule"); ``rank``: r of the matrices' change."""
+
+    general: str = field(metadata={"help": "the general SPA model (folder or shipped name) that keeps every weight"})
+    specialist: str = field(metadata={"help": "the SPA model trained on the structure alone (folder or name)"})
+    structure: str = field(metadata={"help": "the structure the expert decodes, as the reader names it (e.g. nodule)"})
+    rank: int = field(default=8, metadata={"help": "rank r of each matrix's change (truncated SVD); others in full"})
+    route: str = field(default="until-corrected", metadata={
+        "help": "until-corrected: the expert decodes until a session's first corrective click; always: every step",
+        "choices": ("until-corrected", "always")})
+    out: str = field(default="runs/spa-expert", metadata={"help": "model folder to write"})
+
+    def __post_init__(self) -> None:
+        if int(self.rank) < 1:
+            raise ValueError(f"rank must be >= 1, got {self.rank}")
+        if not str(self.structure).strip():
+            raise ValueError("structure must be a non-empty name (e.g. nodule)")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
+    """Write the general model with ``cfg.specialist`` as ``cfg.structure``'s expert to ``cfg.out``;
+    returns its ``data.json``."""
+    import torch
+
+    from clinloop.models import registry
+    from clinloop.models.litemedsam import build_litemedsam
+    from clinloop.models.litemedsam.compact import read_weights
+    from clinloop.models.spa.config import SPAConfig
+    from clinloop.models.spa.experts import is_low_rank, part_tensors
+    from clinloop.models.spa.model import SPANet, load_spa_net, save_spa
+
+    dg, ds = registry.resolve_model_dir(cfg.general), registry.resolve_model_dir(cfg.specialist)
+    cg, cs = SPAConfig.load(dg / "config.json"), SPAConfig.load(ds / "config.json")
+    for name, c in (("general", cg), ("specialist", cs)):
+        if c.structures or c.structure_rank or c.expert_rank or c.finetune_encoder:
+            raise ValueError(f"the {name} model {getattr(cfg, name)} must be a plain SPA model (no structure tokens, "
+                             f"adapters, experts or fine-tuned encoder); got structures {c.structures}")
+    for f in ARCHITECTURE:
+        if getattr(cg, f) != getattr(cs, f):
+            raise ValueError(f"{f} is {getattr(cg, f)!r} in {cfg.general} but {getattr(cs, f)!r} in {cfg.specialist}")
+    config = SPAConfig.from_dict({**cg.to_dict(), "structures": [cfg.structure], "expert_rank": int(cfg.rank),
+                                  "structure_route": cfg.route})
+    net = SPANet(config, build_litemedsam(True))
+    missing, unexpected = net.load_state_dict(read_weights(dg / "weights.pt"), strict=False)
+    bad = [k for k in missing if not k.startswith(("backbone.image_encoder.", "structure.", "structure_experts."))]
+    if bad or unexpected:
+        raise ValueError(f"{cfg.general}: weights do not match its config (missing {bad[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    general, special = part_tensors(net), part_tensors(load_spa_net(ds))
+    net.structure_experts.set_expert(1, general, special)
+    kept = total = 0.0
+    for k, g in general.items():  # the share of ||Δ||² the low-rank matrices keep (1 for the full tensors)
+        d = (special[k] - g).double()
+        total += float(d.pow(2).sum())
+        kept += float((torch.linalg.svdvals(d)[: cfg.rank] if is_low_rank(d.shape, cfg.rank) else d).pow(2).sum())
+    data = json.loads((dg / "data.json").read_text()) if (dg / "data.json").is_file() else {}
+    spec_data = json.loads((ds / "data.json").read_text()) if (ds / "data.json").is_file() else {}
+    data["expert"] = {
+        **asdict(cfg), "out": None,
+        "command": (f"clinloop extract-expert --general {cfg.general} --specialist {cfg.specialist} "
+                    f"--structure {cfg.structure} --rank {cfg.rank} --route {cfg.route} --out DIR"),
+        "weights_sha256": {"general": _sha256(dg / "weights.pt"), "specialist": _sha256(ds / "weights.pt")},
+        "specialist_split": spec_data.get("split"), "specialist_command": spec_data.get("command"),
+        "delta_energy_kept": round(kept / total, 4) if total else 1.0,
+        "numbers": int(sum(b.numel() for b in net.structure_experts.buffers())),
+        "formula": "theta_general + Delta, Delta = rank-r SVD of (specialist - general) per matrix, full otherwise",
+    }
+    save_spa(net, cfg.out, extra=data)
+    return data
