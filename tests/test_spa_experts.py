@@ -129,7 +129,8 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
 
     general, special = _pair()
     save_spa(general, tmp_path / "g", extra={"split": {"seed": 0}, "command": "clinloop train ..."})
-    save_spa(special, tmp_path / "s", extra={"split": {"seed": 0, "val_fraction": 0.2}})
+    save_spa(special, tmp_path / "s", extra={"split": {"seed": 0, "val_fraction": 0.2},
+                                             "train_case_ids": ["P1/n0/s0", "P2/n1/s3"]})
     rc = main(["extract-expert", "--general", str(tmp_path / "g"), "--specialist", str(tmp_path / "s"),
                "--structure", "nodule", "--rank", "4", "--out", str(tmp_path / "m")])
     assert rc == 0
@@ -138,6 +139,14 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
     data = json.loads((tmp_path / "m" / "data.json").read_text())
     assert data["split"] == {"seed": 0} and data["expert"]["specialist_split"]["val_fraction"] == 0.2
     assert 0 < data["expert"]["delta_energy_kept"] < 1 and len(data["expert"]["weights_sha256"]["general"]) == 64
+    assert data["expert"]["train_patient_ids"] == ["P1", "P2"]
+    from clinloop.evaluation.spa3d_protocol import held_back
+
+    class Volumes(list):
+        patient_ids = ["P0", "P1", "P2", "P3"]
+
+    # the spa-3d protocol holds back by data.json: the specialist's patients are not held back either
+    assert held_back(Volumes(range(4)), str(tmp_path / "m"), "spa")[:2] == ([0, 3], 2)
     net = load_spa_net(tmp_path / "m")
     g = load_spa_net(tmp_path / "g")
     for k, v in part_tensors(g).items():  # the shared weights are the general model's

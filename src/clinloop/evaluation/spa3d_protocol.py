@@ -230,6 +230,7 @@ def held_back(ds, model: str | None, method: str) -> tuple[list[int], int, str]:
         info = {}
     trained = {str(c).split("/")[0] for c in info.get("train_case_ids", [])}
     trained |= {str(p) for p in info.get("train_patient_ids", [])}  # models trained on several datasets (--mix)
+    trained |= {str(p) for p in info.get("expert", {}).get("train_patient_ids", [])}  # a structure expert's too
     keep = [i for i, p in enumerate(ds.patient_ids) if str(p) not in trained]
     skipped = len(ds) - len(keep)
     note = (f"held-back patients ({skipped} cases of trained patients skipped)" if skipped

@@ -91,6 +91,9 @@ def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
                     f"--structure {cfg.structure} --rank {cfg.rank} --route {cfg.route} --out DIR"),
         "weights_sha256": {"general": _sha256(dg / "weights.pt"), "specialist": _sha256(ds / "weights.pt")},
         "specialist_split": spec_data.get("split"), "specialist_command": spec_data.get("command"),
+        # the patients the specialist trained on: protocols that hold back by data.json skip them too
+        "train_patient_ids": sorted({str(c).split("/")[0] for c in spec_data.get("train_case_ids", [])}
+                                    | {str(q) for q in spec_data.get("train_patient_ids", [])}),
         "delta_energy_kept": round(kept / total, 4) if total else 1.0,
         "numbers": int(sum(b.numel() for b in net.structure_experts.buffers())),
         "formula": "theta_general + Delta, Delta = rank-r SVD of (specialist - general) per matrix, full otherwise",
