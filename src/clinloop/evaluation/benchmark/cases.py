@@ -34,12 +34,15 @@ def lexu_train_cases(model: str = "lexu-lidc") -> set[str]:
 
 def trained_ids(model: str) -> set[str]:
     """The case and patient ids a model folder's ``data.json`` says it trained on
-    (``train_case_ids`` and, for models trained on a mix, ``train_patient_ids``)."""
+    (``train_case_ids`` and, for models trained on a mix, ``train_patient_ids``; a structure
+    expert's specialist's patients too, ``expert.train_patient_ids``)."""
     from clinloop.models.registry import resolve_model_dir
 
     p = Path(resolve_model_dir(model)) / "data.json"
     info = json.loads(p.read_text()) if p.is_file() else {}
-    return {str(c) for c in info.get("train_case_ids", [])} | {str(c) for c in info.get("train_patient_ids", [])}
+    ids = [*info.get("train_case_ids", []), *info.get("train_patient_ids", []),
+           *info.get("expert", {}).get("train_patient_ids", [])]
+    return {str(c) for c in ids}
 
 
 def heldout_lidc(ds, per_nodule: int | None = 1, limit: int | None = None, exclude: set[str] = frozenset()) -> list[int]:

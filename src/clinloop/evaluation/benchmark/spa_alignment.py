@@ -35,20 +35,21 @@ SUBSET_SIZES = (3, 2)
 
 
 def follow_user(model, image: np.ndarray, target: np.ndarray, *, seed: int, iterations: int,
-                profile: dict | None = None):
+                profile: dict | None = None, structure: str | None = None):
     """A simulated user who wants ``target (H, W)`` drives a :class:`~clinloop.interaction.session.Session`
     on ``image (H, W)``: a click at the target's centre (``largest_error_click`` against an empty
     prediction), then the candidate a ``PreferredRaterUser`` for the target picks; when it picks none
     (accepts) the mask stays for the remaining iterations. ``profile``: a preference profile from an
-    earlier image (``Session.profile()``). Returns ``(masks, session)``: ``iterations`` proposal masks
-    ``(H, W)`` bool, one per iteration, and the session (for its ``profile()``)."""
+    earlier image (``Session.profile()``); ``structure``: the case's (its token, adapters or expert).
+    Returns ``(masks, session)``: ``iterations`` proposal masks ``(H, W)`` bool, one per iteration, and
+    the session (for its ``profile()``)."""
     from clinloop.interaction.session import Session
     from clinloop.interaction.users import PreferredRaterUser, largest_error_click
 
     target = np.asarray(target, bool)
     if not target.any():
         raise ValueError("follow_user: the target is empty (no structure to click on)")
-    session = Session(model, image, seed=seed, profile=profile)
+    session = Session(model, image, seed=seed, profile=profile, structure=structure)
     user = PreferredRaterUser(target)
     p = session.click(*largest_error_click(target, None))
     masks = [p.mask]
@@ -67,7 +68,7 @@ def rater_subsets(n_raters: int, sizes=SUBSET_SIZES) -> list[tuple[int, ...]]:
 
 
 def alignment_case(model, image: np.ndarray, masks: np.ndarray, subset, *, seed: int,
-                   iterations: int = ITERATIONS) -> np.ndarray | None:
+                   iterations: int = ITERATIONS, structure: str | None = None) -> np.ndarray | None:
     """``(iterations, R)`` Dice of the proposal after each iteration to each rater of ``masks (R, H, W)``,
     for a user whose target is the majority of the raters in ``subset``; None when that target is empty."""
     from clinloop.data.fusion import majority_vote
@@ -77,7 +78,7 @@ def alignment_case(model, image: np.ndarray, masks: np.ndarray, subset, *, seed:
     target = majority_vote(masks[list(subset)])
     if not target.any():
         return None
-    props, _ = follow_user(model, image, target, seed=seed, iterations=iterations)
+    props, _ = follow_user(model, image, target, seed=seed, iterations=iterations, structure=structure)
     return np.array([[dice(m, r) for r in masks] for m in props])
 
 
@@ -143,7 +144,8 @@ def _compute(model_name: str):
         for pos, i in enumerate(tqdm(idx, desc=f"alignment {model_name}", leave=False, disable=not ctx.verbose)):
             s = ds[i]
             for si, subset in enumerate(rater_subsets(n_raters)):
-                d = alignment_case(model, s.image[0], s.masks, subset, seed=ctx.seed + 100 * pos + si)
+                d = alignment_case(model, s.image[0], s.masks, subset, seed=ctx.seed + 100 * pos + si,
+                                   structure=s.structure)
                 if d is not None:
                     cases.append({"case_id": ds.case_ids[i], "patient_id": str(s.patient_id), "subset": list(subset),
                                   "dice": d.round(6).tolist()})

@@ -39,23 +39,25 @@ ITERATIONS = 3  # Dice@1 and Dice@3, as Table 1
 KEYS = ("fresh_1", "carried_1", "diff_1", "fresh_3", "carried_3", "diff_3")
 
 
-def transfer_sequence(model, images, targets, seeds, iterations: int = ITERATIONS) -> list[dict]:
+def transfer_sequence(model, images, targets, seeds, iterations: int = ITERATIONS,
+                      structures=None) -> list[dict]:
     """One user on a sequence of images (``images``, ``targets``: ``(H, W)`` each; one seed per image).
 
     Per image ``{"fresh": [Dice after each iteration], "carried": [...], "carried_profile": bool}``:
     ``fresh`` starts from no profile; ``carried`` from the profile the carried arm's session on the
     previous image ended with (``Session.profile()``); on the first image there is none, and both
-    arms are the same session."""
+    arms are the same session. ``structures``: each image's (None: none given)."""
     from clinloop.evaluation.benchmark.spa_alignment import follow_user
     from clinloop.metrics import dice
 
     rows, profile = [], None
-    for image, target, seed in zip(images, targets, seeds):
-        fresh, s_fresh = follow_user(model, image, target, seed=seed, iterations=iterations)
+    for image, target, seed, st in zip(images, targets, seeds, structures or [None] * len(images)):
+        fresh, s_fresh = follow_user(model, image, target, seed=seed, iterations=iterations, structure=st)
         if profile is None:
             carried, s_carried = fresh, s_fresh
         else:
-            carried, s_carried = follow_user(model, image, target, seed=seed, iterations=iterations, profile=profile)
+            carried, s_carried = follow_user(model, image, target, seed=seed, iterations=iterations, profile=profile,
+                                             structure=st)
         rows.append({"fresh": [dice(m, target) for m in fresh], "carried": [dice(m, target) for m in carried],
                      "carried_profile": profile is not None})
         profile = s_carried.profile()
@@ -112,7 +114,8 @@ def _compute(model_name: str):
             seq = _one_per_patient([i for i in held if _drew(ds[i], r)], ds.patient_ids)[:limit]
             samples = [ds[i] for i in seq]
             rows = transfer_sequence(model, [s.image[0] for s in samples], [s.masks[r] for s in samples],
-                                     [ctx.seed + 1000 * r + t for t in range(len(seq))])
+                                     [ctx.seed + 1000 * r + t for t in range(len(seq))],
+                                     structures=[s.structure for s in samples])
             for t, (i, row) in enumerate(zip(seq, rows)):
                 cases.append({"user": f"rater {r + 1}", "position": t, "case_id": ds.case_ids[i],
                               "patient_id": str(ds.patient_ids[i]), **row})
