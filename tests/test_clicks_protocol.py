@@ -94,7 +94,8 @@ def test_cli_writes_results(tmp_path, stub_backbone):  # noqa: F811
 def test_shipped_zoom_honours_the_rim_clicks_the_full_frame_misses(shared_data):
     """The shipped ``spa-general`` (its config: zoom_in 2, zoom_min 0.35, mean, when missed) on the first 11
     held-back LIDC slices, network alone: the zoom honours corrective clicks the full frame alone
-    misses (measured 42 / 44 against 39 / 44; docs/methods/spa.md "Zoom for corrective clicks")."""
+    misses (measured 42 / 44 against 39 / 44 before the nodule's expert, 44 / 44 against 35 / 44 with it;
+    docs/methods/spa.md "Zoom for corrective clicks")."""
     import clinloop
 
     kw = dict(model="spa-general", split="val", per_nodule=1, limit=11, clicks=5, threads=1, model_only=True)

@@ -38,7 +38,8 @@ def reproduce_first_validation_case(model, method: str, folder, shared_data) -> 
     i = select_cases(ds, "val", limit=1, per_group=1)[0]
     assert ds.case_ids[i] == first["case_id"]
     s = ds[i]
-    d, _, _, raters, _ = run_case(model, method, s.image[0], s.masks, s.rater_valid, int(first["seed"]), 2)
+    d, _, _, raters, _ = run_case(model, method, s.image[0], s.masks, s.rater_valid, int(first["seed"]), 2,
+                                  structure=s.structure)  # as the protocol (spa-general: the nodule's expert)
     assert " ".join(map(str, raters)) == first["raters"]
     np.testing.assert_allclose(d, [float(first["dice_1"]), float(first["dice_2"])], atol=2e-3)
 
