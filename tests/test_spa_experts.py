@@ -173,3 +173,16 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
     assert main(["train", "--method", "spa", "--data", str(tmp_path), "--init", str(tmp_path / "m"),
                  "--out", str(tmp_path / "t"), "--steps", "1"]) == 2
     assert "extracted, not trained" in capsys.readouterr().err
+
+
+def test_replay_keeps_the_structure():
+    """Session.replay (the server's rebuild after an eviction) decodes with the case's structure, as the
+    session it rebuilds did (it dropped it: a nodule's expert session replayed as the general model)."""
+    general, special = _pair()
+    model, img = SPAModel(_with_expert(general, special)), _image()
+    s = Session(model, img, seed=0, structure="nodule")
+    p = s.click((25, 20))
+    same = Session.replay(model, img, s.history, seed=0, structure="nodule")
+    np.testing.assert_array_equal(same.proposal.probability, p.probability)
+    plain = Session.replay(model, img, s.history, seed=0)
+    assert not np.array_equal(plain.proposal.probability, p.probability)

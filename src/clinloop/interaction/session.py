@@ -306,8 +306,9 @@ class Session:
 
     @classmethod
     def replay(cls, model: InteractiveModel, image: Any, history: Sequence[dict[str, Any]], seed: int = 0,
-               profile: dict[str, Any] | None = None, volume_config: Any = None) -> "Session":
-        """Rebuild a session from its recorded history (same model, image, seed → same result)."""
-        s = cls(model, image, seed=seed, profile=profile, volume_config=volume_config)
+               profile: dict[str, Any] | None = None, volume_config: Any = None,
+               structure: str | None = None) -> "Session":
+        """Rebuild a session from its recorded history (same model, image, seed and structure → same result)."""
+        s = cls(model, image, seed=seed, profile=profile, volume_config=volume_config, structure=structure)
         s._apply(history)
         return s

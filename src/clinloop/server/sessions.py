@@ -127,7 +127,7 @@ def rebuild(ctx: Context, request: Any, sid: str, user: str) -> Live:
     img, meta = ctx.store.image(row["image_sha"])
     with ctx.gate(request):
         s = Session.replay(driven, user_image(img), row["history"], seed=row["seed"], profile=row["profile"],
-                           volume_config=_vcfg(ctx, img, meta, inner))
+                           volume_config=_vcfg(ctx, img, meta, inner), structure=(meta or {}).get("structure") or None)
     log.info("session %s rebuilt from %d stored actions", sid, len(row["history"]))
     return Live(s, row, img, meta)
 
