@@ -35,13 +35,14 @@ def _with_expert(general, special, rank=10_000, route="always", structures=("nod
 
 def test_low_rank_factors_are_the_truncated_svd():
     d = torch.randn(20, 12, generator=torch.Generator().manual_seed(0))
-    a, b = low_rank_factors(d, 3)
+    a, b, kept = low_rank_factors(d, 3)
     assert a.shape == (3, 12) and b.shape == (20, 3)
     u, s, vh = np.linalg.svd(d.numpy().astype(np.float64), full_matrices=False)
     want = (u[:, :3] * s[:3]) @ vh[:3]
     np.testing.assert_allclose((b @ a).numpy(), want, atol=1e-5)
     # Eckart-Young: what is left is the norm of the dropped singular values
     assert float(torch.linalg.norm(d - b @ a)) == pytest.approx(float(np.sqrt((s[3:] ** 2).sum())), rel=1e-5)
+    assert kept == pytest.approx(float((s[:3] ** 2).sum()), rel=1e-9)
     assert is_low_rank(torch.Size([20, 12]), 3) and not is_low_rank(torch.Size([20, 3]), 3)
     assert not is_low_rank(torch.Size([32, 8, 3, 3]), 3)  # convolutions: in full
 
@@ -88,7 +89,7 @@ def test_loading_new_weights_merges_again():
     assert not net.structure_experts._merged
 
 
-def _decoding_indices(net, actions, route):
+def _decoding_indices(net, actions):
     model, img = SPAModel(net), _image()
     seen, part = [], net.part
 
@@ -111,9 +112,9 @@ def test_until_corrected_the_expert_decodes_first_clicks_and_choices_then_the_sh
     general, special = _pair()
     acts = [("click", (25, 20)), ("choose", 0), ("click", (5, 5), False), ("choose", 1)]
     net = _with_expert(general, special, route="until-corrected")
-    assert _decoding_indices(net, acts, "until-corrected") == [[1], [1], [0], [0]]
+    assert _decoding_indices(net, acts) == [[1], [1], [0], [0]]
     net = _with_expert(general, special, route="always")
-    assert _decoding_indices(net, acts, "always") == [[1], [1], [1], [1]]
+    assert _decoding_indices(net, acts) == [[1], [1], [1], [1]]
     with pytest.raises(ValueError, match="structure_route"):
         SPAConfig(structure_route="sometimes")
     with pytest.raises(ValueError, match="expert_rank"):
@@ -138,7 +139,16 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
     assert (cfg["structures"], cfg["expert_rank"], cfg["structure_route"]) == (["nodule"], 4, "until-corrected")
     data = json.loads((tmp_path / "m" / "data.json").read_text())
     assert data["split"] == {"seed": 0} and data["expert"]["specialist_split"]["val_fraction"] == 0.2
-    assert 0 < data["expert"]["delta_energy_kept"] < 1 and len(data["expert"]["weights_sha256"]["general"]) == 64
+    assert len(data["expert"]["weights_sha256"]["general"]) == 64
+    kept = total = 0.0  # the share of ||Δ||² kept, from the saved weights with numpy's SVD
+    gs, ss = part_tensors(load_spa_net(tmp_path / "g")), part_tensors(load_spa_net(tmp_path / "s"))
+    for k, g in gs.items():
+        d = (ss[k] - g).double().numpy()
+        total += (d ** 2).sum()
+        low = d.ndim == 2 and min(d.shape) > 4
+        kept += (np.linalg.svd(d, compute_uv=False)[:4] ** 2).sum() if low else (d ** 2).sum()
+    assert 0 < data["expert"]["delta_energy_kept"] < 1
+    assert data["expert"]["delta_energy_kept"] == pytest.approx(kept / total, abs=1e-4)
     assert data["expert"]["train_patient_ids"] == ["P1", "P2"]
     from clinloop.evaluation.spa3d_protocol import held_back
 
@@ -154,7 +164,7 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
     merged = net.structure_experts.merged(net, 1)
     w = "transformer.layers.0.mlp.lin1.weight"  # a matrix: rank 4 of the change
     d = special.backbone.mask_decoder.state_dict()[w] - general.backbone.mask_decoder.state_dict()[w]
-    a, b = low_rank_factors(d, 4)
+    a, b, _ = low_rank_factors(d, 4)
     got = merged["backbone.mask_decoder"].state_dict()[w] - g.backbone.mask_decoder.state_dict()[w]
     torch.testing.assert_close(got, b @ a, atol=2e-3, rtol=0)  # fp16 storage
     bias = "conditioning.conv1.bias"  # a vector: in full

@@ -50,13 +50,11 @@ def _sha256(path: Path) -> str:
 def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
     """Write the general model with ``cfg.specialist`` as ``cfg.structure``'s expert to ``cfg.out``;
     returns its ``data.json``."""
-    import torch
-
     from clinloop.models import registry
     from clinloop.models.litemedsam import build_litemedsam
     from clinloop.models.litemedsam.compact import read_weights
     from clinloop.models.spa.config import SPAConfig
-    from clinloop.models.spa.experts import is_low_rank, part_tensors
+    from clinloop.models.spa.experts import part_tensors
     from clinloop.models.spa.model import SPANet, load_spa_net, save_spa
 
     dg, ds = registry.resolve_model_dir(cfg.general), registry.resolve_model_dir(cfg.specialist)
@@ -77,12 +75,7 @@ def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.general}: weights do not match its config (missing {bad[:3]}, "
                          f"unexpected {unexpected[:3]})")
     general, special = part_tensors(net), part_tensors(load_spa_net(ds))
-    net.structure_experts.set_expert(1, general, special)
-    kept = total = 0.0
-    for k, g in general.items():  # the share of ||Δ||² the low-rank matrices keep (1 for the full tensors)
-        d = (special[k] - g).double()
-        total += float(d.pow(2).sum())
-        kept += float((torch.linalg.svdvals(d)[: cfg.rank] if is_low_rank(d.shape, cfg.rank) else d).pow(2).sum())
+    energy_kept = net.structure_experts.set_expert(1, general, special)
     data = json.loads((dg / "data.json").read_text()) if (dg / "data.json").is_file() else {}
     spec_data = json.loads((ds / "data.json").read_text()) if (ds / "data.json").is_file() else {}
     data["expert"] = {
@@ -94,7 +87,7 @@ def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
         # the patients the specialist trained on: protocols that hold back by data.json skip them too
         "train_patient_ids": sorted({str(c).split("/")[0] for c in spec_data.get("train_case_ids", [])}
                                     | {str(q) for q in spec_data.get("train_patient_ids", [])}),
-        "delta_energy_kept": round(kept / total, 4) if total else 1.0,
+        "delta_energy_kept": round(energy_kept, 4),
         "numbers": int(sum(b.numel() for b in net.structure_experts.buffers())),
         "formula": "theta_general + Delta, Delta = rank-r SVD of (specialist - general) per matrix, full otherwise",
     }

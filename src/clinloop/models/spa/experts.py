@@ -47,11 +47,12 @@ def is_low_rank(shape: torch.Size, rank: int) -> bool:
     return len(shape) == 2 and min(shape) > rank
 
 
-def low_rank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(A (r, in), B (out, r))`` with ``B A`` the best rank-``r`` approximation of ``delta (out, in)``."""
+def low_rank_factors(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``(A (r, in), B (out, r), kept)`` with ``B A`` the best rank-``r`` approximation of ``delta (out, in)``
+    and ``kept`` its squared Frobenius norm (the sum of the ``r`` largest squared singular values)."""
     u, s, vh = torch.linalg.svd(delta.double(), full_matrices=False)
     root = s[:rank].sqrt()
-    return (root[:, None] * vh[:rank]).float(), (u[:, :rank] * root).float()
+    return (root[:, None] * vh[:rank]).float(), (u[:, :rank] * root).float(), float(s[:rank].pow(2).sum())
 
 
 class _Delta(nn.Module):
@@ -71,13 +72,16 @@ class _Delta(nn.Module):
             return self.d[s - 1]
         return self.b[s - 1] @ self.a[s - 1]
 
-    def set(self, s: int, delta: torch.Tensor, rank: int) -> None:
-        """Store ``delta`` as structure ``s``'s change (rank-``rank`` factors or in full)."""
+    def set(self, s: int, delta: torch.Tensor, rank: int) -> tuple[float, float]:
+        """Store ``delta`` as structure ``s``'s change (rank-``rank`` factors or in full); returns the squared
+        norms ``(kept, total)`` of the stored change and of ``delta``."""
+        total = float(delta.double().pow(2).sum())
         if hasattr(self, "d"):
             self.d[s - 1] = delta
-        else:
-            a, b = low_rank_factors(delta, rank)
-            self.a[s - 1], self.b[s - 1] = a, b
+            return total, total
+        a, b, kept = low_rank_factors(delta, rank)
+        self.a[s - 1], self.b[s - 1] = a, b
+        return kept, total
 
 
 def _key(name: str) -> str:
@@ -107,14 +111,19 @@ class StructureExperts(nn.Module):
         """Forget the merged copies (after the net's or the experts' tensors change)."""
         self._merged.clear()
 
-    def set_expert(self, s: int, general: dict[str, torch.Tensor], specialist: dict[str, torch.Tensor]) -> None:
-        """Δ_s = specialist − general for every tensor (both: :func:`part_tensors` of nets of one architecture)."""
+    def set_expert(self, s: int, general: dict[str, torch.Tensor],
+                   specialist: dict[str, torch.Tensor]) -> float:
+        """Δ_s = specialist − general for every tensor (both: :func:`part_tensors` of nets of one architecture).
+        Returns the share of ||Δ_s||² the stored change keeps (1 when every tensor is kept in full)."""
+        kept = total = 0.0
         for k in self.names:
             if specialist[k].shape != general[k].shape:
                 raise ValueError(f"tensor {k!r} has shape {tuple(specialist[k].shape)} in the specialist but "
                                  f"{tuple(general[k].shape)} in the general model")
-            self.deltas[_key(k)].set(s, specialist[k].float() - general[k].float(), self.rank)
+            k_kept, k_total = self.deltas[_key(k)].set(s, specialist[k].float() - general[k].float(), self.rank)
+            kept, total = kept + k_kept, total + k_total
         self.clear()
+        return kept / total if total else 1.0
 
     def has_expert(self, s: int) -> bool:
         """Whether structure ``s`` has a non-zero change."""
