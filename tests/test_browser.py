@@ -199,3 +199,30 @@ def test_corrective_click_changes_the_mask_at_the_clicked_pixel(live_server):
         assert page.get_attribute("#view", "data-markers") == "3"
         ctx.close()
     assert not errors, errors
+
+
+def test_an_upload_names_its_structure(live_server):
+    """The structure field lists the model's own structures (GET /api/info) and goes with the upload:
+    the session and its title carry it."""
+    from clinloop.interaction.session import model_structures
+    from test_server import shared_model
+
+    url, _app, d = live_server
+    with chromium() as b:
+        ctx = b.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers={"X-Clinloop-User": "upload"})
+        page = ctx.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_selector(".case")
+        listed = page.eval_on_selector_all("#structure-names option", "os => os.map(o => o.value)")
+        assert listed == model_structures(shared_model())
+        page.fill("#upload-structure", "nodule")
+        page.set_input_files("#file", str(d / "nodule_slice.png"))
+        page.wait_for_function("S.sid && document.querySelector('#status-badge').textContent === 'open'",
+                               timeout=120_000)
+        assert "· nodule ·" in page.inner_text("#case-title")
+        desc = page.evaluate("fetch(`/api/sessions/${S.sid}`).then(r => r.json())")
+        assert desc["structure"] == "nodule" and desc["case_id"] is None
+        ctx.close()
+    assert not errors, errors

@@ -271,6 +271,39 @@ def test_bad_input_is_4xx(server, opened):
     assert c.get("/api/info").status_code == 200  # still serving
 
 
+def test_an_upload_names_its_structure(server, opened):
+    """An upload's ``structure`` is kept with the image, shown by the session and passed to the model:
+    the shipped spa-general decodes a "nodule" with its expert, so the first click's proposal differs from
+    the same image's without a structure; a restarted server replays it with the structure."""
+    from fastapi.testclient import TestClient
+
+    from clinloop.interaction.session import model_structures
+    from clinloop.server.app import create_app
+
+    c, _app, state = server
+    known = model_structures(shared_model())
+    assert c.get("/api/info").json()["models"][0]["structures"] == known
+    png = png_bytes(test_image())
+    up = lambda **data: c.post("/api/sessions", files={"file": ("s.png", png, "image/png")}, data=data)  # noqa: E731
+    named, plain = up(structure=" Nodule ", use_profile="false"), up(use_profile="false")
+    assert named.status_code == 200 and named.json()["structure"] == "Nodule" and plain.json()["structure"] is None
+    masks = []
+    for r in (named, plain):
+        p = c.post(f"/api/sessions/{r.json()['session_id']}/click", json={"x": 44, "y": 50})
+        assert p.status_code == 200, p.text
+        masks.append(p.json()["mask"])
+    assert (masks[0] != masks[1]) == ("nodule" in [k.lower() for k in known])
+    with TestClient(create_app(shared_model(), state_dir=state)) as c2:  # rebuilt by replay, structure and all
+        again = c2.get(f"/api/sessions/{named.json()['session_id']}/proposal").json()
+        assert again["mask"] == masks[0]
+        assert c2.get(f"/api/sessions/{named.json()['session_id']}").json()["structure"] == "Nodule"
+    for bad, code in (("x" * 129, 422), ("a\nb", 422)):
+        r = up(structure=bad)
+        assert r.status_code == code and "structure" in r.json()["detail"], r.text
+    r = c.post("/api/sessions", data={"case_id": "c1", "structure": "nodule"})
+    assert r.status_code == 400 and "structure" in r.json()["detail"]
+
+
 def _npy(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, a)

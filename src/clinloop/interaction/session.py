@@ -110,6 +110,13 @@ def structure_options(model, structure: str | None) -> dict:
     return {"structure": str(structure)} if structure and getattr(model, "takes_structure", False) else {}
 
 
+def model_structures(model) -> list[str]:
+    """The structures ``model`` has learnt something of its own for (SPA's ``config.structures``: a token,
+    adapters or an expert each, :mod:`clinloop.models.spa.structure`); ``[]`` for other models. Any other
+    structure name is still accepted by a session: it is decoded by the shared weights."""
+    return [str(s) for s in (getattr(getattr(model, "config", None), "structures", None) or [])]
+
+
 class Session:
     """One interactive segmentation of one image (see the module docstring)."""
 

@@ -84,8 +84,8 @@ class _Open(BaseModel):
 class InfoOut(_Open):
     user: str
     model: str
-    models: list[dict[str, Any]] | None = Field(None, description="every served model: name, spatial_ndims "
-                                                "(POST /api/sessions takes one as model)")
+    models: list[dict[str, Any]] | None = Field(None, description="every served model: name, spatial_ndims, "
+                                                "structures (POST /api/sessions takes one as model)")
     spatial_ndims: list[int]
     cases: int
     ranked_by: str | None
@@ -116,6 +116,7 @@ class SessionOut(_Open):
     has_proposal: bool
     exports: list[str]
     profile_applied: bool
+    structure: str | None = None
     start_seconds: float | None = None
 
 

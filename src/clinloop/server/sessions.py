@@ -40,7 +40,7 @@ def describe(ctx: Context, sid: str, lv: Live) -> dict[str, Any]:
             "spacing": lv.meta.get("spacing"), "has_proposal": s.proposal is not None,
             "exports": ["nii.gz"] + (["png"] if len(s.spatial_shape) == 2 else [])
             + (["dcm"] if lv.meta.get("format") == "dicom" and lv.meta.get("source_suffix") else []),
-            "profile_applied": lv.row.get("profile") is not None}
+            "profile_applied": lv.row.get("profile") is not None, "structure": lv.meta.get("structure") or None}
 
 
 def answer(sid: str, lv: Live, p, z: int | None = None) -> dict[str, Any]:

@@ -111,6 +111,19 @@ def read_upload(data: bytes, filename: str, limits: Limits, tmp_root: Path) -> t
     return img, meta, suffix
 
 
+def form_structure(value: Any) -> str | None:
+    """The optional ``structure`` form field (what the upload shows, e.g. "nodule"): stripped, at most
+    128 printable characters; ``None`` when empty (422 otherwise)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        fail(400, "'structure' must be a text field")
+    text = value.strip()
+    if len(text) > 128 or not text.isprintable():
+        fail(422, f"structure must be at most 128 printable characters; got {text[:40]!r}")
+    return text or None
+
+
 def form_seed(value: Any) -> int:
     """The ``seed`` form field as an int in ``0 <= seed < 2**31`` (422 otherwise)."""
     try:

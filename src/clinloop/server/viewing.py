@@ -123,7 +123,8 @@ def profile_for(ctx: Any, user: str, meta: dict[str, Any], use_profile: bool | s
                 model: str | None = None) -> dict | None:
     """The profile a new session of ``model`` (default: the server's) starts with:
     ``use_profile`` False -> none; True -> the one learnt on this structure (uploads:
-    the latest of any); ``"any"`` -> this structure's, else the latest learnt on any structure."""
+    the latest of any when it names no structure); ``"any"`` -> this structure's, else the latest learnt on
+    any structure."""
     if not use_profile:
         return None
     model = model or ctx.model_name

@@ -20,11 +20,15 @@ def index():
 
 @router.get("/api/info", response_model=None, responses={200: {"model": InfoOut}, **errors(422)})
 def info(ctx: Ctx, user: User):
-    """Who you are, the model (the default) and ``models`` (every served one: ``name`` and the
-    ``spatial_ndims`` its sessions take), the worklist size and the upload limits."""
+    """Who you are, the model (the default) and ``models`` (every served one: ``name``, the
+    ``spatial_ndims`` its sessions take and the ``structures`` it has learnt its own weights for), the
+    worklist size and the upload limits."""
+    from clinloop.interaction.session import model_structures
+
     lim = ctx.limits
     return {"user": user, "model": ctx.model_name, "spatial_ndims": list(getattr(ctx.model, "spatial_ndims", (2,))),
-            "models": [{"name": n, "spatial_ndims": list(d.spatial_ndims)} for n, (_m, d) in ctx.served.items()],
+            "models": [{"name": n, "spatial_ndims": list(d.spatial_ndims), "structures": model_structures(m)}
+                       for n, (m, d) in ctx.served.items()],
             "cases": len(ctx.worklist.rows), "ranked_by": ctx.worklist.ranked_by, "auth": ctx.auth.enabled,
             "has_profile": ctx.store.profile(user, ctx.model_name) is not None,
             "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_voxels": lim.max_voxels},

@@ -14,7 +14,7 @@ from clinloop.server.errors import fail
 from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut,
                                      SessionsOut, errors)
 from clinloop.server.sessions import answer, describe, open_session, progress_board, served, status_of, using
-from clinloop.server.uploads import form_seed, read_upload
+from clinloop.server.uploads import form_seed, form_structure, read_upload
 
 router = APIRouter()
 SliceQuery = Annotated[int | None, Query(ge=0, lt=INT31, description="slice (3-D images; default: the middle / last acted on)")]
@@ -25,7 +25,10 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
         "case_id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "a worklist case instead of a file"},
         "seed": {"type": "integer", "minimum": 0, "maximum": INT31 - 1},
         "use_profile": {"type": "boolean"},
-        "model": {"type": "string", "minLength": 1, "maxLength": 128, "description": "a served model's name"}},
+        "model": {"type": "string", "minLength": 1, "maxLength": 128, "description": "a served model's name"},
+        "structure": {"type": "string", "maxLength": 128, "description": "what the upload shows (e.g. nodule): "
+                      "a model's own structure (GET /api/info: models[].structures) is decoded with what it "
+                      "learnt for it; also matches preference profiles by structure"}},
         "anyOf": [{"required": ["file"]}, {"required": ["case_id"]}]}},
     "application/json": {"schema": CaseRequest.model_json_schema()}}}}
 
@@ -35,9 +38,10 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
 async def new_session(request: Request, ctx: Ctx, user: User):
     """Open a session on an uploaded image (multipart ``file``) or a worklist case
     (form field or JSON ``case_id``); optional ``seed`` (0 <= seed < 2**31), ``use_profile`` and
-    ``model`` (a served model's name, ``GET /api/info``: ``models``; default: the server's)."""
+    ``model`` (a served model's name, ``GET /api/info``: ``models``; default: the server's); an upload
+    may name its ``structure`` (a worklist case has its own)."""
     ctype = request.headers.get("content-type", "")
-    seed, use_profile, case_id, upload, model = 0, True, None, None, None
+    seed, use_profile, case_id, upload, model, structure = 0, True, None, None, None, None
     lim = ctx.limits
     if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         try:
@@ -58,6 +62,7 @@ async def new_session(request: Request, ctx: Ctx, user: User):
         model = form.get("model") or None
         if model is not None and not isinstance(model, str):
             fail(400, "'model' must be a text field")
+        structure = form_structure(form.get("structure"))
     elif ctype.startswith("application/json"):
         try:
             body = CaseRequest.model_validate_json(await request.body())
@@ -71,9 +76,13 @@ async def new_session(request: Request, ctx: Ctx, user: User):
         fail(415, "send multipart/form-data with a 'file' (or 'case_id'), or JSON {case_id}")
     if upload is None and case_id is None:
         fail(400, "no image: send a 'file' upload or a 'case_id' from GET /api/cases")
+    if structure and upload is None:
+        fail(400, "'structure' names what an upload shows; a worklist case has its own")
     served(ctx, model)  # an unknown model: 400 before the image is read
     if upload is not None:
         img, meta, suffix = await run_in_threadpool(read_upload, *upload, lim, ctx.tmp_root)
+        if structure:
+            meta["structure"] = structure
         return await run_in_threadpool(open_session, ctx, request, user, img, meta, None, seed, use_profile,
                                        upload[0], suffix, model)
     if ctx.worklist.dataset is None or case_id not in ctx.worklist.index:

@@ -183,7 +183,8 @@ async function openSession(desc) {
 }
 function caseTitle(desc) {
   const row = (S.cases || []).find((c) => c.case_id === desc.case_id);
-  $("case-title").textContent = `${row ? row.name : desc.case_id || "upload"}${row && row.structure ? " · " + row.structure : ""} · ${desc.shape.join("×")}${desc.modality ? " · " + desc.modality : ""}`;
+  const structure = row ? row.structure : desc.structure;
+  $("case-title").textContent = `${row ? row.name : desc.case_id || "upload"}${structure ? " · " + structure : ""} · ${desc.shape.join("×")}${desc.modality ? " · " + desc.modality : ""}`;
 }
 function openCase(caseId, fresh) {
   const row = (S.cases || []).find((c) => c.case_id === caseId);
@@ -202,6 +203,8 @@ function upload(file) {
     const fd = new FormData(); fd.append("file", file, file.name);
     fd.append("use_profile", $("use-profile").checked ? "true" : "false");
     if (S.pick) fd.append("model", S.pick);
+    const structure = $("upload-structure").value.trim();
+    if (structure) fd.append("structure", structure);
     const d = await (await api("POST", "/api/sessions", fd)).json();
     await openSession(d);
   }, `Opening ${file.name}: computing the image embedding…`);
