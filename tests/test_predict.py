@@ -165,3 +165,52 @@ def test_bad_model_is_a_clear_error(tmp_path):
     (tmp_path / "p.csv").write_text("case_id,x\nc0,1\n")
     with pytest.raises(ValueError, match="line 2"):
         clinloop.predict(data, tmp_path / "o", prompts=tmp_path / "p.csv")
+
+
+def test_interactive_models_get_the_cases_structure(tmp_path):
+    """As a session does, ``segment`` passes the sample's structure to a model that takes one
+    (spa-general decodes a nodule with its expert) and nothing to one that does not."""
+    from clinloop.data import load_dataset
+    from clinloop.inference.cases import segment
+    from clinloop.interaction.proposal import Proposal
+
+    make_lidc_npz(tmp_path / "lidc.npz")
+    sample = load_dataset(tmp_path / "lidc.npz")[0]
+    assert sample.structure == "nodule"
+
+    class Model:
+        def __init__(self, takes):
+            self.takes_structure, self.seen = takes, []
+
+        def start(self, image, *, seed=0, **options):
+            self.seen.append(options)
+            shape = image.shape[1:]
+            p = Proposal(mask=np.ones(shape, bool), probability=np.full(shape, 0.75, np.float32),
+                         uncertainty=np.zeros(shape, np.float32))
+            return type("State", (), {"click": lambda _s, point, positive: p})()
+
+    for takes, want in ((True, [{"profile": None, "structure": "nodule"}]), (False, [{"profile": None}])):
+        m = Model(takes)
+        mask, prob, _unc, _score = segment(m, sample, {"point": (3.0, 4.0)}, seed=0)
+        assert m.seen == want and mask.all() and float(prob.max()) == 0.75
+
+
+def test_spa_segments_a_volume_from_one_click(tmp_path):
+    """A volume with an (x, y, z) click goes through the session's start_volume (SPA follows the click
+    through the slices), as in the workstation; the row's foreground fraction is the session's."""
+    import nibabel as nib
+
+    from clinloop.data import load_dataset
+    from clinloop.interaction.session import Session
+
+    make_brats(tmp_path / "brats", cases=("case_0",), shape=(40, 40, 6))
+    ds = load_dataset(tmp_path / "brats")
+    (tmp_path / "p.csv").write_text(f"case_id,x,y,z\n{ds.case_ids[0]},20,20,3\n")
+    s = clinloop.predict(tmp_path / "brats", tmp_path / "out", model="spa-general", prompts=tmp_path / "p.csv",
+                         progress=False)
+    assert s["ok"] == 1, s
+    row = _rows(tmp_path / "out")[ds.case_ids[0]]
+    mask = nib.load(str(tmp_path / "out" / row["mask"])).get_fdata() > 0
+    assert mask.shape == (40, 40, 6) and (mask.sum(axis=(0, 1)) > 0).sum() >= 2  # more than the clicked slice
+    want = Session(clinloop.load_model("spa-general"), ds[0], seed=0).click((20, 20, 3), True).mask
+    assert float(row["foreground_fraction"]) == pytest.approx(float(want.mean()), abs=1e-6)

@@ -1,7 +1,7 @@
 """One case of ``clinloop predict``: run a model on a sample, write its maps.
 
 A model is either *automatic* (LEXU and its baselines: ``predict(image)``) or
-*interactive* (SPA/MedUHIP, click-/box-LiteMedSAM, MECCA: ``start(image)``, then
+*interactive* (SPA/MedUHIP, click-/box-LiteMedSAM, MECCA: a ``Session`` on the sample, then
 one click or box from the prompts CSV). Outputs per case (folder
 ``<out>/cases/<name>/``):
 
@@ -76,18 +76,22 @@ def read_prompts(path: str | Path) -> dict[str, dict]:
 def segment(model, sample, prompt: dict | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """``sample`` -> ``(mask, probability, uncertainty, image_level)`` at the
     sample's spatial shape. Automatic 2-D models run slice by slice on volumes
-    (axis D), their image-level score summed over the slices (LEXU: Σ Ĥ)."""
+    (axis D), their image-level score summed over the slices (LEXU: Σ Ĥ). An interactive model runs
+    one :class:`~clinloop.interaction.session.Session` step, as in the workstation: a volume goes to
+    ``start_volume`` where the model has one (SPA follows the click through the slices), the prompt is
+    checked against the image, and a model that takes the case's structure gets the sample's (spa-general
+    decodes a "nodule" with its expert)."""
     image = np.asarray(sample.image, dtype=np.float32)
     if hasattr(model, "start"):  # interactive
+        from clinloop.interaction.session import Session
+
         if prompt is None:
             raise NoPrompt("no prompt: this model needs a click or box per case (--prompts CSV)")
-        state = model.start(image, seed=seed)
+        session = Session(model, sample, seed=seed)
         if "box" in prompt:
-            if not hasattr(state, "box"):
-                raise ValueError(f"{getattr(model, 'name', 'this model')} takes clicks, not boxes")
-            prop = state.box(prompt["box"])
+            prop = session.box(tuple(prompt["box"]) + ((prompt["z"],) if "z" in prompt else ()))
         else:
-            prop = state.click(prompt["point"], True)
+            prop = session.click(prompt["point"], True)
         unc = np.asarray(prop.uncertainty, dtype=np.float32)
         return (np.asarray(prop.mask, bool), np.asarray(prop.probability, np.float32), unc, float(unc.sum()))
     if sample.spatial_ndim == 2:
