@@ -162,17 +162,23 @@ def _proposal_mask(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))) > 0
 
 
+def _worklist_page(browser, url: str, user: str):
+    """A fresh context for ``user`` on the page, its worklist shown: ``(context, page, page errors)``."""
+    ctx = browser.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers={"X-Clinloop-User": user})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    page.wait_for_selector(".case")
+    return ctx, page, errors
+
+
 def test_corrective_click_changes_the_mask_at_the_clicked_pixel(live_server):
     """An include click outside the proposal and an exclude (shift) click inside it each put the
     clicked pixel on the asked side (the shipped default model, its click constraint on)."""
     url, _app, _d = live_server
     with chromium() as b:
-        ctx = b.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers={"X-Clinloop-User": "corrective"})
-        page = ctx.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        page.wait_for_selector(".case")
+        ctx, page, errors = _worklist_page(b, url, "corrective")
         page.click(".case")
         page.wait_for_function("document.querySelector('#status-badge').textContent !== '—' && S.sid", timeout=120_000)
         box = page.locator("#view").bounding_box()
@@ -209,12 +215,7 @@ def test_an_upload_names_its_structure(live_server):
 
     url, _app, d = live_server
     with chromium() as b:
-        ctx = b.new_context(viewport={"width": 1440, "height": 900}, extra_http_headers={"X-Clinloop-User": "upload"})
-        page = ctx.new_page()
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        page.wait_for_selector(".case")
+        ctx, page, errors = _worklist_page(b, url, "upload")
         listed = page.eval_on_selector_all("#structure-names option", "os => os.map(o => o.value)")
         assert listed == model_structures(shared_model())
         page.fill("#upload-structure", "nodule")
