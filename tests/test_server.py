@@ -249,6 +249,12 @@ def test_bad_input_is_4xx(server, opened):
         "unknown case": (c.post("/api/sessions", json={"case_id": "../../etc/passwd"}), 404),
         "wrong type json": (c.post("/api/sessions", json={"case_id": 5}), 422),
         "text body": (c.post("/api/sessions", content=b"hi", headers={"content-type": "text/plain"}), 415),
+        "not json": (c.post("/api/sessions", content=b'{"case_id": "c"}', headers={"content-type": "application/jsonx"}),
+                     415),
+        "misspelt json field": (c.post("/api/sessions", json={"case_id": "c", "sede": 1}), 422),
+        "use_profile maybe": (c.post("/api/sessions", files={"file": ("s.png", png, "image/png")},
+                                     data={"use_profile": "maybe"}), 422),
+        "case_id as a file": (c.post("/api/sessions", files={"case_id": ("c.txt", b"c1", "text/plain")}), 400),
         "click outside": (c.post(f"/api/sessions/{sid}/click", json={"x": 500, "y": 3}), 422),  # issue 18: 422
         "click NaN": (c.post(f"/api/sessions/{sid}/click", content=b'{"x": NaN, "y": 3}',
                              headers={"content-type": "application/json"}), 422),
@@ -297,6 +303,11 @@ def test_an_upload_names_its_structure(server, opened):
         again = c2.get(f"/api/sessions/{named.json()['session_id']}/proposal").json()
         assert again["mask"] == masks[0]
         assert c2.get(f"/api/sessions/{named.json()['session_id']}").json()["structure"] == "Nodule"
+    # accepted: its profile is kept under the structure; another structure's upload starts from it only when asked
+    assert c.post(f"/api/sessions/{named.json()['session_id']}/accept").status_code == 200
+    assert up(structure="Nodule").json()["profile_applied"] is True
+    assert up(structure="liver").json()["profile_applied"] is False
+    assert up(structure="liver", profile_any_structure="true").json()["profile_applied"] is True
     for bad, code in (("x" * 129, 422), ("a\nb", 422)):
         r = up(structure=bad)
         assert r.status_code == code and "structure" in r.json()["detail"], r.text
@@ -388,6 +399,20 @@ def test_restart_resumes_sessions_and_keeps_accepted(tmp_path):
     with TestClient(create_app(MECCAModel(MECCAConfig(ndim=2)), state_dir=tmp_path)) as c3:
         r = c3.get(f"/api/sessions/{s_open}")
         assert r.status_code == 409 and "model" in r.json()["detail"]
+    # so does another model of the same method (spa-lidc is SPA too): served models go by their folder's name
+    import sqlite3
+
+    from clinloop.models.registry import load_model
+    from clinloop.server.context import served_name
+
+    with TestClient(create_app(load_model("spa-lidc"), state_dir=tmp_path)) as c4:
+        r = c4.get(f"/api/sessions/{s_open}")
+        assert r.status_code == 409 and repr(served_name(shared_model())) in r.json()["detail"], r.text
+    # a row from before that (it named the method, "spa") replays with the one served SPA model
+    with sqlite3.connect(tmp_path / "clinloop.sqlite3") as db:
+        db.execute("UPDATE sessions SET model = ? WHERE id = ?", (str(shared_model().name), s_open))
+    with TestClient(create_app(shared_model(), state_dir=tmp_path)) as c5:
+        assert c5.get(f"/api/sessions/{s_open}/proposal").json()["mask"] == before["mask"]
 
 
 def test_worklist_from_data_and_volume_slices(tmp_path):

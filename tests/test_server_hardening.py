@@ -185,6 +185,9 @@ def test_stalled_body_gets_408_and_a_closed_connection_and_abandoned_body_is_no_
         reply = _raw(port, head, b'{"x": 1,')  # 8 of 100 bytes, then silence
         assert time.time() - t0 < 8
         assert reply.startswith(b"HTTP/1.1 408") and b"not received within 0.5 s" in reply
+        with caplog.at_level(logging.INFO):  # a new session's JSON body stalls too: 408, nothing logged as an error
+            opening = head.replace(f"/api/sessions/{sid}/click".encode(), b"/api/sessions")
+            assert _raw(port, opening, b'{"case_id"').startswith(b"HTTP/1.1 408")
         with caplog.at_level(logging.INFO, logger="clinloop.server"):
             _raw(port, head, b'{"x": 1,', close=True)  # the client goes away mid-body
             time.sleep(0.3)

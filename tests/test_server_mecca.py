@@ -149,13 +149,16 @@ def test_a_session_chooses_among_the_served_models(tmp_path, mecca3d):
     cnn = load_model("interactive-cnn-lidc3d")
     c = _client(tmp_path, cnn, models=[mecca3d])
     info = c.get("/api/info", headers=U).json()
-    assert info["model"] == "interactive-cnn"
-    assert info["models"] == [{"name": "interactive-cnn", "spatial_ndims": [3]}, {"name": "mecca", "spatial_ndims": [3]}]
+    assert info["model"] == "interactive-cnn-lidc3d"  # served models go by their folder's name
+    assert info["models"] == [{"name": "interactive-cnn-lidc3d", "spatial_ndims": [3], "structures": []},
+                              {"name": "mecca-lidc3d", "spatial_ndims": [3], "structures": []}]
     x, y, z = FIRST
     click = {"x": x, "y": y, "z": z, "positive": True}
-    sid_m = _post(c, "/api/sessions", {"case_id": "nod", "model": "mecca"})
+    sid_m = _post(c, "/api/sessions", {"case_id": "nod", "model": "mecca-lidc3d"})
     sid_d = _post(c, "/api/sessions", {"case_id": "nod"})
-    assert (sid_m["model"], sid_d["model"]) == ("mecca", "interactive-cnn")
+    assert (sid_m["model"], sid_d["model"]) == ("mecca-lidc3d", "interactive-cnn-lidc3d")
+    # a method's name (what session rows held before) finds the one served model of that method
+    assert _post(c, "/api/sessions", {"case_id": "nod", "model": "mecca"})["model"] == "mecca-lidc3d"
     pm = _post(c, f"/api/sessions/{sid_m['session_id']}/click", click)
     pd = _post(c, f"/api/sessions/{sid_d['session_id']}/click", click)
     assert "confidence" in pm and "confidence" not in pd and pm["mask"] != pd["mask"]
@@ -164,13 +167,13 @@ def test_a_session_chooses_among_the_served_models(tmp_path, mecca3d):
     app.state.ctx.live.drop(sid_m["session_id"])
     again = c.get(f"/api/sessions/{sid_m['session_id']}/proposal?z=6", headers=U).json()
     assert again["mask"] == pm["mask"] and again["confidence"] == pm["confidence"]
-    assert c.get(f"/api/sessions/{sid_m['session_id']}", headers=U).json()["model"] == "mecca"
+    assert c.get(f"/api/sessions/{sid_m['session_id']}", headers=U).json()["model"] == "mecca-lidc3d"
     _post(c, f"/api/sessions/{sid_m['session_id']}/accept")
-    assert app.state.store.profile("ana", "mecca") == {}
+    assert app.state.store.profile("ana", "mecca-lidc3d") == {}
     # an unknown model is a 400 naming the served ones; a volumes-only model refuses a 2-D image
     r = c.post("/api/sessions", json={"case_id": "nod", "model": "spa"}, headers=U)
-    assert r.status_code == 400 and "interactive-cnn, mecca" in r.json()["detail"]
+    assert r.status_code == 400 and "interactive-cnn-lidc3d, mecca-lidc3d" in r.json()["detail"]
     r = c.post("/api/sessions", json={"case_id": "flat", "model": "mecca"}, headers=U)
     assert r.status_code == 422 and "volumes only" in r.json()["detail"]
-    with pytest.raises(ValueError, match="two served models are named 'mecca'"):
+    with pytest.raises(ValueError, match="two served models are named 'mecca-lidc3d'"):
         create_app(mecca3d, state_dir=tmp_path / "s2", models=[load_model("mecca-lidc3d")])

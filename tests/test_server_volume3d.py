@@ -130,6 +130,9 @@ def test_choose_changes_the_3d_mask_and_replay_is_exact(tmp_path):
         # evict (a second session fills the one-session cache), then the replay gives the same mask
         _open(c)
         assert app.state.ctx.live.cached(sid) is None
+        r = c.get(f"/api/sessions/{sid}/proposal", headers=U)  # no z: the slice last acted on, as before
+        assert r.status_code == 200 and r.json()["z"] == 6
+        _open(c)
         r = c.get(f"/api/sessions/{sid}/proposal?z=2", headers=U)
         assert r.status_code == 200 and r.json()["area"] == int(after.sum())
         assert np.array_equal(_mask(app, sid), after)

@@ -83,4 +83,7 @@ def load_model(name_or_dir: str | Path | None = None, **kwargs):
     if method not in LOADERS:
         raise ValueError(f"{d}: unknown method {method!r} in config.json")
     mod, fn = LOADERS[method].split(":")
-    return getattr(importlib.import_module(mod), fn)(d, **kwargs)
+    model = getattr(importlib.import_module(mod), fn)(d, **kwargs)
+    if getattr(model, "folder", None) is None:
+        model.folder = Path(d)  # where it came from: the server names a model by its folder ("spa-general")
+    return model

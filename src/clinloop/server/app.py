@@ -72,7 +72,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from clinloop.server.auth import Auth
-from clinloop.server.context import Context, Limits
+from clinloop.server.context import Context, Limits, served_name
 from clinloop.server.live import Busy, Live, LiveCache, ModelGate
 from clinloop.server.schemas import CaseRequest, Choose, Click, Hint
 from clinloop.server.static_files import STATIC_DIR
@@ -119,15 +119,15 @@ def create_app(model: Any, *, state_dir: str | Path, data: str | Path | None = N
     model = loaded[0]
     served: dict[str, tuple[Any, Any]] = {}
     for m in loaded:
-        if str(m.name) in served:
-            raise ValueError(f"two served models are named {m.name!r}: serve one of them (session rows name "
-                             "their model by this name)")
-        served[str(m.name)] = (m, lift(m))
+        if served_name(m) in served:
+            raise ValueError(f"two served models are named {served_name(m)!r}: serve one of them (session rows "
+                             "name their model by this name: its folder's)")
+        served[served_name(m)] = (m, lift(m))
     limits = limits or Limits()
     store = Store(state_dir)
     tmp_root = store.dir / "tmp"
     tmp_root.mkdir(exist_ok=True)
-    ctx = Context(model=model, driven=served[str(model.name)][1], served=served, store=store,
+    ctx = Context(model=model, driven=served[served_name(model)][1], served=served, store=store,
                   worklist=worklist if worklist is not None else build_worklist(data, data_format, lexu, case_limit,
                                                                                 data_options),
                   limits=limits, gate=ModelGate(limits.model_workers, limits.queue_limit, limits.queue_timeout),

@@ -25,6 +25,14 @@ class Limits:
     body_timeout: float | None = 30.0  # seconds without a byte of a started request body before 408 (None: wait)
 
 
+def served_name(model: Any) -> str:
+    """The name a served model goes by (session rows, profiles, ``GET /api/info``, ``POST /api/sessions``
+    ``model``): its folder's name for a loaded model ("spa-general", "spa-lidc": two SPA models), else
+    its ``name`` (the method, for a model built in code)."""
+    folder = getattr(model, "folder", None)
+    return Path(folder).name if folder else str(model.name)
+
+
 @dataclass
 class Context:
     """The server's parts, wired by :func:`clinloop.server.app.create_app`.
@@ -49,16 +57,20 @@ class Context:
 
     @property
     def model_name(self) -> str:
-        return str(self.model.name)
+        return served_name(self.model)
 
     def serving(self, name: str | None) -> tuple[Any, Any]:
         """``(model, driven)`` of the served model ``name`` (``None``: the default);
-        ``KeyError`` naming the served models otherwise."""
+        ``KeyError`` naming the served models otherwise. A method's name ("spa": what session rows held
+        before models were named by their folder) finds the one served model of that method."""
         if name is None or name == self.model_name:
             return self.model, self.driven
-        if name not in self.served:
-            raise KeyError(f"this server runs no model {name!r}; it runs {', '.join(self.served) or self.model_name}")
-        return self.served[name]
+        if name in self.served:
+            return self.served[name]
+        by_method = [v for v in self.served.values() if str(v[0].name) == name]
+        if len(by_method) == 1:
+            return by_method[0]
+        raise KeyError(f"this server runs no model {name!r}; it runs {', '.join(self.served) or self.model_name}")
 
 
 def get_ctx(request: Request) -> Context:

@@ -127,6 +127,19 @@ def user_image(image: np.ndarray) -> np.ndarray:
     return image[0]
 
 
+def last_slice(history: list[dict[str, Any]]) -> int:
+    """The slice of the latest action that names one (an ``(x, y, z)`` click, a box on slice ``z``, a hint's
+    last point); 0 when none does (a 2-D session, or no action yet)."""
+    for h in reversed(history):
+        if len(h.get("point") or ()) == 3:
+            return int(round(float(h["point"][2])))
+        if len(h.get("box") or ()) == 5:
+            return int(round(float(h["box"][4])))
+        if h.get("points") and len(h["points"][-1][0]) == 3:
+            return int(round(float(h["points"][-1][0][2])))
+    return 0
+
+
 class Live:
     """An in-memory session with its stored facts.
 
@@ -139,7 +152,7 @@ class Live:
     def __init__(self, session: Session, row: dict[str, Any], image: np.ndarray, meta: dict[str, Any]):
         self.session, self.row, self.image, self.meta = session, row, image, meta
         self.rev: int = int(row.get("rev") or 0)
-        self.z = 0
+        self.z = last_slice(row.get("history") or [])  # a session rebuilt by replay answers where it was
         self.window: tuple[float, float] | None = None
 
     @property

@@ -63,6 +63,8 @@ class Hint(BaseModel):
 
 
 class CaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is a 422 naming it, not silently dropped
+
     case_id: str = Field(min_length=1, max_length=512)
     seed: Seed = 0
     use_profile: StrictBool = True

@@ -12,7 +12,7 @@ import numpy as np
 
 from clinloop.interaction.session import Session
 from clinloop.server import encoding
-from clinloop.server.context import Context
+from clinloop.server.context import Context, served_name
 from clinloop.server.db import StaleSessionError
 from clinloop.server.errors import fail
 from clinloop.server.live import Busy, Live, user_image
@@ -93,7 +93,7 @@ def open_session(ctx: Context, request: Any, user: str, img: np.ndarray, meta: d
     server's) in the model queue, store and cache it."""
     check_image(img, case_id or "upload", ctx.limits, too_large=413 if case_id is None else 422)
     inner, driven = served(ctx, model)
-    name = str(inner.name)
+    name = served_name(inner)
     if img.ndim == 4 and 3 not in driven.spatial_ndims:
         fail(422, f"model {name} cannot segment volumes")
     if img.ndim == 3 and 2 not in driven.spatial_ndims:

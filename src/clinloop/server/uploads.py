@@ -124,6 +124,18 @@ def form_structure(value: Any) -> str | None:
     return text or None
 
 
+def form_bool(value: Any, name: str, default: bool) -> bool:
+    """A yes/no form field (true/false, 1/0, yes/no, on/off; absent: ``default``); 422 otherwise."""
+    if value is None:
+        return default
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    fail(422, f"{name} must be true or false; got {str(value)[:40]!r}")
+
+
 def form_seed(value: Any) -> int:
     """The ``seed`` form field as an int in ``0 <= seed < 2**31`` (422 otherwise)."""
     try:

@@ -129,10 +129,24 @@ def profile_for(ctx: Any, user: str, meta: dict[str, Any], use_profile: bool | s
         return None
     model = model or ctx.model_name
     structure = meta.get("structure") or None
-    own = ctx.store.profile(user, profile_key(model, structure))
+    own = stored_profile(ctx, user, model, structure)
     if own is None and use_profile == "any":
-        return ctx.store.profile(user, model)
+        return stored_profile(ctx, user, model)
     return own
+
+
+def stored_profile(ctx: Any, user: str, model: str, structure: str | None = None) -> dict | None:
+    """``user``'s stored profile for the served ``model`` (and ``structure``); one stored under the model's
+    method name ("spa": before served models were named by their folder) when there is none under its name."""
+    got = ctx.store.profile(user, profile_key(model, structure))
+    if got is None:
+        try:
+            method = str(ctx.serving(model)[0].name)
+        except KeyError:
+            return None
+        if method != model:
+            got = ctx.store.profile(user, profile_key(method, structure))
+    return got
 
 
 def save_structure_profile(ctx: Any, user: str, lv: Any, profile: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from clinloop.server.context import Ctx
 from clinloop.server.schemas import CasesOut, InfoOut, ProfileOut, errors
 from clinloop.server.static_files import STATIC_DIR
 from clinloop.server.uploads import UPLOAD_SUFFIXES
+from clinloop.server.viewing import stored_profile
 
 router = APIRouter()
 
@@ -26,11 +27,11 @@ def info(ctx: Ctx, user: User):
     from clinloop.interaction.session import model_structures
 
     lim = ctx.limits
-    return {"user": user, "model": ctx.model_name, "spatial_ndims": list(getattr(ctx.model, "spatial_ndims", (2,))),
+    return {"user": user, "model": ctx.model_name, "spatial_ndims": list(ctx.driven.spatial_ndims),
             "models": [{"name": n, "spatial_ndims": list(d.spatial_ndims), "structures": model_structures(m)}
                        for n, (m, d) in ctx.served.items()],
             "cases": len(ctx.worklist.rows), "ranked_by": ctx.worklist.ranked_by, "auth": ctx.auth.enabled,
-            "has_profile": ctx.store.profile(user, ctx.model_name) is not None,
+            "has_profile": stored_profile(ctx, user, ctx.model_name) is not None,
             "limits": {"max_upload_bytes": lim.max_upload_bytes, "max_voxels": lim.max_voxels},
             "upload_types": list(UPLOAD_SUFFIXES),
             "live": {**ctx.live.stats(), "queue_waiting": ctx.gate.waiting, "busy_refusals": ctx.gate.refused}}
@@ -48,4 +49,4 @@ def cases(ctx: Ctx, user: User):
 @router.get("/api/profile", response_model=None, responses={200: {"model": ProfileOut}, **errors(422)})
 def get_profile(ctx: Ctx, user: User):
     """Your stored preference profile for this model (``null`` before your first accept)."""
-    return {"user": user, "model": ctx.model_name, "profile": ctx.store.profile(user, ctx.model_name)}
+    return {"user": user, "model": ctx.model_name, "profile": stored_profile(ctx, user, ctx.model_name)}

@@ -6,6 +6,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from clinloop.server import encoding
 from clinloop.server.auth import User
@@ -14,7 +15,7 @@ from clinloop.server.errors import fail
 from clinloop.server.schemas import (INT31, POST_ERRORS, WRITE_ERRORS, CaseRequest, ImageOut, ProposalOut, SessionOut,
                                      SessionsOut, errors)
 from clinloop.server.sessions import answer, describe, open_session, progress_board, served, status_of, using
-from clinloop.server.uploads import form_seed, form_structure, read_upload
+from clinloop.server.uploads import form_bool, form_seed, form_structure, read_upload
 
 router = APIRouter()
 SliceQuery = Annotated[int | None, Query(ge=0, lt=INT31, description="slice (3-D images; default: the middle / last acted on)")]
@@ -25,6 +26,7 @@ _NEW_BODY = {"requestBody": {"required": True, "content": {
         "case_id": {"type": "string", "minLength": 1, "maxLength": 512, "description": "a worklist case instead of a file"},
         "seed": {"type": "integer", "minimum": 0, "maximum": INT31 - 1},
         "use_profile": {"type": "boolean"},
+        "profile_any_structure": {"type": "boolean", "description": "also apply a profile learnt on another structure"},
         "model": {"type": "string", "minLength": 1, "maxLength": 128, "description": "a served model's name"},
         "structure": {"type": "string", "maxLength": 128, "description": "what the upload shows (e.g. nodule): "
                       "a model's own structure (GET /api/info: models[].structures) is decoded with what it "
@@ -40,10 +42,10 @@ async def new_session(request: Request, ctx: Ctx, user: User):
     (form field or JSON ``case_id``); optional ``seed`` (0 <= seed < 2**31), ``use_profile`` and
     ``model`` (a served model's name, ``GET /api/info``: ``models``; default: the server's); an upload
     may name its ``structure`` (a worklist case has its own)."""
-    ctype = request.headers.get("content-type", "")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()  # the media type alone
     seed, use_profile, case_id, upload, model, structure = 0, True, None, None, None, None
     lim = ctx.limits
-    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
         try:
             form = await request.form(max_files=1, max_fields=8)
         except Exception as e:  # noqa: BLE001 - malformed multipart bodies
@@ -55,20 +57,26 @@ async def new_session(request: Request, ctx: Ctx, user: User):
                 fail(413, f"upload exceeds the limit of {lim.max_upload_bytes} bytes")
         elif f is not None:
             fail(400, "'file' must be a file part, not a text field")
-        case_id = form.get("case_id") or None
+        case_id, model = form.get("case_id") or None, form.get("model") or None
+        for name, value in (("case_id", case_id), ("model", model)):
+            if value is not None and not isinstance(value, str):
+                fail(400, f"'{name}' must be a text field")
         if "seed" in form:
             seed = form_seed(form.get("seed"))
-        use_profile = str(form.get("use_profile", "true")).lower() not in ("0", "false", "no", "off")
-        model = form.get("model") or None
-        if model is not None and not isinstance(model, str):
-            fail(400, "'model' must be a text field")
+        use_profile = form_bool(form.get("use_profile"), "use_profile", True)
+        if use_profile and form_bool(form.get("profile_any_structure"), "profile_any_structure", False):
+            use_profile = "any"  # a profile learnt on another structure may start this upload too
         structure = form_structure(form.get("structure"))
-    elif ctype.startswith("application/json"):
+    elif ctype == "application/json":
         try:
-            body = CaseRequest.model_validate_json(await request.body())
+            raw = await request.body()
+        except ClientDisconnect:  # stalled or gone mid-body: the guard answers 408 and logs it once
+            fail(400, "the request body did not arrive")
+        try:
+            body = CaseRequest.model_validate_json(raw)
         except Exception as e:  # noqa: BLE001 - pydantic ValidationError / bad JSON
-            fail(422, f"expected JSON {{case_id, [seed], [use_profile]}} ({str(e).splitlines()[0]}; "
-                      f"{_first_error(e)})")
+            fail(422, f"expected JSON {{case_id, [seed], [use_profile], [profile_any_structure], [model]}} "
+                      f"({(str(e).splitlines() or [type(e).__name__])[0]}; {_first_error(e)})")
         case_id, seed, use_profile, model = body.case_id, body.seed, body.use_profile, body.model
         if use_profile and body.profile_any_structure:
             use_profile = "any"  # a profile learnt on another structure may start this case too

@@ -202,6 +202,7 @@ function upload(file) {
     say(`Uploading ${file.name}…`);
     const fd = new FormData(); fd.append("file", file, file.name);
     fd.append("use_profile", $("use-profile").checked ? "true" : "false");
+    fd.append("profile_any_structure", $("profile-any").checked ? "true" : "false");
     if (S.pick) fd.append("model", S.pick);
     const structure = $("upload-structure").value.trim();
     if (structure) fd.append("structure", structure);
