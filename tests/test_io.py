@@ -173,8 +173,13 @@ def test_nifti_2d_and_trailing_singleton(tmp_path):
     assert img.shape == (1, 3, 4) and spacing == (0.6, 0.5)
     np.testing.assert_array_equal(img[0], data.T)
     np.testing.assert_allclose(affine @ [2, 1, 0, 1], [0.5 * 1, 0.6 * 2, 0, 1])  # (row, col, 0)
-    nib.save(nib.Nifti1Image(data[:, :, None, None], np.eye(4)), tmp_path / "b.nii.gz")  # (4,3,1,1)
-    assert read_image(tmp_path / "b.nii.gz")[0].shape == (1, 1, 3, 4)
+    aff = np.array([[0.5, 0, 0, 10], [0, 0.6, 0, 20], [0, 0, 2.5, 30], [0, 0, 0, 1]])
+    for extra in ((None,), (None, None)):  # (4,3,1) and (4,3,1,1): one slice is a 2-D image, its place kept
+        nib.save(nib.Nifti1Image(data[(..., *extra)], aff), tmp_path / "b.nii.gz")
+        img, spacing, affine, _ = read_image(tmp_path / "b.nii.gz")
+        assert img.shape == (1, 3, 4) and spacing == (0.6, 0.5)
+        np.testing.assert_array_equal(img[0], data.T)
+        np.testing.assert_allclose(affine @ [2, 1, 0, 1], aff @ [1, 2, 0, 1])  # (row, col) -> the same point
 
 
 def test_nifti_bad_inputs(tmp_path):

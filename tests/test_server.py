@@ -213,6 +213,16 @@ def test_nifti_upload_keeps_affine_and_dicom_seg(server, tmp_path):
     f = tmp_path / "m.nii.gz"
     f.write_bytes(c.get(f"/api/sessions/{sid}/mask?format=nii.gz").content)
     np.testing.assert_allclose(nib.load(f).affine, aff)  # the source affine, exactly
+    mask2d = nib.load(f).get_fdata()
+    # one slice stored as (X, Y, 1), as many tools export a 2-D image: a 2-D session, the same mask and place
+    r = c.post("/api/sessions", files={"file": ("one.nii.gz", nifti_bytes(test_image()[None], aff), "application/gzip")})
+    assert r.status_code == 200 and r.json()["ndim"] == 2, r.text
+    sid = r.json()["session_id"]
+    assert c.post(f"/api/sessions/{sid}/click", json={"x": 44, "y": 50}).status_code == 200
+    assert c.post(f"/api/sessions/{sid}/accept").status_code == 200
+    f.write_bytes(c.get(f"/api/sessions/{sid}/mask?format=nii.gz").content)
+    np.testing.assert_allclose(nib.load(f).affine, aff)
+    np.testing.assert_array_equal(nib.load(f).get_fdata(), mask2d)
     # DICOM in -> DICOM-SEG out, read back with pydicom
     r = c.post("/api/sessions", files={"file": ("ct.dcm", dicom_bytes(test_image()), "application/dicom")})
     assert r.status_code == 200, r.text

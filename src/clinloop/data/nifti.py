@@ -45,7 +45,7 @@ def _load(path: Path, data: bool = True):
 def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray, dict[str, Any]]:
     """Spatial array in clinloop order, spacing, clinloop affine, meta."""
     img, data = _load(path)
-    while data.ndim > 3 and data.shape[-1] == 1:
+    while data.ndim > 2 and data.shape[-1] == 1:  # (X, Y, 1[, 1]): a 2-D image (one slice is no volume)
         data = data[..., 0]
     if data.ndim not in (2, 3):
         raise DataError(f"NIfTI must be 2-D or 3-D, got shape {data.shape}", path)
