@@ -138,6 +138,9 @@ def test_npy_nan_inf_empty_corrupt(tmp_path):
     np.save(tmp_path / "nan.npy", a)
     with pytest.raises(DataError, match="nan.npy: image has 2 NaN/Inf values"):
         read_image(tmp_path / "nan.npy")
+    np.save(tmp_path / "huge.npy", np.full((4, 4), 1e302))  # finite, but not in float32
+    with pytest.raises(DataError, match=r"huge.npy: image has values up to 1e\+302, beyond float32's range"):
+        read_image(tmp_path / "huge.npy")
     np.save(tmp_path / "empty.npy", np.zeros((0, 4)))
     with pytest.raises(DataError, match=r"empty.npy: image is empty \(shape \(0, 4\)\)"):
         read_image(tmp_path / "empty.npy")

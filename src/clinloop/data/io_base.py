@@ -52,6 +52,10 @@ def _check_array(arr: np.ndarray, path: Path, what: str = "image") -> np.ndarray
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n = int((~np.isfinite(arr)).sum())
         raise DataError(f"{what} has {n} NaN/Inf values", path)
+    big = float(np.finfo(np.float32).max)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4 and float(np.abs(arr).max()) > big:
+        raise DataError(f"{what} has values up to {float(np.abs(arr).max()):.3g}, beyond float32's range "
+                        f"(±{big:.3g}) in which images are processed; rescale it", path)
     return arr
 
 
