@@ -446,7 +446,8 @@ def test_worklist_from_data_and_volume_slices(tmp_path):
         sid = d["session_id"]
         img = c.get(f"/api/sessions/{sid}/image?z=1").json()
         assert img["kind"] == "grey" and img["min"] == pytest.approx(vol.min())
-        assert c.get(f"/api/sessions/{sid}/image?z=3").status_code == 400
+        assert c.get(f"/api/sessions/{sid}/image?z=3").status_code == 422  # out of range, as a click's z
+        assert c.get(f"/api/sessions/{sid}/proposal?z=3").status_code == 422
         assert c.post(f"/api/sessions/{sid}/click", json={"x": 44, "y": 50}).status_code == 400  # z missing
         p = c.post(f"/api/sessions/{sid}/click", json={"x": 44, "y": 50, "z": 1}).json()
         assert p["z"] == 1 and len(p["candidates"]) == n_candidates()

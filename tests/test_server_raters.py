@@ -81,7 +81,7 @@ def test_raters_volume_slice_and_view(client):
     assert v["bbox"] == [11, 11, 21, 21]  # the toy's largest candidate: radius 5 around (16, 16)
     assert v["clicks"] == [{"n": 1, "x": 16.0, "y": 16.0, "z": 3, "positive": True}]
     assert c.get(f"/api/sessions/{sid}/view?z=2").json()["slice_area"] == 0
-    assert c.get(f"/api/sessions/{sid}/view?z=9").status_code == 400
+    assert c.get(f"/api/sessions/{sid}/view?z=9").status_code == 422  # out of range
     it = v["intensity"]
     assert it["kind"] == "grey" and it["modality"] == "MR" and it["hu"] is False
     assert it["min"] >= 40 and it["max"] <= 210 and it["p1"] < it["p99"]

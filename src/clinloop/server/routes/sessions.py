@@ -131,7 +131,7 @@ def get_image(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery = 
             d = lv.image.shape[1]
             z = d // 2 if z is None else z
             if not 0 <= z < d:
-                fail(400, f"slice z={z} is outside the volume (0 .. {d - 1})")
+                fail(422, f"slice z={z} is outside the volume (0 .. {d - 1})")
         elif z not in (None, 0):
             fail(400, "this image is 2-D: no slices")
         if lv.window is None:  # one default window for the whole volume, computed once
@@ -145,11 +145,10 @@ def get_proposal(sid: str, request: Request, ctx: Ctx, user: User, z: SliceQuery
     """The current proposal's overlays (on slice ``z`` for volumes)."""
     with using(ctx, request, sid, user) as lv:
         s = lv.session
+        if z is not None and len(s.spatial_shape) == 3 and not 0 <= z < s.spatial_shape[0]:
+            fail(422, f"slice z={z} is outside the volume (0 .. {s.spatial_shape[0] - 1})")
         if s.proposal is not None and len(s.spatial_shape) == 3:
-            if z is None:
-                z = lv.z
-            if not 0 <= z < s.spatial_shape[0]:
-                fail(400, f"slice z={z} is outside the volume (0 .. {s.spatial_shape[0] - 1})")
+            z = lv.z if z is None else z
             return {"session_id": sid, "status": status_of(s), **encoding.encode_proposal(s.proposal, z)}
         return answer(sid, lv, s.proposal)
 

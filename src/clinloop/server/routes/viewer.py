@@ -23,7 +23,7 @@ def slice_of(lv, z: int | None) -> int | None:
         return None
     z = lv.z if z is None else z
     if not 0 <= z < shape[0]:
-        fail(400, f"slice z={z} is outside the volume (0 .. {shape[0] - 1})")
+        fail(422, f"slice z={z} is outside the volume (0 .. {shape[0] - 1})")
     return z
 
 
