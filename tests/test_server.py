@@ -255,6 +255,7 @@ def test_bad_input_is_4xx(server, opened):
         "tiny image": (post("x.npy", _npy(np.zeros((3, 3)))), 422),
         "oversized upload": (post("x.npy", b"\0" * 2_100_000), 413),
         "too many voxels": (post("x.npy", _npy_header_only((4000, 4000))), 413),
+        "png claiming 60000x60000": (post("x.png", _png_header_only(60000, 60000)), 413),
         "no file": (c.post("/api/sessions", data={"seed": "1"}), 400),
         "unknown case": (c.post("/api/sessions", json={"case_id": "../../etc/passwd"}), 404),
         "wrong type json": (c.post("/api/sessions", json={"case_id": 5}), 422),
@@ -323,6 +324,18 @@ def test_an_upload_names_its_structure(server, opened):
         assert r.status_code == code and "structure" in r.json()["detail"], r.text
     r = c.post("/api/sessions", data={"case_id": "c1", "structure": "nodule"})
     assert r.status_code == 400 and "structure" in r.json()["detail"]
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose header claims ``w x h`` grey pixels (its data: a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
 
 
 def _npy(a: np.ndarray) -> bytes:

@@ -61,8 +61,12 @@ def header_values(path: Path, suffix: str) -> int:
 
 def precheck(path: Path, suffix: str, limits: Limits) -> None:
     """Refuse images whose header already claims too many voxels (413) or cannot be read (400)."""
+    from PIL import Image
+
     try:
         n = header_values(path, suffix)
+    except Image.DecompressionBombError as e:  # PIL refuses the claimed size before we can count it
+        fail(413, f"uploaded image exceeds the limit of {limits.max_voxels} values ({e})")
     except Exception as e:  # noqa: BLE001 - any header failure is corrupt input
         fail(400, f"cannot read the uploaded {suffix} file ({type(e).__name__}: {e})")
     if n > limits.max_voxels:
