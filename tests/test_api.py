@@ -152,6 +152,28 @@ def test_cli_defaults_equal_the_dataclass_defaults():
         assert got == mod.OPTIONS(method=m, protocol=protocol, data="D", out="O")
 
 
+def test_train_and_evaluate_help_list_the_choices_and_exit_0(capsys, monkeypatch):
+    from clinloop.api import PROTOCOLS, TRAINERS, load
+    from clinloop.cli import main
+
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps help at the terminal's width
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "usage: clinloop train [--method M]" in text
+    assert f"the method to train (required): {', '.join(sorted(TRAINERS))}\n" in text
+    for argv in (["evaluate", "--help"], ["evaluate", "--protocol", "spa", "--help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "usage: clinloop evaluate [--method M] [--protocol P]" in out
+        for p in PROTOCOLS:  # one line per protocol with its methods, as the protocol module lists them
+            assert f"  --protocol {p}: --method {', '.join(load(PROTOCOLS, p, 'protocol').METHODS)}\n" in out
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err.startswith("clinloop: error: train: --method is required; choose from "
+                                              "click-litemedsam, ensemble, ")
+    assert main(["evaluate", "--protocol", "lexu"]) == 2
+    assert "evaluate: --method is required; choose from --protocol clicks: --method spa" in capsys.readouterr().err
+
+
 def test_old_flag_spellings_still_parse():
     from clinloop.cli.evaluate import parse_options as parse_eval
     from clinloop.cli.train import parse_options as parse_train

@@ -67,6 +67,22 @@ def test_api_and_cli_share_the_options_dataclass(tmp_path):
         benchmark("ambiguity", tmp_path, tmp_path / "r", jobs=0)
 
 
+@pytest.mark.parametrize("flags, message", [(["--threads", "-1", "--out", "r"], "--threads must be >= 1, got -1"),
+                                            (["--threads", "0", "--out", "r"], "--threads must be >= 1, got 0"),
+                                            (["--out", "FILE"], "--out FILE: exists and is not a folder; "
+                                                                "choose another --out")])
+def test_bad_threads_and_an_out_that_is_a_file_are_one_line_errors(tmp_path, capsys, flags, message):
+    from clinloop.cli import main
+
+    (tmp_path / "lidc").mkdir()
+    (tmp_path / "FILE").write_text("keep")
+    flags = [str(tmp_path / f) if f in ("FILE", "r") else f for f in flags]
+    assert main(["benchmark", "--suite", "ambiguity", "--quick", "--data-root", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"clinloop: error: {message.replace('FILE', str(tmp_path / 'FILE'))}\n"
+    assert (tmp_path / "FILE").read_text() == "keep" and not (tmp_path / "r").exists()
+
+
 def test_unfinished_suite_fails_clearly_without_numbers(tmp_path, capsys, monkeypatch):
     from clinloop.cli import main
     from clinloop.evaluation.benchmark import NotImplementedSuite, meduhip

@@ -129,3 +129,51 @@ def test_train_volumes_command_gives_the_interactive_models_a_click_reach(tmp_pa
             boundary = not (task == "atrium" and model != "interactive-cnn")
             assert cmd[cmd.index("--click-reach") + 1] == "3" and ("--pnet-boundary" in cmd) == boundary
     assert MECCATrainOptions.__dataclass_fields__["click_reach"].default == 0.0  # the paper, unless asked
+
+
+def test_train_volumes_chunks_resume_into_one_folder_and_keep_the_finished_model(tmp_path, capsys):
+    """The script's loop (run_resumable): the first chunk into a new folder without --resume, the next with
+    --resume while checkpoint.pt exists, until the model is finished; then the same command without --resume is
+    refused (the trained model is kept) and with --resume does nothing."""
+    from _benchmarks import load_script
+
+    from clinloop.cli import main
+    from tests.test_mecca_volumes import make_atrium
+
+    tv = load_script("mecca_train_volumes")
+    data, out = make_atrium(tmp_path / "a"), tmp_path / "pnet"
+    cmd = ["clinloop", "train", "--method", "mecca-unet", "--data", str(data), "--ndim", "3", "--zoom", "2",
+           "--norm", "image", "--crop", "6,6,6", "--size", "0", "--width", "4", "--batch", "2",
+           "--held-out-fraction", "0.4", "--val-cases", "1", "--seed", "0", "--iterations", "2",
+           "--max-minutes", "0", "--threads", "1", "--out", str(out)]  # --max-minutes 0: one iteration a chunk
+    assert tv.run_resumable(cmd, out, max_chunks=5) == 0
+    printed = capsys.readouterr().out
+    assert "chunk 1:" in printed and "checkpoint kept" in printed
+    assert "chunk 2:" in printed and "checkpoint gone (finished)" in printed and "chunk 3:" not in printed
+    assert json.loads((out / "data.json").read_text())["iterations"] == 2 and not (out / "checkpoint.pt").exists()
+    weights = (out / "weights.pt").read_bytes()
+    assert main(cmd[1:]) == 2
+    assert f"{out}: already holds a trained model (weights.pt); choose another --out" in capsys.readouterr().err
+    assert main([*cmd[1:], "--resume"]) == 0
+    assert f"{out}: training already finished; nothing to resume" in capsys.readouterr().err
+    assert (out / "weights.pt").read_bytes() == weights and not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"iterations": 0}, "--iterations must be >= 1 (0 only with --warm-start), got 0"),
+    ({"iterations": -3}, "--iterations must be >= 1 (0 only with --warm-start), got -3"),
+    ({"lr": 0.0}, "--lr must be > 0, got 0.0"),
+    ({"lr": -1e-4}, "--lr must be > 0, got -0.0001"),
+    ({"threads": 0}, "--threads must be >= 1, got 0"),
+    ({"batch": 0}, "--batch must be >= 1, got 0"),
+])
+def test_mecca_training_options_refuse_counts_below_one(options, message):
+    from clinloop.cli import main
+    from clinloop.training.mecca import MECCATrainOptions
+
+    with pytest.raises(ValueError) as e:
+        MECCATrainOptions(method="mecca", data="d", out="o", **options)
+    assert str(e.value) == message
+    assert MECCATrainOptions(method="mecca", data="d", out="o", iterations=0, warm_start="w").iterations == 0
+    (k, v), = options.items()
+    assert main(["train", "--method", "mecca", "--data", "d", "--out", "o", f"--{k}={v}"]) == 2

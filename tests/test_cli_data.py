@@ -137,6 +137,20 @@ def test_option_parsing_and_passing(tmp_path, capsys):
     assert "unknown format 'nosuch'" in capsys.readouterr().err
 
 
+def test_an_option_the_reader_does_not_take_is_named(tmp_path, capsys):
+    """Readers with fixed keywords (lidc: volumes) get the unknown option named, not a TypeError."""
+    from fixtures_datasets import make_lidc_npz
+
+    make_lidc_npz(tmp_path / "lidc.npz")
+    assert main(["data", "info", str(tmp_path / "lidc.npz"), "-o", "foo=1", "-o", "volumes=true"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"clinloop: error: {tmp_path / 'lidc.npz'}: the lidc reader takes no option 'foo'; "
+                   "its options: volumes\n")
+    with pytest.raises(ValueError, match="the lidc reader takes no option 'foo', 'structure'; its options: volumes"):
+        load_dataset(tmp_path / "lidc.npz", structure="cup", foo=1)
+    assert len(load_dataset(tmp_path / "lidc.npz", volumes=True)) >= 1  # its own option still passes
+
+
 def test_formats(capsys):
     assert main(["data", "formats"]) == 0
     out = capsys.readouterr().out

@@ -38,3 +38,35 @@ def test_demo_runs_offline_and_writes_its_results(tmp_path, capsys):
 def test_demo_refuses_bad_iterations(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--iterations", "0"]) == 2
     assert "--iterations must be >= 1" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_model_that_takes_no_clicks(tmp_path, capsys):
+    from clinloop import load_model
+
+    assert load_model("lexu-lidc").spatial_ndims == (2,)  # a tuple, as every model's (was the int 2)
+    assert main(["demo", "--out", str(tmp_path / "d1"), "--model", "lexu-lidc"]) == 2
+    assert capsys.readouterr().err == ("clinloop: error: --model lexu-lidc: lexu is not an interactive model (it "
+                                       "takes no clicks); the demo needs one that does, e.g. spa-general (the "
+                                       "default) or spa-lidc\n")
+    assert not (tmp_path / "d1").exists()
+
+
+def test_demo_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "f").write_text("keep")
+    for out, why in ((tmp_path / "f", "exists and is not a folder"), (tmp_path / "f" / "d", f"{tmp_path / 'f'} is a "
+                                                                      "file, not a folder")):
+        assert main(["demo", "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"clinloop: error: --out {out}: {why}; choose another --out\n"
+    assert (tmp_path / "f").read_text() == "keep"
+
+
+def test_any_file_exists_error_is_one_line_and_exit_2(monkeypatch, capsys):
+    """The CLI's fallback for a FileExistsError raised deeper down (e.g. mkdir on a file): no traceback."""
+    import clinloop.cli.demo as demo
+
+    def refuse(args):
+        raise FileExistsError(17, "File exists", "x/y")
+
+    monkeypatch.setattr(demo, "run", refuse)
+    assert main(["demo"]) == 2
+    assert capsys.readouterr().err == "clinloop: error: [Errno 17] File exists: 'x/y'\n"

@@ -94,7 +94,7 @@ def test_cli_refuses_to_overwrite_and_resume_of_finished_run_is_a_no_op(tiny, tm
                  "--epochs", "1", *TINY]) == 0
 
 
-def test_protocol_writes_exact_keys_for_every_method(tiny):
+def test_protocol_writes_exact_keys_for_every_method(tiny, capsys):
     data, d = tiny
     for m in ("lexu", "unet", "ensemble", "layer-ensemble", "mc-dropout"):
         if not (d / m / "weights.pt").is_file():
@@ -125,6 +125,13 @@ def test_protocol_writes_exact_keys_for_every_method(tiny):
         from clinloop.evaluation.lexu_protocol import default_model
 
         default_model("unet", str(data), None)
+    capsys.readouterr()
+    for flags, message in ((["--limit", "-36"], "--limit must be >= 1, got -36"),
+                           (["--limit", "0"], "--limit must be >= 1, got 0"),
+                           (["--threads", "-1"], "--threads must be >= 1, got -1")):
+        assert main(["evaluate", "--method", "lexu", "--protocol", "lexu", "--data", str(data), "--model",
+                     str(d / "lexu"), "--out", str(d / "y.json"), *flags]) == 2
+        assert capsys.readouterr().err == f"clinloop: error: {message}\n" and not (d / "y.json").exists()
 
 
 def test_qc_curve_hand_computed():

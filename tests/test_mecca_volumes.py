@@ -404,8 +404,8 @@ def test_a_unet_pnet_trains_and_a_policy_fine_tunes_from_it(tmp_path):
     for name, v in u.nets["net"].state_dict().items():
         torch.testing.assert_close(m1.nets["init"].state_dict()[name], v)
     with pytest.raises(ValueError, match="init_arch"):
-        train_model(make_options(MECCATrainOptions, "test", out=str(tmp_path / "x"), iterations=0,
-                                 pnet_arch="unet", **rl))
+        train_model(make_options(MECCATrainOptions, "test", out=str(tmp_path / "x"), iterations=1,
+                                 pnet_arch="unet", **rl))  # refused before any iteration
 
 
 def test_a_start_trained_on_a_held_back_patient_is_refused(tmp_path):

@@ -214,3 +214,43 @@ def test_spa_segments_a_volume_from_one_click(tmp_path):
     assert mask.shape == (40, 40, 6) and (mask.sum(axis=(0, 1)) > 0).sum() >= 2  # more than the clicked slice
     want = Session(clinloop.load_model("spa-general"), ds[0], seed=0).click((20, 20, 3), True).mask
     assert float(row["foreground_fraction"]) == pytest.approx(float(want.mean()), abs=1e-6)
+
+
+def test_exit_status_and_run_record_refuse_another_run_in_the_same_folder(tmp_path, capsys):
+    """Exit 1 when every attempted case failed, 0 when one succeeded; ``run.json`` records the model (its
+    weights' sha256), prompts, seed and reader options, and a rerun with another of them is refused."""
+    import json
+
+    from clinloop.cli import main
+    from clinloop.data import load_dataset
+    from clinloop.models.registry import resolve_model_dir
+
+    make_lidc_npz(tmp_path / "lidc.npz")
+    ids = load_dataset(tmp_path / "lidc.npz").case_ids
+    out, base = tmp_path / "out", ["predict", "--data", str(tmp_path / "lidc.npz"), "--model", "mecca-lidc"]
+    assert main([*base, "--out", str(out)]) == 1  # an interactive model, no prompts: every case failed
+    err = capsys.readouterr().err
+    assert f"predict: every one of the {len(ids)} case(s) attempted failed" in err and "NoPrompt" in err
+    (tmp_path / "p.csv").write_text(f"case_id,x,y\n{ids[0]},4,4\n")
+    assert main([*base, "--out", str(out), "--prompts", str(tmp_path / "p.csv")]) == 0  # prompts added: 1 done
+    assert f"1 done, 0 already finished, {len(ids) - 1} errors" in capsys.readouterr().out
+    rec = json.loads((out / "run.json").read_text())
+    sha = hashlib.sha256((resolve_model_dir("mecca-lidc") / "weights.pt").read_bytes()).hexdigest()
+    assert rec["model"] == "mecca-lidc" and rec["weights_sha256"] == sha and rec["seed"] == 0
+    assert rec["prompts_sha256"] == hashlib.sha256((tmp_path / "p.csv").read_bytes()).hexdigest()
+    assert rec["prompt_by_case"] == {ids[0]: {"point": [4.0, 4.0]}} and rec["format"] == "lidc"
+    assert (rec["structure"], rec["task"]) == (None, None)
+    before = _digest(out)
+    (tmp_path / "q.csv").write_text(f"case_id,x,y\n{ids[0]},5,4\n")
+    changed = f"another prompt for 1 finished case(s), e.g. {ids[0]}"
+    for model, prompts, seed, why in (("mecca-lidc", "p.csv", "1", "seed 0, now 1"),
+                                      ("mecca-lidc", "q.csv", "0", changed),
+                                      ("lexu-lidc", "p.csv", "0", f"weights_sha256 '{sha[:12]}', now '")):
+        assert main(["predict", "--data", str(tmp_path / "lidc.npz"), "--model", model, "--out", str(out),
+                     "--prompts", str(tmp_path / prompts), "--seed", seed]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out} holds the predictions of another run (model 'mecca-lidc'; " in err and why in err
+    assert _digest(out) == before and json.loads((out / "run.json").read_text()) == rec  # untouched
+    (tmp_path / "file").write_text("")
+    assert main([*base, "--out", str(tmp_path / "file")]) == 2
+    assert f"--out {tmp_path / 'file'}: exists and is not a folder; choose another --out" in capsys.readouterr().err

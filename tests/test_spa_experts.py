@@ -180,6 +180,14 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
     assert main(["extract-expert", "--general", "g", "--specialist", "s", "--structure", "nodule",
                  "--rank", "0"]) == 2  # a clear error
     capsys.readouterr()
+    before = (tmp_path / "m" / "weights.pt").read_bytes()
+    for out in ("m", "g"):  # a folder that holds a model (the last extraction, the general model) is kept
+        assert main(["extract-expert", "--general", str(tmp_path / "g"), "--specialist", str(tmp_path / "s"),
+                     "--structure", "nodule", "--rank", "2", "--out", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"clinloop: error: {tmp_path / out}: already holds a trained model (weights.pt); "
+                       "choose another --out\n")
+    assert (tmp_path / "m" / "weights.pt").read_bytes() == before
     assert main(["train", "--method", "spa", "--data", str(tmp_path), "--init", str(tmp_path / "m"),
                  "--out", str(tmp_path / "t"), "--steps", "1"]) == 2
     assert "extracted, not trained" in capsys.readouterr().err

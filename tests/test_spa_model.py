@@ -3,6 +3,8 @@
 A randomly initialised LiteMedSAM decoder with a one-conv stand-in for the
 TinyViT encoder keeps these fast; the real backbone is exercised end to end in
 tests/test_spa_protocol.py."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,29 @@ def test_save_load_roundtrip(tmp_path, monkeypatch):
     (tmp_path / "m" / "weights.pt").write_bytes(b"garbage")
     with pytest.raises(DataError):
         load_spa(tmp_path / "m")
+
+
+@pytest.mark.parametrize("method", ["spa", "meduhip", "click-litemedsam"])
+def test_a_folder_without_weights_is_an_error_naming_the_file(tmp_path, monkeypatch, method):
+    """config.json but no weights.pt (an interrupted training): an error naming the file, never an
+    untrained net, as the LEXU and MECCA loaders (and through load_model, a one-line CLI error)."""
+    from clinloop.cli import main
+    from clinloop.errors import DataError
+    from clinloop.models.registry import load_model
+
+    net = tiny_net("spa" if method == "click-litemedsam" else method)
+    save_spa(net, tmp_path / "m")
+    if method == "click-litemedsam":
+        cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+        (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "method": method}))
+    (tmp_path / "m" / "weights.pt").unlink()
+    _stub_backbone_builder(monkeypatch)
+    want = f"{tmp_path / 'm' / 'weights.pt'}: cannot read weights (no such file: the folder holds no trained model)"
+    with pytest.raises(DataError) as e:
+        load_model(tmp_path / "m")
+    assert str(e.value) == want
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tmp_path / "m")]) == 2
+    assert not (tmp_path / "d").exists()  # refused before writing anything
 
 
 @pytest.mark.parametrize("method", ["spa", "meduhip"])

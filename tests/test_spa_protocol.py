@@ -124,6 +124,22 @@ def test_protocol_rejects_unknown_method(tmp_path):
     assert main(["evaluate", "--protocol", "spa", "--method", "nope", "--data", str(tmp_path), "--out", "x.json"]) == 2
 
 
+@pytest.mark.parametrize("flags, message", [(["--limit", "0"], "--limit must be >= 1, got 0"),
+                                            (["--per-nodule", "0"], "--per-nodule must be >= 1, got 0"),
+                                            (["--threads", "-1"], "--threads must be >= 1, got -1"),
+                                            (["--threads", "0"], "--threads must be >= 1, got 0")])
+def test_protocol_refuses_counts_below_one_naming_the_flag(tmp_path, capsys, flags, message):
+    from clinloop.api import evaluate
+    from clinloop.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--protocol", "spa", "--method", "spa", "--data", str(tmp_path), "--out", str(out),
+                 *flags]) == 2
+    assert capsys.readouterr().err == f"clinloop: error: {message}\n" and not out.exists()
+    with pytest.raises(ValueError, match=message):
+        evaluate("spa", "spa", tmp_path, **{flags[0][2:].replace("-", "_"): int(flags[1])})
+
+
 def test_real_backbone_end_to_end(shared_data):
     """One real LIDC slice through SPA on the pretrained LiteMedSAM backbone (untrained SPA heads:
     the conditioning starts as the identity, so the proposal is the pretrained decoder's)."""

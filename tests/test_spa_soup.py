@@ -46,6 +46,13 @@ def test_interpolate_writes_a_loadable_model_between_the_two(tmp_path):
     saved = json.loads((tmp_path / "m" / "data.json").read_text())
     assert saved == data and saved["split_seed"] == 3 and saved["interpolation"]["alpha"] == 0.5
     assert len(saved["interpolation"]["weights_sha256"]["a"]) == 64
+    before = {f: (tmp_path / d / f).read_bytes() for d in ("m", "b") for f in ("weights.pt", "data.json")}
+    for out in ("m", "b"):  # a folder holding a model (the last run's, B itself) is never overwritten
+        assert main(["interpolate", "--model-a", str(tmp_path / "a"), "--model-b", str(tmp_path / "b"),
+                     "--alpha", "0.25", "--out", str(tmp_path / out)]) == 2
+        with pytest.raises(ValueError, match=f"{out}: already holds a trained model \\(weights.pt\\); choose another"):
+            interpolate(InterpolateConfig(str(tmp_path / "a"), str(tmp_path / "b"), 0.25, str(tmp_path / out)))
+    assert {f: (tmp_path / d / f).read_bytes() for d in ("m", "b") for f in ("weights.pt", "data.json")} == before
     with pytest.raises(ValueError, match="alpha"):
         InterpolateConfig("a", "b", 1.5)
     assert main(["interpolate", "--model-a", "a", "--model-b", "b", "--alpha", "-1"]) == 2  # a clear error

@@ -48,6 +48,16 @@ def test_triage_csv_ordering_matches_uncertainty(tmp_path):
     import json
 
     assert len(json.loads((tmp_path / "w.json").read_text())) == 3
+    assert main(["triage", "--model", str(tmp_path / "m"), "--data", str(data), "--out", str(out), "--limit", "4"]) == 0
+    assert len(list(csv.DictReader(out.open()))) == 4
+
+
+@pytest.mark.parametrize("limit", ["0", "-36"])
+def test_triage_limit_below_one_is_a_clear_error(tmp_path, capsys, limit):
+    out = tmp_path / "w.csv"
+    assert main(["triage", "--data", str(tmp_path), "--out", str(out), "--limit", limit]) == 2
+    assert capsys.readouterr().err == f"clinloop: error: --limit must be >= 1, got {limit}\n"
+    assert not out.exists()
 
 
 def test_predict_api_shapes(tmp_path):

@@ -24,16 +24,17 @@ T = TypeVar("T")
 
 def opt(default: Any = MISSING, *, help: str = "", flags: tuple[str, ...] = (), choices=None, type=None,
         default_factory: Any = MISSING, cli_required: bool = False, metavar: str | None = None,
-        action: str | None = None, cli: bool = True):
+        action: str | None = None, cli: bool = True, at_least: float | None = None, above: float | None = None):
     """A dataclass field with its command-line description.
 
     ``flags``: extra (older) option strings accepted besides ``--name-with-dashes``;
     ``type``: the argparse type when it cannot be read from the default (``None``
     defaults); ``cli_required``: required on the command line though optional in
     Python (e.g. ``out`` of a protocol); ``action``: e.g. ``"append"``; ``cli=False``:
-    no flag (a Python-only option, e.g. a dict)."""
+    no flag (a Python-only option, e.g. a dict); ``at_least`` / ``above``: the value's
+    bound (``None`` values pass), checked by :func:`check_bounds` when the options are made."""
     md = {"help": help, "flags": tuple(flags), "choices": choices, "type": type, "cli_required": cli_required,
-          "metavar": metavar, "action": action, "cli": cli}
+          "metavar": metavar, "action": action, "cli": cli, "at_least": at_least, "above": above}
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata=md)
     return field(default=default, metadata=md)
@@ -41,6 +42,20 @@ def opt(default: Any = MISSING, *, help: str = "", flags: tuple[str, ...] = (), 
 
 def flag_name(f: dataclasses.Field) -> str:
     return "--" + f.name.replace("_", "-")
+
+
+def check_bounds(opts) -> None:
+    """``ValueError`` naming the flag and the value for a field of ``opts`` outside its ``at_least`` /
+    ``above`` bound (see :func:`opt`); ``None`` (unset) values pass."""
+    for f in dataclasses.fields(opts):
+        v = getattr(opts, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        lo, above = f.metadata.get("at_least"), f.metadata.get("above")
+        if lo is not None and v < lo:
+            raise ValueError(f"{flag_name(f)} must be >= {lo:g}, got {v}")
+        if above is not None and v <= above:
+            raise ValueError(f"{flag_name(f)} must be > {above:g}, got {v}")
 
 
 def keyword_aliases(cls) -> dict[str, str]:
@@ -102,6 +117,9 @@ class TrainOptions:
     resume: bool = opt(False, help="continue from the last checkpoint in --out")
     device: str = opt("cpu", help="torch device (cpu, cuda, cuda:1, mps)")
 
+    def __post_init__(self) -> None:
+        check_bounds(self)
+
 
 @dataclass(kw_only=True)
 class ProtocolOptions:
@@ -113,6 +131,9 @@ class ProtocolOptions:
     data: str = opt(help="dataset path")
     format: str | None = opt(None, help="override layout auto-detection", type=str)
     model: str | None = opt(None, help="model folder; default: the shipped model for the method", type=str)
-    limit: int | None = opt(None, help="evaluate at most this many cases", type=int)
+    limit: int | None = opt(None, help="evaluate at most this many cases", type=int, at_least=1)
     seed: int = opt(0, help="random seed")
     out: str | None = opt(None, help="results file to write", type=str, cli_required=True)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)

@@ -28,3 +28,15 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("CLINLOOP_CACHE", Path.home() / ".cache" / "clinloop"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def output_folder(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` as a folder to write into, created with its parents; a ``ValueError`` naming ``flag`` when it
+    (or a folder above it) is an existing file, instead of a ``FileExistsError`` from ``mkdir``."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            what = "exists and is not a folder" if q == p else f"{q} is a file, not a folder"
+            raise ValueError(f"{flag} {p}: {what}; choose another {flag}")
+    p.mkdir(parents=True, exist_ok=True)
+    return p

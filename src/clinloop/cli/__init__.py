@@ -2,8 +2,8 @@
 
 Each sub-command lives in its own module exposing ``add_parser(subparsers)``;
 heavy imports happen inside the command functions so ``clinloop --help`` is fast.
-Bad input (``ValueError`` and its subclasses, missing files) becomes a one-line
-``clinloop: error: ...`` message and exit status 2.
+Bad input (``ValueError`` and its subclasses, missing files, a file where a folder
+should be) becomes a one-line ``clinloop: error: ...`` message and exit status 2.
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         rc = args.func(args, extra) if getattr(args, "accepts_extra", False) else args.func(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as e:
         print(f"clinloop: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,20 +32,25 @@ def run(args: argparse.Namespace) -> int:
     from clinloop.data.stats import dataset_stats, format_stats
     from clinloop.data.synthetic import write_example
 
+    from clinloop import Session, load_model
+    from clinloop.paths import output_folder
+
     if args.iterations < 1:
         raise ValueError(f"--iterations must be >= 1, got {args.iterations}")
-    out = Path(args.out)
+    model = load_model(args.model)
+    if not callable(getattr(model, "start", None)):  # LEXU and its baselines segment without clicks
+        raise ValueError(f"--model {args.model}: {model.name} is not an interactive model (it takes no clicks); "
+                         "the demo needs one that does, e.g. spa-general (the default) or spa-lidc")
+    out = output_folder(args.out)  # a clear error when --out is a file
     example = write_example(out / "example", 4, seed=args.seed, name="clinloop-demo")
     ds = load_dataset(example)
     print(f"== embedded example: {example}")
     print(format_stats(dataset_stats(ds, progress=False)))
 
-    from clinloop import Session, load_model
     from clinloop.interaction.users import PreferredRaterUser, largest_error_click
     from clinloop.metrics import dice
     from clinloop.visualize import plot_proposal
 
-    model = load_model(args.model)
     sample = ds[0]
     user = PreferredRaterUser.from_raters(sample.masks, seed=args.seed, rater_valid=sample.rater_valid)
     prefers = ", ".join(sample.rater_ids[i] for i in user.raters)

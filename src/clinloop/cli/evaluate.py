@@ -21,10 +21,11 @@ def add_parser(sub) -> None:
         description="Evaluate a method under a protocol. Protocol flags: `clinloop evaluate --protocol P --method M --help`.",
         add_help=False,
     )
-    p.add_argument("--method", required=True)
-    p.add_argument("--protocol", required=True, choices=sorted(PROTOCOLS))
-    p.add_argument("-h", "--help", action="store_true")
-    p.set_defaults(func=run, accepts_extra=True)
+    p.add_argument("--method", metavar="M", help="the method to evaluate (required; the protocol's methods below)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), metavar="P",
+                   help=f"the protocol (required): {', '.join(sorted(PROTOCOLS))}")
+    p.add_argument("-h", "--help", action="store_true", help="this help; with --protocol P --method M: P's flags")
+    p.set_defaults(func=run, accepts_extra=True, command_parser=p)
 
 
 def protocol_parser(protocol: str, method: str) -> argparse.ArgumentParser:
@@ -69,7 +70,21 @@ def _train_options(train_args: str) -> dict:
     return {k: v for k, v in vars(parser.parse_args(shlex.split(train_args))).items() if v is not unset}
 
 
+def methods_text(sep: str = "\n  ") -> str:
+    """Each protocol with the methods it evaluates (``sep`` between protocols)."""
+    return sep.join(f"--protocol {p}: --method {', '.join(load(PROTOCOLS, p, 'protocol').METHODS)}"
+                    for p in sorted(PROTOCOLS))
+
+
 def run(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.protocol is None or args.method is None:
+        if args.help:  # `clinloop evaluate --help`: this command's flags, the protocols and their methods
+            args.command_parser.print_help()
+            print(f"\nmethods of each protocol:\n  {methods_text()}")
+            return 0
+        missing = [f for f, v in (("--protocol", args.protocol), ("--method", args.method)) if v is None]
+        raise ValueError(f"evaluate: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required; "
+                         f"choose from {methods_text('; ')}")
     mod = load(PROTOCOLS, args.protocol, "protocol")
     if args.help:
         from clinloop.api import check_protocol_method

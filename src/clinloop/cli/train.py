@@ -22,13 +22,14 @@ def add_parser(sub) -> None:
         description="Train a model. Method-specific flags: `clinloop train --method M --help`.",
         add_help=False,
     )
-    p.add_argument("--method", required=True, choices=sorted(TRAINERS))
-    p.add_argument("-h", "--help", action="store_true")
+    p.add_argument("--method", choices=sorted(TRAINERS), metavar="M",
+                   help=f"the method to train (required): {', '.join(sorted(TRAINERS))}")
+    p.add_argument("-h", "--help", action="store_true", help="this help; with --method M: M's own flags")
     p.add_argument("--nproc", type=int, default=None, help="data-parallel processes per node (launches torchrun)")
     p.add_argument("--nnodes", type=int, default=1, help="machines (with --nproc and --rdzv-endpoint)")
     p.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of the rendezvous, the same on every node")
     p.add_argument("--node-rank", type=int, default=None, help="this machine's rank (optional with c10d rendezvous)")
-    p.set_defaults(func=run, accepts_extra=True)
+    p.set_defaults(func=run, accepts_extra=True, command_parser=p)
 
 
 def method_parser(method: str) -> argparse.ArgumentParser:
@@ -50,6 +51,11 @@ def parse_options(method: str, argv: list[str]):
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
+    if args.method is None:
+        if args.help:  # `clinloop train --help`: this command's flags and the methods
+            args.command_parser.print_help()
+            return 0
+        raise ValueError(f"train: --method is required; choose from {', '.join(sorted(TRAINERS))}")
     if args.help:
         method_parser(args.method).print_help()
         return 0

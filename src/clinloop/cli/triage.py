@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--task", type=int, default=None, help="QUBIQ task number")
     p.add_argument("--split", choices=["all", "test"], default="all",
                    help="all cases (default) or only the model's held-out cases")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="rank at most this many cases (>= 1)")
     p.set_defaults(func=run)
 
 
@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
     torch.manual_seed(0)  # MC-dropout models: the same worklist every run
     model_dir = resolve_model_dir(args.model)
     method = read_config(model_dir)["method"]

@@ -203,4 +203,13 @@ def load_dataset(path: str | Path, format: str | None = None, **options) -> Data
     name = format or detect_format(path)
     if name not in READERS:
         raise UnknownFormatError(f"unknown format {name!r}; choose from {', '.join(READERS)}", path)
+    import inspect
+
+    params = inspect.signature(READERS[name].read).parameters
+    if not any(q.kind is q.VAR_KEYWORD for q in params.values()):  # readers with **options check their own
+        takes = [k for k, q in list(params.items())[1:] if q.kind is not q.VAR_POSITIONAL]  # after the path
+        unknown = sorted(set(options) - set(takes))
+        if unknown:
+            raise DataError(f"the {name} reader takes no option {', '.join(map(repr, unknown))}; its options: "
+                            f"{', '.join(takes) or 'none'}", path)
     return READERS[name].read(path, **options)

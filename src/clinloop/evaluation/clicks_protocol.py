@@ -61,7 +61,7 @@ class ClicksProtocolOptions(SliceCasesOptions):
     zoom_mode: str | None = opt(None, help="SPA: 'mean' (crop and full frame averaged) or 'crop' (config zoom_mode)")
     zoom_when: str | None = opt(None, help="SPA: 'missed' (zoom only when the full frame leaves a click "
                                            "unhonoured) or 'always' (config zoom_when)")
-    threads: int | None = opt(None)
+    threads: int | None = opt(None, at_least=1)
 
 
 OPTIONS = ClicksProtocolOptions

@@ -72,7 +72,7 @@ class LexuProtocolOptions(ProtocolOptions):
     poor_dice: float | None = opt(None, help="QC threshold (default: §4.2 per structure)")
     difficulty_cases: int = opt(40, help="images used by the difficulty test (0: skip)")
     no_figures: bool = opt(False)
-    threads: int | None = opt(None)
+    threads: int | None = opt(None, at_least=1)
 
 
 OPTIONS = LexuProtocolOptions

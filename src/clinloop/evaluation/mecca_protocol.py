@@ -119,7 +119,7 @@ class MECCAProtocolOptions(ProtocolOptions):
     seeds: str = opt("0,1,2", help="compare: comma-separated seeds (each draws the cases and the clicks)")
     method_model: list = opt(default_factory=list, action="append", metavar="METHOD=DIR",
                              help="compare: model folder for a method (default: the shipped one); repeatable")
-    threads: int | None = opt(None, help="torch CPU threads (compare: default 1)")
+    threads: int | None = opt(None, help="torch CPU threads (compare: default 1)", at_least=1)
     figure: str | None = opt(None, help="compare: also write Dice and ASSD per step per method (Fig. 6) to this PNG",
                              type=str)
     # --mode semisup

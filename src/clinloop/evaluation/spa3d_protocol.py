@@ -95,7 +95,7 @@ class SPA3DProtocolOptions(ProtocolOptions):
                                           "axis alone, without the refinement along the two other axes")
     orthogonal_min_extent: float = opt(16.0, help="VolumeConfig.orthogonal_min_extent: refine only structures "
                                                   "whose propagated slices span at least this many pixels")
-    threads: int | None = opt(None)
+    threads: int | None = opt(None, at_least=1)
 
 
 OPTIONS = SPA3DProtocolOptions

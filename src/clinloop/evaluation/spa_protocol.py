@@ -53,7 +53,7 @@ class SliceCasesOptions(ProtocolOptions):
                      help="patients: all, or the train/val part of the seeded patient split used in training")
     held_out_fraction: float = opt(0.2, flags=("--val-fraction",), help="held-out share of the patients (as trained)")
     split_seed: int = opt(0)
-    per_nodule: int | None = opt(None, help="at most this many slices per nodule")
+    per_nodule: int | None = opt(None, help="at most this many slices per nodule", at_least=1)
     structure: str | None = opt(None, help="the structure, for readers that hold several (RIGA: disc or cup)")
 
 
@@ -94,7 +94,7 @@ class SPAProtocolOptions(SliceCasesOptions):
     iterations: int = opt(6, help="interaction iterations per case (max for NoC)")
     click_strategy: str = opt("center", choices=("center", "random", "clinician-disagreement", "last-wrong"))
     samples: int | None = opt(None, help="override SPA's N at inference")
-    threads: int | None = opt(None)
+    threads: int | None = opt(None, at_least=1)
 
 
 OPTIONS = SPAProtocolOptions

@@ -22,10 +22,17 @@ status ``ok``/``error`` with the message, seconds).
   ``i, i+n, i+2n, ...`` of the sorted case ids: the n shards partition the
   collection exactly, on any machine. Shards may share one ``out`` folder
   (each run rebuilds ``predictions.csv`` from every finished case's ``done.json``).
+* **What made it**: ``<out>/run.json`` (:func:`check_run`, written atomically before any
+  case) records the model (its ``config.json`` and ``weights.pt`` sha256), the prompts
+  file (sha256 and each case's prompt), the seed and the reader options. A rerun into
+  the same ``out`` with another model, seed or reader options, or another prompt for a
+  finished case, is refused (``ValueError``): its finished cases are not that run's.
+  Prompts added for cases that had none are fine (those cases were not finished).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -39,6 +46,8 @@ from clinloop.config_options import opt
 from clinloop.inference.cases import COLUMNS, case_folder_name, finished_row, read_prompts, run_case
 
 DEFAULT_MODEL = "lexu-lidc"
+RUN_FILE = "run.json"
+SAME_RUN = ("config_sha256", "weights_sha256", "seed", "format", "structure", "task")  # run.json keys a rerun keeps
 
 
 @dataclass(kw_only=True)
@@ -74,6 +83,47 @@ def shard_indices(case_ids: list[str], i: int, n: int) -> list[int]:
     """Dataset indices of shard ``i`` of ``n``: positions ``i, i+n, ...`` in sorted-id order."""
     order = sorted(range(len(case_ids)), key=lambda k: str(case_ids[k]))
     return sorted(order[i::n])
+
+
+def _sha256(path: str | Path | None) -> str | None:
+    p = None if path is None else Path(path)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p is not None and p.is_file() else None
+
+
+def run_record(o: PredictOptions, model_dir: Path, fmt: str | None, prompts: dict) -> dict[str, Any]:
+    """What produces ``o.out``'s predictions (``run.json``): the model, the sha256 of its ``config.json`` and
+    ``weights.pt``, the prompts file (sha256, each case's prompt), the seed and the reader options."""
+    return {"model": str(o.model), "model_dir": str(model_dir), "config_sha256": _sha256(model_dir / "config.json"),
+            "weights_sha256": _sha256(model_dir / "weights.pt"),
+            "prompts": None if o.prompts is None else str(o.prompts),
+            "prompts_sha256": _sha256(o.prompts), "seed": o.seed, "format": fmt, "structure": o.structure,
+            "task": o.task, "prompt_by_case": json.loads(json.dumps(prompts))}
+
+
+def check_run(out: Path, record: dict[str, Any]) -> None:
+    """``ValueError`` when ``out/run.json`` names another model, seed or reader options than ``record``, or
+    another prompt for a case finished in ``out`` (its files are another run's); else write ``record`` there
+    (atomically)."""
+    from clinloop.atomic import atomic_write_text
+
+    path = out / RUN_FILE
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: unreadable ({e}); choose another --out") from None
+        def short(v):  # a sha256 by its first 12 digits
+            return v[:12] if isinstance(v, str) and len(v) == 64 else v
+
+        diff = [f"{k} {short(old.get(k))!r}, now {short(record[k])!r}" for k in SAME_RUN if old.get(k) != record[k]]
+        changed = sorted(c for c, p in (old.get("prompt_by_case") or {}).items()
+                         if record["prompt_by_case"].get(c) != p and finished_row(out / "cases" / case_folder_name(c)))
+        if changed:
+            diff.append(f"another prompt for {len(changed)} finished case(s), e.g. {changed[0]}")
+        if diff:
+            raise ValueError(f"--out {out} holds the predictions of another run (model {old.get('model')!r}; "
+                             f"{'; '.join(diff)}); choose another --out")
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
 def _dataset(o: PredictOptions):
@@ -146,8 +196,10 @@ def predict(options: PredictOptions) -> dict[str, Any]:
         raise FileNotFoundError(f"--prompts {o.prompts}: no such file")
     prompts = read_prompts(o.prompts) if o.prompts else {}
     from clinloop.models.registry import read_config, resolve_model_dir
+    from clinloop.paths import output_folder
 
-    read_config(resolve_model_dir(o.model))  # a bad --model fails here, before any worker starts
+    model_dir = resolve_model_dir(o.model)
+    read_config(model_dir)  # a bad --model fails here, before any worker starts
     ds = _dataset(o)
     names = [case_folder_name(c) for c in ds.case_ids]
     if len(set(names)) != len(names):
@@ -157,8 +209,8 @@ def predict(options: PredictOptions) -> dict[str, Any]:
     if unknown:
         print(f"predict: {len(unknown)} prompt(s) name cases not in {o.data}: {', '.join(unknown[:5])}"
               + (" ..." if len(unknown) > 5 else ""), file=sys.stderr)
-    out = Path(o.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(o.out)  # a clear error when --out is a file
+    check_run(out, run_record(o, model_dir, getattr(ds, "format", None) or o.format, prompts))
     mine = shard_indices(ds.case_ids, i, n)
     todo = [k for k in mine if finished_row(out / "cases" / names[k]) is None]
     skipped = len(mine) - len(todo)

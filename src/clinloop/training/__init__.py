@@ -43,3 +43,10 @@ def resolve_device(name: str):
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {name}: unsupported device type {dev.type!r} (cpu, cuda, mps)")
     return dev
+
+
+def cpu_only(name: str, method: str) -> None:
+    """``--device`` of a trainer that runs on the CPU only (MECCA's rollouts): a clear ``ValueError`` for
+    any other device, and (through :func:`resolve_device`) for a name that is not a device."""
+    if resolve_device(name).type != "cpu":
+        raise ValueError(f"--device {name}: --method {method} trains on the CPU only; use --device cpu")

@@ -324,7 +324,7 @@ class ClickTrainOptions(TrainOptions):
     save_every: int = opt(_D.save_every)
     structure: str | None = opt(None, help="RIGA structure: cup or disc")
     task: int | None = opt(None, help="QUBIQ task number")
-    threads: int | None = opt(None, help="torch CPU threads")
+    threads: int | None = opt(None, help="torch CPU threads", at_least=1)
 
 
 OPTIONS = ClickTrainOptions
@@ -351,10 +351,10 @@ def train_model(args: ClickTrainOptions) -> Path:
     out = Path(args.out)
     if finished_model(out, args.resume):
         return out
-    from clinloop.training import distributed
+    from clinloop.training import distributed, resolve_device
 
     d = distributed.init(args.device)
-    device = distributed.device_for(d, args.device)
+    device = resolve_device(distributed.device_for(d, args.device))
     torch.manual_seed(args.seed)
     net = build_litemedsam(True).to(device)
     cfg = ClickLiteMedSAMConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, max_iterations=args.max_iterations,

@@ -40,9 +40,9 @@ class LexuTrainOptions(TrainOptions):
     """``clinloop train --method {lexu,unet,ensemble,layer-ensemble,mc-dropout}``."""
 
     size: int | None = opt(None, help="square input resolution (cnn default 96; tinyvit: 256)")
-    epochs: int = opt(100)
-    batch_size: int = opt(4)
-    lr: float = opt(2e-3)
+    epochs: int = opt(100, at_least=1)
+    batch_size: int = opt(4, at_least=1)
+    lr: float = opt(2e-3, above=0)
     alpha: float = opt(1.0, help="Eq. 1 α (segmentation weight)")
     beta: float = opt(5.0, help="Eq. 1 β (DGM weight)")
     widths: str | None = opt(None, help="comma-separated; cnn: encoder widths (N_E = count, default "
@@ -70,7 +70,7 @@ class LexuTrainOptions(TrainOptions):
                                                    "distorted image of strength d in [0, 1], Eq. 1's DGM target is "
                                                    "max(H, D·d) on the raters' boundary band (1 px; 2 px for "
                                                    "d >= 0.5; D <= 0.25)")
-    threads: int | None = opt(None, help="torch CPU threads")
+    threads: int | None = opt(None, help="torch CPU threads", at_least=1)
 
 
 OPTIONS = LexuTrainOptions
@@ -231,7 +231,7 @@ def train_model(args: LexuTrainOptions) -> Path:
     ``weights.pt``, ``data.json`` with the held-out ``test_cases``, ``metrics.json``)."""
     import torch
 
-    from clinloop.training import distributed, finished_model
+    from clinloop.training import distributed, finished_model, resolve_device
 
     from clinloop.atomic import atomic_write_text
     from clinloop.data import load_dataset
@@ -244,7 +244,7 @@ def train_model(args: LexuTrainOptions) -> Path:
     if finished_model(out, args.resume):
         return out
     d = distributed.init(args.device)
-    device = distributed.device_for(d, args.device)
+    device = resolve_device(distributed.device_for(d, args.device))  # a clear error for a device not here
     widths = (DEFAULT_WIDTHS[args.encoder] if args.widths is None
               else [int(w) for w in str(args.widths).split(",") if w.strip()])
     size = args.size if args.size is not None else (TINYVIT_SIZE if args.encoder == "tinyvit" else 96)

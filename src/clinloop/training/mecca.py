@@ -70,11 +70,11 @@ class MECCATrainOptions(TrainOptions):
     pnet_arch: str = opt("dilated", choices=("dilated", "unet"), help="mecca-unet: the P-Net's network, mecca.txt's "
                          "dilated P-Net or a U-Net with instance norm (MECCAConfig.pnet_arch; not in the paper)")
     downsample: int | None = opt(None, help="conv grid factor (default 1 in 2-D, 2 in 3-D)")
-    lr: float = opt(1e-4)
+    lr: float = opt(1e-4, above=0)
     lr_step: int = opt(0, help="from this iteration on the learning rate is --lr x --lr-step-factor (0: constant)")
     lr_step_factor: float = opt(0.1, help="the factor of --lr-step")
-    batch: int = opt(8)
-    iterations: int = opt(2000)
+    batch: int = opt(8, at_least=1)
+    iterations: int = opt(2000, help="training iterations (0 only with --warm-start: its networks written unchanged)")
     max_minutes: float = opt(15.0, help="stop after this wall time")
     hint_points: int = opt(5, help="simulated clicks per step")
     hint_sigma: float = opt(2.0, help="Gaussian radius of a click in the hint map, in working-grid voxels "
@@ -88,7 +88,7 @@ class MECCATrainOptions(TrainOptions):
     max_cases: int | None = opt(None, help="use at most this many training cases")
     balance_confidence: bool = opt(False, help="class-balanced confidence loss L_C (RL methods; see "
                                                "MECCAConfig.balance_confidence)")
-    threads: int = opt(1)
+    threads: int = opt(1, at_least=1)
     # volumes (BraTS, the atrium): see clinloop.models.mecca.volumes
     zoom: int = opt(1, help="work on a grid this many times coarser per axis (output upsampled)")
     norm: str = opt("image", choices=("image", "nonzero"),
@@ -123,6 +123,11 @@ class MECCATrainOptions(TrainOptions):
                                          "the flips of each axis (MECCAConfig.flip_average; default: the init's)")
     one_component: bool = opt(False, help="inference: the P-Net's mask keeps its largest connected component, for "
                                           "one-object structures (MECCAConfig.one_component; default: the init's)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.iterations < 0 or (self.iterations == 0 and not self.warm_start):
+            raise ValueError(f"--iterations must be >= 1 (0 only with --warm-start), got {self.iterations}")
 
 
 OPTIONS = MECCATrainOptions
@@ -313,10 +318,14 @@ def train_model(args: MECCATrainOptions) -> Path:
     """Train ``args.method`` into ``args.out``; returns the model folder."""
     from clinloop.models.mecca.config import MECCAConfig
     from clinloop.models.mecca.model import MECCAModel
-    from clinloop.training import distributed
+    from clinloop.training import cpu_only, distributed, finished_model
 
     if args.method not in METHODS:
         raise ValueError(f"clinloop.training.mecca trains {', '.join(METHODS)}; got {args.method!r}")
+    cpu_only(args.device, args.method)
+    out = Path(args.out)
+    if finished_model(out, args.resume):  # a trained model is never overwritten; --resume of a finished one: no-op
+        return out
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     if not 0.0 < args.labeled_fraction <= 1.0:
@@ -340,7 +349,6 @@ def train_model(args: MECCATrainOptions) -> Path:
                              **({"warm_start": str(args.warm_start)} if args.warm_start else {}),
                              "algorithm": "A2C (synchronous, batched agents)"
                              if method in ("mecca", "mecca-no-confidence") else f"supervised ({args.seg_loss})"})
-    out = Path(args.out)
     t_start = time.time()
     data = load_training_data(args)
     xtr, ytr, tr_idx = data["cases"]["train"]

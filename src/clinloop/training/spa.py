@@ -60,7 +60,10 @@ floating-point summation order (:mod:`clinloop.training.spa_loop`).
 
 Optimisers: Adam(lr 1e-4) per parameter group, StepLR(step_size, gamma).
 Checkpoints (``checkpoint.pt``) every ``--save-every`` steps; ``--resume``
-continues (with the same ``--episodes-per-step``). Library entry: :func:`train_model` with :class:`SPATrainOptions`
+continues (with the same ``--episodes-per-step``). An ``--out`` holding a trained model
+is refused without ``--resume`` (:func:`clinloop.training.finished_model`); with it, a
+model whose checkpoint is at ``--steps`` is left as it is. Library entry:
+:func:`train_model` with :class:`SPATrainOptions`
 (``clinloop.train("spa", data, out, **options)``); the trainer object and the
 losses live in :mod:`clinloop.training.spa_trainer`. The model folder gets ``config.json``, ``weights.pt``,
 ``data.json`` (data, split, command, time) and ``train_log.csv``.
@@ -101,7 +104,8 @@ class SPATrainOptions(TrainOptions):
     """``clinloop train --method {spa,meduhip,spa-random-gmm,spa-mean-variance,spa-weights}``."""
 
     steps: int = opt(300, help="training steps, each of --episodes-per-step training images (episodes of "
-                               "--user-iterations user iterations)")
+                               "--user-iterations user iterations); 0 only with --init (its weights written as "
+                               "they are)")
     episodes_per_step: int = opt(1, help="B: episodes (images) whose gradients are averaged in each optimiser "
                                          "update (the global batch; 1 = Alg. 1, one image per step); under "
                                          "torchrun / --nproc W each process runs B/W of them")
@@ -115,19 +119,19 @@ class SPATrainOptions(TrainOptions):
                                 "preference-distribution module when its method is --method) from an SPA model "
                                 "folder or shipped name, e.g. spa-lidc; the architecture follows that folder")
     freeze_decoder: bool = opt(False, help="keep the LiteMedSAM prompt encoder/decoder frozen")
-    lr: float = opt(1e-4, help="Adam lr (paper: 1e-4)")
+    lr: float = opt(1e-4, help="Adam lr (paper: 1e-4)", above=0)
     finetune_encoder: bool = opt(False, help="train the TinyViT image encoder too (no embedding cache; for GPU "
                                              "runs; weights.pt holds it)")
-    encoder_lr: float = opt(1e-5, help="lr of the image encoder with --finetune-encoder")
-    lr_new: float | None = opt(None, help="lr of the freshly initialised modules (default --lr)")
+    encoder_lr: float = opt(1e-5, help="lr of the image encoder with --finetune-encoder", above=0)
+    lr_new: float | None = opt(None, help="lr of the freshly initialised modules (default --lr)", above=0)
     user_iterations: int = opt(MAX_USER_ITERATIONS, help="simulated user iterations per image (Alg. 1: 6)")
     wta_weight: float = opt(1.0, help="weight of the relaxed winner-takes-all term (best_of_n_loss; 0 = paper loss only)")
     wta_relax: float = opt(0.05, help="relaxed-WTA weight on the non-best samples")
     time_budget: float | None = opt(None, help="stop after this many seconds of training")
-    step_size: int = opt(1000, help="StepLR step (training steps; = images with --episodes-per-step 1)")
+    step_size: int = opt(1000, help="StepLR step (training steps; = images with --episodes-per-step 1)", at_least=1)
     gamma: float = opt(0.5)
-    max_cases: int = opt(300, help="training slices (per-nodule middle slices)")
-    per_nodule: int = opt(2)
+    max_cases: int = opt(300, help="training slices (per-nodule middle slices)", at_least=1)
+    per_nodule: int = opt(2, at_least=1)
     held_out_fraction: float = opt(0.2, flags=("--val-fraction",),
                                    help="share of the patients held back for validation (split by patient count)")
     split_seed: int | None = opt(None, help="seed of the patient split (default: --seed); fix it to compare "
@@ -165,8 +169,13 @@ class SPATrainOptions(TrainOptions):
     structure_only: bool = opt(False, help="train only the structure tokens and adapters; the shared weights stay "
                                            "the init's, so the generic answer and structures without a token do "
                                            "not change (--structure-drop is then ignored)")
-    save_every: int = opt(25, help="checkpoint every this many training steps")
-    threads: int | None = opt(None)
+    save_every: int = opt(25, help="checkpoint every this many training steps", at_least=1)
+    threads: int | None = opt(None, at_least=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.steps < 0 or (self.steps == 0 and not self.init):
+            raise ValueError(f"--steps must be >= 1 (0 only with --init), got {self.steps}")
 
 
 OPTIONS = SPATrainOptions
@@ -236,7 +245,7 @@ def train_model(o: SPATrainOptions) -> Path:
     from clinloop.models.litemedsam import build_litemedsam
     from clinloop.models.spa.config import SPAConfig
     from clinloop.models.spa.model import SPANet, save_spa
-    from clinloop.training import distributed, resolve_device
+    from clinloop.training import distributed, finished_model, resolve_device
     from clinloop.training.spa_data import select_cases
 
     if o.method not in METHODS:
@@ -250,6 +259,9 @@ def train_model(o: SPATrainOptions) -> Path:
                          f"got {o.propagation_shrink}")
     if o.episodes_per_step < 1:
         raise ValueError(f"--episodes-per-step must be >= 1, got {o.episodes_per_step}")
+    out = Path(o.out)
+    if finished_model(out, o.resume):  # a trained model is never overwritten; --resume of a finished one: no-op
+        return out
     d = distributed.init(o.device)
     device = resolve_device(distributed.device_for(d, o.device))
     if o.threads:
@@ -258,7 +270,6 @@ def train_model(o: SPATrainOptions) -> Path:
     split_seed = o.seed if o.split_seed is None else o.split_seed
     if o.init:  # before any work: a continuation keeps its init's held-back patients
         check_init_split(o.init, split_seed, explicit=o.split_seed is not None)
-    out = Path(o.out)
     arch = {"latent_dim": 8, "cond_width": 32, "path": "tail"}
     kept: dict = {}
     if o.init:
@@ -336,6 +347,13 @@ def train_model(o: SPATrainOptions) -> Path:
         trainer.load_state(torch.load(ck, map_location="cpu", weights_only=False))
         if d.main:
             print(f"resumed from {ck} at step {trainer.step}", file=sys.stderr)
+        written = json.loads((out / "data.json").read_text()).get("steps") if (out / "data.json").is_file() else None
+        if trainer.step >= o.steps and written == trainer.step:  # the model folder is this checkpoint's
+            if d.main:
+                print(f"{out}: training already finished (step {trainer.step} of --steps {o.steps}); nothing to "
+                      "resume", file=sys.stderr)
+            d.close()
+            return out
     t1 = time.time()
     rows = train(trainer, cases, o.steps, out, save_every=o.save_every, seed=o.seed, time_budget=o.time_budget,
                  dist=d)

@@ -48,15 +48,17 @@ def _sha256(path: Path) -> str:
 
 
 def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
-    """Write the general model with ``cfg.specialist`` as ``cfg.structure``'s expert to ``cfg.out``;
-    returns its ``data.json``."""
+    """Write the general model with ``cfg.specialist`` as ``cfg.structure``'s expert to ``cfg.out`` (a folder
+    that holds a model already is refused); returns its ``data.json``."""
     from clinloop.models import registry
     from clinloop.models.litemedsam import build_litemedsam
     from clinloop.models.litemedsam.compact import read_weights
     from clinloop.models.spa.config import SPAConfig
     from clinloop.models.spa.experts import part_tensors
     from clinloop.models.spa.model import SPANet, load_spa_net, save_spa
+    from clinloop.training import finished_model
 
+    finished_model(cfg.out, resume=False)  # ValueError when --out holds a trained model: never overwritten
     dg, ds = registry.resolve_model_dir(cfg.general), registry.resolve_model_dir(cfg.specialist)
     cg, cs = SPAConfig.load(dg / "config.json"), SPAConfig.load(ds / "config.json")
     for name, c in (("general", cg), ("specialist", cs)):

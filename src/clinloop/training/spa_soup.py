@@ -49,14 +49,17 @@ def interpolate_states(sd_a: dict, sd_b: dict, alpha: float) -> dict:
 
 
 def interpolate(cfg: InterpolateConfig) -> dict[str, Any]:
-    """Write the interpolated model folder ``cfg.out``; returns its ``data.json``."""
+    """Write the interpolated model folder ``cfg.out`` (a folder that holds a model already is refused);
+    returns its ``data.json``."""
     import torch
 
     from clinloop.atomic import atomic_write_text
     from clinloop.models import registry
     from clinloop.models.litemedsam.compact import FORMAT, read_weights, write_weights
     from clinloop.models.spa.config import SPAConfig
+    from clinloop.training import finished_model
 
+    finished_model(cfg.out, resume=False)  # ValueError when --out holds a trained model: never overwritten
     da, db = registry.resolve_model_dir(cfg.model_a), registry.resolve_model_dir(cfg.model_b)
     ca, cb = SPAConfig.load(da / "config.json"), SPAConfig.load(db / "config.json")
     for f in ("method", "n_components", "latent_dim", "cond_width", "path", "pdg_hidden", "finetune_encoder",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clinloop.config_options import opt
+from clinloop.config_options import check_bounds, opt
 
 SUITES = ("ambiguity", "spa", "speed", "lexu", "mecca", "meduhip")  # report order
 SUITE_CHOICES = SUITES + ("all",)
@@ -33,10 +33,13 @@ class BenchmarkOptions:
     force: list = opt(default_factory=list, action="append", metavar="STAGE",
                       help="recompute this stage (or every stage of this suite) even if its JSON exists; repeatable")
     seed: int = opt(0, help="seed of the case draws, the samples and the bootstrap")
-    threads: int | None = opt(1, help="torch CPU threads (1: reproducible and light)", type=int)
+    threads: int | None = opt(1, help="torch CPU threads (1: reproducible and light)", type=int, at_least=1)
     jobs: int = opt(2, help="stages computed at once, each in its own process with --threads threads (2: both "
                             "cores of a 2-core machine at --threads 1); 1: one after another in this process. "
                             "The figures do not depend on it")
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
     @property
     def mode(self) -> str:

@@ -169,13 +169,13 @@ def run_benchmark(options: BenchmarkOptions, verbose: bool = False) -> dict[str,
     from tqdm.auto import tqdm
 
     from clinloop.evaluation.benchmark.report import write_report
+    from clinloop.paths import output_folder
 
     mode = options.mode
     root = Path(options.data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"--data-root {root}: no such folder (it holds lidc/, qubiq_brain_growth/, ...)")
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(options.out)  # a clear error when --out is a file
     ctx = Context(options, root, out, mode, int(options.seed), verbose)
     if options.threads:
         torch.set_num_threads(int(options.threads))

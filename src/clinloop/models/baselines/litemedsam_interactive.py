@@ -7,7 +7,7 @@
 * ``click-litemedsam``: the same loop with clicks only, using a fine-tuned
   prompt encoder / mask decoder state loaded from a model folder
   (``weights.pt`` with keys ``prompt_encoder.*`` / ``mask_decoder.*``, an
-  optional ``backbone.`` prefix is stripped); without weights, the pretrained
+  optional ``backbone.`` prefix is stripped); without a folder, the pretrained
   decoder (which was never trained on points, so expect poor clicks).
 
 Clicks accumulate as point prompts. Proposals are at the input size
@@ -114,13 +114,16 @@ def load_box_litemedsam(folder: str | Path | None = None) -> InteractiveLiteMedS
 
 
 def load_click_litemedsam(folder: str | Path | None = None) -> InteractiveLiteMedSAM:
-    """LiteMedSAM with a fine-tuned prompt encoder / decoder from ``folder/weights.pt`` (if present)."""
+    """LiteMedSAM with the fine-tuned prompt encoder / decoder of ``folder/weights.pt`` (``folder`` None: the
+    pretrained one; a folder without ``weights.pt`` is a ``DataError`` naming the file, as for SPA)."""
     from clinloop.errors import DataError
     from clinloop.models.litemedsam import build_litemedsam
 
-    net = build_litemedsam(True)
     path = None if folder is None else Path(folder) / "weights.pt"
-    if path is not None and path.is_file():
+    if path is not None and not path.is_file():
+        raise DataError("cannot read weights (no such file: the folder holds no trained model)", path)
+    net = build_litemedsam(True)
+    if path is not None:
         from clinloop.models.litemedsam.compact import read_weights
 
         sd = {k.removeprefix("backbone."): v for k, v in read_weights(path).items()}

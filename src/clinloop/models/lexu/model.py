@@ -96,7 +96,7 @@ class LexuPredictor:
     def __init__(self, cfg: LexuConfig, network, folder: Path | None = None):
         self.cfg, self.network, self.folder = cfg, network.eval(), folder
         self.name = cfg.method
-        self.spatial_ndims = 2
+        self.spatial_ndims = (2,)  # 2-D images (volumes slice by slice in clinloop predict); a tuple, as every model's
 
     def prepare(self, images) -> torch.Tensor:
         """Images ``(C, H, W)`` -> the network's input (size, crop, normalisation of the config)."""

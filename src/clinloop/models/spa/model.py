@@ -470,25 +470,26 @@ def save_spa(net: SPANet, folder: str | Path, extra: dict[str, Any] | None = Non
 
 
 def load_spa_net(folder: str | Path, checkpoint: bool | str | None = True) -> SPANet:
+    """The trained :class:`SPANet` of a model folder (``config.json`` and ``weights.pt``; a folder without
+    ``weights.pt``, e.g. an interrupted training's, is a ``DataError`` naming the file, never an untrained net)."""
+    from clinloop.errors import DataError
+
     folder = Path(folder)
     config = SPAConfig.load(folder / "config.json")
+    path = folder / "weights.pt"
+    if not path.is_file():
+        raise DataError("cannot read weights (no such file: the folder holds no trained model)", path)
     from clinloop.models.litemedsam import build_litemedsam
+    from clinloop.models.litemedsam.compact import read_weights
 
     net = SPANet(config, build_litemedsam(checkpoint))
-    path = folder / "weights.pt"
-    if path.is_file():
-        from clinloop.models.litemedsam.compact import read_weights
-
-        sd = read_weights(path)
-        missing, unexpected = net.load_state_dict(sd, strict=False)
-        bad = [k for k in missing if config.finetune_encoder or not k.startswith("backbone.image_encoder.")]
-        if bad or unexpected:
-            from clinloop.errors import DataError
-
-            raise DataError(f"SPA weights do not match the config: missing {bad[:3]}, unexpected {unexpected[:3]}", path)
-        if config.finetune_encoder:  # fine-tuned encoder: its own embedding-cache key, never the pretrained one's
-            wid = "spa-ft-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-            net.backbone.weights_id = net.backbone.image_encoder.weights_id = wid
+    missing, unexpected = net.load_state_dict(read_weights(path), strict=False)
+    bad = [k for k in missing if config.finetune_encoder or not k.startswith("backbone.image_encoder.")]
+    if bad or unexpected:
+        raise DataError(f"SPA weights do not match the config: missing {bad[:3]}, unexpected {unexpected[:3]}", path)
+    if config.finetune_encoder:  # fine-tuned encoder: its own embedding-cache key, never the pretrained one's
+        wid = "spa-ft-" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        net.backbone.weights_id = net.backbone.image_encoder.weights_id = wid
     return net
 
 
