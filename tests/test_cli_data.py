@@ -111,6 +111,16 @@ def test_convert_failures_write_nothing(small, tmp_path, capsys):
     np.save(tmp_path / "vol.npy", np.zeros((3, 4, 4)))
     assert main(["data", "convert", str(tmp_path / "vol.npy"), str(tmp_path / "o3"), "--mask-format", "png"]) == 2
     assert "PNG masks are 2-D only" in capsys.readouterr().err
+    # a 3-D volume as PNG images: the case is named, never the temporary folder
+    assert main(["data", "convert", str(tmp_path / "vol.npy"), str(tmp_path / "o4"), "--image-format", "png"]) == 2
+    assert capsys.readouterr().err == (f"clinloop: error: {tmp_path / 'o4'}: case 'vol' is a 3-D volume (3, 4, 4); "
+                                       "png cannot hold 3-D volumes (use --image-format nii.gz or npy)\n")
+    # a destination that cannot be made (its folder is a file) is named as given
+    (tmp_path / "afile").write_text("x")
+    assert main(["data", "convert", str(tmp_path / "vol.npy"), str(tmp_path / "afile" / "o5")]) == 2
+    assert capsys.readouterr().err == (f"clinloop: error: cannot create the folder {tmp_path / 'afile' / 'o5'} "
+                                       f"({tmp_path / 'afile'} is a file, not a folder)\n")
+    (tmp_path / "afile").unlink()
     # existing destination
     assert main(["data", "convert", str(tmp_path / "vol.npy"), str(small)]) == 2
     assert "destination already exists" in capsys.readouterr().err
@@ -135,6 +145,14 @@ def test_option_parsing_and_passing(tmp_path, capsys):
     assert "takes only channels_first" in capsys.readouterr().err
     assert main(["data", "info", str(tmp_path / "rgb.npy"), "--format", "nosuch"]) == 2
     assert "unknown format 'nosuch'" in capsys.readouterr().err
+    from fixtures_datasets import make_qubiq  # an option value the reader cannot use is named with the option
+
+    make_qubiq(tmp_path / "q", tasks=(1, 2))
+    assert main(["data", "info", str(tmp_path / "q"), "-o", "task=abc"]) == 2
+    assert capsys.readouterr().err == (f"clinloop: error: {tmp_path / 'q'}: option task='abc': not a task number; "
+                                       "tasks found: 1, 2\n")
+    assert main(["data", "info", str(tmp_path / "q"), "-q", "-o", "task=2.5"]) == 2
+    assert "option task=2.5: not a task number" in capsys.readouterr().err
 
 
 def test_an_option_the_reader_does_not_take_is_named(tmp_path, capsys):

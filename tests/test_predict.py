@@ -254,3 +254,18 @@ def test_exit_status_and_run_record_refuse_another_run_in_the_same_folder(tmp_pa
     (tmp_path / "file").write_text("")
     assert main([*base, "--out", str(tmp_path / "file")]) == 2
     assert f"--out {tmp_path / 'file'}: exists and is not a folder; choose another --out" in capsys.readouterr().err
+
+
+def test_bad_prompts_files_are_clear_errors(tmp_path):
+    p = tmp_path / "p.csv"
+    for content, msg in ((b"", f"{p}: empty prompts file"),
+                         (b"case_id,x,y\na,1,2\nb,3,4\n\na,5,6\n", f"{p}: case 'a' has two prompts (lines 2 and 5)"),
+                         ("case_id,x,y\ncaf\u00e9,1,2\n".encode("latin-1"),
+                          f"{p}: not UTF-8 text (byte 0xe9 at offset 15)"),
+                         (b"id,x,y\na,1,2\n", f"{p} line 1: header 'id,x,y' has no case_id column")):
+        p.write_bytes(content)
+        with pytest.raises(ValueError) as e:
+            read_prompts(p)
+        assert str(e.value).startswith(msg)
+    p.write_bytes("\ufeffcase_id,x,y\na,1,2\n".encode())  # a byte-order mark (spreadsheet export) is fine
+    assert read_prompts(p) == {"a": {"point": (1.0, 2.0)}}

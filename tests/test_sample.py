@@ -82,6 +82,27 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
 
 
+def test_atomic_errors_name_the_destination_never_the_temporary(tmp_path):
+    from clinloop.atomic import atomic_dir, atomic_path, atomic_write_text
+    from clinloop.errors import DataError
+
+    with pytest.raises(DataError) as e, atomic_dir(tmp_path / "out") as d:
+        raise DataError("bad image", d / "c1" / "image.png")  # a writer's error about a file in the folder
+    assert str(e.value) == f"{tmp_path / 'out' / 'c1' / 'image.png'}: bad image"
+    with pytest.raises(OSError) as e, atomic_path(tmp_path / "f.json") as t:
+        raise OSError(28, "No space left on device", str(t))  # e.g. the disk filled while writing
+    assert str(e.value) == f"[Errno 28] No space left on device: '{tmp_path / 'f.json'}'" and e.value.errno == 28
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(IsADirectoryError, match=f"^{tmp_path / 'dir'}: is a folder; expected the name of a file"):
+        atomic_write_text(tmp_path / "dir", "x")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError) as e:
+        atomic_write_text(tmp_path / "file" / "a.json", "x")
+    assert str(e.value) == f"cannot write {tmp_path / 'file' / 'a.json'} ({tmp_path / 'file'} is a file, not a folder)"
+    assert e.value.errno == 20 and e.value.destination == str(tmp_path / "file" / "a.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "file"]  # no temporaries left
+
+
 def test_finished_model_guard(tmp_path):
     from clinloop.training import finished_model
 

@@ -180,6 +180,10 @@ def test_extract_expert_writes_the_general_model_with_the_specialists_change(tmp
     assert main(["extract-expert", "--general", "g", "--specialist", "s", "--structure", "nodule",
                  "--rank", "0"]) == 2  # a clear error
     capsys.readouterr()
+    assert main(["extract-expert", "--general", str(tmp_path / "g"), "--specialist", "lexu-lidc", "--structure",
+                 "nodule", "--out", str(tmp_path / "z")]) == 2  # a model of another family: named as such
+    assert capsys.readouterr().err == ("clinloop: error: extract-expert --specialist needs a SPA model; lexu-lidc "
+                                       "is a lexu model\n")
     before = (tmp_path / "m" / "weights.pt").read_bytes()
     for out in ("m", "g"):  # a folder that holds a model (the last extraction, the general model) is kept
         assert main(["extract-expert", "--general", str(tmp_path / "g"), "--specialist", str(tmp_path / "s"),

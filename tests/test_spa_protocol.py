@@ -124,6 +124,28 @@ def test_protocol_rejects_unknown_method(tmp_path):
     assert main(["evaluate", "--protocol", "spa", "--method", "nope", "--data", str(tmp_path), "--out", "x.json"]) == 2
 
 
+def _no_masks(root):
+    """A canonical dataset of two 2-D cases without any rater mask (images only)."""
+    import numpy as np
+
+    from clinloop.data import MultiRaterSample
+    from clinloop.data.readers.canonical import write_canonical
+
+    img = np.full((1, 8, 8), 7.0, np.float32)
+    return write_canonical([MultiRaterSample(img, np.zeros((0, 8, 8), bool), case_id=c) for c in ("c1", "c2")], root)
+
+
+def test_data_without_rater_masks_is_named(tmp_path, capsys):
+    from clinloop.cli import main
+
+    data = _no_masks(tmp_path / "imgs")
+    assert main(["evaluate", "--protocol", "spa", "--method", "spa", "--data", str(data),
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err == (f"clinloop: error: {data}: the dataset has no rater masks (case 'c1' has "
+                                       "none, nor any other); the spa protocol needs cases with rater masks\n")
+    assert not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.parametrize("flags, message", [(["--limit", "0"], "--limit must be >= 1, got 0"),
                                             (["--per-nodule", "0"], "--per-nodule must be >= 1, got 0"),
                                             (["--threads", "-1"], "--threads must be >= 1, got -1"),

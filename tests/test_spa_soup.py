@@ -56,6 +56,9 @@ def test_interpolate_writes_a_loadable_model_between_the_two(tmp_path):
     with pytest.raises(ValueError, match="alpha"):
         InterpolateConfig("a", "b", 1.5)
     assert main(["interpolate", "--model-a", "a", "--model-b", "b", "--alpha", "-1"]) == 2  # a clear error
+    with pytest.raises(ValueError, match="^interpolate --model-b needs a SPA model; lexu-lidc is a lexu model$"):
+        interpolate(InterpolateConfig(str(tmp_path / "a"), "lexu-lidc", 0.5, str(tmp_path / "z")))
+    assert not (tmp_path / "z").exists()  # refused before anything is written (not LexuConfig's unknown keys)
     save_spa(tiny_net("spa", cond_width=16), tmp_path / "c")
     with pytest.raises(ValueError, match="cond_width"):
         interpolate(InterpolateConfig(str(tmp_path / "a"), str(tmp_path / "c"), 0.5, str(tmp_path / "x")))

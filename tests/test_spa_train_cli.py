@@ -58,6 +58,16 @@ def test_a_trained_folder_is_refused_and_resuming_a_finished_one_does_nothing(tm
     assert (out / "weights.pt").read_bytes() != before["weights.pt"]
 
 
+def test_data_without_rater_masks_is_named(tmp_path, stub_backbone, capsys):  # noqa: F811
+    from tests.test_spa_protocol import _no_masks
+
+    data = _no_masks(tmp_path / "imgs")
+    assert main(["train", "--method", "spa", "--data", str(data), "--out", str(tmp_path / "m"), "--steps", "1"]) == 2
+    assert capsys.readouterr().err.endswith(f"clinloop: error: {data}: the dataset has no rater masks (case 'c1' "
+                                            "has none, nor any other); SPA training needs cases with rater masks\n")
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--steps", "0"], "--steps must be >= 1 (0 only with --init), got 0"),
     (["--steps", "-3"], "--steps must be >= 1 (0 only with --init), got -3"),

@@ -179,6 +179,10 @@ def test_state_cli_backup_and_check_exit_codes(tmp_path, capsys):
     assert main(["state", "backup", "--state", str(tmp_path / "st"), "--out", str(tmp_path / "b.sqlite3")]) == 0
     assert "integrity ok" in capsys.readouterr().out
     assert main(["state", "check", "--state", str(tmp_path / "b.sqlite3")]) == 0  # a backup file checks too
+    (f := tmp_path / "afile").write_text("x")  # a destination that cannot be written is blamed, not the database
+    assert main(["state", "backup", "--state", str(tmp_path / "st"), "--out", str(f / "b")]) == 2
+    assert capsys.readouterr().err == (f"clinloop: error: --out {f / 'b'}: cannot write {f / 'b'} ({f} is a file, "
+                                       "not a folder); check that its folder exists and is writable\n")
     # an unrecorded mask file is a note, not a failure
     np.save(tmp_path / "st" / "masks" / sid / "7.npy", mask(0))
     assert main(["state", "check", "--state", str(tmp_path / "st")]) == 0
@@ -384,6 +388,10 @@ def test_recover_accepted_after_losing_or_restoring_the_database(tmp_path, capsy
     (st / "clinloop.sqlite3").unlink()
     assert main(["state", "recover", "--state", str(st)]) == 1
     assert "differs from the record's 99" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()  # neither a database nor accepted masks (empty, mistyped): refused, nothing made
+    assert main(["state", "recover", "--state", str(tmp_path / "empty")]) == 2
+    assert "holds no workstation state (no clinloop.sqlite3 and no accepted masks" in capsys.readouterr().err
+    assert not list((tmp_path / "empty").iterdir())
 
 
 def test_same_pixels_with_another_affine_keep_their_own_meta(tmp_path):

@@ -60,6 +60,20 @@ def test_triage_limit_below_one_is_a_clear_error(tmp_path, capsys, limit):
     assert not out.exists()
 
 
+def test_triage_refuses_a_model_of_another_family_and_a_folder_out(tmp_path, capsys):
+    data = write_tiny_riga(tmp_path / "tiny.npz", n=2)
+    assert main(["triage", "--model", "spa-lidc", "--data", str(data), "--out", str(tmp_path / "w.csv")]) == 2
+    assert capsys.readouterr().err == "clinloop: error: triage needs a LEXU model; spa-lidc is a spa model\n"
+    assert main(["triage", "--model", "mecca-lidc", "--data", str(data), "--out", str(tmp_path / "w.csv")]) == 2
+    assert capsys.readouterr().err == "clinloop: error: triage needs a LEXU model; mecca-lidc is a mecca model\n"
+    (tmp_path / "dir").mkdir()  # --out an existing folder: said so before any work, the folder untouched
+    assert main(["triage", "--data", str(data), "--out", str(tmp_path / "dir")]) == 2
+    assert capsys.readouterr().err == (f"clinloop: error: --out {tmp_path / 'dir'} is a folder; triage writes a file "
+                                       f"(e.g. --out {tmp_path / 'dir' / 'worklist.csv'})\n")
+    assert not (tmp_path / "w.csv").exists() and not list((tmp_path / "dir").iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_predict_api_shapes(tmp_path):
     data = write_tiny_riga(tmp_path / "tiny.npz", n=4)
     assert main(["train", "--method", "lexu", "--data", str(data), "--out", str(tmp_path / "m"), "--epochs", "1",

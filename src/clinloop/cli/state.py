@@ -29,7 +29,8 @@ def add_parser(sub) -> None:
                       description="Add to the database (made when missing) every accepted mask whose record "
                       "(masks/<session>/<n>.json) it does not hold, with the session it belongs to: the way back "
                       "after moving a damaged database aside, or after restoring a backup older than the last "
-                      "accepts. Stop the server first. Exit status: 0 done, 1 some records left out.")
+                      "accepts. Stop the server first. Exit status: 0 done, 1 some records left out, 2 not a state "
+                      "folder (neither a database nor accepted masks: nothing is created there).")
     r.add_argument("--state", "--state-dir", dest="state", default=None, help=_STATE_HELP)
     r.set_defaults(func=run_recover)
     p.set_defaults(func=lambda args: p.print_help() or 2)
@@ -46,7 +47,13 @@ def _state(args: argparse.Namespace):
 def run_backup(args: argparse.Namespace) -> int:
     from clinloop.server.db import backup
 
-    r = backup(_state(args), args.out, overwrite=args.force)
+    try:
+        r = backup(_state(args), args.out, overwrite=args.force)
+    except ValueError as e:  # the destination, not the database, failed: say so (the store names the database)
+        cause = e.__context__
+        if isinstance(cause, OSError) and getattr(cause, "destination", None):
+            raise ValueError(f"--out {args.out}: {cause}; check that its folder exists and is writable") from None
+        raise
     counts = ", ".join(f"{v} {k}" for k, v in r.counts.items())
     print(f"backed up {r.source} -> {r.dest} ({r.bytes} bytes; integrity ok; {counts})")
     return 0

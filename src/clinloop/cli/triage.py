@@ -29,14 +29,17 @@ def run(args: argparse.Namespace) -> int:
     from clinloop.evaluation.lexu_protocol import select_cases
     from clinloop.evaluation.triage import rank_cases, ranking_spearman, write_worklist
     from clinloop.models.lexu.model import load_lexu
-    from clinloop.models.registry import read_config, resolve_model_dir
+    from clinloop.models.registry import read_config, require_family
 
     import torch
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; triage writes a file "
+                         f"(e.g. --out {Path(args.out) / 'worklist.csv'})")
     torch.manual_seed(0)  # MC-dropout models: the same worklist every run
-    model_dir = resolve_model_dir(args.model)
+    model_dir = require_family(args.model, "lexu", "triage")
     method = read_config(model_dir)["method"]
     predictor = load_lexu(model_dir)
     opts = {}

@@ -61,11 +61,14 @@ def slice_cases(args: SliceCasesOptions):
     """``(dataset, indices)``: the cases of ``args.split`` with a non-empty majority target
     (:func:`clinloop.training.spa_data.select_cases`), in dataset order."""
     from clinloop.data import load_dataset
-    from clinloop.training.spa_data import select_cases
+    from clinloop.training.spa_data import no_cases_error, select_cases
 
     ds = load_dataset(args.data, args.format, **({"structure": args.structure} if args.structure else {}))
-    return ds, select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
-                            per_group=args.per_nodule)
+    idx = select_cases(ds, args.split, limit=None, val_fraction=args.held_out_fraction, seed=args.split_seed,
+                       per_group=args.per_nodule)
+    if not idx:
+        raise no_cases_error(ds, args.split, f"the {getattr(args, 'protocol', 'spa')} protocol")
+    return ds, idx
 
 
 def write_results(out: str | Path | None, results: dict, rows: list[dict]) -> None:

@@ -49,14 +49,28 @@ def read_prompts(path: str | Path) -> dict[str, dict]:
     """The prompts CSV -> ``{case_id: {"point": (x, y[, z])} | {"box": (x0, y0, x1, y1)[, "z": z]}}``.
 
     Header required: ``case_id,x,y[,z]`` (a first positive click, input pixels,
-    x = column) or ``case_id,x0,y0,x1,y1[,z]`` (a box, inclusive corners)."""
+    x = column) or ``case_id,x0,y0,x1,y1[,z]`` (a box, inclusive corners). UTF-8 text (a byte-order mark
+    is allowed); an empty file, a header without ``case_id``, a bad row or a case given twice is a
+    ``ValueError`` naming the file (and the lines)."""
     path = Path(path)
     try:
-        rows = list(csv.DictReader(path.read_text().splitlines()))
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                         "save the prompts CSV as UTF-8") from None
     except OSError as e:
         raise ValueError(f"{path}: cannot read prompts ({e})") from e
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames:
+        raise ValueError(f"{path}: empty prompts file; need a header case_id,x,y[,z] or case_id,x0,y0,x1,y1[,z] "
+                         "and one row per case")
+    if "case_id" not in reader.fieldnames:
+        raise ValueError(f"{path} line 1: header {','.join(reader.fieldnames)!r} has no case_id column; need "
+                         "case_id,x,y[,z] or case_id,x0,y0,x1,y1[,z]")
     out: dict[str, dict] = {}
-    for k, row in enumerate(rows, start=2):
+    line_of: dict[str, int] = {}
+    for row in reader:
+        k = reader.line_num
         try:
             cid = row["case_id"]
             if row.get("x0") not in (None, ""):
@@ -69,7 +83,9 @@ def read_prompts(path: str | Path) -> dict[str, dict]:
                     raise KeyError("x, y")
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path} line {k}: need case_id,x,y[,z] or case_id,x0,y0,x1,y1[,z] ({e})") from None
-        out[cid] = p
+        if cid in out:
+            raise ValueError(f"{path}: case {cid!r} has two prompts (lines {line_of[cid]} and {k}); keep one")
+        out[cid], line_of[cid] = p, k
     return out
 
 

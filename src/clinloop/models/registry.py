@@ -76,6 +76,29 @@ def read_config(model_dir: str | Path) -> dict[str, Any]:
     return cfg
 
 
+def family(method: str) -> str:
+    """The method package a config.json ``method`` belongs to: "spa", "lexu", "mecca" or "baselines"."""
+    if method not in LOADERS:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(LOADERS))}")
+    return LOADERS[method].split(":")[0].split(".")[2]
+
+
+def require_family(name_or_dir: str | Path, wanted: str, who: str) -> Path:
+    """The model folder of ``name_or_dir`` when its method belongs to the package ``wanted``
+    (see :func:`family`); otherwise a ``ValueError`` such as "triage needs a LEXU model; spa-lidc
+    is a spa model" (``who``: what needs it), before any weights or config fields are read."""
+    d = resolve_model_dir(name_or_dir)
+    method = read_config(d)["method"]
+    try:
+        got = family(method)
+    except ValueError as e:
+        raise ValueError(f"{d}/config.json: {e}") from None
+    if got != wanted:
+        kind = method if got == method else f"{method} ({got.upper()} family)"
+        raise ValueError(f"{who} needs a {wanted.upper()} model; {name_or_dir} is a {kind} model")
+    return d
+
+
 def load_model(name_or_dir: str | Path | None = None, **kwargs):
     """Rebuild a model from a folder or a shipped model's name (default: ``spa-general``)."""
     d = resolve_model_dir(name_or_dir)

@@ -53,9 +53,18 @@ def _records(masks: Path, report: RecoverReport) -> list[dict]:
 
 def recover_accepted(state_dir: str | Path) -> RecoverReport:
     """Add to the state folder's database (made when missing) every accepted version whose
-    record file it does not hold, and the session rows they need. Idempotent."""
+    record file it does not hold, and the session rows they need. Idempotent.
+
+    Raises:
+        ValueError: the folder holds no workstation state (neither a database nor any accepted
+            mask file under ``masks/``): a mistyped or empty folder, where nothing is created.
+    """
     state_dir = Path(state_dir)
     db = state_dir / DB_NAME
+    if not db.exists() and not any((state_dir / "masks").glob("*/*.json")) \
+            and not any((state_dir / "masks").glob("*/*.npy")):
+        raise ValueError(f"{state_dir}: holds no workstation state (no {DB_NAME} and no accepted masks under "
+                         "masks/); give the state folder of `clinloop serve` (--state-dir / $CLINLOOP_STATE)")
     report = RecoverReport()
     recs = _records(state_dir / "masks", report)
     conn = open_db(db)

@@ -246,7 +246,7 @@ def train_model(o: SPATrainOptions) -> Path:
     from clinloop.models.spa.config import SPAConfig
     from clinloop.models.spa.model import SPANet, save_spa
     from clinloop.training import distributed, finished_model, resolve_device
-    from clinloop.training.spa_data import select_cases
+    from clinloop.training.spa_data import no_cases_error, select_cases
 
     if o.method not in METHODS:
         raise ValueError(f"clinloop.training.spa trains {', '.join(METHODS)}; got {o.method!r}")
@@ -315,6 +315,8 @@ def train_model(o: SPATrainOptions) -> Path:
         ds = load_dataset(o.data, o.format)
         idx = select_cases(ds, "train", limit=o.max_cases, val_fraction=o.held_out_fraction, seed=split_seed,
                            per_group=o.per_nodule)
+        if not idx:
+            raise no_cases_error(ds, "train", "SPA training")
         cases = prepare_cases(ds, idx, backbone, progress=d.main, keep_images=o.finetune_encoder)  # embeddings (cache)
         if o.exclude_rater is not None:
             cases = exclude_rater(cases, o.exclude_rater)

@@ -53,8 +53,21 @@ def select_cases(dataset, split: str = "all", limit: int | None = None, val_frac
     out = []
     for i in cand:
         s = dataset[i]
-        if majority_vote(s.masks, s.rater_valid).any():
+        if s.rater_valid.any() and majority_vote(s.masks, s.rater_valid).any():  # no raters: no target
             out.append(i)
             if limit is not None and len(out) >= limit:
                 break
     return out
+
+
+def no_cases_error(dataset, split: str, what: str) -> ValueError:
+    """The error for a :func:`select_cases` that found nothing, naming the dataset: it holds no rater
+    masks at all (naming its first case; read from the case headers), or no case of ``split`` has a
+    non-empty rater majority. ``what`` is what needed them (e.g. "SPA training")."""
+    from clinloop.errors import DataError
+
+    where = getattr(dataset, "path", None) or getattr(dataset, "name", None)
+    if len(dataset) and all(dataset.header(i).n_raters == 0 for i in range(len(dataset))):
+        return DataError(f"the dataset has no rater masks (case {dataset.case_ids[0]!r} has none, nor any other); "
+                         f"{what} needs cases with rater masks", where)
+    return DataError(f"no case with a non-empty rater majority in split {split!r}; {what} needs at least one", where)

@@ -59,7 +59,8 @@ def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
     from clinloop.training import finished_model
 
     finished_model(cfg.out, resume=False)  # ValueError when --out holds a trained model: never overwritten
-    dg, ds = registry.resolve_model_dir(cfg.general), registry.resolve_model_dir(cfg.specialist)
+    dg = registry.require_family(cfg.general, "spa", "extract-expert --general")
+    ds = registry.require_family(cfg.specialist, "spa", "extract-expert --specialist")
     cg, cs = SPAConfig.load(dg / "config.json"), SPAConfig.load(ds / "config.json")
     for name, c in (("general", cg), ("specialist", cs)):
         if c.structures or c.structure_rank or c.expert_rank or c.finetune_encoder:

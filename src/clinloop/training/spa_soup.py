@@ -60,7 +60,8 @@ def interpolate(cfg: InterpolateConfig) -> dict[str, Any]:
     from clinloop.training import finished_model
 
     finished_model(cfg.out, resume=False)  # ValueError when --out holds a trained model: never overwritten
-    da, db = registry.resolve_model_dir(cfg.model_a), registry.resolve_model_dir(cfg.model_b)
+    da = registry.require_family(cfg.model_a, "spa", "interpolate --model-a")
+    db = registry.require_family(cfg.model_b, "spa", "interpolate --model-b")
     ca, cb = SPAConfig.load(da / "config.json"), SPAConfig.load(db / "config.json")
     for f in ("method", "n_components", "latent_dim", "cond_width", "path", "pdg_hidden", "finetune_encoder",
               "structures", "structure_rank", "expert_rank"):

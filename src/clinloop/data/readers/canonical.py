@@ -371,6 +371,9 @@ def write_canonical(
             if mf == "png" and s.spatial_ndim != 2:
                 raise DataError(f"case {s.case_id!r} is 3-D; PNG masks are 2-D only (use --mask-format nii.gz or npy)", dst)
             imf = image_format or _auto_image_format(s)
+            if imf in ("png", "jpg") and s.spatial_ndim != 2:
+                raise DataError(f"case {s.case_id!r} is a 3-D volume {s.spatial_shape}; {imf} cannot hold 3-D volumes "
+                                "(use --image-format nii.gz or npy)", dst)
             cdir = tmp / folder
             cdir.mkdir()
             write_image(cdir / f"image.{imf}", s.image, affine=s.affine, spacing=s.spacing, atomic=False)

@@ -137,6 +137,12 @@ class QUBIQDataset(Dataset):
             raise DataError("no task..._seg...nii(.gz) mask files in any case (zero raters)", self.path)
         if task is None:
             task = tasks[0]
+        try:
+            if isinstance(task, bool) or int(task) != float(task):
+                raise ValueError(task)
+        except (TypeError, ValueError):
+            raise DataError(f"option task={task!r}: not a task number; tasks found: {', '.join(map(str, tasks))}",
+                            self.path) from None
         if int(task) not in tasks:
             raise DataError(f"task {task} not present; tasks found: {', '.join(map(str, tasks))}", self.path)
         self.task = int(task)
