@@ -30,10 +30,10 @@ def test_mecca_volume_hint_advice_confidence(tmp_path):
         page, errors = open_workstation(b, url)
         # two models served: the picker replaces the model pill; choose MECCA, then open the case
         assert page.locator("#model-name").is_hidden() and page.locator("#model-pick option").count() == 2
-        assert page.input_value("#model-pick") == "interactive-cnn"
-        page.select_option("#model-pick", "mecca")
+        assert page.input_value("#model-pick") == "interactive-cnn-lidc3d"
+        page.select_option("#model-pick", "mecca-lidc3d")
         _open(page, "nod")
-        assert page.evaluate("S.pick") == "mecca" and page.input_value("#model-pick") == "mecca"
+        assert page.evaluate("S.pick") == "mecca-lidc3d" and page.input_value("#model-pick") == "mecca-lidc3d"
         assert page.evaluate("S.z") == 6 and page.locator("#conf-toggle").is_hidden()
         page.mouse.click(*_canvas_xy(page, FIRST[0], FIRST[1]))  # include click on the nodule, slice 6
         _idle(page)
@@ -69,5 +69,5 @@ def test_mecca_volume_hint_advice_confidence(tmp_path):
         _idle(page)
         assert page.evaluate("S.prop.area") == first and page.evaluate("S.prop.iteration") == 1
         # the session was made with MECCA (the server's default is interactive-cnn)
-        assert page.evaluate("(async () => (await getJSON(`/api/sessions/${S.sid}`)).model)()") == "mecca"
+        assert page.evaluate("(async () => (await getJSON(`/api/sessions/${S.sid}`)).model)()") == "mecca-lidc3d"
         assert not errors, errors
