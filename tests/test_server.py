@@ -317,6 +317,10 @@ def test_an_upload_names_its_structure(server, opened):
     # accepted: its profile is kept under the structure; another structure's upload starts from it only when asked
     assert c.post(f"/api/sessions/{named.json()['session_id']}/accept").status_code == 200
     assert up(structure="Nodule").json()["profile_applied"] is True
+    assert up(structure=" nodule").json()["profile_applied"] is True  # matched as the model matches it
+    from clinloop.server.context import served_name
+
+    assert _app.state.store.profile("local", f"{served_name(shared_model())}::nodule") is not None
     assert up(structure="liver").json()["profile_applied"] is False
     assert up(structure="liver", profile_any_structure="true").json()["profile_applied"] is True
     for bad, code in (("x" * 129, 422), ("a\nb", 422)):

@@ -115,8 +115,12 @@ def case_rows(ctx: Any, user: str) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------- profiles
 def profile_key(model: str, structure: str | None) -> str:
     """The store's profile key for a (model, structure): ``model`` alone for an
-    image of unknown structure (uploads), ``"<model>::<structure>"`` otherwise."""
-    return f"{model}::{structure}" if structure else model
+    image of unknown structure, ``"<model>::<structure>"`` otherwise, the structure
+    matched as the models match it ("Nodule" = "nodule ": ``normalise_structure``)."""
+    from clinloop.models.spa.structure import normalise_structure
+
+    key = normalise_structure(structure)
+    return f"{model}::{key}" if key else model
 
 
 def profile_for(ctx: Any, user: str, meta: dict[str, Any], use_profile: bool | str,
@@ -138,15 +142,17 @@ def profile_for(ctx: Any, user: str, meta: dict[str, Any], use_profile: bool | s
 def stored_profile(ctx: Any, user: str, model: str, structure: str | None = None) -> dict | None:
     """``user``'s stored profile for the served ``model`` (and ``structure``); one stored under the model's
     method name ("spa": before served models were named by their folder) when there is none under its name."""
-    got = ctx.store.profile(user, profile_key(model, structure))
-    if got is None:
-        try:
-            method = str(ctx.serving(model)[0].name)
-        except KeyError:
-            return None
-        if method != model:
-            got = ctx.store.profile(user, profile_key(method, structure))
-    return got
+    try:
+        method = str(ctx.serving(model)[0].name)
+    except KeyError:
+        method = model
+    for name in dict.fromkeys((model, method)):
+        # (and the key as stored before structures were matched without regard to case)
+        for key in dict.fromkeys((profile_key(name, structure), f"{name}::{structure}" if structure else name)):
+            got = ctx.store.profile(user, key)
+            if got is not None:
+                return got
+    return None
 
 
 def save_structure_profile(ctx: Any, user: str, lv: Any, profile: dict[str, Any]) -> None:
