@@ -113,3 +113,16 @@ def test_finished_model_guard(tmp_path):
     assert finished_model(tmp_path, resume=True) is True  # finished: nothing to do
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
     assert finished_model(tmp_path, resume=True) is False  # interrupted: resume
+
+
+def test_file_sha256_matches_hashlib_across_chunk_boundaries(tmp_path):
+    import hashlib
+
+    from clinloop.atomic import file_sha256
+
+    # 0 bytes, one byte, exactly one 1 MiB chunk, and a chunk plus a remainder
+    for n in (0, 1, 1 << 20, (1 << 20) + 7):
+        data = bytes(i % 251 for i in range(n))
+        (tmp_path / "f").write_bytes(data)
+        assert file_sha256(tmp_path / "f") == hashlib.sha256(data).hexdigest()
+    assert len(file_sha256(str(tmp_path / "f"))) == 64  # a str path as well

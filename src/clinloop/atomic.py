@@ -8,6 +8,7 @@ block has the temporary path in its message replaced by the destination's."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -137,3 +138,13 @@ def atomic_dir(path: str | Path):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of the file at ``path``, read in 1 MiB chunks (weights, volumes: no whole-file copy
+    in memory). The one place the project hashes a file (provenance in ``data.json``/``run.json``, caches)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -32,7 +32,6 @@ status ``ok``/``error`` with the message, seconds).
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import os
@@ -42,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from clinloop.atomic import file_sha256
 from clinloop.config_options import opt
 from clinloop.inference.cases import COLUMNS, case_folder_name, finished_row, read_prompts, run_case
 
@@ -87,7 +87,7 @@ def shard_indices(case_ids: list[str], i: int, n: int) -> list[int]:
 
 def _sha256(path: str | Path | None) -> str | None:
     p = None if path is None else Path(path)
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p is not None and p.is_file() else None
+    return file_sha256(p) if p is not None and p.is_file() else None
 
 
 def run_record(o: PredictOptions, model_dir: Path, fmt: str | None, prompts: dict) -> dict[str, Any]:

@@ -15,8 +15,9 @@ is checked against the model's), so the protocol still evaluates patients neithe
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from clinloop.atomic import file_sha256
 
 
 def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
@@ -39,7 +40,7 @@ def swap_pnet(model: str | Path, pnet: str | Path, out: str | Path) -> Path:
     m.nets["init"] = p.nets["net"]  # its network, whatever the width or architecture
     m.cfg.init_width, m.cfg.init_arch, m.cfg.unet_levels = p.cfg.width, p.cfg.pnet_arch, p.cfg.unet_levels
     m.cfg.flip_average, m.cfg.one_component = p.cfg.flip_average, p.cfg.one_component  # as that P-Net predicts
-    sha = hashlib.sha256((Path(pdir) / "weights.pt").read_bytes()).hexdigest()
+    sha = file_sha256(Path(pdir) / "weights.pt")
     data = {**m.data, "init_swapped": {"model": str(model), "model_command": m.data.get("command"),
                                        "pnet": str(pnet), "pnet_weights_sha256": sha,
                                        "pnet_metrics": p.metrics}}

@@ -13,11 +13,11 @@ on those patients (its split is recorded beside them; docs/methods/spa.md checks
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from clinloop.atomic import file_sha256
 
 ARCHITECTURE = ("method", "n_components", "latent_dim", "cond_width", "path", "pdg_hidden", "backbone")
 
@@ -41,10 +41,6 @@ class ExtractExpertConfig:
             raise ValueError(f"rank must be >= 1, got {self.rank}")
         if not str(self.structure).strip():
             raise ValueError("structure must be a non-empty name (e.g. nodule)")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
@@ -85,7 +81,7 @@ def extract_expert(cfg: ExtractExpertConfig) -> dict[str, Any]:
         **asdict(cfg), "out": None,
         "command": (f"clinloop extract-expert --general {cfg.general} --specialist {cfg.specialist} "
                     f"--structure {cfg.structure} --rank {cfg.rank} --route {cfg.route} --out DIR"),
-        "weights_sha256": {"general": _sha256(dg / "weights.pt"), "specialist": _sha256(ds / "weights.pt")},
+        "weights_sha256": {"general": file_sha256(dg / "weights.pt"), "specialist": file_sha256(ds / "weights.pt")},
         "specialist_split": spec_data.get("split"), "specialist_command": spec_data.get("command"),
         # the patients the specialist trained on: protocols that hold back by data.json skip them too
         "train_patient_ids": sorted({str(c).split("/")[0] for c in spec_data.get("train_case_ids", [])}

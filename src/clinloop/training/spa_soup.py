@@ -12,11 +12,12 @@ checks at ``--init``). Measured on spa-general's stages 2 and 3: docs/methods/sp
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from clinloop.atomic import file_sha256
 
 
 @dataclass
@@ -76,7 +77,7 @@ def interpolate(cfg: InterpolateConfig) -> dict[str, Any]:
     data = json.loads((db / "data.json").read_text()) if (db / "data.json").is_file() else {}
     data["interpolation"] = {
         **asdict(cfg), "out": None,
-        "weights_sha256": {k: hashlib.sha256((d / "weights.pt").read_bytes()).hexdigest() for k, d in
+        "weights_sha256": {k: file_sha256(d / "weights.pt") for k, d in
                            (("a", da), ("b", db))},
         "formula": "(1 - alpha) * A + alpha * B, every trainable tensor",
     }

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clinloop.atomic import file_sha256
 from clinloop.evaluation.benchmark.base import (  # noqa: F401  (re-exported)
     MODES,
     SUITE_CHOICES,
@@ -59,8 +60,6 @@ def model_fingerprints(config: dict) -> dict[str, str]:
     ``config["models"]``: part of a stage's stored config, so that shipping new weights under an
     old name makes the stages that used the old ones stale (until 2026-12-04 the name alone was
     compared, and the report kept stage-1 ``spa-general`` rows after stage 2 had shipped)."""
-    import hashlib
-
     from clinloop.models.registry import SHIPPED_DIR
 
     names = []
@@ -71,7 +70,7 @@ def model_fingerprints(config: dict) -> dict[str, str]:
     for name in names:
         w = SHIPPED_DIR / name / "weights.pt"
         if w.is_file():
-            out[name] = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
+            out[name] = file_sha256(w)[:12]
     return out
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clinloop.atomic import atomic_path
+from clinloop.atomic import atomic_path, file_sha256
 from clinloop.paths import cache_dir
 
 from .image_encoder import TinyViTEncoder
@@ -212,7 +212,7 @@ def export_onnx(encoder: nn.Module, path: str | Path) -> Path:
             torch.onnx.export(encoder, (torch.rand(1, encoder.config.in_chans, s, s, device=dev),), str(tmp),
                               opset_version=OPSET, dynamo=False, input_names=["image"], output_names=["embedding"],
                               dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}})
-            digest = _sha256(tmp)
+            digest = file_sha256(tmp)
         with atomic_path(_sidecar(path), suffix=".json") as tmp:
             tmp.write_text(json.dumps({"sha256": digest, "size": path.stat().st_size}))
     finally:
@@ -224,18 +224,10 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256.json")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _intact(path: Path) -> bool:
     try:
         meta = json.loads(_sidecar(path).read_text())
-        return path.stat().st_size == meta["size"] and _sha256(path) == meta["sha256"]
+        return path.stat().st_size == meta["size"] and file_sha256(path) == meta["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
