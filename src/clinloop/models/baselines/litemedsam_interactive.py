@@ -119,9 +119,9 @@ def load_click_litemedsam(folder: str | Path | None = None) -> InteractiveLiteMe
     from clinloop.errors import DataError
     from clinloop.models.litemedsam import build_litemedsam
 
-    path = None if folder is None else Path(folder) / "weights.pt"
-    if path is not None and not path.is_file():
-        raise DataError("cannot read weights (no such file: the folder holds no trained model)", path)
+    from clinloop.models.litemedsam.compact import weights_file
+
+    path = None if folder is None else weights_file(folder)
     net = build_litemedsam(True)
     if path is not None:
         from clinloop.models.litemedsam.compact import read_weights

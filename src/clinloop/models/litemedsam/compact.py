@@ -82,6 +82,17 @@ def write_weights(path: str | Path, state: dict[str, torch.Tensor], compact: boo
         torch.save(obj, tmp)
 
 
+def weights_file(folder: str | Path) -> Path:
+    """``folder/weights.pt``; a folder without it (an interrupted training's, a mistyped one) is a
+    :class:`clinloop.errors.DataError` naming the file, so no loader falls back to an untrained net."""
+    from clinloop.errors import DataError
+
+    path = Path(folder) / "weights.pt"
+    if not path.is_file():
+        raise DataError("cannot read weights (no such file: the folder holds no trained model)", path)
+    return path
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A model folder's ``weights.pt`` as a float32 state dict (compact or plain). Raises
     :class:`clinloop.errors.DataError` naming the file when it cannot be read or does not fit the

@@ -474,14 +474,12 @@ def load_spa_net(folder: str | Path, checkpoint: bool | str | None = True) -> SP
     ``weights.pt``, e.g. an interrupted training's, is a ``DataError`` naming the file, never an untrained net)."""
     from clinloop.errors import DataError
 
+    from clinloop.models.litemedsam import build_litemedsam
+    from clinloop.models.litemedsam.compact import read_weights, weights_file
+
     folder = Path(folder)
     config = SPAConfig.load(folder / "config.json")
-    path = folder / "weights.pt"
-    if not path.is_file():
-        raise DataError("cannot read weights (no such file: the folder holds no trained model)", path)
-    from clinloop.models.litemedsam import build_litemedsam
-    from clinloop.models.litemedsam.compact import read_weights
-
+    path = weights_file(folder)
     net = SPANet(config, build_litemedsam(checkpoint))
     missing, unexpected = net.load_state_dict(read_weights(path), strict=False)
     bad = [k for k in missing if config.finetune_encoder or not k.startswith("backbone.image_encoder.")]
