@@ -118,14 +118,11 @@ def load_click_litemedsam(folder: str | Path | None = None) -> InteractiveLiteMe
     pretrained one; a folder without ``weights.pt`` is a ``DataError`` naming the file, as for SPA)."""
     from clinloop.errors import DataError
     from clinloop.models.litemedsam import build_litemedsam
-
-    from clinloop.models.litemedsam.compact import weights_file
+    from clinloop.models.litemedsam.compact import read_weights, weights_file
 
     path = None if folder is None else weights_file(folder)
     net = build_litemedsam(True)
     if path is not None:
-        from clinloop.models.litemedsam.compact import read_weights
-
         sd = {k.removeprefix("backbone."): v for k, v in read_weights(path).items()}
         sd = {k: v for k, v in sd.items() if k.startswith(("prompt_encoder.", "mask_decoder."))}
         if not sd:
