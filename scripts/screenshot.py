@@ -9,14 +9,16 @@ drives it in headless Chromium (Playwright):
   heatmap with its colour bar on;
 * ``workstation-experts.png``: the same case with the four raters' contours,
   their Dice to the proposal, the proposal as a contour, zoomed in;
-* ``workstation-volume.png``: a synthetic 24-slice volume with four raters,
-  clicked on three slices: the slice strip marks the slices that hold a mask.
+* ``workstation-volume.png``: the first case of ``--volume-data`` (default: a
+  synthetic 24-slice volume with four raters), clicked on three slices at the
+  centre of the raters' majority: the slice strip marks the slices that hold a mask.
 
 Needs Debian's Chromium (``apt-get install -y chromium``) and the python
 ``playwright`` package (in the ``test`` extra); it never runs ``playwright
-install``, which would download a browser of its own.
+install``, which would download a browser of its own. The user guide's pictures
+(a BraTS volume; its first click encodes the slices, minutes on one core):
 
-    .venv/bin/python scripts/screenshot.py [--out docs/img/workstation.png]
+    .venv/bin/python scripts/screenshot.py --volume-data ../shared/data/brats2018_flair --timeout 900
 """
 from __future__ import annotations
 
@@ -75,17 +77,18 @@ class _Server:
         self.thread.join(timeout=10)
 
 
-def _click(page, x: float, y: float, w: int, h: int) -> None:
-    """Click image pixel (x, y) of a w x h image shown at zoom 1 (the canvas fits the image)."""
+def _click(page, x: float, y: float, w: int, h: int, wait_ms: int) -> None:
+    """Click image pixel (x, y) of a w x h image shown at zoom 1 (the canvas fits the image); wait up to
+    ``wait_ms`` for the answer."""
     box = page.locator("#view").bounding_box()
     page.mouse.click(box["x"] + (x + 0.5) / w * box["width"], box["y"] + (y + 0.5) / h * box["height"])
-    page.wait_for_function("S.pending === 0", timeout=180_000)
+    page.wait_for_function("S.pending === 0", timeout=wait_ms)
 
 
-def _open(page, case_id: str) -> None:
+def _open(page, case_id: str, wait_ms: int) -> None:
     page.wait_for_selector(".case")
     page.click(f".case[data-id='{case_id}']")
-    page.wait_for_function("S.sid && S.pending === 0", timeout=180_000)
+    page.wait_for_function("S.sid && S.pending === 0", timeout=wait_ms)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chromium", default=CHROMIUM)
     ap.add_argument("--width", type=int, default=1440)
     ap.add_argument("--height", type=int, default=860)
+    ap.add_argument("--timeout", type=float, default=180.0,
+                    help="seconds one step (opening a case, a click) may take; a first click on a real volume "
+                         "encodes its slices and takes minutes on one core (docs/methods/spa.md, Speed)")
     args = ap.parse_args(argv)
+    wait_ms = int(args.timeout * 1000)
     if not Path(args.chromium).is_file():
         sys.exit(f"{args.chromium} not found: install Debian's chromium (apt-get install -y chromium)")
     try:
@@ -127,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         page = browser.new_page(viewport={"width": args.width, "height": args.height})
         with _Server(create_app(model, state_dir=tmp / "state", data=data)) as url:
             page.goto(url)
-            _open(page, ds.case_ids[0])
-            _click(page, x, y, w, h)
+            _open(page, ds.case_ids[0], wait_ms)
+            _click(page, x, y, w, h, wait_ms)
             page.keyboard.press("2")  # the clinician picks candidate 2
             page.wait_for_function("S.pending === 0 && document.querySelector('#st-iter').textContent === '2'",
-                                   timeout=180_000)
+                                   timeout=wait_ms)
             page.check("#show-unc")
             page.wait_for_timeout(300)  # let the canvas redraw with the heatmap
             page.screenshot(path=str(shots[""]))
@@ -145,15 +152,15 @@ def main(argv: list[str] | None = None) -> int:
             page.screenshot(path=str(shots["-experts"]))
         with _Server(create_app(model, state_dir=tmp / "state-volume", worklist=worklist_from_dataset(vol))) as url:
             page.goto(url)
-            _open(page, vol.case_ids[0])
+            _open(page, vol.case_ids[0], wait_ms)
             s = vol[0]
             zs = np.nonzero(s.masks.mean(axis=0).reshape(s.masks.shape[1], -1).max(axis=1) >= 0.5)[0]
             d, vh, vw = s.spatial_shape
             for z in (int(zs[len(zs) // 4]), int(zs[len(zs) // 2]), int(zs[3 * len(zs) // 4])):
                 page.evaluate(f"goSlice({z})")
-                page.wait_for_function(f"S.pending === 0 && S.z === {z}", timeout=60_000)
+                page.wait_for_function(f"S.pending === 0 && S.z === {z}", timeout=wait_ms)
                 rows, cols = np.nonzero(s.masks[:, z].mean(axis=0) >= 0.5)
-                _click(page, float(cols.mean()), float(rows.mean()), vw, vh)
+                _click(page, float(cols.mean()), float(rows.mean()), vw, vh, wait_ms)
             page.check("#show-agree")
             page.wait_for_timeout(300)
             page.screenshot(path=str(shots["-volume"]))
